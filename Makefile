@@ -1,0 +1,47 @@
+# PetPro Booking Service. `make run` (embedded, no servers) and `make test` (real stack).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
+
+.PHONY: help install run test lint format bench clean
+
+help:
+	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
+	@echo "make test   - the whole suite against PostgreSQL, Redis, RabbitMQ on localhost"
+	@echo "make lint   - ruff, mypy, hadolint"
+	@echo "make bench  - benchmarks; results in docs/benchmarks.md"
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo_data
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+test: install
+	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/pytest \
+		--cov --cov-report=term-missing:skip-covered --cov-fail-under=80 $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings integrations
+	$(BIN)/hadolint Dockerfile
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) petpro_booking.sqlite3 var .pytest_cache .coverage

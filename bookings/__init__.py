@@ -1,0 +1,1 @@
+"""Bookings, payment records, booking history; cancel, reschedule, complete."""

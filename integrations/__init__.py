@@ -1,0 +1,1 @@
+"""Clients of other services (users, clinics, payments, messaging) and their local adapters."""

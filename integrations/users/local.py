@@ -1,0 +1,26 @@
+"""Local adapter: users and pets from the local tables (editable in admin)."""
+
+from __future__ import annotations
+
+from integrations.models import LocalPet, LocalUser
+
+from .gateway import ALL_CHANNELS, Pet, UserProfile
+
+
+def pets_of(*, user_id: str) -> list[Pet]:
+    return [
+        Pet(id=p.id, owner_id=p.owner_id, name=p.name, species=p.species)
+        for p in LocalPet.objects.filter(owner_id=user_id).order_by("id")
+    ]
+
+
+def user_get(*, user_id: str) -> UserProfile | None:
+    user = LocalUser.objects.filter(id=user_id).first()
+    if user is None:
+        return None
+    return UserProfile(
+        id=user.id,
+        name=user.name,
+        channels=tuple(user.channels) or ALL_CHANNELS,
+        locale=user.locale,
+    )

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: errors, auth, permissions, locking, idempotency, health."""

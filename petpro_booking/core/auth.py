@@ -1,0 +1,94 @@
+"""Bearer-JWT authentication: HS256 with JWT_SIGNING_KEY or RS256 with JWT_PUBLIC_KEY."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from .principal import ROLES, Principal
+
+
+def _verification() -> tuple[str, list[str]]:
+    if settings.JWT_PUBLIC_KEY:
+        return settings.JWT_PUBLIC_KEY, ["RS256"]
+    return settings.JWT_SIGNING_KEY, ["HS256"]
+
+
+def principal_from_token(token: str) -> Principal:
+    """Verify signature, expiry and (when configured) issuer/audience; map claims to a Principal."""
+    key, algorithms = _verification()
+    options: dict[str, Any] = {"require": ["sub", "exp"]}
+    kwargs: dict[str, Any] = {}
+    if settings.JWT_ISSUER:
+        kwargs["issuer"] = settings.JWT_ISSUER
+    if settings.JWT_AUDIENCE:
+        kwargs["audience"] = settings.JWT_AUDIENCE
+    else:
+        options["verify_aud"] = False
+    try:
+        claims = jwt.decode(token, key, algorithms=algorithms, options=options, **kwargs)
+    except jwt.ExpiredSignatureError as exc:
+        raise exceptions.AuthenticationFailed("The token has expired.") from exc
+    except jwt.PyJWTError as exc:
+        raise exceptions.AuthenticationFailed("The token is not valid.") from exc
+    roles = claims.get("roles") or []
+    clinic_ids = claims.get("clinic_ids") or []
+    if not isinstance(roles, list) or not set(roles) <= ROLES or not roles:
+        raise exceptions.AuthenticationFailed("The token's roles are not valid.")
+    if not isinstance(clinic_ids, list):
+        raise exceptions.AuthenticationFailed("The token's clinic_ids are not valid.")
+    return Principal(
+        sub=str(claims["sub"]),
+        roles=frozenset(roles),
+        clinic_ids=frozenset(str(c) for c in clinic_ids),
+    )
+
+
+def issue_token(
+    *,
+    sub: str,
+    roles: list[str],
+    clinic_ids: list[str] | None = None,
+    lifetime: dt.timedelta = dt.timedelta(hours=12),
+) -> str:
+    """Sign a caller token with the configured HS256 key (local use, tests, demo tokens)."""
+    now = timezone.now()
+    claims: dict[str, Any] = {"sub": sub, "roles": roles, "iat": now, "exp": now + lifetime}
+    if clinic_ids:
+        claims["clinic_ids"] = clinic_ids
+    if settings.JWT_ISSUER:
+        claims["iss"] = settings.JWT_ISSUER
+    if settings.JWT_AUDIENCE:
+        claims["aud"] = settings.JWT_AUDIENCE
+    return jwt.encode(claims, settings.JWT_SIGNING_KEY, algorithm="HS256")
+
+
+class JWTAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request) -> tuple[Principal, str] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <token>`.")
+        principal = principal_from_token(token.strip())
+        return principal, token.strip()
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "petpro_booking.core.auth.JWTAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

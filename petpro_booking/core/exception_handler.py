@@ -1,0 +1,80 @@
+"""Turns every error into the envelope `{"error": {"code", "message", "details"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from .errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+_DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
+    (exceptions.ValidationError, "validation_error"),
+    (exceptions.ParseError, "validation_error"),
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.AuthenticationFailed, "not_authenticated"),
+    (exceptions.PermissionDenied, "permission_denied"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "rate_limited"),
+]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: the only place an exception becomes an HTTP response."""
+    if isinstance(exc, ApplicationError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: let Django log it and answer 500 through handler500
+
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
+    headers: dict[str, str] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        message = "The request is not valid."
+        detail = exc.detail
+        details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+    else:
+        message = str(exc.detail)
+        details = {}
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        details = {"retry_after_seconds": int(headers["Retry-After"])}
+        message = "Too many requests; retry later."
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        exc.status_code = status.HTTP_401_UNAUTHORIZED
+    set_rollback()
+    return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_server_error(request) -> JsonResponse:
+    return JsonResponse(
+        error_body("internal_error", "Something went wrong on our side; it has been logged."),
+        status=500,
+    )
+
+
+def json_bad_request(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("validation_error", "Bad request."), status=400)

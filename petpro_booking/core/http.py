@@ -1,0 +1,28 @@
+"""HTTP conditional requests: versions as ETags and If-Match (DESIGN.md §4 layer 5)."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+
+from .errors import ValidationFailed
+
+
+def etag_for(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_version(request: Request) -> int | None:
+    """The version the caller saw, from `If-Match: "<version>"`; None when not sent."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise ValidationFailed(
+            'If-Match must be an ETag this API returned, like "3".',
+            details={"If-Match": ["Not a version this API returned."]},
+        )
+    return int(value)

@@ -1,0 +1,36 @@
+"""Business metrics of the service, exported at /metrics by django-prometheus."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SERIALIZABLE_RETRIES = Counter(
+    "petpro_serializable_retries_total",
+    "SERIALIZABLE transactions retried after 40001/40P01.",
+    ["operation"],
+)
+SERIALIZABLE_GAVE_UP = Counter(
+    "petpro_serializable_gave_up_total",
+    "SERIALIZABLE transactions that still failed after every retry.",
+    ["operation"],
+)
+LOCK_WAIT_SECONDS = Histogram(
+    "petpro_lock_wait_seconds",
+    "Time spent waiting for a slot lock.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LOCK_TIMEOUTS = Counter("petpro_lock_timeouts_total", "Slot locks not obtained in time.")
+REDIS_UNAVAILABLE_FALLBACKS = Counter(
+    "petpro_redis_unavailable_fallbacks_total",
+    "Operations that went on without Redis (database guard alone, or no cache).",
+    ["operation"],
+)
+SLOT_SEARCH_CACHE = Counter(
+    "petpro_slot_search_cache_total", "Slot search cache lookups.", ["result"]
+)
+HOLDS = Counter("petpro_holds_total", "Hold attempts by outcome.", ["outcome"])
+BOOKINGS = Counter("petpro_bookings_total", "Booking state changes.", ["change"])
+EXPIRED_HOLDS = Counter("petpro_expired_holds_total", "Holds expired (job or lazily).", ["how"])
+PAYMENTS = Counter("petpro_payments_total", "Payment outcomes.", ["outcome"])
+OUTBOX_BACKLOG = Gauge("petpro_outbox_backlog", "Unpublished events in the outbox.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "petpro_outbox_oldest_age_seconds", "Age of the oldest unpublished event."
+)

@@ -1,0 +1,64 @@
+"""OpenAPI: the error envelope documented on every operation (DESIGN.md §8)."""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorEnvelope = inline_serializer(
+    name="ErrorEnvelope",
+    fields={
+        "error": inline_serializer(
+            name="ErrorBody",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.DictField(),
+            },
+        )
+    },
+)
+
+_DESCRIPTIONS = {
+    400: "validation_error (details per field)",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict (see the error code)",
+    412: "version_conflict",
+    415: "unsupported_media_type",
+    422: "idempotency_key_reused",
+    429: "rate_limited (Retry-After)",
+    503: "dependency_unavailable",
+}
+# Answers any operation can give, whatever its own documentation says.
+ALWAYS = (400, 401, 403, 404, 405, 406, 415, 429)
+
+
+def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
+    return {
+        code: OpenApiResponse(response=ErrorEnvelope, description=_DESCRIPTIONS[code])
+        for code in status_codes
+    }
+
+
+class ErrorDocumentingAutoSchema(AutoSchema):
+    """Adds the error envelope for the statuses every operation can answer."""
+
+    def _get_response_bodies(self, direction: str = "response"):
+        responses = super()._get_response_bodies(direction)
+        if self.method == "OPTIONS":
+            return responses
+        public = getattr(self.view, "public_endpoint", False)
+        for code in ALWAYS:
+            if public and code in (401, 403):
+                continue
+            key = str(code)
+            if key not in responses:
+                responses[key] = self._get_response_for_code(
+                    error_responses(code)[code], key, direction=direction
+                )
+        return responses

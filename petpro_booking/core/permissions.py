@@ -1,0 +1,51 @@
+"""Provides the role-based permission policies of the API (DESIGN.md §8)."""
+
+from __future__ import annotations
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from .principal import Principal
+
+
+def principal_of(request) -> Principal | None:
+    user = getattr(request, "user", None)
+    return user if isinstance(user, Principal) else None
+
+
+class IsAuthenticatedPrincipal(BasePermission):
+    message = "Authentication credentials were not provided."
+
+    def has_permission(self, request, view) -> bool:
+        return principal_of(request) is not None
+
+
+class IsPetOwner(BasePermission):
+    message = "Only pet owners may do this."
+
+    def has_permission(self, request, view) -> bool:
+        principal = principal_of(request)
+        return principal is not None and principal.is_owner
+
+
+class IsStaffOrSupport(BasePermission):
+    message = "Only clinic staff and support may do this."
+
+    def has_permission(self, request, view) -> bool:
+        principal = principal_of(request)
+        return principal is not None and (
+            principal.is_clinic_staff or principal.is_support or principal.is_service
+        )
+
+
+class ReadOnlyOrStaff(BasePermission):
+    """Anyone authenticated reads; only staff, support and services write."""
+
+    message = "Only clinic staff and support may change this."
+
+    def has_permission(self, request, view) -> bool:
+        principal = principal_of(request)
+        if principal is None:
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        return principal.is_clinic_staff or principal.is_support or principal.is_service

@@ -1,0 +1,43 @@
+"""Domain events: the history of every aggregate and the outbox of messages (DESIGN.md §3, §6)."""
+
+import uuid
+
+from django.db import models
+
+
+class Event(models.Model):
+    # The bigserial orders events globally for the relay; event_id is the public, stable id
+    # (the message_id of the analytics message).
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    aggregate_type = models.CharField(max_length=40)
+    aggregate_id = models.CharField(max_length=64)
+    aggregate_version = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=60)
+    payload = models.JSONField(default=dict)
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "events"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["aggregate_id", "aggregate_version"], name="events_aggregate_version_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["aggregate_id", "created_at"], name="events_aggregate_created_idx"
+            ),
+            models.Index(fields=["created_at"], name="events_created_idx"),
+            models.Index(
+                fields=["id"],
+                name="events_unpublished_idx",
+                condition=models.Q(published_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.aggregate_type}:{self.aggregate_id}"

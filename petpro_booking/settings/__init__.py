@@ -1,0 +1,1 @@
+"""Settings modules: base (env-driven), local, test, production."""

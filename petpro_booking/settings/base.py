@@ -1,0 +1,211 @@
+"""Settings shared by every environment, read from env vars (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-insecure-secret-key-change-me")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_prometheus",
+    "petpro_booking.core",
+    "petpro_booking.events",
+    "integrations",
+    "slots",
+    "reservations",
+    "bookings",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "petpro_booking.urls"
+WSGI_APPLICATION = "petpro_booking.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DB_SCHEMA = "booking_service"
+DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+
+
+def database_config(url: str) -> dict:
+    """One DATABASES entry from a URL; PostgreSQL gets the schema search_path and a pool."""
+    config = env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["ENGINE"] = "django.db.backends.postgresql"
+        config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (FIELD-NOTES)
+        config["OPTIONS"] = {
+            "options": f"-c search_path={DB_SCHEMA},public",
+            "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": 10},
+        }
+    return config
+
+
+DATABASE_URL = env("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'petpro_booking.sqlite3'}")
+DATABASES = {"default": database_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Embedded mode: wait for the writer instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+DATABASE_REPLICA_ALIASES: list[str] = []
+for index, replica_url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[])):
+    alias = f"replica_{index}"
+    DATABASES[alias] = database_config(replica_url)
+    DATABASE_REPLICA_ALIASES.append(alias)
+DATABASE_ROUTERS = ["petpro_booking.core.db.PrimaryReplicaRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# How often a SERIALIZABLE decision is retried on 40001/40P01 before giving up.
+DB_SERIALIZABLE_ATTEMPTS = env.int("DB_SERIALIZABLE_ATTEMPTS", default=8)
+
+# --- Redis: cache, locks, throttles, breaker state ------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "petpro",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+                # A cache outage must not break reads: the database answers instead.
+                "IGNORE_EXCEPTIONS": True,
+            },
+        }
+    }
+    DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SLOT_SEARCH_CACHE_SECONDS = env.int("SLOT_SEARCH_CACHE_SECONDS", default=300)
+
+# --- Business timings ------------------------------------------------------------------------
+RESERVATION_TTL_SECONDS = env.int("RESERVATION_TTL_SECONDS", default=600)
+PAYMENT_DEADLINE_SECONDS = env.int("PAYMENT_DEADLINE_SECONDS", default=1800)
+LOCK_TTL_SECONDS = env.int("LOCK_TTL_SECONDS", default=30)
+LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
+SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
+
+# --- Celery ----------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+
+# --- Events out ------------------------------------------------------------------------------
+EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="")
+EVENT_EXCHANGE = env("EVENT_EXCHANGE", default="petpro.booking")
+EVENT_LOG_SINK_PATH = env("EVENT_LOG_SINK_PATH", default=str(BASE_DIR / "var" / "events.log"))
+
+# --- Other services --------------------------------------------------------------------------
+PAYMENT_SERVICE_URL = env("PAYMENT_SERVICE_URL", default="")
+PAYMENT_API_KEY = env("PAYMENT_API_KEY", default="")
+PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="dev-webhook-secret")
+USER_SERVICE_URL = env("USER_SERVICE_URL", default="")
+CLINIC_SERVICE_URL = env("CLINIC_SERVICE_URL", default="")
+SERVICE_JWT_SIGNING_KEY = env("SERVICE_JWT_SIGNING_KEY", default="dev-service-signing-key")
+
+# --- Callers' tokens -------------------------------------------------------------------------
+JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-production")
+JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY", default="")
+JWT_ISSUER = env("JWT_ISSUER", default="")
+JWT_AUDIENCE = env("JWT_AUDIENCE", default="")
+
+# --- DRF -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["petpro_booking.core.auth.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["petpro_booking.core.permissions.IsAuthenticatedPrincipal"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "petpro_booking.core.pagination.PagePagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "petpro_booking.core.exception_handler.handle_exception",
+    "DEFAULT_SCHEMA_CLASS": "petpro_booking.core.openapi.ErrorDocumentingAutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_RATES": {},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PetPro Booking Service API",
+    "DESCRIPTION": (
+        "Slots, temporary holds, bookings and payments of PetPro. Authenticate with "
+        "`Authorization: Bearer <JWT>`; `manage.py issue_token` prints one for local use. "
+        'Errors are `{"error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+    },
+    "SECURITY": [{"bearerAuth": []}],
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- Static, i18n, misc ----------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,30 @@
+"""Test settings: the production stack on localhost (PostgreSQL, Redis, RabbitMQ)."""
+
+from .base import *
+from .base import DATABASES, database_config, env
+
+DATABASES["default"] = database_config(
+    env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/petpro_booking")
+)
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/1")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "petpro-test",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+}
+DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+# Tasks run in-process so a test sees their outcome; the worker wiring is tested on its own.
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOG_LEVEL = env("LOG_LEVEL", default="WARNING")
+LOGGING["root"]["level"] = LOG_LEVEL

@@ -1,0 +1,28 @@
+"""URL routes: /api/v1/ (DRF), schema and docs, admin, probes and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from petpro_booking.core import health
+from slots.api import ClinicViewSet, SlotViewSet
+
+router = DefaultRouter(trailing_slash=False)
+router.include_root_view = False
+router.register("clinics", ClinicViewSet, basename="clinic")
+router.register("slots", SlotViewSet, basename="slot")
+
+urlpatterns = [
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+]
+
+handler400 = "petpro_booking.core.exception_handler.json_bad_request"
+handler404 = "petpro_booking.core.exception_handler.json_not_found"
+handler500 = "petpro_booking.core.exception_handler.json_server_error"

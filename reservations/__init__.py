@@ -1,0 +1,1 @@
+"""Temporary holds: create, release, expire, confirm into a booking."""

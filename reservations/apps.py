@@ -1,0 +1,7 @@
+"""App config for reservations."""
+
+from django.apps import AppConfig
+
+
+class ReservationsConfig(AppConfig):
+    name = "reservations"

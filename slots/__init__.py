@@ -1,0 +1,1 @@
+"""Clinics and services read-model, slots, schedules and availability search."""

@@ -1,0 +1,173 @@
+"""Thin viewsets for clinics and slots: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+from petpro_booking.core.http import etag_for, if_match_version
+from petpro_booking.core.openapi import error_responses
+from petpro_booking.core.pagination import PagePagination
+from petpro_booking.core.permissions import ReadOnlyOrStaff
+
+from . import selectors, services
+from .serializers import (
+    ClinicOutput,
+    ClinicServiceOutput,
+    SlotCreateInput,
+    SlotGenerateInput,
+    SlotGenerateOutput,
+    SlotOutput,
+    SlotSearchQuery,
+    SlotUpdateInput,
+)
+
+UUID_PATTERN = r"[0-9a-fA-F-]{32,36}"
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
+)
+
+
+class ClinicViewSet(viewsets.ViewSet):
+    lookup_value_regex = r"[^/]+"
+
+    @extend_schema(
+        responses={200: ClinicOutput(many=True)},
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+    )
+    def list(self, request: Request) -> Response:
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(selectors.clinic_list(), request, view=self)
+        return paginator.get_paginated_response(ClinicOutput(page, many=True).data)
+
+    @extend_schema(responses={200: ClinicOutput})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(ClinicOutput(selectors.clinic_get(clinic_id=pk)).data)
+
+    @extend_schema(responses={200: ClinicServiceOutput(many=True)})
+    @action(detail=True, methods=["get"])
+    def services(self, request: Request, pk: str) -> Response:
+        return Response(
+            ClinicServiceOutput(selectors.clinic_service_list(clinic_id=pk), many=True).data
+        )
+
+
+def _slot_response(slot, status_code: int = status.HTTP_200_OK) -> Response:
+    body = SlotOutput(
+        {
+            "id": slot.id,
+            "clinic_id": slot.clinic_id,
+            "service_id": slot.service_id,
+            "start_at": slot.start_at,
+            "end_at": slot.end_at,
+            "capacity": slot.capacity,
+            "available_capacity": slot.available_capacity,
+            "status": slot.status,
+            "version": slot.version,
+        }
+    ).data
+    return Response(body, status=status_code, headers={"ETag": etag_for(slot.version)})
+
+
+class SlotViewSet(viewsets.ViewSet):
+    permission_classes = [ReadOnlyOrStaff]
+    lookup_value_regex = UUID_PATTERN
+
+    @extend_schema(
+        parameters=[SlotSearchQuery],
+        responses={200: SlotOutput(many=True)},
+        description="Slots with `available_capacity`, oldest start first; cached for 5 minutes "
+        "and invalidated whenever a slot of that clinic changes.",
+    )
+    def list(self, request: Request) -> Response:
+        query = SlotSearchQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = dict(query.validated_data)
+        page, page_size = params.pop("page"), params.pop("page_size")
+        filters = {k: v for k, v in params.items() if v is not None}
+        result = selectors.slot_search_page(filters=filters, page=page, page_size=page_size)
+        url = request.build_absolute_uri()
+        last_page = max(1, -(-result["count"] // page_size))
+        next_url = replace_query_param(url, "page", page + 1) if page < last_page else None
+        previous_url = None
+        if page > 1:
+            previous_url = (
+                remove_query_param(url, "page")
+                if page == 2
+                else replace_query_param(url, "page", page - 1)
+            )
+        return Response(
+            {
+                "count": result["count"],
+                "next": next_url,
+                "previous": previous_url,
+                "results": result["results"],
+            }
+        )
+
+    @extend_schema(responses={200: SlotOutput})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return _slot_response(selectors.slot_get(slot_id=pk))
+
+    @extend_schema(
+        request=SlotCreateInput,
+        responses={201: SlotOutput, **error_responses(400, 403)},
+        description="Staff of the clinic or support. `capacity` defaults to 1.",
+    )
+    def create(self, request: Request) -> Response:
+        body = SlotCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        slot = services.slot_create(actor=request.user, **body.validated_data)
+        return _slot_response(slot, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=SlotUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: SlotOutput, **error_responses(400, 403, 404, 409, 412)},
+        description="Change capacity or status. 412 when If-Match is stale; 409 "
+        "`capacity_conflict` when capacity would drop below what is held or booked.",
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        body = SlotUpdateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        slot = services.slot_update(
+            actor=request.user,
+            slot_id=pk,
+            expected_version=if_match_version(request),
+            **body.validated_data,
+        )
+        return _slot_response(slot)
+
+    @extend_schema(
+        request=SlotGenerateInput,
+        responses={201: SlotGenerateOutput, **error_responses(400, 403)},
+        description="Cut the weekly windows (clinic-local times) into slots of the service's "
+        "duration for every date in the range; existing slots are skipped.",
+    )
+    @action(detail=False, methods=["post"])
+    def generate(self, request: Request) -> Response:
+        body = SlotGenerateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        created = services.slot_generate(
+            actor=request.user,
+            clinic_id=data["clinic_id"],
+            service_id=data["service_id"],
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+            capacity=data["capacity"],
+            weekly=[services.WeeklyWindow(**w) for w in data["weekly"]],
+        )
+        return Response({"created": created}, status=status.HTTP_201_CREATED)

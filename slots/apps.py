@@ -1,0 +1,8 @@
+"""App config for slots."""
+
+from django.apps import AppConfig
+
+
+class SlotsConfig(AppConfig):
+    name = "slots"
+    verbose_name = "Clinics and slots"

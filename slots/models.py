@@ -1,0 +1,124 @@
+"""Clinics and their services (read-model of the Clinic Service) and bookable slots."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Clinic(models.Model):
+    # Ids of other services' entities are opaque strings.
+    id = models.CharField(primary_key=True, max_length=64)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, help_text="IANA name, e.g. Europe/Berlin")
+    active = models.BooleanField(default=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        db_table = "clinics"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClinicService(models.Model):
+    id = models.CharField(primary_key=True, max_length=64)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="services")
+    name = models.CharField(max_length=200)
+    duration_minutes = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    species = models.JSONField(default=list, help_text='Species accepted, e.g. ["dog", "cat"]')
+    requires_payment = models.BooleanField(default=False)
+    cancellation_window_hours = models.PositiveIntegerField(default=24)
+    active = models.BooleanField(default=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        db_table = "clinic_services"
+        ordering = ["clinic_id", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gt=0), name="clinic_services_duration_positive"
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="clinic_services_price_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.clinic_id})"
+
+
+class ClinicStaff(models.Model):
+    """Links a Django admin user to the clinics whose slots and bookings they manage."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="clinic_links"
+    )
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="staff_links")
+
+    class Meta:
+        db_table = "clinic_staff"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="clinic_staff_user_clinic_uniq")
+        ]
+        verbose_name_plural = "clinic staff"
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.clinic_id}"
+
+
+class SlotStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class Slot(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="slots")
+    service = models.ForeignKey(ClinicService, on_delete=models.PROTECT, related_name="slots")
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    capacity = models.PositiveIntegerField(default=1)
+    booked_count = models.IntegerField(default=0)
+    held_count = models.IntegerField(default=0)
+    status = models.CharField(max_length=10, choices=SlotStatus.choices, default=SlotStatus.OPEN)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "slots"
+        ordering = ["start_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_at__gt=F("start_at")), name="slots_end_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(booked_count__gte=0) & Q(held_count__gte=0),
+                name="slots_counts_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(booked_count__lte=F("capacity") - F("held_count")),
+                name="slots_taken_within_capacity",
+            ),
+            models.UniqueConstraint(
+                fields=["clinic", "service", "start_at"], name="slots_clinic_service_start_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["clinic", "service", "start_at"], name="slots_search_idx"),
+            models.Index(fields=["start_at"], name="slots_start_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service_id} @ {self.start_at.isoformat()}"
+
+    @property
+    def available_capacity(self) -> int:
+        if self.status != SlotStatus.OPEN:
+            return 0
+        return max(0, self.capacity - self.booked_count - self.held_count)

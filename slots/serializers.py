@@ -1,0 +1,93 @@
+"""Input and output shapes of the slots API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from petpro_booking.core.fields import AwareDateTimeField
+
+from .models import Clinic, ClinicService, SlotStatus
+
+
+class ClinicOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Clinic
+        fields = ["id", "name", "timezone", "active"]
+
+
+class ClinicServiceOutput(serializers.ModelSerializer):
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, coerce_to_string=True)
+
+    class Meta:
+        model = ClinicService
+        fields = [
+            "id",
+            "clinic_id",
+            "name",
+            "duration_minutes",
+            "price",
+            "currency",
+            "species",
+            "requires_payment",
+            "cancellation_window_hours",
+        ]
+
+
+class SlotOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    clinic_id = serializers.CharField()
+    service_id = serializers.CharField()
+    start_at = serializers.DateTimeField()
+    end_at = serializers.DateTimeField()
+    capacity = serializers.IntegerField()
+    available_capacity = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=SlotStatus.choices)
+    version = serializers.IntegerField()
+
+
+class SlotSearchQuery(serializers.Serializer):
+    clinic_id = serializers.CharField(required=False, max_length=64)
+    service_id = serializers.CharField(required=False, max_length=64)
+    start_from = AwareDateTimeField(required=False, help_text="ISO 8601 with offset")
+    start_to = AwareDateTimeField(required=False, help_text="ISO 8601 with offset; exclusive")
+    available = serializers.BooleanField(required=False, allow_null=True, default=None)
+    page = serializers.IntegerField(required=False, min_value=1, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+    def validate(self, attrs):
+        start_from, start_to = attrs.get("start_from"), attrs.get("start_to")
+        if start_from and start_to and start_to <= start_from:
+            raise serializers.ValidationError({"start_to": ["Must be after start_from."]})
+        return attrs
+
+
+class SlotCreateInput(serializers.Serializer):
+    clinic_id = serializers.CharField(max_length=64)
+    service_id = serializers.CharField(max_length=64)
+    start_at = AwareDateTimeField()
+    end_at = AwareDateTimeField()
+    capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+
+
+class WeeklyWindowInput(serializers.Serializer):
+    weekday = serializers.IntegerField(min_value=1, max_value=7, help_text="1 = Monday ... 7")
+    start = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+    end = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+
+
+class SlotGenerateInput(serializers.Serializer):
+    clinic_id = serializers.CharField(max_length=64)
+    service_id = serializers.CharField(max_length=64)
+    date_from = serializers.DateField(help_text="clinic-local date, inclusive")
+    date_to = serializers.DateField(help_text="clinic-local date, inclusive")
+    capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    weekly = WeeklyWindowInput(many=True, allow_empty=False)
+
+
+class SlotGenerateOutput(serializers.Serializer):
+    created = serializers.IntegerField()
+
+
+class SlotUpdateInput(serializers.Serializer):
+    capacity = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    status = serializers.ChoiceField(choices=SlotStatus.choices, required=False)

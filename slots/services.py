@@ -1,0 +1,281 @@
+"""Every write of the slots app: create, generate, update, close (one transaction each)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from petpro_booking.core import cache as cache_keys
+from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
+from petpro_booking.core.principal import Principal
+from petpro_booking.events.services import event_append
+
+from .errors import CapacityConflict, NotClinicStaff
+from .models import Clinic, ClinicService, Slot, SlotStatus
+
+SLOT_AGGREGATE = "slot"
+
+
+def slot_event_data(slot: Slot) -> dict[str, Any]:
+    """What consumers of slot events need, without querying our tables."""
+    return {
+        "slot_id": str(slot.id),
+        "clinic_id": slot.clinic_id,
+        "service_id": slot.service_id,
+        "start_at": slot.start_at.isoformat(),
+        "end_at": slot.end_at.isoformat(),
+        "capacity": slot.capacity,
+        "booked_count": slot.booked_count,
+        "held_count": slot.held_count,
+        "status": slot.status,
+        "version": slot.version,
+    }
+
+
+def slot_search_family(clinic_id: str) -> str:
+    return f"slots:{clinic_id}"
+
+
+def invalidate_slot_search(*, clinic_id: str) -> None:
+    """Drop cached searches of this clinic (and the clinic-less ones) once the change is
+    committed; reservations and bookings call it too, as every hold changes availability."""
+
+    def bump() -> None:
+        cache_keys.bump_generation(slot_search_family(clinic_id))
+        cache_keys.bump_generation(slot_search_family("*"))
+
+    transaction.on_commit(bump)
+
+
+def _require_manager(actor: Principal, clinic_id: str) -> None:
+    if not actor.can_manage_clinic(clinic_id):
+        raise NotClinicStaff()
+
+
+def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
+    try:
+        return ClinicService.objects.select_related("clinic").get(
+            id=service_id, clinic_id=clinic_id
+        )
+    except ClinicService.DoesNotExist:
+        raise ValidationFailed(
+            "This clinic offers no such service.",
+            details={"service_id": ["Not a service of this clinic."]},
+        ) from None
+
+
+def slot_create(
+    *,
+    actor: Principal,
+    clinic_id: str,
+    service_id: str,
+    start_at: dt.datetime,
+    end_at: dt.datetime,
+    capacity: int = 1,
+) -> Slot:
+    _require_manager(actor, clinic_id)
+    if end_at <= start_at:
+        raise ValidationFailed(details={"end_at": ["Must be after start_at."]})
+    if capacity < 1:
+        raise ValidationFailed(details={"capacity": ["Must be at least 1."]})
+    _service_of(clinic_id=clinic_id, service_id=service_id)
+    try:
+        with transaction.atomic():
+            slot = Slot.objects.create(
+                clinic_id=clinic_id,
+                service_id=service_id,
+                start_at=start_at,
+                end_at=end_at,
+                capacity=capacity,
+            )
+            event_append(
+                aggregate_type=SLOT_AGGREGATE,
+                aggregate_id=slot.id,
+                event_type="SlotCreated",
+                data=slot_event_data(slot),
+                actor=actor,
+            )
+            invalidate_slot_search(clinic_id=clinic_id)
+    except IntegrityError:
+        raise ValidationFailed(
+            "A slot of this service already starts at that time.",
+            details={"start_at": ["A slot of this service already starts at that time."]},
+        ) from None
+    return slot
+
+
+@dataclass(frozen=True)
+class WeeklyWindow:
+    weekday: int  # 1 = Monday ... 7 = Sunday (ISO)
+    start: dt.time
+    end: dt.time
+
+
+def _local_starts(
+    *, day: dt.date, window: WeeklyWindow, duration: dt.timedelta, zone: ZoneInfo
+) -> list[dt.datetime]:
+    """Slot starts of one window on one local day, as aware UTC datetimes.
+
+    Wall-clock times are cut in the clinic's zone, so 09:00 stays 09:00 across DST; a local
+    time that does not exist (spring-forward gap) is skipped, an ambiguous one (fall-back)
+    takes its first occurrence.
+    """
+    starts: list[dt.datetime] = []
+    cursor = dt.datetime.combine(day, window.start)
+    window_end = dt.datetime.combine(day, window.end)
+    while cursor + duration <= window_end:
+        local = cursor.replace(tzinfo=zone, fold=0)
+        as_utc = local.astimezone(dt.UTC)
+        if as_utc.astimezone(zone).replace(tzinfo=None) == cursor:  # exists on that day
+            starts.append(as_utc)
+        cursor += duration
+    return starts
+
+
+def slot_generate(
+    *,
+    actor: Principal,
+    clinic_id: str,
+    service_id: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    weekly: list[WeeklyWindow],
+    capacity: int = 1,
+) -> int:
+    """Create the slots of a weekly schedule (clinic-local dates, inclusive); existing slots
+    are skipped. Returns how many were created."""
+    _require_manager(actor, clinic_id)
+    if date_to < date_from:
+        raise ValidationFailed(details={"date_to": ["Must not be before date_from."]})
+    if (date_to - date_from).days + 1 > settings.SLOT_GENERATE_MAX_DAYS:
+        raise ValidationFailed(
+            details={"date_to": [f"At most {settings.SLOT_GENERATE_MAX_DAYS} days at once."]}
+        )
+    if capacity < 1:
+        raise ValidationFailed(details={"capacity": ["Must be at least 1."]})
+    for index, window in enumerate(weekly):
+        if window.end <= window.start:
+            raise ValidationFailed(details={"weekly": {str(index): ["end must be after start."]}})
+    service = _service_of(clinic_id=clinic_id, service_id=service_id)
+    zone = ZoneInfo(service.clinic.timezone)
+    duration = dt.timedelta(minutes=service.duration_minutes)
+
+    wanted: list[dt.datetime] = []
+    day = date_from
+    while day <= date_to:
+        for window in weekly:
+            if window.weekday == day.isoweekday():
+                wanted.extend(_local_starts(day=day, window=window, duration=duration, zone=zone))
+        day += dt.timedelta(days=1)
+    if not wanted:
+        return 0
+
+    with transaction.atomic():
+        existing = set(
+            Slot.objects.filter(
+                clinic_id=clinic_id, service_id=service_id, start_at__in=wanted
+            ).values_list("start_at", flat=True)
+        )
+        new_slots = [
+            Slot(
+                id=uuid.uuid4(),
+                clinic_id=clinic_id,
+                service_id=service_id,
+                start_at=start,
+                end_at=start + duration,
+                capacity=capacity,
+            )
+            for start in sorted(set(wanted))
+            if start not in existing
+        ]
+        # A concurrent generator may insert the same start first: skip, don't fail.
+        Slot.objects.bulk_create(new_slots, ignore_conflicts=True, batch_size=500)
+        created = list(Slot.objects.filter(id__in=[s.id for s in new_slots]))
+        for slot in created:
+            event_append(
+                aggregate_type=SLOT_AGGREGATE,
+                aggregate_id=slot.id,
+                event_type="SlotCreated",
+                data=slot_event_data(slot),
+                actor=actor,
+            )
+        if created:
+            invalidate_slot_search(clinic_id=clinic_id)
+    return len(created)
+
+
+def slot_update(
+    *,
+    actor: Principal,
+    slot_id: uuid.UUID | str,
+    expected_version: int | None = None,
+    capacity: int | None = None,
+    status: str | None = None,
+) -> Slot:
+    """Change capacity and/or status. `expected_version` (If-Match) makes a stale edit a 412;
+    capacity below booked + held is a 409."""
+    if capacity is not None and capacity < 1:
+        raise ValidationFailed(details={"capacity": ["Must be at least 1."]})
+    if status is not None and status not in SlotStatus.values:
+        raise ValidationFailed(details={"status": [f"One of {', '.join(SlotStatus.values)}."]})
+    with transaction.atomic():
+        try:
+            slot = Slot.objects.select_for_update().get(id=slot_id)
+        except (Slot.DoesNotExist, ValueError):
+            raise NotFound("No such slot.") from None
+        _require_manager(actor, slot.clinic_id)
+        if expected_version is not None and slot.version != expected_version:
+            raise VersionConflict(details={"current_version": slot.version})
+        if capacity is not None and capacity < slot.booked_count + slot.held_count:
+            raise CapacityConflict(
+                details={
+                    "taken": slot.booked_count + slot.held_count,
+                    "requested_capacity": capacity,
+                }
+            )
+        changes: dict[str, Any] = {}
+        if capacity is not None and capacity != slot.capacity:
+            changes["capacity"] = capacity
+        if status is not None and status != slot.status:
+            changes["status"] = status
+        if not changes:
+            return slot
+        Slot.objects.filter(id=slot.id).update(version=F("version") + 1, **changes)
+        slot.refresh_from_db()
+        event_append(
+            aggregate_type=SLOT_AGGREGATE,
+            aggregate_id=slot.id,
+            event_type="SlotUpdated",
+            data={**slot_event_data(slot), "changed": sorted(changes)},
+            actor=actor,
+        )
+        invalidate_slot_search(clinic_id=slot.clinic_id)
+    return slot
+
+
+def slot_close(
+    *, actor: Principal, slot_id: uuid.UUID | str, expected_version: int | None = None
+) -> Slot:
+    """Close a slot to new holds; existing holds and bookings stay."""
+    return slot_update(
+        actor=actor, slot_id=slot_id, expected_version=expected_version, status=SlotStatus.CLOSED
+    )
+
+
+def clinic_upsert(*, clinic_id: str, name: str, timezone: str, active: bool = True) -> Clinic:
+    """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
+    try:
+        ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
+    clinic, _ = Clinic.objects.update_or_create(
+        id=clinic_id, defaults={"name": name, "timezone": timezone, "active": active}
+    )
+    return clinic

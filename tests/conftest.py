@@ -1,0 +1,103 @@
+"""Shared fixtures: the real PostgreSQL, Redis and RabbitMQ on localhost, API clients per role."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from petpro_booking.core.auth import issue_token
+
+from .factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, SlotFactory
+
+REQUIRED_SERVICES = {
+    "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
+    "Redis": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"),
+    "RabbitMQ": os.environ.get("EVENT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail at once, with the reason, when a service the suite needs is not reachable."""
+    down = []
+    for name, url in REQUIRED_SERVICES.items():
+        parsed = urlparse(url)
+        try:
+            socket.create_connection((parsed.hostname, parsed.port), timeout=2).close()
+        except OSError as exc:
+            down.append(f"{name} at {parsed.hostname}:{parsed.port} ({exc})")
+    if down:
+        pytest.exit(
+            "The test suite runs against the real stack; not reachable: "
+            + "; ".join(down)
+            + ". Start them (see README, 'Running the tests') or run `.ci/run`.",
+            returncode=3,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+
+
+def api_client_for(*, sub: str, roles: list[str], clinic_ids: list[str] | None = None) -> APIClient:
+    client = APIClient()
+    token = issue_token(sub=sub, roles=roles, clinic_ids=clinic_ids)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def clinic(db):
+    return ClinicFactory(id="clinic-berlin", name="Berlin Vet", timezone="Europe/Berlin")
+
+
+@pytest.fixture
+def clinic_service(clinic):
+    return ClinicServiceFactory(
+        id="svc-checkup", clinic=clinic, duration_minutes=30, species=["dog", "cat"]
+    )
+
+
+@pytest.fixture
+def slot(clinic_service):
+    return SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=1)
+
+
+@pytest.fixture
+def owner_pet(db):
+    return LocalPetFactory(owner__id="owner-1", id="pet-1", species="dog")
+
+
+@pytest.fixture
+def owner_client():
+    return api_client_for(sub="owner-1", roles=["pet_owner"])
+
+
+@pytest.fixture
+def other_owner_client():
+    return api_client_for(sub="owner-2", roles=["pet_owner"])
+
+
+@pytest.fixture
+def staff_client(clinic):
+    return api_client_for(sub="staff-1", roles=["clinic_staff"], clinic_ids=[clinic.id])
+
+
+@pytest.fixture
+def other_staff_client():
+    return api_client_for(sub="staff-9", roles=["clinic_staff"], clinic_ids=["clinic-elsewhere"])
+
+
+@pytest.fixture
+def support_client():
+    return api_client_for(sub="support-1", roles=["support"])
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
