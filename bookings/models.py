@@ -1,0 +1,131 @@
+"""Bookings, their payment records and their history (DESIGN.md §3)."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from reservations.models import Reservation
+from slots.models import Slot
+
+
+class BookingStatus(models.TextChoices):
+    PENDING_PAYMENT = "pending_payment", "Pending payment"
+    CONFIRMED = "confirmed", "Confirmed"
+    CANCELLED = "cancelled", "Cancelled"
+    COMPLETED = "completed", "Completed"
+    NO_SHOW = "no_show", "No show"
+
+
+class Booking(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reference = models.CharField(max_length=9, unique=True)  # PP-XXXXXX
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="bookings")
+    reservation = models.OneToOneField(
+        Reservation, on_delete=models.PROTECT, related_name="booking"
+    )
+    clinic_id = models.CharField(max_length=64)  # denormalised from the slot for scoping
+    service_id = models.CharField(max_length=64)
+    user_id = models.CharField(max_length=64)
+    pet_id = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=BookingStatus.choices)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "bookings"
+        ordering = ["-created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="bookings_amount_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["user_id", "created_at"], name="bookings_user_idx"),
+            models.Index(fields=["clinic_id", "created_at"], name="bookings_clinic_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="bookings_unpaid_idx",
+                condition=Q(status="pending_payment"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class PaymentStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+
+
+class PaymentRecord(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="payments")
+    payment_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # Fixed at the first attempt and reused on every retry of that attempt.
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=10, choices=PaymentStatus.choices, default=PaymentStatus.CREATED
+    )
+    checkout_url = models.URLField(max_length=500, blank=True)
+    last_payload = models.JSONField(default=dict, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "payment_records"
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["updated_at"],
+                name="payment_records_pending_idx",
+                condition=Q(status__in=["created", "pending"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id or self.idempotency_key} ({self.status})"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    STAFF = "staff", "Clinic staff"
+    SUPPORT = "support", "Support"
+    SYSTEM = "system", "System"
+
+
+class BookingHistory(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    booking = models.ForeignKey(Booking, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20)
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "booking_history"
+        ordering = ["at", "id"]
+        verbose_name_plural = "booking history"
+
+    def __str__(self) -> str:
+        return f"{self.booking_id}: {self.from_status} -> {self.to_status}"
+
+
+class ProcessedWebhook(models.Model):
+    """Payment webhooks already handled, so a replayed `event_id` changes nothing."""
+
+    event_id = models.CharField(primary_key=True, max_length=100)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "processed_webhooks"

@@ -1,0 +1,46 @@
+"""Temporary holds on one unit of a slot's capacity (DESIGN.md §3)."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from slots.models import Slot
+
+
+class ReservationStatus(models.TextChoices):
+    HELD = "held", "Held"
+    CONFIRMED = "confirmed", "Confirmed"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+
+
+class Reservation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="reservations")
+    user_id = models.CharField(max_length=64)
+    pet_id = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.HELD
+    )
+    expires_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "reservations"
+        ordering = ["created_at", "id"]
+        indexes = [
+            # The expiry job and the lazy expiry scan only live holds by expiry time.
+            models.Index(
+                fields=["expires_at"],
+                name="reservations_held_expiry_idx",
+                condition=Q(status="held"),
+            ),
+            models.Index(fields=["slot", "status"], name="reservations_slot_status_idx"),
+            models.Index(fields=["user_id", "created_at"], name="reservations_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
