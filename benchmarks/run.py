@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import platform
 import re
@@ -35,9 +36,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    cores = os.cpu_count()
+    python = platform.python_version()
+    return f"{platform.system()} {platform.machine()}, {cores} cores ({cpu}), Python {python}"
 
 
 def available() -> list[str]:

@@ -129,3 +129,6 @@ class ProcessedWebhook(models.Model):
 
     class Meta:
         db_table = "processed_webhooks"
+
+    def __str__(self) -> str:
+        return self.event_id
