@@ -138,6 +138,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+# Every periodic job of the product, in one place (celery beat).
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # --- Events out ------------------------------------------------------------------------------
 EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="")
