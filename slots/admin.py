@@ -1,0 +1,247 @@
+"""Admin for clinic staff: their clinics' slots, generation from a weekly schedule."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from petpro_booking.core.errors import ApplicationError
+
+from . import services
+from .admin_access import admin_principal, visible_clinic_ids
+from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
+
+
+class ClinicScopedAdmin(admin.ModelAdmin):
+    """Clinic staff see only rows of their clinics; support sees all."""
+
+    clinic_field = "clinic_id"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        clinic_ids = visible_clinic_ids(request.user)
+        if clinic_ids is None:
+            return queryset
+        return queryset.filter(**{f"{self.clinic_field}__in": clinic_ids})
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return admin_principal(request.user) is not None
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return admin_principal(request.user) is not None
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        principal = admin_principal(request.user)
+        if principal is None:
+            return False
+        return obj is None or principal.can_manage_clinic(getattr(obj, self.clinic_field))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return admin_principal(request.user) is not None
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # history matters: close slots, don't delete them
+
+
+@admin.register(Clinic)
+class ClinicAdmin(ClinicScopedAdmin):
+    clinic_field = "id"
+    list_display = ["name", "id", "timezone", "active"]
+    search_fields = ["name", "id"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        principal = admin_principal(request.user)
+        return principal is not None and principal.is_support
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.clinic_upsert(
+            clinic_id=obj.id, name=obj.name, timezone=obj.timezone, active=obj.active
+        )
+
+
+class GenerateSlotsForm(forms.Form):
+    WEEKDAYS = [
+        (1, "Monday"),
+        (2, "Tuesday"),
+        (3, "Wednesday"),
+        (4, "Thursday"),
+        (5, "Friday"),
+        (6, "Saturday"),
+        (7, "Sunday"),
+    ]
+    date_from = forms.DateField(help_text="clinic-local date, inclusive (YYYY-MM-DD)")
+    date_to = forms.DateField(help_text="clinic-local date, inclusive (YYYY-MM-DD)")
+    weekdays = forms.TypedMultipleChoiceField(
+        choices=WEEKDAYS, coerce=int, widget=forms.CheckboxSelectMultiple
+    )
+    start = forms.TimeField(help_text="HH:MM, clinic-local")
+    end = forms.TimeField(help_text="HH:MM, clinic-local")
+    capacity = forms.IntegerField(min_value=1, max_value=1000, initial=1)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("start") and cleaned.get("end") and cleaned["end"] <= cleaned["start"]:
+            raise ValidationError({"end": "Must be after start."})
+        return cleaned
+
+
+@admin.register(ClinicService)
+class ClinicServiceAdmin(ClinicScopedAdmin):
+    list_display = ["name", "clinic", "duration_minutes", "price", "currency", "requires_payment"]
+    list_filter = ["clinic", "requires_payment"]
+    search_fields = ["name", "id"]
+    actions = ["generate_slots"]
+
+    @admin.action(description="Generate slots from a weekly schedule")
+    def generate_slots(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        principal = admin_principal(request.user)
+        if principal is None:
+            raise PermissionDenied
+        if "apply" in request.POST:
+            form = GenerateSlotsForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                weekly = [
+                    services.WeeklyWindow(weekday=day, start=data["start"], end=data["end"])
+                    for day in data["weekdays"]
+                ]
+                for service in queryset:
+                    try:
+                        created = services.slot_generate(
+                            actor=principal,
+                            clinic_id=service.clinic_id,
+                            service_id=service.id,
+                            date_from=data["date_from"],
+                            date_to=data["date_to"],
+                            weekly=weekly,
+                            capacity=data["capacity"],
+                        )
+                    except ApplicationError as exc:
+                        self.message_user(
+                            request, f"{service}: {exc.message} {exc.details}", messages.ERROR
+                        )
+                        continue
+                    self.message_user(request, f"{service}: {created} slots created.")
+                return None
+        else:
+            form = GenerateSlotsForm()
+        return TemplateResponse(
+            request,
+            "admin/slots/generate_slots.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Generate slots from a weekly schedule",
+                "form": form,
+                "services": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
+
+
+class SlotForm(forms.ModelForm):
+    """Carries the version the user opened; a stale save is refused."""
+
+    seen_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = Slot
+        fields = ["clinic", "service", "start_at", "end_at", "capacity", "status"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["seen_version"].initial = self.instance.version
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            current = Slot.objects.filter(pk=self.instance.pk).values_list("version", flat=True)
+            seen = cleaned.get("seen_version")
+            if seen is not None and current and current[0] != seen:
+                raise ValidationError(
+                    "This slot changed since you opened it (someone held, booked or edited "
+                    "it). Reload the page and apply your change again."
+                )
+            capacity = cleaned.get("capacity")
+            taken = self.instance.booked_count + self.instance.held_count
+            if capacity is not None and capacity < taken:
+                raise ValidationError({"capacity": f"{taken} places are held or booked."})
+        return cleaned
+
+
+@admin.register(Slot)
+class SlotAdmin(ClinicScopedAdmin):
+    form = SlotForm
+    list_display = [
+        "start_at",
+        "clinic",
+        "service",
+        "capacity",
+        "booked_count",
+        "held_count",
+        "status",
+        "version",
+    ]
+    list_filter = ["clinic", "service", "status", ("start_at", admin.DateFieldListFilter)]
+    date_hierarchy = "start_at"
+    list_select_related = ["clinic", "service"]
+    actions = ["close_slots"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        readonly = ["booked_count", "held_count", "version"]
+        if obj is not None:  # only capacity and status change after creation
+            readonly += ["clinic", "service", "start_at", "end_at"]
+        return readonly
+
+    def save_model(self, request, obj, form, change) -> None:
+        principal = admin_principal(request.user)
+        if principal is None:
+            raise PermissionDenied
+        try:
+            if change:
+                updated = services.slot_update(
+                    actor=principal,
+                    slot_id=obj.pk,
+                    expected_version=form.cleaned_data.get("seen_version"),
+                    capacity=form.cleaned_data["capacity"],
+                    status=form.cleaned_data["status"],
+                )
+            else:
+                updated = services.slot_create(
+                    actor=principal,
+                    clinic_id=obj.clinic_id,
+                    service_id=obj.service_id,
+                    start_at=obj.start_at,
+                    end_at=obj.end_at,
+                    capacity=obj.capacity,
+                )
+        except ApplicationError as exc:
+            # Lost a race after form validation: say so instead of pretending it saved.
+            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
+            return
+        obj.pk, obj.version = updated.pk, updated.version
+
+    @admin.action(description="Close selected slots to new holds")
+    def close_slots(self, request: HttpRequest, queryset: QuerySet) -> None:
+        principal = admin_principal(request.user)
+        if principal is None:
+            raise PermissionDenied
+        closed = 0
+        for slot in queryset.filter(status=SlotStatus.OPEN):
+            services.slot_close(actor=principal, slot_id=slot.pk)
+            closed += 1
+        self.message_user(request, f"{closed} slots closed.")
+
+
+@admin.register(ClinicStaff)
+class ClinicStaffAdmin(admin.ModelAdmin):
+    list_display = ["user", "clinic"]
+    list_filter = ["clinic"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
