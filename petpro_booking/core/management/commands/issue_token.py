@@ -13,7 +13,7 @@ from petpro_booking.core.principal import ROLES
 class Command(BaseCommand):
     help = "Print a JWT for the API signed with JWT_SIGNING_KEY (local use and tests)."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--sub", required=True, help="user id (the token's subject)")
         parser.add_argument(
             "--role", action="append", required=True, choices=sorted(ROLES), help="repeatable"
