@@ -1,0 +1,19 @@
+"""Stable error codes of the bookings app (DESIGN.md §8)."""
+
+from petpro_booking.core.errors import Conflict, PermissionDeniedError
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    default_message = "A booking in this status cannot make that move."
+
+
+class OutsideCancellationWindow(Conflict):
+    code = "outside_cancellation_window"
+    default_message = (
+        "It is too close to the appointment to change it online; please contact the clinic."
+    )
+
+
+class NotBookingManager(PermissionDeniedError):
+    default_message = "Only staff of this clinic and support may do this."
