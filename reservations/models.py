@@ -20,6 +20,9 @@ class Reservation(models.Model):
     slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="reservations")
     user_id = models.CharField(max_length=64)
     pet_id = models.CharField(max_length=64)
+    # Snapshot taken when the hold is made: events (expiry by the job, notifications) need the
+    # pet's name without calling the User Service.
+    pet_name = models.CharField(max_length=100, blank=True, default="")
     status = models.CharField(
         max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.HELD
     )

@@ -9,8 +9,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
@@ -279,3 +280,76 @@ def clinic_upsert(*, clinic_id: str, name: str, timezone: str, active: bool = Tr
         id=clinic_id, defaults={"name": name, "timezone": timezone, "active": active}
     )
     return clinic
+
+
+# --- Capacity counters (DESIGN.md §4 layer 2) -------------------------------------------------
+# One conditional statement each, never read-modify-write in Python: the WHERE clause is the
+# availability check, the row lock of the UPDATE serialises contenders, and the CHECK
+# constraints refuse a count below zero or above capacity even if a caller were wrong. Call them
+# inside the caller's transaction, after locking the slot row (slot first, then reservations:
+# the order every writer of holds and the expiry job follow). Each bumps the slot's version and
+# drops the cached searches of its clinic after commit.
+
+_TAKE_HOLD_SQL = """
+    UPDATE slots SET held_count = held_count + 1, version = version + 1, updated_at = %(now)s
+    WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count < capacity
+    RETURNING clinic_id
+"""
+_TAKE_BOOKING_SQL = """
+    UPDATE slots SET booked_count = booked_count + 1, version = version + 1, updated_at = %(now)s
+    WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count < capacity
+    RETURNING clinic_id
+"""
+_RETURN_HOLD_SQL = """
+    UPDATE slots SET held_count = held_count - %(count)s, version = version + 1,
+        updated_at = %(now)s
+    WHERE id = %(slot_id)s RETURNING clinic_id
+"""
+_CONVERT_HOLD_SQL = """
+    UPDATE slots SET held_count = held_count - 1, booked_count = booked_count + 1,
+        version = version + 1, updated_at = %(now)s
+    WHERE id = %(slot_id)s RETURNING clinic_id
+"""
+_RETURN_BOOKING_SQL = """
+    UPDATE slots SET booked_count = booked_count - 1, version = version + 1, updated_at = %(now)s
+    WHERE id = %(slot_id)s RETURNING clinic_id
+"""
+
+
+def _slot_counter_update(sql: str, *, slot_id: uuid.UUID | str, count: int = 1) -> bool:
+    # The hex form is a valid uuid literal in PostgreSQL and how SQLite stores UUIDField.
+    params = {"now": timezone.now(), "slot_id": uuid.UUID(str(slot_id)).hex, "count": count}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    invalidate_slot_search(clinic_id=row[0])
+    return True
+
+
+def slot_take_hold(*, slot_id: uuid.UUID | str) -> bool:
+    """One unit of an open slot becomes held; False when the slot is full or closed."""
+    return _slot_counter_update(_TAKE_HOLD_SQL, slot_id=slot_id)
+
+
+def slot_return_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:
+    """`count` held units go back (release or expiry of holds)."""
+    if count:
+        _slot_counter_update(_RETURN_HOLD_SQL, slot_id=slot_id, count=count)
+
+
+def slot_convert_hold(*, slot_id: uuid.UUID | str) -> None:
+    """A held unit becomes booked (a hold confirmed into a booking); the total is unchanged."""
+    _slot_counter_update(_CONVERT_HOLD_SQL, slot_id=slot_id)
+
+
+def slot_take_booking(*, slot_id: uuid.UUID | str) -> bool:
+    """One unit of an open slot becomes booked without a hold (reschedule onto this slot);
+    False when the slot is full or closed."""
+    return _slot_counter_update(_TAKE_BOOKING_SQL, slot_id=slot_id)
+
+
+def slot_return_booking(*, slot_id: uuid.UUID | str) -> None:
+    """A booked unit goes back (cancel, reschedule away from this slot)."""
+    _slot_counter_update(_RETURN_BOOKING_SQL, slot_id=slot_id)

@@ -1,0 +1,215 @@
+"""Slot locks (DESIGN.md §4 layer 1): Redis leases that line contenders up, never trusted alone.
+
+`with lock_manager().acquire(slot_lock_key(...)):` takes every key in sorted order with a
+bounded wait (exponential backoff with full jitter) and releases them all. The lock only keeps
+the database from seeing a crowd; correctness comes from the SERIALIZABLE transaction, the
+conditional counter UPDATEs, the fenced status changes and the CHECK constraints. Hence:
+
+* on timeout the caller gets 409 `slot_busy` (retryable);
+* when Redis is unreachable the block runs without a lock (database guard alone) and
+  `petpro_redis_unavailable_fallbacks_total{operation="slot_lock"}` counts it;
+* a holder paused past its lease (the renewal thread dies with NotAcquired) loses the lock to
+  the next contender; its later writes fail on their fences, and its release is only logged.
+
+With `REDIS_URL` unset (embedded mode) the locks are in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+
+import redis
+import redis_lock
+from django.conf import settings
+
+from . import metrics
+from .errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+# First pause between two attempts, and the cap of the exponential backoff (seconds).
+BACKOFF_BASE_SECONDS = 0.002
+BACKOFF_CAP_SECONDS = 0.05
+# After Redis failed, skip it for this long instead of paying a connect attempt per request.
+REDIS_DOWN_COOLDOWN_SECONDS = 1.0
+
+
+class SlotBusy(Conflict):
+    code = "slot_busy"
+    default_message = "Someone else is changing this slot right now; retry in a moment."
+
+
+def slot_lock_key(*, clinic_id: str, service_id: str, slot_id: object) -> str:
+    return f"slot:{clinic_id}:{service_id}:{slot_id}"
+
+
+def backoff_delays(*, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS):
+    """Endless full-jitter exponential delays: uniform(0, min(cap, base * 2**n))."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(cap, base * 2**attempt))
+        attempt += 1
+
+
+class _InProcessLocks:
+    """Named locks of one process (embedded mode); holds no entry for a free name."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._changed = threading.Condition()
+
+    def try_acquire(self, key: str, timeout: float) -> bool:
+        with self._changed:
+            free = self._changed.wait_for(lambda: key not in self._held, timeout=timeout)
+            if free:
+                self._held.add(key)
+            return free
+
+    def release(self, key: str) -> None:
+        with self._changed:
+            self._held.discard(key)
+            self._changed.notify_all()
+
+
+class DistributedLockManager:
+    """Acquires named leases on Redis (python-redis-lock) or, without Redis, in process."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str = "",
+        ttl_seconds: int = 30,
+        wait_seconds: float = 5.0,
+        auto_renewal: bool = True,
+        namespace: str = "petpro:lock",
+    ) -> None:
+        self.redis_url = redis_url
+        self.ttl_seconds = max(1, int(ttl_seconds))
+        self.wait_seconds = wait_seconds
+        self.auto_renewal = auto_renewal
+        self.namespace = namespace
+        self._local = _InProcessLocks() if not redis_url else None
+        self._client = (
+            redis.Redis.from_url(
+                redis_url,
+                socket_connect_timeout=0.5,
+                socket_timeout=0.5,
+                health_check_interval=30,
+            )
+            if redis_url
+            else None
+        )
+        self._redis_down_until = 0.0
+
+    @contextmanager
+    def acquire(self, *keys: str, operation: str = "slot_lock") -> Iterator[None]:
+        """Hold every key (sorted, so two callers never wait on each other in a circle)."""
+        ordered = sorted(set(keys))
+        deadline = time.monotonic() + self.wait_seconds
+        started = time.monotonic()
+        with ExitStack() as stack:
+            try:
+                for key in ordered:
+                    stack.enter_context(self._one(key, deadline, operation))
+            finally:
+                metrics.LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
+            yield
+
+    def _one(self, key: str, deadline: float, operation: str) -> AbstractContextManager[None]:
+        if self._local is not None:
+            return self._in_process(key, deadline)
+        if time.monotonic() < self._redis_down_until:
+            metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation=operation).inc()
+            return _no_lock()
+        return self._redis(key, deadline, operation)
+
+    @contextmanager
+    def _in_process(self, key: str, deadline: float) -> Iterator[None]:
+        assert self._local is not None
+        if not self._local.try_acquire(key, max(0.0, deadline - time.monotonic())):
+            metrics.LOCK_TIMEOUTS.inc()
+            raise SlotBusy(details={"retry_after_seconds": 1})
+        try:
+            yield
+        finally:
+            self._local.release(key)
+
+    @contextmanager
+    def _redis(self, key: str, deadline: float, operation: str) -> Iterator[None]:
+        lock = redis_lock.Lock(
+            self._client,
+            f"{self.namespace}:{key}",
+            expire=self.ttl_seconds,
+            auto_renewal=self.auto_renewal,
+        )
+        try:
+            acquired: bool | None = self._poll(lock, deadline)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The database guard alone still refuses every overbooking; go on without a lock.
+            logger.warning("Redis unreachable for lock %s (%s); database guard only", key, exc)
+            metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation=operation).inc()
+            self._redis_down_until = time.monotonic() + REDIS_DOWN_COOLDOWN_SECONDS
+            acquired = None
+        if acquired is None:
+            yield
+            return
+        if not acquired:
+            metrics.LOCK_TIMEOUTS.inc()
+            raise SlotBusy(details={"retry_after_seconds": 1})
+        try:
+            yield
+        finally:
+            self._release(lock, key)
+
+    @staticmethod
+    def _poll(lock: redis_lock.Lock, deadline: float) -> bool:
+        for delay in backoff_delays():
+            if lock.acquire(blocking=False):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+        return False  # pragma: no cover - backoff_delays never ends
+
+    @staticmethod
+    def _release(lock: redis_lock.Lock, key: str) -> None:
+        try:
+            lock.release()
+        except redis_lock.NotAcquired:
+            # Our lease ran out while we worked (a pause, a slow commit): someone else may have
+            # held it meanwhile. Our writes were fenced in the database, so only report it.
+            logger.warning("Lock %s expired before its release (lease outlived)", key)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("Could not release lock %s, it expires on its own: %s", key, exc)
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+_managers: dict[str, DistributedLockManager] = {}
+_managers_guard = threading.Lock()
+
+
+def lock_manager() -> DistributedLockManager:
+    """The process's lock manager for the configured Redis (or in-process when unset)."""
+    url = settings.REDIS_URL
+    manager = _managers.get(url)
+    if manager is None:
+        with _managers_guard:
+            manager = _managers.get(url)
+            if manager is None:
+                manager = DistributedLockManager(
+                    redis_url=url,
+                    ttl_seconds=settings.LOCK_TTL_SECONDS,
+                    wait_seconds=settings.LOCK_WAIT_SECONDS,
+                )
+                _managers[url] = manager
+    return manager
