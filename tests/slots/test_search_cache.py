@@ -1,0 +1,38 @@
+"""Availability search is cached in Redis and invalidated when a slot of the clinic changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from petpro_booking.core.principal import SYSTEM
+from slots.selectors import slot_search_page
+from slots.services import slot_update
+
+from ..factories import ClinicFactory, ClinicServiceFactory, SlotFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def search(clinic_id: str) -> dict:
+    return slot_search_page(filters={"clinic_id": clinic_id}, page=1, page_size=20)
+
+
+def test_second_search_is_served_from_cache(django_assert_num_queries, slot):
+    search(slot.clinic_id)
+    with django_assert_num_queries(0):
+        cached = search(slot.clinic_id)
+    assert cached["results"][0]["available_capacity"] == 1
+
+
+def test_slot_change_invalidates_only_its_clinic(django_assert_num_queries, slot):
+    other_service = ClinicServiceFactory(clinic=ClinicFactory(id="other-clinic"))
+    SlotFactory(service=other_service)
+    search(slot.clinic_id)
+    search("other-clinic")
+
+    slot_update(actor=SYSTEM, slot_id=slot.id, capacity=3)
+
+    fresh = search(slot.clinic_id)
+    assert fresh["results"][0]["available_capacity"] == 3
+    with django_assert_num_queries(0):
+        search("other-clinic")  # untouched clinic still cached

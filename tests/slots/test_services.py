@@ -1,0 +1,195 @@
+"""Slot services: create, generate (time zones and DST), update with versions, close."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from petpro_booking.core.errors import ValidationFailed, VersionConflict
+from petpro_booking.core.principal import SYSTEM, Principal
+from petpro_booking.events.models import Event
+from slots.errors import CapacityConflict, NotClinicStaff
+from slots.models import Slot, SlotStatus
+from slots.services import WeeklyWindow, slot_close, slot_create, slot_generate, slot_update
+
+from ..factories import ClinicFactory, ClinicServiceFactory
+
+pytestmark = pytest.mark.django_db
+
+BERLIN = ZoneInfo("Europe/Berlin")
+STAFF = Principal(sub="staff-1", roles=frozenset({"clinic_staff"}), clinic_ids=frozenset({"c1"}))
+
+
+@pytest.fixture
+def berlin_service():
+    clinic = ClinicFactory(id="c1", timezone="Europe/Berlin")
+    return ClinicServiceFactory(id="s1", clinic=clinic, duration_minutes=30)
+
+
+def morning(weekday: int) -> WeeklyWindow:
+    return WeeklyWindow(weekday=weekday, start=dt.time(9), end=dt.time(10))
+
+
+def test_generate_cuts_windows_into_service_durations(berlin_service):
+    created = slot_generate(
+        actor=STAFF,
+        clinic_id="c1",
+        service_id="s1",
+        date_from=dt.date(2027, 1, 4),  # a Monday
+        date_to=dt.date(2027, 1, 10),
+        weekly=[morning(1), morning(3)],
+    )
+    assert created == 4
+    starts = [s.start_at.astimezone(BERLIN) for s in Slot.objects.order_by("start_at")]
+    assert [(s.day, s.hour, s.minute) for s in starts] == [
+        (4, 9, 0),
+        (4, 9, 30),
+        (6, 9, 0),
+        (6, 9, 30),
+    ]
+    assert all(s.end_at - s.start_at == dt.timedelta(minutes=30) for s in Slot.objects.all())
+    assert Event.objects.filter(event_type="SlotCreated").count() == 4
+
+
+def test_generate_keeps_local_time_across_dst_changes(berlin_service):
+    # Berlin moves from UTC+1 to UTC+2 on 2027-03-28 and back on 2027-10-31.
+    slot_generate(
+        actor=STAFF,
+        clinic_id="c1",
+        service_id="s1",
+        date_from=dt.date(2027, 3, 26),
+        date_to=dt.date(2027, 3, 29),
+        weekly=[WeeklyWindow(weekday=d, start=dt.time(9), end=dt.time(9, 30)) for d in range(1, 8)],
+    )
+    utc_hours = [s.start_at.astimezone(dt.UTC).hour for s in Slot.objects.order_by("start_at")]
+    local_hours = [s.start_at.astimezone(BERLIN).hour for s in Slot.objects.order_by("start_at")]
+    assert local_hours == [9, 9, 9, 9]
+    assert utc_hours == [8, 8, 7, 7]  # Fri, Sat in winter time; Sun, Mon in summer time
+
+
+def test_generate_skips_nonexistent_local_times_and_takes_first_ambiguous(berlin_service):
+    night = [WeeklyWindow(weekday=7, start=dt.time(2), end=dt.time(3))]
+    spring = slot_generate(
+        actor=STAFF,
+        clinic_id="c1",
+        service_id="s1",
+        date_from=dt.date(2027, 3, 28),
+        date_to=dt.date(2027, 3, 28),
+        weekly=night,
+    )
+    assert spring == 0  # 02:00-03:00 does not exist that night
+    autumn = slot_generate(
+        actor=STAFF,
+        clinic_id="c1",
+        service_id="s1",
+        date_from=dt.date(2027, 10, 31),
+        date_to=dt.date(2027, 10, 31),
+        weekly=night,
+    )
+    assert autumn == 2
+    first = Slot.objects.order_by("start_at").first()
+    assert first.start_at == dt.datetime(2027, 10, 31, 0, 0, tzinfo=dt.UTC)  # 02:00 CEST
+
+
+def test_generate_skips_existing_slots(berlin_service):
+    kwargs = dict(
+        actor=STAFF,
+        clinic_id="c1",
+        service_id="s1",
+        date_from=dt.date(2027, 1, 4),
+        date_to=dt.date(2027, 1, 4),
+        weekly=[morning(1)],
+    )
+    assert slot_generate(**kwargs) == 2
+    assert slot_generate(**kwargs) == 0
+    assert Slot.objects.count() == 2
+
+
+def test_generate_refuses_unbounded_or_reversed_ranges(berlin_service):
+    with pytest.raises(ValidationFailed) as too_long:
+        slot_generate(
+            actor=STAFF,
+            clinic_id="c1",
+            service_id="s1",
+            date_from=dt.date(2027, 1, 1),
+            date_to=dt.date(2028, 1, 1),
+            weekly=[morning(1)],
+        )
+    assert "date_to" in too_long.value.details
+    with pytest.raises(ValidationFailed):
+        slot_generate(
+            actor=STAFF,
+            clinic_id="c1",
+            service_id="s1",
+            date_from=dt.date(2027, 1, 5),
+            date_to=dt.date(2027, 1, 4),
+            weekly=[morning(1)],
+        )
+
+
+def test_staff_of_another_clinic_cannot_create(berlin_service):
+    stranger = Principal(sub="x", roles=frozenset({"clinic_staff"}), clinic_ids=frozenset({"c9"}))
+    start = dt.datetime(2027, 1, 4, 9, tzinfo=BERLIN)
+    with pytest.raises(NotClinicStaff):
+        slot_create(
+            actor=stranger,
+            clinic_id="c1",
+            service_id="s1",
+            start_at=start,
+            end_at=start + dt.timedelta(minutes=30),
+        )
+
+
+def test_create_rejects_duplicate_start_and_foreign_service(berlin_service):
+    start = dt.datetime(2027, 1, 4, 9, tzinfo=BERLIN)
+    slot_create(
+        actor=STAFF,
+        clinic_id="c1",
+        service_id="s1",
+        start_at=start,
+        end_at=start + dt.timedelta(minutes=30),
+    )
+    with pytest.raises(ValidationFailed) as duplicate:
+        slot_create(
+            actor=STAFF,
+            clinic_id="c1",
+            service_id="s1",
+            start_at=start,
+            end_at=start + dt.timedelta(minutes=30),
+        )
+    assert "start_at" in duplicate.value.details
+    ClinicServiceFactory(id="other-service", clinic=ClinicFactory(id="c2"))
+    with pytest.raises(ValidationFailed) as foreign:
+        slot_create(
+            actor=SYSTEM,
+            clinic_id="c1",
+            service_id="other-service",
+            start_at=start,
+            end_at=start + dt.timedelta(minutes=30),
+        )
+    assert "service_id" in foreign.value.details
+
+
+def test_update_is_fenced_on_version_and_taken_capacity(slot):
+    Slot.objects.filter(id=slot.id).update(held_count=1, capacity=3)
+    with pytest.raises(VersionConflict):
+        slot_update(actor=SYSTEM, slot_id=slot.id, expected_version=slot.version + 5, capacity=2)
+    Slot.objects.filter(id=slot.id).update(held_count=2)
+    with pytest.raises(CapacityConflict) as conflict:
+        slot_update(actor=SYSTEM, slot_id=slot.id, capacity=1)
+    assert conflict.value.details == {"taken": 2, "requested_capacity": 1}
+    updated = slot_update(actor=SYSTEM, slot_id=slot.id, expected_version=slot.version, capacity=5)
+    assert (updated.capacity, updated.version) == (5, slot.version + 1)
+    event = Event.objects.get(aggregate_id=str(slot.id), event_type="SlotUpdated")
+    assert event.payload["capacity"] == 5
+    assert event.payload["changed"] == ["capacity"]
+
+
+def test_close_and_noop_update(slot):
+    closed = slot_close(actor=SYSTEM, slot_id=slot.id)
+    assert closed.status == SlotStatus.CLOSED
+    assert closed.available_capacity == 0
+    same = slot_update(actor=SYSTEM, slot_id=slot.id, status=SlotStatus.CLOSED)
+    assert same.version == closed.version  # nothing changed, nothing written
