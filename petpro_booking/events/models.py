@@ -18,6 +18,11 @@ class Event(models.Model):
     metadata = models.JSONField(default=dict)
     created_at = models.DateTimeField(db_default=models.functions.Now())
     published_at = models.DateTimeField(null=True, blank=True)
+    # Relay bookkeeping: an event whose messages cannot be built or fail their schema is set
+    # aside (failed_at) so it never blocks the events behind it; support re-publishes it.
+    publish_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "events"
@@ -36,6 +41,11 @@ class Event(models.Model):
                 fields=["id"],
                 name="events_unpublished_idx",
                 condition=models.Q(published_at__isnull=True),
+            ),
+            models.Index(
+                fields=["id"],
+                name="events_failed_idx",
+                condition=models.Q(failed_at__isnull=False),
             ),
         ]
 
