@@ -1,0 +1,277 @@
+"""Every write of holds: create, release, expire (job and lazy), and the fenced confirm step.
+
+Lock order, followed by every writer of holds and by the expiry job: the slot row first
+(`SELECT ... FOR UPDATE`), then the reservation rows of that slot. Holding the slot row means
+no one else changes that slot's holds meanwhile, and two writers never wait on each other in
+a circle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from integrations.users import pet_get
+from petpro_booking.core import metrics
+from petpro_booking.core.db import run_serializable
+from petpro_booking.core.errors import NotFound
+from petpro_booking.core.locking import SlotBusy, lock_manager, slot_lock_key
+from petpro_booking.core.principal import SYSTEM, Principal
+from petpro_booking.events.services import event_append
+from slots.errors import SlotUnavailable
+from slots.models import Slot
+from slots.services import slot_return_hold, slot_take_hold
+
+from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
+from .events import RESERVATION_AGGREGATE, reservation_event_data
+from .models import Reservation, ReservationStatus
+from .selectors import reservation_get_for
+
+EXPIRY_BATCH_SIZE = 200
+
+
+def _lock_slot(slot_id: uuid.UUID | str) -> dt.datetime:
+    """Lock the slot row for this transaction; returns the database's clock (transaction
+    start), the one clock every expiry decision uses."""
+    return (
+        Slot.objects.select_for_update()
+        .filter(id=slot_id)
+        .annotate(db_now=Now())
+        .values_list("db_now", flat=True)
+        .get()
+    )
+
+
+def _slot_with_names(slot_id: uuid.UUID | str) -> Slot:
+    try:
+        return Slot.objects.select_related("clinic", "service").get(id=slot_id)
+    except (Slot.DoesNotExist, ValueError, TypeError, DjangoValidationError):
+        raise NotFound("No such slot.") from None
+
+
+def _append(reservation: Reservation, *, slot: Slot, event_type: str, actor: Principal) -> None:
+    event_append(
+        aggregate_type=RESERVATION_AGGREGATE,
+        aggregate_id=reservation.id,
+        event_type=event_type,
+        data=reservation_event_data(reservation, slot=slot),
+        actor=actor,
+    )
+
+
+def _expire_locked(
+    reservations: list[Reservation], *, slot: Slot, now: dt.datetime, how: str
+) -> int:
+    """Expire holds whose slot row this transaction has locked; gives their units back."""
+    if not reservations:
+        return 0
+    Reservation.objects.filter(
+        id__in=[r.id for r in reservations], status=ReservationStatus.HELD
+    ).update(status=ReservationStatus.EXPIRED, version=F("version") + 1, updated_at=now)
+    slot_return_hold(slot_id=slot.id, count=len(reservations))
+    for reservation in reservations:
+        reservation.status = ReservationStatus.EXPIRED
+        reservation.version += 1
+        _append(reservation, slot=slot, event_type="ReservationExpired", actor=SYSTEM)
+    metrics.EXPIRED_HOLDS.labels(how=how).inc(len(reservations))
+    return len(reservations)
+
+
+def reservation_expire_stale(*, slot: Slot, now: dt.datetime | None = None) -> int:
+    """Lazy expiry of one slot's holds past their expiry, so they never block anyone, even
+    before the job runs. The caller has locked the slot row in this transaction; `slot` needs
+    `clinic` and `service` loaded (event payloads). Returns how many holds expired."""
+    if now is None:
+        now = _lock_slot(slot.id)
+    stale = list(
+        Reservation.objects.select_for_update().filter(
+            slot_id=slot.id, status=ReservationStatus.HELD, expires_at__lte=now
+        )
+    )
+    return _expire_locked(stale, slot=slot, now=now, how="lazy")
+
+
+def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
+    """Hold one unit of a slot for RESERVATION_TTL_SECONDS (DESIGN.md §4, all layers).
+
+    The pet is checked before the lock (no network call under a lock); then the Redis lock
+    lines contenders up, and one SERIALIZABLE transaction locks the slot row, expires its
+    stale holds, takes a unit with one conditional UPDATE and inserts the hold and its event.
+    """
+    slot = _slot_with_names(slot_id)
+    pet = pet_get(user_id=actor.sub, pet_id=pet_id)
+    if pet is None:
+        raise InvalidPet("This pet is not one of yours.", details={"pet_id": ["Not your pet."]})
+    accepted = {species.lower() for species in slot.service.species}
+    if accepted and pet.species.lower() not in accepted:
+        raise InvalidPet(
+            f"{slot.service.name} does not accept a {pet.species}.",
+            details={"pet_id": [f"Species accepted: {', '.join(sorted(accepted))}."]},
+        )
+    if not (slot.clinic.active and slot.service.active):
+        metrics.HOLDS.labels(outcome="unavailable").inc()
+        raise SlotUnavailable("The clinic no longer offers this service.")
+
+    def hold() -> Reservation | None:
+        now = _lock_slot(slot.id)
+        reservation_expire_stale(slot=slot, now=now)
+        if slot.start_at <= now or not slot_take_hold(slot_id=slot.id):
+            return None  # commit the lazy expiries all the same
+        reservation = Reservation.objects.create(
+            slot=slot,
+            user_id=actor.sub,
+            pet_id=pet.id,
+            pet_name=pet.name,
+            status=ReservationStatus.HELD,
+            expires_at=now + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
+        )
+        _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
+        return reservation
+
+    key = slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
+    try:
+        with lock_manager().acquire(key):
+            reservation = run_serializable(hold, name="reservation_create")
+    except SlotBusy:
+        metrics.HOLDS.labels(outcome="busy").inc()
+        raise
+    if reservation is None:
+        metrics.HOLDS.labels(outcome="unavailable").inc()
+        raise SlotUnavailable(details={"slot_id": str(slot.id)})
+    metrics.HOLDS.labels(outcome="created").inc()
+    return reservation
+
+
+def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
+    """The owner gives the hold back (DELETE). Releasing a hold that is already released or
+    expired changes nothing; a hold past its expiry is recorded as expired, not released."""
+    seen = reservation_get_for(actor=actor, reservation_id=reservation_id)
+    slot = _slot_with_names(seen.slot_id)
+
+    def release() -> Reservation:
+        now = _lock_slot(slot.id)
+        current = Reservation.objects.select_for_update().get(id=seen.id)
+        if current.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
+            return current
+        if current.status != ReservationStatus.HELD:
+            raise ReservationNotHeld(
+                "A confirmed reservation is a booking now; cancel the booking instead.",
+                details={"status": current.status},
+            )
+        if current.expires_at <= now:
+            _expire_locked([current], slot=slot, now=now, how="lazy")
+            return current
+        Reservation.objects.filter(
+            id=current.id, status=ReservationStatus.HELD, version=current.version
+        ).update(status=ReservationStatus.RELEASED, version=F("version") + 1, updated_at=now)
+        slot_return_hold(slot_id=slot.id)
+        current.status = ReservationStatus.RELEASED
+        current.version += 1
+        _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
+        return current
+
+    key = slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
+    with lock_manager().acquire(key):
+        return run_serializable(release, name="reservation_release")
+
+
+def reservation_mark_confirmed(
+    *,
+    reservation: Reservation,
+    actor: Principal,
+    slot: Slot | None = None,
+    seen_version: int | None = None,
+) -> Reservation:
+    """The fenced step of confirm-into-booking; call it INSIDE the booking's transaction.
+
+    Locks the slot row first (the lock order of every hold writer; a no-op when the caller
+    holds it already), then moves the hold to `confirmed` only if it is still the version the
+    caller saw (`seen_version`, default `reservation.version`), still held and not past its
+    expiry by the database clock — so a stale or paused caller's write fails instead of
+    landing (DESIGN.md §4 layer 3). Appends ReservationConfirmed. It does NOT touch the slot
+    counters: the caller converts the held unit with `slots.services.slot_convert_hold` in the
+    same transaction. `slot` (with clinic and service loaded) saves a query.
+
+    Raises 409 `reservation_expired` (past expiry, or expired) or `reservation_not_held`
+    (released, confirmed, or changed since `seen_version`; `details.status` says which).
+    """
+    if not transaction.get_connection(Reservation.objects.db).in_atomic_block:
+        raise RuntimeError("reservation_mark_confirmed must run inside the booking transaction")
+    if seen_version is None:
+        seen_version = reservation.version
+    now = _lock_slot(reservation.slot_id)
+    changed = Reservation.objects.filter(
+        id=reservation.id,
+        version=seen_version,
+        status=ReservationStatus.HELD,
+        expires_at__gt=now,
+    ).update(status=ReservationStatus.CONFIRMED, version=F("version") + 1, updated_at=now)
+    current = Reservation.objects.get(id=reservation.id)
+    if not changed:
+        if current.status == ReservationStatus.EXPIRED or (
+            current.status == ReservationStatus.HELD and current.expires_at <= now
+        ):
+            raise ReservationExpired(details={"expires_at": current.expires_at.isoformat()})
+        raise ReservationNotHeld(details={"status": current.status, "version": current.version})
+    if slot is None or slot.id != current.slot_id:
+        slot = _slot_with_names(current.slot_id)
+    _append(current, slot=slot, event_type="ReservationConfirmed", actor=actor)
+    return current
+
+
+def _expire_batch(*, batch_size: int) -> tuple[int, int]:
+    """One batch of the expiry job: (holds expired, due holds seen). READ COMMITTED is enough
+    here: every change is made under the row locks of the slots, taken with SKIP LOCKED so
+    several workers (and the hold path) never wait on each other."""
+    with transaction.atomic(durable=True):
+        due = list(
+            Reservation.objects.filter(status=ReservationStatus.HELD, expires_at__lte=Now())
+            .order_by("expires_at")
+            .values_list("id", "slot_id")[:batch_size]
+        )
+        if not due:
+            return 0, 0
+        slots = {
+            slot.id: slot
+            for slot in Slot.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("clinic", "service")
+            .annotate(db_now=Now())
+            .filter(id__in={slot_id for _, slot_id in due})
+            .order_by("id")
+        }
+        if not slots:
+            return 0, len(due)
+        now = next(iter(slots.values())).db_now  # type: ignore[attr-defined]
+        locked = Reservation.objects.select_for_update().filter(
+            id__in=[rid for rid, slot_id in due if slot_id in slots],
+            status=ReservationStatus.HELD,
+            expires_at__lte=now,
+        )
+        by_slot: dict[Any, list[Reservation]] = {}
+        for reservation in locked.order_by("slot_id", "expires_at"):
+            by_slot.setdefault(reservation.slot_id, []).append(reservation)
+        expired = sum(
+            _expire_locked(holds, slot=slots[slot_id], now=now, how="job")
+            for slot_id, holds in by_slot.items()
+        )
+        return expired, len(due)
+
+
+def reservation_expire_due(*, batch_size: int = EXPIRY_BATCH_SIZE) -> int:
+    """Expire every held reservation past its expiry, batch by batch; returns how many.
+
+    Safe to run in several workers at once: each batch locks its slots with SKIP LOCKED, so a
+    slot being handled elsewhere (another worker, a hold, a confirm) is left for later."""
+    total = 0
+    while True:
+        expired, seen = _expire_batch(batch_size=batch_size)
+        total += expired
+        if seen < batch_size or expired == 0:
+            return total
