@@ -34,3 +34,19 @@ OUTBOX_BACKLOG = Gauge("petpro_outbox_backlog", "Unpublished events in the outbo
 OUTBOX_OLDEST_AGE = Gauge(
     "petpro_outbox_oldest_age_seconds", "Age of the oldest unpublished event."
 )
+BREAKER_STATE_CHANGES = Counter(
+    "petpro_breaker_state_changes_total",
+    "Circuit breaker state changes, counted by the worker that made them.",
+    ["dependency", "from_state", "to_state"],
+)
+BREAKER_STATE = Gauge(
+    "petpro_breaker_state",
+    "Circuit breaker state as last seen by this worker: 0 closed, 1 half-open, 2 open.",
+    ["dependency"],
+)
+SERVICE_CALLS = Counter(
+    "petpro_service_calls_total",
+    "Calls to the User and Clinic Services: ok, not_found, cached, stale (served while "
+    "the service failed), unavailable.",
+    ["dependency", "outcome"],
+)

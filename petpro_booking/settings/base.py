@@ -139,7 +139,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 # Every periodic job of the product, in one place (celery beat).
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Re-read known clinics and their services from the Clinic Service (no-op without it).
+    "refresh-clinics": {
+        "task": "slots.tasks.clinics_refresh",
+        "schedule": env.float("CLINIC_REFRESH_INTERVAL_SECONDS", default=900.0),
+    },
+}
 
 # --- Events out ------------------------------------------------------------------------------
 EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="")
@@ -153,6 +159,22 @@ PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="dev-webhook-secr
 USER_SERVICE_URL = env("USER_SERVICE_URL", default="")
 CLINIC_SERVICE_URL = env("CLINIC_SERVICE_URL", default="")
 SERVICE_JWT_SIGNING_KEY = env("SERVICE_JWT_SIGNING_KEY", default="dev-service-signing-key")
+SERVICE_JWT_LIFETIME_SECONDS = env.int("SERVICE_JWT_LIFETIME_SECONDS", default=300)  # <= 300
+# User and Clinic Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx,
+# and a total deadline over attempts plus backoff (3 x 1.0 s + ~0.3 s backoff fits in 3.5 s).
+SERVICE_CALL_TIMEOUT_SECONDS = env.float("SERVICE_CALL_TIMEOUT_SECONDS", default=1.0)
+SERVICE_CALL_RETRIES = env.int("SERVICE_CALL_RETRIES", default=2)
+SERVICE_CALL_DEADLINE_SECONDS = env.float("SERVICE_CALL_DEADLINE_SECONDS", default=3.5)
+# Circuit breaker per dependency: opens after FAIL_MAX failures within WINDOW seconds, probes
+# again after RESET seconds; state shared through Redis.
+SERVICE_BREAKER_FAIL_MAX = env.int("SERVICE_BREAKER_FAIL_MAX", default=5)
+SERVICE_BREAKER_WINDOW_SECONDS = env.float("SERVICE_BREAKER_WINDOW_SECONDS", default=10.0)
+SERVICE_BREAKER_RESET_SECONDS = env.float("SERVICE_BREAKER_RESET_SECONDS", default=30.0)
+# Answers of the Clinic / User Service are fresh this long; a stale answer is still served
+# (up to SERVICE_CACHE_STALE_SECONDS old) while the service is down.
+CLINIC_CACHE_SECONDS = env.int("CLINIC_CACHE_SECONDS", default=1800)
+USER_CACHE_SECONDS = env.int("USER_CACHE_SECONDS", default=3600)
+SERVICE_CACHE_STALE_SECONDS = env.int("SERVICE_CACHE_STALE_SECONDS", default=86400)
 
 # --- Callers' tokens -------------------------------------------------------------------------
 JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-production")
@@ -171,9 +193,22 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "petpro_booking.core.exception_handler.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "petpro_booking.core.openapi.ErrorDocumentingAutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "petpro_booking.core.throttles.UserRateThrottle",
+        "petpro_booking.core.throttles.IPRateThrottle",
+    ],
+    # Rates live in THROTTLE_USER_RATE / THROTTLE_IP_RATE below (read at each request).
     "DEFAULT_THROTTLE_RATES": {},
 }
+# Rate limits (DESIGN.md §8): "<n>/<s|min|hour|day>". The client IP is REMOTE_ADDR unless
+# THROTTLE_TRUSTED_PROXY_HEADER (e.g. X-Forwarded-For) is set: then it is the right-most hop
+# that is not one of THROTTLE_TRUSTED_PROXIES (CIDRs; empty = only the direct peer is a proxy).
+# Service tokens and THROTTLE_IP_ALLOWLIST (CIDRs) are exempt.
+THROTTLE_USER_RATE = env("THROTTLE_USER_RATE", default="60/min")
+THROTTLE_IP_RATE = env("THROTTLE_IP_RATE", default="120/min")
+THROTTLE_TRUSTED_PROXY_HEADER = env("THROTTLE_TRUSTED_PROXY_HEADER", default="")
+THROTTLE_TRUSTED_PROXIES = env.list("THROTTLE_TRUSTED_PROXIES", default=[])
+THROTTLE_IP_ALLOWLIST = env.list("THROTTLE_IP_ALLOWLIST", default=[])
 SPECTACULAR_SETTINGS = {
     "TITLE": "PetPro Booking Service API",
     "DESCRIPTION": (

@@ -1,0 +1,47 @@
+"""Our service-to-service JWT (DESIGN §7): short-lived, signed once and reused until near expiry."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import jwt
+from django.conf import settings
+
+from .principal import ROLE_SERVICE, SYSTEM
+
+ISSUER = SYSTEM.sub  # "booking-service": both `iss` and `sub`
+MAX_LIFETIME_SECONDS = 300  # DESIGN §7: exp <= 5 min
+# A cached token is replaced once less than this is left, so it never expires in flight
+# (a call plus its retries lasts at most a few seconds).
+REFRESH_MARGIN_SECONDS = 60
+
+_lock = threading.Lock()
+_cached: dict[str, tuple[str, float]] = {}  # signing key -> (token, expires at, epoch seconds)
+
+
+def service_token() -> str:
+    """A bearer token for calls to other PetPro services, cached per process."""
+    key = settings.SERVICE_JWT_SIGNING_KEY
+    lifetime = min(MAX_LIFETIME_SECONDS, settings.SERVICE_JWT_LIFETIME_SECONDS)
+    now = time.time()
+    with _lock:
+        cached = _cached.get(key)
+        if cached is not None and cached[1] - now > min(REFRESH_MARGIN_SECONDS, lifetime / 2):
+            return cached[0]
+        issued_at = int(now)
+        expires_at = issued_at + lifetime
+        token = jwt.encode(
+            {
+                "iss": ISSUER,
+                "sub": ISSUER,
+                "roles": [ROLE_SERVICE],
+                "iat": issued_at,
+                "exp": expires_at,
+            },
+            key,
+            algorithm="HS256",
+        )
+        _cached.clear()  # one key in use at a time; a rotated key drops the old token
+        _cached[key] = (token, float(expires_at))
+        return token
