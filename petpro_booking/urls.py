@@ -5,15 +5,25 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from bookings.api import BookingViewSet, ReservationConfirmView
 from petpro_booking.core import health
+from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
 router.register("clinics", ClinicViewSet, basename="clinic")
 router.register("slots", SlotViewSet, basename="slot")
+router.register("bookings", BookingViewSet, basename="booking")
+router.register("reservations", ReservationViewSet, basename="reservation")
 
 urlpatterns = [
+    # Before the router: /reservations/{id}/confirm belongs to bookings, not to the hold viewset.
+    path(
+        "api/v1/reservations/<uuid:reservation_id>/confirm",
+        ReservationConfirmView.as_view(),
+        name="reservation-confirm",
+    ),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from petpro_booking.core.http import etag_for, if_match_version
+from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import error_responses
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import ReadOnlyOrStaff
@@ -123,9 +124,10 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=SlotCreateInput,
-        responses={201: SlotOutput, **error_responses(400, 403)},
+        responses={201: SlotOutput, **error_responses(400, 403, 409, 422)},
         description="Staff of the clinic or support. `capacity` defaults to 1.",
     )
+    @idempotent
     def create(self, request: Request) -> Response:
         body = SlotCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -152,10 +154,11 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=SlotGenerateInput,
-        responses={201: SlotGenerateOutput, **error_responses(400, 403)},
+        responses={201: SlotGenerateOutput, **error_responses(400, 403, 409, 422)},
         description="Cut the weekly windows (clinic-local times) into slots of the service's "
         "duration for every date in the range; existing slots are skipped.",
     )
+    @idempotent
     @action(detail=False, methods=["post"])
     def generate(self, request: Request) -> Response:
         body = SlotGenerateInput(data=request.data)

@@ -127,6 +127,10 @@ PAYMENT_DEADLINE_SECONDS = env.int("PAYMENT_DEADLINE_SECONDS", default=1800)
 LOCK_TTL_SECONDS = env.int("LOCK_TTL_SECONDS", default=30)
 LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
 SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
+# Idempotency-Key: responses replayed this long; a claim with no answer after IN_FLIGHT seconds
+# (its process died) may be taken over.
+IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
+IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=60)
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
@@ -140,6 +144,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 # Every periodic job of the product, in one place (celery beat).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
+    "expire-holds": {"task": "reservations.tasks.reservations_expire_due", "schedule": 30.0},
+    # Idempotency keys older than 24 h.
+    "purge-idempotency-keys": {
+        "task": "petpro_booking.core.tasks.idempotency_keys_purge",
+        "schedule": 3600.0,
+    },
     # Re-read known clinics and their services from the Clinic Service (no-op without it).
     "refresh-clinics": {
         "task": "slots.tasks.clinics_refresh",

@@ -1,0 +1,10 @@
+"""Periodic housekeeping of the core: purge idempotency keys past their 24 h."""
+
+from celery import shared_task
+
+from .idempotency import idempotency_keys_purge as purge
+
+
+@shared_task(name="petpro_booking.core.tasks.idempotency_keys_purge")
+def idempotency_keys_purge() -> int:
+    return purge()

@@ -1,0 +1,58 @@
+"""Thin viewset for holds: POST to hold a slot, GET to read it, DELETE to release it.
+(POST /reservations/{id}/confirm lives with bookings: bookings -> reservations.)"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from petpro_booking.core.idempotency import idempotent
+from petpro_booking.core.openapi import error_responses
+from petpro_booking.core.permissions import IsPetOwner
+
+from . import selectors, services
+from .serializers import ReservationCreateInput, ReservationOutput, reservation_body
+
+UUID_PATTERN = r"[0-9a-fA-F-]{32,36}"
+
+
+class ReservationViewSet(viewsets.ViewSet):
+    """A pet owner's holds; anyone else's are 404."""
+
+    permission_classes = [IsPetOwner]
+    lookup_value_regex = UUID_PATTERN
+
+    @extend_schema(
+        request=ReservationCreateInput,
+        responses={201: ReservationOutput, **error_responses(400, 403, 404, 409, 422)},
+        description="Hold one unit of the slot for RESERVATION_TTL_SECONDS (10 min by default) "
+        "for one of your pets. 400 `invalid_pet` when the pet is not yours or the service does "
+        "not accept its species; 404 when the slot does not exist; 409 `slot_unavailable` when "
+        "the slot is full, closed or already started; 409 `slot_busy` when the slot's lock was "
+        "not obtained in time (retry). Confirm it with POST /reservations/{id}/confirm.",
+    )
+    @idempotent
+    def create(self, request: Request) -> Response:
+        body = ReservationCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        reservation = services.reservation_create(actor=request.user, **body.validated_data)
+        return Response(reservation_body(reservation), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: ReservationOutput, **error_responses(404)})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        reservation = selectors.reservation_get_for(actor=request.user, reservation_id=pk)
+        return Response(reservation_body(reservation))
+
+    @extend_schema(
+        responses={
+            204: OpenApiResponse(description="Released (or already released or expired)."),
+            **error_responses(404, 409),
+        },
+        description="Give the hold back. Releasing a hold that is already released or expired "
+        "changes nothing; a confirmed one is 409 `reservation_not_held` (cancel the booking).",
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.reservation_release(actor=request.user, reservation_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,33 @@
+"""Input and output shapes of the reservations API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import ReservationStatus
+
+
+class ReservationCreateInput(serializers.Serializer):
+    slot_id = serializers.UUIDField()
+    pet_id = serializers.CharField(max_length=64)
+
+
+class ReservationOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    slot_id = serializers.UUIDField()
+    pet_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=ReservationStatus.choices)
+    expires_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+
+
+def reservation_body(reservation) -> dict:
+    """The API shape of a hold (a plain function: faster than a serializer on the hot path)."""
+    return {
+        "id": str(reservation.id),
+        "slot_id": str(reservation.slot_id),
+        "pet_id": reservation.pet_id,
+        "status": reservation.status,
+        "expires_at": reservation.expires_at.isoformat(),
+        "created_at": reservation.created_at.isoformat(),
+    }
