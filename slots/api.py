@@ -40,14 +40,9 @@ IF_MATCH = OpenApiParameter(
 
 class ClinicViewSet(viewsets.ViewSet):
     lookup_value_regex = r"[^/]+"
+    pagination_class = PagePagination
 
-    @extend_schema(
-        responses={200: ClinicOutput(many=True)},
-        parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
-        ],
-    )
+    @extend_schema(responses={200: ClinicOutput(many=True)})
     def list(self, request: Request) -> Response:
         paginator = PagePagination()
         page = paginator.paginate_queryset(selectors.clinic_list(), request, view=self)
@@ -85,6 +80,7 @@ def _slot_response(slot, status_code: int = status.HTTP_200_OK) -> Response:
 class SlotViewSet(viewsets.ViewSet):
     permission_classes = [ReadOnlyOrStaff]
     lookup_value_regex = UUID_PATTERN
+    pagination_class = PagePagination
 
     @extend_schema(
         parameters=[SlotSearchQuery],

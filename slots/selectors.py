@@ -15,6 +15,7 @@ from petpro_booking.core import cache as cache_keys
 from petpro_booking.core import metrics
 from petpro_booking.core.db import read_replica
 from petpro_booking.core.errors import NotFound
+from petpro_booking.core.http import uuid_or_not_found
 
 from .models import Clinic, ClinicService, Slot, SlotStatus
 from .services import slot_search_family
@@ -53,8 +54,8 @@ def clinic_service_list(*, clinic_id: str) -> QuerySet[ClinicService]:
 
 def slot_get(*, slot_id: uuid.UUID | str) -> Slot:
     try:
-        return Slot.objects.get(id=slot_id)
-    except (Slot.DoesNotExist, ValueError):
+        return Slot.objects.get(id=uuid_or_not_found(slot_id, what="slot"))
+    except Slot.DoesNotExist:
         raise NotFound("No such slot.") from None
 
 

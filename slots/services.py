@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
+from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
@@ -228,8 +229,8 @@ def slot_update(
         raise ValidationFailed(details={"status": [f"One of {', '.join(SlotStatus.values)}."]})
     with transaction.atomic():
         try:
-            slot = Slot.objects.select_for_update().get(id=slot_id)
-        except (Slot.DoesNotExist, ValueError):
+            slot = Slot.objects.select_for_update().get(id=uuid_or_not_found(slot_id, what="slot"))
+        except Slot.DoesNotExist:
             raise NotFound("No such slot.") from None
         _require_manager(actor, slot.clinic_id)
         if expected_version is not None and slot.version != expected_version:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+
 from rest_framework.request import Request
 
-from .errors import ValidationFailed
+from .errors import NotFound, ValidationFailed
+
+
+def uuid_or_not_found(value: object, *, what: str = "resource") -> uuid.UUID:
+    """Our ids are UUIDs; anything else in the path names nothing, so it is a 404."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"No such {what}.") from None
 
 
 def etag_for(version: int) -> str:

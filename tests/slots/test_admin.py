@@ -1,0 +1,107 @@
+"""Admin for clinic staff: scoped to their clinics, generate action, stale saves refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from petpro_booking.events.models import Event
+from slots.models import ClinicStaff, Slot
+
+from ..factories import ClinicFactory, ClinicServiceFactory, SlotFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_clinics():
+    mine = ClinicServiceFactory(id="svc-mine", clinic=ClinicFactory(id="mine"))
+    theirs = ClinicServiceFactory(id="svc-theirs", clinic=ClinicFactory(id="theirs"))
+    return SlotFactory(service=mine), SlotFactory(service=theirs)
+
+
+@pytest.fixture
+def staff_browser(client):
+    user = User.objects.create_user("staff", password="pw", is_staff=True)
+    ClinicStaff.objects.create(user=user, clinic_id="mine")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def support_browser(client):
+    user = User.objects.create_user("helpdesk", password="pw", is_staff=True)
+    user.groups.add(Group.objects.create(name="support"))
+    client.force_login(user)
+    return client
+
+
+def test_staff_see_only_their_clinics_slots(staff_browser, two_clinics):
+    mine, theirs = two_clinics
+    page = staff_browser.get("/admin/slots/slot/")
+    assert page.status_code == 200
+    listed = {s.pk for s in page.context["cl"].result_list}
+    assert listed == {mine.pk}
+    assert staff_browser.get(f"/admin/slots/slot/{theirs.pk}/change/").status_code in (302, 404)
+
+
+def test_support_sees_every_clinic(support_browser, two_clinics):
+    page = support_browser.get("/admin/slots/slot/")
+    assert len(page.context["cl"].result_list) == 2
+
+
+def test_change_goes_through_the_service_and_refuses_stale_saves(staff_browser, two_clinics):
+    mine, _ = two_clinics
+    form = {"capacity": 3, "status": "open", "seen_version": mine.version}
+    response = staff_browser.post(f"/admin/slots/slot/{mine.pk}/change/", form)
+    assert response.status_code == 302
+    mine.refresh_from_db()
+    assert (mine.capacity, mine.version) == (3, 2)
+    assert Event.objects.filter(aggregate_id=str(mine.pk), event_type="SlotUpdated").count() == 1
+
+    stale = staff_browser.post(f"/admin/slots/slot/{mine.pk}/change/", {**form, "capacity": 5})
+    assert stale.status_code == 200  # form shown again with the error
+    assert "changed since you opened it" in stale.content.decode()
+    mine.refresh_from_db()
+    assert mine.capacity == 3
+
+
+def test_generate_action_creates_slots_in_clinic_time(staff_browser, two_clinics):
+    response = staff_browser.post(
+        "/admin/slots/clinicservice/",
+        {
+            "action": "generate_slots",
+            "_selected_action": ["svc-mine"],
+            "apply": "1",
+            "date_from": "2027-02-01",
+            "date_to": "2027-02-07",
+            "weekdays": ["2"],
+            "start": "10:00",
+            "end": "11:00",
+            "capacity": "2",
+        },
+    )
+    assert response.status_code == 302
+    created = Slot.objects.filter(service_id="svc-mine", capacity=2)
+    assert created.count() == 2
+    assert created.order_by("start_at").first().start_at == dt.datetime(
+        2027, 2, 2, 9, 0, tzinfo=dt.UTC
+    )
+
+
+def test_user_without_clinic_link_sees_nothing(client, two_clinics):
+    user = User.objects.create_user("nobody", password="pw", is_staff=True)
+    client.force_login(user)
+    assert client.get("/admin/slots/slot/").status_code == 403
+
+
+def test_generate_action_first_shows_the_schedule_form(staff_browser, two_clinics):
+    response = staff_browser.post(
+        "/admin/slots/clinicservice/",
+        {"action": "generate_slots", "_selected_action": ["svc-mine"]},
+    )
+    assert response.status_code == 200
+    assert "weekly schedule" in response.content.decode()
+    assert not Slot.objects.filter(service_id="svc-mine").exclude(pk=two_clinics[0].pk).exists()

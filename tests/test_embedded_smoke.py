@@ -1,0 +1,108 @@
+"""The embedded default boots with no servers: migrate, demo data, serve, search over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "EVENT_BROKER_URL",
+    "PAYMENT_SERVICE_URL",
+    "USER_SERVICE_URL",
+    "CLINIC_SERVICE_URL",
+    "DATABASE_REPLICA_URLS",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("embedded")
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    env.update(
+        DJANGO_SETTINGS_MODULE="petpro_booking.settings.local",
+        DATABASE_URL=f"sqlite:///{workdir / 'embedded.sqlite3'}",
+        EVENT_LOG_SINK_PATH=str(workdir / "events.log"),
+        LOG_LEVEL="WARNING",
+    )
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True, cwd=ROOT)
+    subprocess.run(
+        [*manage, "load_demo_data", "--quiet-tokens", "--days", "7"], env=env, check=True, cwd=ROOT
+    )
+    token = subprocess.run(
+        [*manage, "issue_token", "--sub", "owner-anna", "--role", "pet_owner"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    port = free_port()
+    server = subprocess.Popen(
+        [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)  # noqa: S310
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            server.kill()
+            pytest.fail(f"embedded server did not start: {server.stderr.read().decode()[-2000:]}")
+        yield base, token, workdir
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)  # noqa: S310
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return response.status, response.read()
+
+
+def test_search_finds_available_demo_slots(embedded_server):
+    base, token, _ = embedded_server
+    status, body = get(f"{base}/api/v1/slots?available=true", token)
+    page = json.loads(body)
+    assert status == 200
+    assert page["count"] > 0
+    assert all(slot["available_capacity"] > 0 for slot in page["results"])
+    clinics = json.loads(get(f"{base}/api/v1/clinics", token)[1])
+    assert {c["timezone"] for c in clinics["results"]} == {"Europe/Berlin", "Europe/Lisbon"}
+
+
+def test_docs_schema_and_admin_are_reachable(embedded_server):
+    base, _, _ = embedded_server
+    assert get(f"{base}/api/docs/")[0] == 200
+    status, schema = get(f"{base}/api/schema/?format=json")
+    assert status == 200
+    assert "/api/v1/slots" in json.loads(schema)["paths"]
+    assert get(f"{base}/admin/login/")[0] == 200
