@@ -94,14 +94,14 @@ def test_generate_skips_nonexistent_local_times_and_takes_first_ambiguous(berlin
 
 
 def test_generate_skips_existing_slots(berlin_service):
-    kwargs = dict(
-        actor=STAFF,
-        clinic_id="c1",
-        service_id="s1",
-        date_from=dt.date(2027, 1, 4),
-        date_to=dt.date(2027, 1, 4),
-        weekly=[morning(1)],
-    )
+    kwargs = {
+        "actor": STAFF,
+        "clinic_id": "c1",
+        "service_id": "s1",
+        "date_from": dt.date(2027, 1, 4),
+        "date_to": dt.date(2027, 1, 4),
+        "weekly": [morning(1)],
+    }
     assert slot_generate(**kwargs) == 2
     assert slot_generate(**kwargs) == 0
     assert Slot.objects.count() == 2
