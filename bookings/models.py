@@ -76,6 +76,9 @@ class PaymentRecord(models.Model):
     )
     checkout_url = models.URLField(max_length=500, blank=True)
     last_payload = models.JSONField(default=dict, blank=True)
+    # Set when the payer is owed their money back (late payment, cancelled paid booking, wrong
+    # amount); the refund is done when status becomes refunded. Swept until then.
+    refund_requested_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -88,6 +91,11 @@ class PaymentRecord(models.Model):
                 fields=["updated_at"],
                 name="payment_records_pending_idx",
                 condition=Q(status__in=["created", "pending"]),
+            ),
+            models.Index(
+                fields=["refund_requested_at"],
+                name="payment_records_refund_idx",
+                condition=Q(status="succeeded", refund_requested_at__isnull=False),
             ),
         ]
 
