@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from bookings.api import BookingViewSet, ReservationConfirmView
-from petpro_booking.core import health
+from petpro_booking.core import health, metrics_export
 from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
 
@@ -30,7 +30,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    # Multiprocess-safe under gunicorn, with the scrape-time gauges (outbox, expiry, checks).
+    path("metrics", metrics_export.metrics_view, name="prometheus-django-metrics"),
 ]
 
 handler400 = "petpro_booking.core.exception_handler.json_bad_request"

@@ -11,6 +11,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from .logging import bind_log_context
 from .principal import ROLES, Principal
 
 
@@ -80,6 +81,7 @@ class JWTAuthentication(authentication.BaseAuthentication):
         if scheme.lower() != "bearer" or not token.strip():
             raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <token>`.")
         principal = principal_from_token(token.strip())
+        bind_log_context(userId=principal.sub)
         return principal, token.strip()
 
     def authenticate_header(self, request) -> str:

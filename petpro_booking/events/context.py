@@ -6,6 +6,8 @@ import contextvars
 import uuid
 from typing import Any
 
+from petpro_booking.core.logging import bound_log_context
+
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
 )
@@ -29,11 +31,14 @@ def current_trace_id() -> str | None:
             return format(span_context.trace_id, "032x")
     except ImportError:  # pragma: no cover - opentelemetry is a dependency
         pass
-    return _trace_id.get()
+    # Tracing off: the id the request middleware or task hook put on the log lines.
+    return _trace_id.get() or bound_log_context().get("traceId")
 
 
 def current_context() -> dict[str, Any]:
     return {
         "trace_id": current_trace_id(),
-        "correlation_id": _correlation_id.get() or str(uuid.uuid4()),
+        "correlation_id": _correlation_id.get()
+        or bound_log_context().get("requestId")
+        or str(uuid.uuid4()),
     }

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "petpro_booking.core.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -142,6 +143,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+# Workers and beat log through LOGGING above (JSON), not through Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Every periodic job of the product, in one place (celery beat).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
@@ -248,12 +251,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# One JSON object per line (timestamp, service, traceId, spanId, level, message + ids), PII
+# masked: petpro_booking/core/logging.py. LOG_FORMAT=console prints the same for humans.
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": {"()": "petpro_booking.core.logging.json_formatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -1,0 +1,312 @@
+"""Admin for support and clinic staff: find bookings, and cancel, reschedule, complete or mark
+them no-show through the same services as the API (reason asked, history and events written).
+
+Booking fields are read-only here: every change goes through an action, so nothing bypasses
+the transition table, the counters or the history. Each action form carries the version of
+every booking it shows; a booking changed meanwhile is refused, not overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from petpro_booking.core.errors import ApplicationError, VersionConflict
+from petpro_booking.core.principal import Principal
+from slots.admin import ClinicScopedAdmin
+from slots.admin_access import admin_principal
+from slots.models import Slot, SlotStatus
+
+from . import services
+from .models import Booking, BookingHistory, PaymentRecord
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class BookingHistoryInline(ReadOnlyInline):
+    model = BookingHistory
+    fields = ["at", "from_status", "to_status", "actor_type", "actor_id", "reason"]
+    readonly_fields = fields
+    ordering = ["at", "id"]
+
+
+class PaymentRecordInline(ReadOnlyInline):
+    model = PaymentRecord
+    fields = ["payment_id", "status", "amount", "currency", "idempotency_key", "updated_at"]
+    readonly_fields = fields
+
+
+class BookingActionForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=1000,
+        help_text="Written into the booking's history and its event.",
+    )
+
+
+class RescheduleForm(BookingActionForm):
+    slot = forms.ModelChoiceField(
+        queryset=Slot.objects.none(), help_text="An open slot of the same clinic and service."
+    )
+
+    def __init__(self, *args, booking: Booking, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["slot"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = (
+            Slot.objects.filter(
+                clinic_id=booking.clinic_id,
+                service_id=booking.service_id,
+                status=SlotStatus.OPEN,
+                start_at__gt=timezone.now(),
+            )
+            .exclude(id=booking.slot_id)
+            .order_by("start_at")
+        )
+        field.label_from_instance = lambda slot: (
+            f"{slot.start_at:%Y-%m-%d %H:%M} UTC "
+            f"({slot.capacity - slot.booked_count - slot.held_count} free)"
+        )
+
+
+@admin.register(Booking)
+class BookingAdmin(ClinicScopedAdmin):
+    list_display = [
+        "reference",
+        "status",
+        "slot_start",
+        "clinic_id",
+        "service_id",
+        "user_id",
+        "pet_id",
+        "amount",
+        "currency",
+        "version",
+        "created_at",
+    ]
+    list_filter = [
+        "status",
+        "clinic_id",
+        ("slot__start_at", admin.DateFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id"]
+    list_select_related = ["slot"]
+    date_hierarchy = "slot__start_at"
+    inlines = [BookingHistoryInline, PaymentRecordInline]
+    actions = ["cancel_bookings", "reschedule_booking", "complete_bookings", "no_show_bookings"]
+    readonly_fields = [
+        "reference",
+        "status",
+        "slot",
+        "reservation",
+        "clinic_id",
+        "service_id",
+        "user_id",
+        "pet_id",
+        "amount",
+        "currency",
+        "version",
+        "created_at",
+        "updated_at",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="Starts", ordering="slot__start_at")
+    def slot_start(self, booking: Booking):
+        return booking.slot.start_at
+
+    # Changes happen only through the actions below (services); no add, edit or delete form.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def _principal(self, request: HttpRequest) -> Principal:
+        principal = admin_principal(request.user)
+        if principal is None:
+            raise PermissionDenied
+        return principal
+
+    def _run(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        action: str,
+        title: str,
+        change: Callable[..., Booking],
+        done: str,
+    ) -> HttpResponse | None:
+        """Ask for a reason (showing the bookings and the versions they had), then call the
+        service for each booking with the version the user saw."""
+        principal = self._principal(request)
+        bookings = list(queryset.select_related("slot").order_by("slot__start_at", "id"))
+        if "apply" in request.POST:
+            form = BookingActionForm(request.POST)
+            if form.is_valid():
+                for booking in bookings:
+                    self._apply(
+                        request,
+                        booking,
+                        lambda b: change(
+                            actor=principal,
+                            booking_id=b.pk,
+                            reason=form.cleaned_data["reason"],
+                            expected_version=_seen_version(request, b),
+                        ),
+                        done,
+                    )
+                return None
+        else:
+            form = BookingActionForm()
+        return self._form_page(request, bookings, form, action=action, title=title)
+
+    def _apply(
+        self,
+        request: HttpRequest,
+        booking: Booking,
+        change: Callable[[Booking], Booking],
+        done: str,
+    ) -> None:
+        try:
+            changed = change(booking)
+        except VersionConflict:
+            self.message_user(
+                request,
+                f"{booking.reference}: not changed, it was changed by someone else since you "
+                "opened this form. Reload and try again.",
+                messages.ERROR,
+            )
+        except ApplicationError as exc:
+            detail = f" {exc.details}" if exc.details else ""
+            self.message_user(
+                request, f"{booking.reference}: not changed, {exc.message}{detail}", messages.ERROR
+            )
+        else:
+            self.message_user(request, f"{changed.reference}: {done}.", messages.SUCCESS)
+
+    def _form_page(
+        self,
+        request: HttpRequest,
+        bookings: list[Booking],
+        form: forms.Form,
+        *,
+        action: str,
+        title: str,
+    ) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            "admin/bookings/booking_action.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "form": form,
+                "bookings": bookings,
+                "action": action,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
+
+    @admin.action(description="Cancel selected bookings (asks for a reason)")
+    def cancel_bookings(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._run(
+            request,
+            queryset,
+            action="cancel_bookings",
+            title="Cancel bookings",
+            change=services.booking_cancel,
+            done="cancelled, its place is free again",
+        )
+
+    @admin.action(description="Mark selected bookings completed (asks for a reason)")
+    def complete_bookings(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._run(
+            request,
+            queryset,
+            action="complete_bookings",
+            title="Mark bookings completed",
+            change=services.booking_complete,
+            done="marked completed",
+        )
+
+    @admin.action(description="Mark selected bookings no-show (asks for a reason)")
+    def no_show_bookings(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._run(
+            request,
+            queryset,
+            action="no_show_bookings",
+            title="Mark bookings no-show",
+            change=services.booking_mark_no_show,
+            done="marked no-show",
+        )
+
+    @admin.action(description="Reschedule one booking to another slot (asks for a reason)")
+    def reschedule_booking(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        principal = self._principal(request)
+        bookings = list(queryset.select_related("slot")[:2])
+        if len(bookings) != 1:
+            self.message_user(request, "Select exactly one booking to reschedule.", messages.ERROR)
+            return None
+        booking = bookings[0]
+        if booking.status not in services.RESCHEDULABLE:
+            self.message_user(
+                request,
+                f"{booking.reference}: a {booking.get_status_display().lower()} booking cannot "
+                "be rescheduled.",
+                messages.ERROR,
+            )
+            return None
+        if "apply" in request.POST:
+            form = RescheduleForm(request.POST, booking=booking)
+            if form.is_valid():
+                self._apply(
+                    request,
+                    booking,
+                    lambda b: services.booking_reschedule(
+                        actor=principal,
+                        booking_id=b.pk,
+                        slot_id=form.cleaned_data["slot"].pk,
+                        reason=form.cleaned_data["reason"],
+                        expected_version=_seen_version(request, b),
+                    ),
+                    "rescheduled",
+                )
+                return None
+        else:
+            form = RescheduleForm(booking=booking)
+        return self._form_page(
+            request, [booking], form, action="reschedule_booking", title="Reschedule booking"
+        )
+
+
+def _seen_version(request: HttpRequest, booking: Booking) -> int | None:
+    """The version shown on the action form for this booking (refuses stale changes)."""
+    raw = request.POST.get(f"version_{booking.pk}", "")
+    return int(raw) if raw.isdigit() else None

@@ -1,0 +1,190 @@
+"""Thin viewsets for bookings and for confirming a hold into one: parse, call one service or
+selector, render (DESIGN.md §8)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from petpro_booking.core.http import etag_for, if_match_version
+from petpro_booking.core.idempotency import idempotent
+from petpro_booking.core.openapi import error_responses
+from petpro_booking.core.pagination import PagePagination
+from petpro_booking.core.permissions import IsPetOwner
+
+from . import selectors, services
+from .serializers import (
+    BookingCancelInput,
+    BookingCloseInput,
+    BookingListQuery,
+    BookingOutput,
+    BookingRescheduleInput,
+    HistoryItemOutput,
+    booking_body,
+)
+
+UUID_PATTERN = r"[0-9a-fA-F-]{32,36}"
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
+)
+
+
+def _booking_response(booking, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(
+        booking_body(booking), status=status_code, headers={"ETag": etag_for(booking.version)}
+    )
+
+
+class BookingViewSet(viewsets.ViewSet):
+    """Owners see their own bookings, staff their clinics', support all; others' are 404."""
+
+    lookup_value_regex = UUID_PATTERN
+
+    @extend_schema(
+        parameters=[BookingListQuery],
+        responses={200: BookingOutput(many=True)},
+        description="Bookings visible to the caller, newest first.",
+    )
+    def list(self, request: Request) -> Response:
+        query = BookingListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        bookings = selectors.booking_list_for(
+            principal=request.user,
+            status=query.validated_data.get("status"),
+            clinic_id=query.validated_data.get("clinic_id"),
+        )
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(bookings, request, view=self)
+        return paginator.get_paginated_response([booking_body(b) for b in page])
+
+    @extend_schema(responses={200: BookingOutput, **error_responses(404)})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return _booking_response(selectors.booking_get_for(principal=request.user, booking_id=pk))
+
+    @extend_schema(
+        request=BookingCancelInput,
+        parameters=[IF_MATCH],
+        responses={200: BookingOutput, **error_responses(400, 404, 409, 412, 422)},
+        description="Owners until `cancellation_window_hours` before the start (else 409 "
+        "`outside_cancellation_window`); staff of the clinic and support always, with a "
+        "`reason`. The unit goes back to the slot. 409 `invalid_transition` when already "
+        "cancelled, completed or no-show.",
+    )
+    @idempotent
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        body = BookingCancelInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        booking = services.booking_cancel(
+            actor=request.user,
+            booking_id=pk,
+            reason=body.validated_data["reason"],
+            expected_version=if_match_version(request),
+        )
+        return _booking_response(booking)
+
+    @extend_schema(
+        request=BookingRescheduleInput,
+        parameters=[IF_MATCH],
+        responses={200: BookingOutput, **error_responses(400, 404, 409, 412, 422)},
+        description="Move to another slot of the same clinic and service, keeping status and "
+        "payment. Same rights as cancel. 409 `slot_unavailable` when the new slot is full or "
+        "closed, `slot_busy` when its lock is not obtained in time (retry).",
+    )
+    @idempotent
+    @action(detail=True, methods=["post"])
+    def reschedule(self, request: Request, pk: str) -> Response:
+        body = BookingRescheduleInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        booking = services.booking_reschedule(
+            actor=request.user,
+            booking_id=pk,
+            slot_id=body.validated_data["slot_id"],
+            reason=body.validated_data["reason"],
+            expected_version=if_match_version(request),
+        )
+        return _booking_response(booking)
+
+    @extend_schema(
+        request=BookingCloseInput,
+        parameters=[IF_MATCH],
+        responses={200: BookingOutput, **error_responses(403, 404, 409, 412, 422)},
+        description="Staff of the clinic and support: a confirmed booking was attended.",
+    )
+    @idempotent
+    @action(detail=True, methods=["post"])
+    def complete(self, request: Request, pk: str) -> Response:
+        body = BookingCloseInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        booking = services.booking_complete(
+            actor=request.user,
+            booking_id=pk,
+            reason=body.validated_data["reason"],
+            expected_version=if_match_version(request),
+        )
+        return _booking_response(booking)
+
+    @extend_schema(
+        request=BookingCloseInput,
+        parameters=[IF_MATCH],
+        responses={200: BookingOutput, **error_responses(403, 404, 409, 412, 422)},
+        description="Staff of the clinic and support: a confirmed booking was missed.",
+    )
+    @idempotent
+    @action(detail=True, methods=["post"], url_path="no-show")
+    def no_show(self, request: Request, pk: str) -> Response:
+        body = BookingCloseInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        booking = services.booking_mark_no_show(
+            actor=request.user,
+            booking_id=pk,
+            reason=body.validated_data["reason"],
+            expected_version=if_match_version(request),
+        )
+        return _booking_response(booking)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+        responses={200: HistoryItemOutput(many=True), **error_responses(404)},
+        description="The booking's events (PascalCase types), oldest first.",
+    )
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str) -> Response:
+        events = selectors.booking_events(principal=request.user, booking_id=pk)
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(events, request, view=self)
+        items = [selectors.history_item(event) for event in page]
+        return paginator.get_paginated_response(HistoryItemOutput(items, many=True).data)
+
+
+class ReservationConfirmView(APIView):
+    """POST /api/v1/reservations/{id}/confirm: the hold's owner turns it into a booking."""
+
+    permission_classes = [IsPetOwner]
+
+    @extend_schema(
+        request=None,
+        responses={201: BookingOutput, **error_responses(404, 409, 422)},
+        description="201 with the booking (`pending_payment` when the service needs payment, "
+        "else `confirmed`). 409 `reservation_expired` past the hold's expiry, "
+        "`reservation_not_held` when released or expired, `invalid_transition` when already "
+        "confirmed.",
+    )
+    @idempotent
+    def post(self, request: Request, reservation_id) -> Response:
+        booking = services.booking_confirm_reservation(
+            actor=request.user, reservation_id=reservation_id
+        )
+        return _booking_response(booking, status.HTTP_201_CREATED)

@@ -1,0 +1,77 @@
+"""Every read of the bookings app: scoped lists, one booking, its history (DESIGN.md §8).
+
+Visibility: owners see their own bookings, clinic staff their clinics', support (and services)
+all. A booking the caller may not see is reported as not found, never as forbidden.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from petpro_booking.core.errors import NotFound
+from petpro_booking.core.principal import Principal
+from petpro_booking.events.models import Event
+
+from .models import Booking
+
+BOOKING_AGGREGATE = "booking"
+
+
+def _visible_filter(principal: Principal) -> Q | None:
+    """The rows `principal` may see; None means every row."""
+    if principal.is_support or principal.is_service:
+        return None
+    visible = Q(pk__in=[])
+    if principal.is_owner:
+        visible |= Q(user_id=principal.sub)
+    if principal.is_clinic_staff and principal.clinic_ids:
+        visible |= Q(clinic_id__in=sorted(principal.clinic_ids))
+    return visible
+
+
+def booking_list_for(
+    *, principal: Principal, status: str | None = None, clinic_id: str | None = None
+) -> QuerySet[Booking]:
+    bookings = Booking.objects.select_related("slot")
+    visible = _visible_filter(principal)
+    if visible is not None:
+        bookings = bookings.filter(visible)
+    if status:
+        bookings = bookings.filter(status=status)
+    if clinic_id:
+        bookings = bookings.filter(clinic_id=clinic_id)
+    return bookings.order_by("-created_at", "id")
+
+
+def booking_get_for(*, principal: Principal, booking_id: uuid.UUID | str) -> Booking:
+    try:
+        key = uuid.UUID(str(booking_id))
+    except ValueError:
+        raise NotFound("No such booking.") from None
+    booking = booking_list_for(principal=principal).filter(id=key).first()
+    if booking is None:
+        raise NotFound("No such booking.")
+    return booking
+
+
+def booking_events(*, principal: Principal, booking_id: uuid.UUID | str) -> QuerySet[Event]:
+    """The booking's events, oldest first (404 when the booking is not visible)."""
+    booking = booking_get_for(principal=principal, booking_id=booking_id)
+    return (
+        Event.objects.filter(aggregate_type=BOOKING_AGGREGATE, aggregate_id=str(booking.id))
+        .only("event_type", "created_at", "metadata", "payload", "aggregate_version")
+        .order_by("aggregate_version")
+    )
+
+
+def history_item(event: Event) -> dict[str, Any]:
+    """One history entry: `{event_type, occurred_at, actor, data}`."""
+    return {
+        "event_type": event.event_type,
+        "occurred_at": event.created_at,
+        "actor": event.metadata.get("actor", {}),
+        "data": event.payload,
+    }

@@ -1,0 +1,433 @@
+"""The booking endpoints per role: confirm, read, cancel, reschedule, complete, no-show,
+history; status codes, error codes, counters, history rows and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.utils import timezone
+
+from bookings.models import Booking, BookingHistory
+from petpro_booking.events.models import Event
+from reservations.models import Reservation
+from slots.models import SlotStatus
+
+from ..conftest import api_client_for
+from ..factories import ClinicServiceFactory, SlotFactory
+from .conftest import book_on, counters, hold_on
+
+# The services open their own SERIALIZABLE transactions, so tests cannot wrap them in one.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BOOKING_FIELDS = {
+    "id",
+    "reference",
+    "slot_id",
+    "reservation_id",
+    "clinic_id",
+    "service_id",
+    "user_id",
+    "pet_id",
+    "status",
+    "amount",
+    "currency",
+    "start_at",
+    "end_at",
+    "version",
+    "created_at",
+    "updated_at",
+}
+REFERENCE = re.compile(r"^PP-[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{6}$")
+
+
+def event_types(aggregate_id) -> list[str]:
+    return list(
+        Event.objects.filter(aggregate_id=str(aggregate_id))
+        .order_by("aggregate_version")
+        .values_list("event_type", flat=True)
+    )
+
+
+# --- confirm -------------------------------------------------------------------------------
+
+
+def test_owner_confirms_hold_into_confirmed_booking(owner_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    response = owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert set(body) == BOOKING_FIELDS
+    assert REFERENCE.match(body["reference"])
+    assert body["status"] == "confirmed"
+    assert body["amount"] == "45.00"
+    assert body["currency"] == "EUR"
+    assert body["slot_id"] == str(slot.id)
+    assert body["reservation_id"] == str(reservation.id)
+    assert response.headers["ETag"] == f'"{body["version"]}"'
+    assert counters(slot) == (1, 0)
+    reservation.refresh_from_db()
+    assert reservation.status == "confirmed"
+    assert event_types(reservation.id)[-1] == "ReservationConfirmed"
+    assert event_types(body["id"]) == ["BookingCreated", "BookingConfirmed"]
+    created = Event.objects.get(aggregate_id=body["id"], event_type="BookingCreated")
+    assert created.payload["reference"] == body["reference"]
+    assert created.payload["pet_name"] == owner_pet.name
+    assert created.payload["clinic_name"] == slot.clinic.name
+    history = BookingHistory.objects.get(booking_id=body["id"])
+    assert (history.from_status, history.to_status, history.actor_type, history.actor_id) == (
+        "",
+        "confirmed",
+        "user",
+        "owner-1",
+    )
+
+
+def test_paid_service_starts_pending_payment(owner_client, owner_pet, clinic):
+    service = ClinicServiceFactory(clinic=clinic, requires_payment=True, price="80.00")
+    paid_slot = SlotFactory(clinic=clinic, service=service)
+    reservation = hold_on(paid_slot)
+    response = owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 201
+    assert response.json()["status"] == "pending_payment"
+    assert response.json()["amount"] == "80.00"
+    assert event_types(response.json()["id"]) == ["BookingCreated"]
+
+
+def test_confirm_twice_is_invalid_transition(owner_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    assert owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm").status_code == 201
+    response = owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
+    assert Booking.objects.count() == 1
+    assert counters(slot) == (1, 0)
+
+
+def test_confirm_past_expiry_is_reservation_expired(owner_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    Reservation.objects.filter(id=reservation.id).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    response = owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "reservation_expired"
+    assert not Booking.objects.exists()
+    assert counters(slot) == (0, 1)  # the unit goes back when the hold is expired
+
+
+def test_confirm_released_hold_is_not_held(owner_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    assert owner_client.delete(f"/api/v1/reservations/{reservation.id}").status_code == 204
+    response = owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "reservation_not_held"
+
+
+def test_confirm_someone_elses_hold_is_404(other_owner_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    response = other_owner_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_staff_cannot_confirm(staff_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    response = staff_client.post(f"/api/v1/reservations/{reservation.id}/confirm")
+    assert response.status_code == 403
+
+
+def test_confirm_is_idempotent_with_key(owner_client, owner_pet, slot):
+    reservation = hold_on(slot)
+    url = f"/api/v1/reservations/{reservation.id}/confirm"
+    first = owner_client.post(url, HTTP_IDEMPOTENCY_KEY="confirm-1")
+    again = owner_client.post(url, HTTP_IDEMPOTENCY_KEY="confirm-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert Booking.objects.count() == 1
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def test_visibility_per_role(
+    booking, owner_client, other_owner_client, staff_client, other_staff_client, support_client
+):
+    url = f"/api/v1/bookings/{booking.id}"
+    for client in (owner_client, staff_client, support_client):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert response.json()["reference"] == booking.reference
+        assert response.headers["ETag"] == f'"{booking.version}"'
+        listed = client.get("/api/v1/bookings").json()
+        assert [row["id"] for row in listed["results"]] == [str(booking.id)]
+    for client in (other_owner_client, other_staff_client):
+        assert client.get(url).status_code == 404
+        assert client.get(f"{url}/history").status_code == 404
+        assert client.post(f"{url}/cancel", {"reason": "x"}, format="json").status_code == 404
+        assert client.get("/api/v1/bookings").json()["count"] == 0
+
+
+def test_list_filters_and_paginates(booking, support_client, second_slot):
+    other = book_on(second_slot)
+    support_client.post(f"/api/v1/bookings/{other.id}/cancel", {"reason": "x"}, format="json")
+    body = support_client.get("/api/v1/bookings", {"status": "cancelled"}).json()
+    assert set(body) == {"count", "next", "previous", "results"}
+    assert [row["id"] for row in body["results"]] == [str(other.id)]
+    assert support_client.get("/api/v1/bookings", {"clinic_id": "nowhere"}).json()["count"] == 0
+    response = support_client.get("/api/v1/bookings", {"status": "nonsense"})
+    assert response.status_code == 400
+
+
+def test_not_a_uuid_is_404(owner_client):
+    assert owner_client.get("/api/v1/bookings/not-a-uuid").status_code == 404
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+
+def test_owner_cancels_within_window(booking, owner_client, slot):
+    response = owner_client.post(
+        f"/api/v1/bookings/{booking.id}/cancel", {"reason": "pet is fine"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["version"] == booking.version + 1
+    assert counters(slot) == (0, 0)
+    assert event_types(booking.id)[-1] == "BookingCancelled"
+    cancelled = Event.objects.get(aggregate_id=str(booking.id), event_type="BookingCancelled")
+    assert cancelled.payload["from_status"] == "confirmed"
+    assert cancelled.payload["reason"] == "pet is fine"
+    assert cancelled.metadata["actor"] == {"type": "user", "id": "owner-1"}
+    last = BookingHistory.objects.filter(booking=booking).last()
+    assert (last.from_status, last.to_status, last.reason) == (
+        "confirmed",
+        "cancelled",
+        "pet is fine",
+    )
+    # The freed unit can be held again at once.
+    assert (
+        owner_client.post(
+            "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+        ).status_code
+        == 201
+    )
+
+
+def test_cancel_twice_is_invalid_transition(booking, owner_client, slot):
+    url = f"/api/v1/bookings/{booking.id}/cancel"
+    assert owner_client.post(url, {}, format="json").status_code == 200
+    response = owner_client.post(url, {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
+    assert counters(slot) == (0, 0)
+    assert event_types(booking.id).count("BookingCancelled") == 1
+
+
+def test_owner_outside_window_is_refused(owner_client, owner_pet, clinic_service):
+    soon = SlotFactory(
+        clinic=clinic_service.clinic,
+        service=clinic_service,
+        start_at=timezone.now().replace(microsecond=0) + dt.timedelta(hours=3),
+    )
+    booking = book_on(soon)
+    response = owner_client.post(f"/api/v1/bookings/{booking.id}/cancel", {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "outside_cancellation_window"
+    assert response.json()["error"]["details"]["cancellation_window_hours"] == 24
+    assert counters(soon) == (1, 0)
+
+
+def test_staff_may_cancel_inside_window_with_reason(staff_client, owner_pet, clinic_service):
+    soon = SlotFactory(
+        clinic=clinic_service.clinic,
+        service=clinic_service,
+        start_at=timezone.now().replace(microsecond=0) + dt.timedelta(hours=3),
+    )
+    booking = book_on(soon)
+    url = f"/api/v1/bookings/{booking.id}/cancel"
+    missing = staff_client.post(url, {"reason": "  "}, format="json")
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "validation_error"
+    assert "reason" in missing.json()["error"]["details"]
+    response = staff_client.post(url, {"reason": "vet is ill"}, format="json")
+    assert response.status_code == 200
+    last = BookingHistory.objects.filter(booking=booking).last()
+    assert (last.actor_type, last.actor_id, last.reason) == ("staff", "staff-1", "vet is ill")
+    assert counters(soon) == (0, 0)
+
+
+def test_support_needs_a_reason_too(booking, support_client):
+    url = f"/api/v1/bookings/{booking.id}/cancel"
+    assert support_client.post(url, {}, format="json").status_code == 400
+    response = support_client.post(url, {"reason": "owner called"}, format="json")
+    assert response.status_code == 200
+    assert BookingHistory.objects.filter(booking=booking).last().actor_type == "support"
+
+
+def test_stale_if_match_is_412(booking, owner_client):
+    url = f"/api/v1/bookings/{booking.id}/cancel"
+    response = owner_client.post(url, {}, format="json", HTTP_IF_MATCH=f'"{booking.version - 1}"')
+    assert response.status_code == 412
+    assert response.json()["error"]["code"] == "version_conflict"
+    fresh = owner_client.post(url, {}, format="json", HTTP_IF_MATCH=f'"{booking.version}"')
+    assert fresh.status_code == 200
+
+
+# --- reschedule ----------------------------------------------------------------------------
+
+
+def test_owner_reschedules_and_counters_move(booking, owner_client, slot, second_slot):
+    response = owner_client.post(
+        f"/api/v1/bookings/{booking.id}/reschedule",
+        {"slot_id": str(second_slot.id)},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["slot_id"] == str(second_slot.id)
+    assert body["status"] == "confirmed"
+    assert body["start_at"].startswith(second_slot.start_at.strftime("%Y-%m-%dT%H:%M"))
+    assert counters(slot) == (0, 0)
+    assert counters(second_slot) == (1, 0)
+    moved = Event.objects.get(aggregate_id=str(booking.id), event_type="BookingRescheduled")
+    assert moved.payload["previous_slot_id"] == str(slot.id)
+    assert moved.payload["slot_id"] == str(second_slot.id)
+    assert moved.payload["previous_start_local"].endswith(("+01:00", "+02:00"))
+    last = BookingHistory.objects.filter(booking=booking).last()
+    assert (last.from_status, last.to_status) == ("confirmed", "confirmed")
+
+
+def test_reschedule_onto_full_slot_is_slot_unavailable(
+    booking, owner_client, other_pet, slot, second_slot
+):
+    from .conftest import OTHER_OWNER
+
+    book_on(second_slot, owner=OTHER_OWNER, pet_id="pet-2")
+    response = owner_client.post(
+        f"/api/v1/bookings/{booking.id}/reschedule",
+        {"slot_id": str(second_slot.id)},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "slot_unavailable"
+    assert counters(slot) == (1, 0)
+    assert counters(second_slot) == (1, 0)
+
+
+def test_reschedule_takes_the_place_of_an_expired_hold(
+    booking, owner_client, other_pet, second_slot
+):
+    from .conftest import OTHER_OWNER
+
+    stale = hold_on(second_slot, owner=OTHER_OWNER, pet_id="pet-2")
+    Reservation.objects.filter(id=stale.id).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    response = owner_client.post(
+        f"/api/v1/bookings/{booking.id}/reschedule",
+        {"slot_id": str(second_slot.id)},
+        format="json",
+    )
+    assert response.status_code == 200
+    stale.refresh_from_db()
+    assert stale.status == "expired"
+    assert counters(second_slot) == (1, 0)
+
+
+def test_reschedule_rejects_other_service_closed_and_same_slot(
+    booking, staff_client, clinic, slot, second_slot
+):
+    url = f"/api/v1/bookings/{booking.id}/reschedule"
+    other_service = SlotFactory(clinic=clinic, service=ClinicServiceFactory(clinic=clinic))
+    response = staff_client.post(
+        url, {"slot_id": str(other_service.id), "reason": "x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "slot_id" in response.json()["error"]["details"]
+    same = staff_client.post(url, {"slot_id": str(slot.id), "reason": "x"}, format="json")
+    assert same.status_code == 400
+    second_slot.status = SlotStatus.CLOSED
+    second_slot.save()
+    closed = staff_client.post(url, {"slot_id": str(second_slot.id), "reason": "x"}, format="json")
+    assert closed.status_code == 409
+    assert closed.json()["error"]["code"] == "slot_unavailable"
+    no_reason = staff_client.post(url, {"slot_id": str(second_slot.id)}, format="json")
+    assert no_reason.status_code == 400
+
+
+def test_cancelled_booking_cannot_be_rescheduled(booking, owner_client, second_slot):
+    owner_client.post(f"/api/v1/bookings/{booking.id}/cancel", {}, format="json")
+    response = owner_client.post(
+        f"/api/v1/bookings/{booking.id}/reschedule",
+        {"slot_id": str(second_slot.id)},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
+    assert counters(second_slot) == (0, 0)
+
+
+# --- complete / no-show --------------------------------------------------------------------
+
+
+def test_staff_completes_and_marks_no_show(booking, staff_client, owner_client, second_slot, slot):
+    assert owner_client.post(f"/api/v1/bookings/{booking.id}/complete").status_code == 403
+    response = staff_client.post(f"/api/v1/bookings/{booking.id}/complete")
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+    assert counters(slot) == (1, 0)  # the place was used
+    again = staff_client.post(f"/api/v1/bookings/{booking.id}/no-show")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "invalid_transition"
+
+    other = book_on(second_slot)
+    response = staff_client.post(
+        f"/api/v1/bookings/{other.id}/no-show", {"reason": "did not come"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "no_show"
+    assert event_types(other.id)[-1] == "BookingNoShow"
+    assert event_types(booking.id)[-1] == "BookingCompleted"
+
+
+def test_cancelled_booking_cannot_be_completed(booking, support_client):
+    support_client.post(f"/api/v1/bookings/{booking.id}/cancel", {"reason": "x"}, format="json")
+    response = support_client.post(f"/api/v1/bookings/{booking.id}/complete")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+def test_history_lists_events_oldest_first(booking, owner_client, staff_client, second_slot):
+    owner_client.post(
+        f"/api/v1/bookings/{booking.id}/reschedule",
+        {"slot_id": str(second_slot.id)},
+        format="json",
+    )
+    staff_client.post(
+        f"/api/v1/bookings/{booking.id}/cancel", {"reason": "clinic closed"}, format="json"
+    )
+    response = owner_client.get(f"/api/v1/bookings/{booking.id}/history")
+    assert response.status_code == 200
+    items = response.json()["results"]
+    assert [item["event_type"] for item in items] == [
+        "BookingCreated",
+        "BookingConfirmed",
+        "BookingRescheduled",
+        "BookingCancelled",
+    ]
+    assert set(items[0]) == {"event_type", "occurred_at", "actor", "data"}
+    assert items[-1]["actor"] == {"type": "staff", "id": "staff-1"}
+    assert items[-1]["data"]["reason"] == "clinic closed"
+    assert items[0]["occurred_at"] <= items[-1]["occurred_at"]
+
+
+def test_anonymous_is_401(anon_client, booking):
+    assert anon_client.get("/api/v1/bookings").status_code == 401
+    other = api_client_for(sub="owner-1", roles=["pet_owner"])
+    assert other.get(f"/api/v1/bookings/{booking.id}").status_code == 200
