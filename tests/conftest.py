@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from petpro_booking.core.auth import issue_token
 
 from .factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, SlotFactory
+from .integrations.payments.stub import payment_stub  # noqa: F401  (fixture, shared)
 
 REQUIRED_SERVICES = {
     "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),

@@ -30,6 +30,11 @@ HOLDS = Counter("petpro_holds_total", "Hold attempts by outcome.", ["outcome"])
 BOOKINGS = Counter("petpro_bookings_total", "Booking state changes.", ["change"])
 EXPIRED_HOLDS = Counter("petpro_expired_holds_total", "Holds expired (job or lazily).", ["how"])
 PAYMENTS = Counter("petpro_payments_total", "Payment outcomes.", ["outcome"])
+PAYMENT_PROVIDER_CALLS = Counter(
+    "petpro_payment_provider_calls_total",
+    "Attempts of calls to the Payment Service by operation and outcome (ok, retried, failed).",
+    ["operation", "outcome"],
+)
 OUTBOX_BACKLOG = Gauge("petpro_outbox_backlog", "Unpublished events in the outbox.")
 OUTBOX_OLDEST_AGE = Gauge(
     "petpro_outbox_oldest_age_seconds", "Age of the oldest unpublished event."

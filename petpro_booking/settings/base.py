@@ -170,6 +170,19 @@ EVENT_LOG_SINK_PATH = env("EVENT_LOG_SINK_PATH", default=str(BASE_DIR / "var" / 
 PAYMENT_SERVICE_URL = env("PAYMENT_SERVICE_URL", default="")
 PAYMENT_API_KEY = env("PAYMENT_API_KEY", default="")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="dev-webhook-secret")
+# Payment Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx/429, and a
+# total deadline over every attempt so POST /bookings/{id}/payment answers within 10 s.
+PAYMENT_TIMEOUT_SECONDS = env.float("PAYMENT_TIMEOUT_SECONDS", default=3.0)
+PAYMENT_MAX_RETRIES = env.int("PAYMENT_MAX_RETRIES", default=3)
+PAYMENT_RETRY_BACKOFF_SECONDS = env.float("PAYMENT_RETRY_BACKOFF_SECONDS", default=0.2)
+PAYMENT_TOTAL_DEADLINE_SECONDS = env.float("PAYMENT_TOTAL_DEADLINE_SECONDS", default=8.0)
+# Payments still pending after this long are asked about (GET /payments/{id}) by reconciliation.
+PAYMENT_RECONCILE_AFTER_SECONDS = env.int("PAYMENT_RECONCILE_AFTER_SECONDS", default=120)
+# Sandbox provider (PAYMENT_SERVICE_URL unset): how long until it settles a payment, with what
+# outcome, and where its signed webhook goes (empty: straight to our handler, in-process).
+PAYMENT_SANDBOX_DELAY_SECONDS = env.float("PAYMENT_SANDBOX_DELAY_SECONDS", default=2.0)
+PAYMENT_SANDBOX_OUTCOME = env("PAYMENT_SANDBOX_OUTCOME", default="succeeded")
+PAYMENT_SANDBOX_WEBHOOK_URL = env("PAYMENT_SANDBOX_WEBHOOK_URL", default="")
 USER_SERVICE_URL = env("USER_SERVICE_URL", default="")
 CLINIC_SERVICE_URL = env("CLINIC_SERVICE_URL", default="")
 SERVICE_JWT_SIGNING_KEY = env("SERVICE_JWT_SIGNING_KEY", default="dev-service-signing-key")

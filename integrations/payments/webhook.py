@@ -1,0 +1,73 @@
+"""The Payment Service's webhook: signing, constant-time verification and parsing (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+SIGNATURE_PREFIX = "sha256="
+EVENT_TYPES = frozenset({"payment.succeeded", "payment.failed", "payment.refunded"})
+
+
+def webhook_sign(*, body: bytes, secret: str) -> str:
+    """The `X-Signature` header value for this exact body: `sha256=<hex HMAC-SHA256>`."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_PREFIX}{digest}"
+
+
+def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) -> bool:
+    """True only when `signature` is the HMAC of the raw `body` (as received, before any JSON
+    parsing) under `secret`. Compared in constant time; no secret means nothing is valid."""
+    if not signature or not secret:
+        return False
+    expected = webhook_sign(body=body, secret=secret).encode()
+    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    event_id: str
+    type: str
+    payment_id: str
+    booking_id: str
+    amount: Decimal
+    currency: str
+    occurred_at: str
+    payload: dict[str, Any]
+
+
+class WebhookMalformed(ValueError):
+    """A correctly signed body that is not a webhook event we understand."""
+
+
+def webhook_event_parse(body: bytes) -> WebhookEvent:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookMalformed("the body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise WebhookMalformed("the body is not a JSON object")
+    required = ("event_id", "type", "payment_id", "amount", "currency")
+    missing = [key for key in required if not payload.get(key)]
+    if missing:
+        raise WebhookMalformed(f"missing fields: {', '.join(missing)}")
+    if payload["type"] not in EVENT_TYPES:
+        raise WebhookMalformed(f"unknown event type {payload['type']!r}")
+    try:
+        amount = Decimal(str(payload["amount"]))
+    except InvalidOperation as exc:
+        raise WebhookMalformed("amount is not a decimal") from exc
+    return WebhookEvent(
+        event_id=str(payload["event_id"]),
+        type=str(payload["type"]),
+        payment_id=str(payload["payment_id"]),
+        booking_id=str(payload.get("booking_id") or ""),
+        amount=amount,
+        currency=str(payload["currency"]).upper(),
+        occurred_at=str(payload.get("occurred_at") or ""),
+        payload=payload,
+    )

@@ -1,0 +1,1 @@
+"""Tests of the Payment Service client, sandbox and webhook signing."""
