@@ -48,11 +48,11 @@ class ClinicViewSet(viewsets.ViewSet):
         page = paginator.paginate_queryset(selectors.clinic_list(), request, view=self)
         return paginator.get_paginated_response(ClinicOutput(page, many=True).data)
 
-    @extend_schema(responses={200: ClinicOutput})
+    @extend_schema(responses={200: ClinicOutput, **error_responses(503)})
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(ClinicOutput(selectors.clinic_get(clinic_id=pk)).data)
 
-    @extend_schema(responses={200: ClinicServiceOutput(many=True)})
+    @extend_schema(responses={200: ClinicServiceOutput(many=True), **error_responses(503)})
     @action(detail=True, methods=["get"])
     def services(self, request: Request, pk: str) -> Response:
         return Response(
@@ -120,7 +120,7 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=SlotCreateInput,
-        responses={201: SlotOutput, **error_responses(400, 403, 409, 422)},
+        responses={201: SlotOutput, **error_responses(400, 403, 409, 422, 503)},
         description="Staff of the clinic or support. `capacity` defaults to 1.",
     )
     @idempotent
@@ -150,7 +150,7 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=SlotGenerateInput,
-        responses={201: SlotGenerateOutput, **error_responses(400, 403, 409, 422)},
+        responses={201: SlotGenerateOutput, **error_responses(400, 403, 409, 422, 503)},
         description="Cut the weekly windows (clinic-local times) into slots of the service's "
         "duration for every date in the range; existing slots are skipped.",
     )

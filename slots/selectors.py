@@ -17,6 +17,7 @@ from petpro_booking.core.db import read_replica
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 
+from .clinic_sync import clinic_read_through
 from .models import Clinic, ClinicService, Slot, SlotStatus
 from .services import slot_search_family
 
@@ -41,10 +42,12 @@ def clinic_list() -> QuerySet[Clinic]:
 
 
 def clinic_get(*, clinic_id: str) -> Clinic:
-    try:
-        return Clinic.objects.get(id=clinic_id)
-    except Clinic.DoesNotExist:
-        raise NotFound("No such clinic.") from None
+    """With CLINIC_SERVICE_URL set, an unknown or stale clinic is fetched first (a known one
+    keeps serving while the Clinic Service is down; an unknown one is then a 503)."""
+    clinic = clinic_read_through(clinic_id=clinic_id)
+    if clinic is None:
+        raise NotFound("No such clinic.")
+    return clinic
 
 
 def clinic_service_list(*, clinic_id: str) -> QuerySet[ClinicService]:

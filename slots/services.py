@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from integrations.clinics.client import invalidate_clinic
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
@@ -62,6 +63,10 @@ def _require_manager(actor: Principal, clinic_id: str) -> None:
 
 
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
+    # Imported here: clinic_sync builds on clinic_upsert below.
+    from .clinic_sync import clinic_service_ensure_synced
+
+    clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
     try:
         return ClinicService.objects.select_related("clinic").get(
             id=service_id, clinic_id=clinic_id
@@ -280,6 +285,7 @@ def clinic_upsert(*, clinic_id: str, name: str, timezone: str, active: bool = Tr
     clinic, _ = Clinic.objects.update_or_create(
         id=clinic_id, defaults={"name": name, "timezone": timezone, "active": active}
     )
+    transaction.on_commit(lambda: invalidate_clinic(clinic_id))
     return clinic
 
 

@@ -14,6 +14,13 @@ def pets_of(*, user_id: str) -> list[Pet]:
     ]
 
 
+def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
+    pet = LocalPet.objects.filter(id=pet_id, owner_id=user_id).first()
+    if pet is None:
+        return None
+    return Pet(id=pet.id, owner_id=pet.owner_id, name=pet.name, species=pet.species)
+
+
 def user_get(*, user_id: str) -> UserProfile | None:
     user = LocalUser.objects.filter(id=user_id).first()
     if user is None:

@@ -1,0 +1,137 @@
+"""HTTP client of the Clinic Service (DESIGN §7): a clinic and the services it offers.
+
+`GET /api/v1/clinics/{id}` -> `{"id", "name", "timezone", "active"}`;
+`GET /api/v1/clinics/{id}/services` -> `[{"id", "name", "duration_minutes", "price",
+"currency", "species", "requires_payment", "cancellation_window_hours"}]`.
+Returns plain dataclasses (integrations never touch an app's tables: slots.clinic_sync puts
+them into the read-model). Answers are cached CLINIC_CACHE_SECONDS (30 min); see
+integrations.service_http for retries, breaker and stale answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.cache import cache
+
+from petpro_booking.core.breaker import WindowedCircuitBreaker
+from petpro_booking.core.health import register_check
+
+from ..service_http import ServiceReader
+
+DEPENDENCY = "clinic service"
+
+reader = ServiceReader(
+    dependency=DEPENDENCY,
+    url_setting="CLINIC_SERVICE_URL",
+    breaker=WindowedCircuitBreaker("clinic-service"),
+)
+register_check("clinic_service", reader.health)
+
+
+@dataclass(frozen=True)
+class ClinicInfo:
+    id: str
+    name: str
+    timezone: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    id: str
+    name: str
+    duration_minutes: int
+    price: Decimal
+    currency: str
+    species: tuple[str, ...]
+    requires_payment: bool
+    cancellation_window_hours: int
+
+
+def _clinic_key(clinic_id: str) -> str:
+    return f"svc:clinic:{clinic_id}"
+
+
+def _services_key(clinic_id: str) -> str:
+    return f"svc:clinic-services:{clinic_id}"
+
+
+def invalidate_clinic(clinic_id: str) -> None:
+    """Forget cached Clinic Service answers about this clinic (call when it changed)."""
+    cache.delete_many([_clinic_key(str(clinic_id)), _services_key(str(clinic_id))])
+
+
+def _parse_clinic(body: Any) -> dict[str, Any]:
+    return {
+        "id": str(body["id"]),
+        "name": str(body["name"]),
+        "timezone": str(body["timezone"]),
+        "active": bool(body.get("active", True)),
+    }
+
+
+def _parse_services(body: Any) -> list[dict[str, Any]]:
+    rows = []
+    for service in body:
+        duration = int(service["duration_minutes"])
+        price = Decimal(str(service["price"]))
+        window = int(service.get("cancellation_window_hours", 24))
+        if duration <= 0 or not price.is_finite() or price < 0 or window < 0:
+            raise ValueError(f"service {service.get('id')!r}: bad duration, price or window")
+        rows.append(
+            {
+                "id": str(service["id"]),
+                "name": str(service["name"]),
+                "duration_minutes": duration,
+                "price": str(price),
+                "currency": str(service["currency"]).upper(),
+                "species": [str(s).lower() for s in service.get("species") or []],
+                "requires_payment": bool(service.get("requires_payment", False)),
+                "cancellation_window_hours": window,
+            }
+        )
+    return rows
+
+
+def clinic_get(*, clinic_id: str, refresh: bool = False) -> ClinicInfo | None:
+    """The clinic, None if the Clinic Service does not know it. Raises DependencyUnavailable
+    when the service cannot answer and nothing is cached."""
+    row = reader.fetch(
+        f"/api/v1/clinics/{quote(str(clinic_id), safe='')}",
+        cache_key=_clinic_key(str(clinic_id)),
+        fresh_seconds=settings.CLINIC_CACHE_SECONDS,
+        parse=_parse_clinic,
+        refresh=refresh,
+    ).body
+    return ClinicInfo(**row) if row is not None else None
+
+
+def clinic_services(*, clinic_id: str, refresh: bool = False) -> list[ServiceInfo] | None:
+    """The services the clinic offers, None if the Clinic Service does not know the clinic."""
+    rows = reader.fetch(
+        f"/api/v1/clinics/{quote(str(clinic_id), safe='')}/services",
+        cache_key=_services_key(str(clinic_id)),
+        fresh_seconds=settings.CLINIC_CACHE_SECONDS,
+        parse=_parse_services,
+        refresh=refresh,
+    ).body
+    if rows is None:
+        return None
+    return [
+        ServiceInfo(
+            id=row["id"],
+            name=row["name"],
+            duration_minutes=row["duration_minutes"],
+            price=Decimal(row["price"]),
+            currency=row["currency"],
+            species=tuple(row["species"]),
+            requires_payment=row["requires_payment"],
+            cancellation_window_hours=row["cancellation_window_hours"],
+        )
+        for row in rows
+    ]

@@ -1,0 +1,149 @@
+"""The clinics read-model fed by the Clinic Service (CLINIC_SERVICE_URL set): a clinic and its
+services are fetched on first use and when the local copy is older than CLINIC_CACHE_SECONDS,
+and refreshed in bulk by `manage.py refresh_clinics` and the beat job. With the URL unset the
+local tables are the source and nothing here calls out.
+
+When the Clinic Service cannot answer, a clinic we already know keeps being served from its
+local rows (search, reads, holds on existing slots go on); one we have never seen is a 503
+`dependency_unavailable`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.clinics import client as clinic_client
+from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
+
+from .models import Clinic, ClinicService
+from .services import clinic_upsert
+
+logger = logging.getLogger(__name__)
+
+
+def clinic_is_stale(clinic: Clinic, *, now: dt.datetime | None = None) -> bool:
+    if clinic.synced_at is None:
+        return True
+    age = (now or timezone.now()) - clinic.synced_at
+    return age >= dt.timedelta(seconds=settings.CLINIC_CACHE_SECONDS)
+
+
+def clinic_sync_from_service(*, clinic_id: str, refresh: bool = False) -> Clinic | None:
+    """Fetch one clinic and its services from the Clinic Service and upsert them.
+
+    Services it no longer lists are marked inactive (slots and bookings keep pointing at
+    them); a clinic it no longer knows is marked inactive. Returns the local clinic, None if
+    neither side knows it. `refresh` skips the cached answers. Raises DependencyUnavailable
+    ("clinic service") when the service cannot answer and nothing is cached.
+    """
+    return _sync(clinic_id=clinic_id, refresh=refresh)[0]
+
+
+def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
+    """(local clinic, whether the Clinic Service knows it)."""
+    info = clinic_client.clinic_get(clinic_id=clinic_id, refresh=refresh)
+    now = timezone.now()
+    if info is None:
+        Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
+        clinic = Clinic.objects.filter(id=clinic_id).first()
+        if clinic is not None:
+            logger.warning("clinic %s is unknown to the Clinic Service; marked inactive", clinic_id)
+        return clinic, False
+    services = clinic_client.clinic_services(clinic_id=clinic_id, refresh=refresh) or []
+    try:
+        with transaction.atomic():
+            clinic = clinic_upsert(
+                clinic_id=clinic_id, name=info.name, timezone=info.timezone, active=info.active
+            )
+            Clinic.objects.filter(id=clinic_id).update(synced_at=now)
+            for service in services:
+                ClinicService.objects.update_or_create(
+                    id=service.id,
+                    defaults={
+                        "clinic_id": clinic_id,
+                        "name": service.name,
+                        "duration_minutes": service.duration_minutes,
+                        "price": service.price,
+                        "currency": service.currency,
+                        "species": list(service.species),
+                        "requires_payment": service.requires_payment,
+                        "cancellation_window_hours": service.cancellation_window_hours,
+                        "active": True,
+                        "synced_at": now,
+                    },
+                )
+            ClinicService.objects.filter(clinic_id=clinic_id).exclude(
+                id__in=[service.id for service in services]
+            ).update(active=False, synced_at=now)
+    except ValidationFailed as exc:  # e.g. a time zone we cannot use
+        logger.error("clinic %s from the Clinic Service is not usable: %s", clinic_id, exc.details)
+        raise DependencyUnavailable(
+            clinic_client.DEPENDENCY, "The clinic service answered with data we cannot use."
+        ) from exc
+    clinic.synced_at = now
+    return clinic, True
+
+
+def clinic_read_through(*, clinic_id: str) -> Clinic | None:
+    """The local clinic, fetched or refreshed first when the Clinic Service is configured and
+    the local copy is missing or stale. None when the clinic does not exist."""
+    clinic = Clinic.objects.filter(id=clinic_id).first()
+    if not settings.CLINIC_SERVICE_URL or (clinic is not None and not clinic_is_stale(clinic)):
+        return clinic
+    try:
+        return clinic_sync_from_service(clinic_id=clinic_id)
+    except DependencyUnavailable:
+        if clinic is None:
+            raise
+        logger.info("clinic service unavailable: serving clinic %s from the read-model", clinic_id)
+        return clinic
+
+
+def clinic_service_ensure_synced(*, clinic_id: str, service_id: str) -> None:
+    """Before a write that needs a clinic's service (slot create/generate): with the Clinic
+    Service configured, make sure the clinic is known and fresh, and ask again once if the
+    service is still missing (it may have been added since the last sync)."""
+    if not settings.CLINIC_SERVICE_URL:
+        return
+    known_before = Clinic.objects.filter(id=clinic_id).first()
+    clinic = clinic_read_through(clinic_id=clinic_id)
+    if clinic is None or ClinicService.objects.filter(id=service_id, clinic_id=clinic_id).exists():
+        return
+    just_synced = known_before is None or clinic_is_stale(known_before)
+    if not just_synced:
+        clinic_sync_from_service(clinic_id=clinic_id, refresh=True)
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    refreshed: int = 0
+    unknown: int = 0
+    failed: int = 0
+
+
+def clinics_refresh(*, clinic_ids: list[str] | None = None) -> RefreshReport:
+    """Re-read the given clinics (default: every clinic the read-model knows) from the Clinic
+    Service, skipping cached answers. A clinic the service cannot answer for keeps its rows.
+    Does nothing without CLINIC_SERVICE_URL."""
+    if not settings.CLINIC_SERVICE_URL:
+        return RefreshReport()
+    ids = clinic_ids or list(Clinic.objects.order_by("id").values_list("id", flat=True))
+    refreshed = unknown = failed = 0
+    for clinic_id in ids:
+        try:
+            _, known = _sync(clinic_id=clinic_id, refresh=True)
+        except DependencyUnavailable as exc:
+            failed += 1
+            logger.warning("refresh of clinic %s failed: %s", clinic_id, exc.message)
+            continue
+        if known:
+            refreshed += 1
+        else:
+            unknown += 1
+    return RefreshReport(refreshed=refreshed, unknown=unknown, failed=failed)
