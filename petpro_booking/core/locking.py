@@ -86,7 +86,7 @@ class DistributedLockManager:
         ttl_seconds: int = 30,
         wait_seconds: float = 5.0,
         auto_renewal: bool = True,
-        namespace: str = "petpro:lock",
+        namespace: str = "petpro",
     ) -> None:
         self.redis_url = redis_url
         self.ttl_seconds = max(1, int(ttl_seconds))

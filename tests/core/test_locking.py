@@ -1,0 +1,146 @@
+"""The slot lock manager against a real Redis: exclusion, bounded wait, renewal, sorted
+multi-key acquisition, and the database-only fallback when Redis is unreachable."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from petpro_booking.core.locking import (
+    REDIS_DOWN_COOLDOWN_SECONDS,
+    DistributedLockManager,
+    SlotBusy,
+    lock_manager,
+    slot_lock_key,
+)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+@pytest.fixture
+def manager(private_redis):
+    return DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
+
+
+def test_slot_lock_key_names_clinic_service_and_slot():
+    assert slot_lock_key(clinic_id="c1", service_id="s1", slot_id="x") == "slot:c1:s1:x"
+
+
+def test_lock_manager_follows_redis_url(settings):
+    settings.REDIS_URL = ""
+    assert lock_manager().redis_url == ""
+    assert lock_manager() is lock_manager()
+
+
+@pytest.mark.parametrize("backend", ["redis", "in_process"])
+def test_second_holder_waits_then_times_out_with_slot_busy(backend, private_redis):
+    url = private_redis.url if backend == "redis" else ""
+    manager = DistributedLockManager(redis_url=url, ttl_seconds=5, wait_seconds=0.3)
+    timeouts_before = sample("petpro_lock_timeouts_total")
+    with manager.acquire("slot:a"):
+        started = time.monotonic()
+        with pytest.raises(SlotBusy) as busy, manager.acquire("slot:a"):
+            pass
+        waited = time.monotonic() - started
+    assert busy.value.code == "slot_busy"
+    assert busy.value.status_code == 409
+    assert 0.25 < waited < 1.0
+    assert sample("petpro_lock_timeouts_total") == timeouts_before + 1
+    with manager.acquire("slot:a"):  # released on exit
+        pass
+
+
+@pytest.mark.parametrize("backend", ["redis", "in_process"])
+def test_holders_take_turns(backend, private_redis):
+    url = private_redis.url if backend == "redis" else ""
+    manager = DistributedLockManager(redis_url=url, ttl_seconds=5, wait_seconds=5)
+    inside = 0
+    most_inside = 0
+    guard = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        nonlocal inside, most_inside
+        barrier.wait()
+        for _ in range(5):
+            with manager.acquire("slot:hot"):
+                with guard:
+                    inside += 1
+                    most_inside = max(most_inside, inside)
+                time.sleep(0.002)
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most_inside == 1
+
+
+def test_keys_are_taken_in_sorted_order_so_crossing_pairs_never_deadlock(manager):
+    manager.wait_seconds = 5
+    failures: list[Exception] = []
+    barrier = threading.Barrier(2)
+
+    def worker(first: str, second: str) -> None:
+        barrier.wait()
+        try:
+            for _ in range(30):
+                with manager.acquire(first, second):
+                    time.sleep(0.001)
+        except Exception as exc:  # the test reports it below
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=("slot:1", "slot:2")),
+        threading.Thread(target=worker, args=("slot:2", "slot:1")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_lease_is_renewed_while_held(private_redis):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=1, wait_seconds=0.2)
+    with manager.acquire("slot:long"):
+        time.sleep(1.6)  # past the 1 s TTL: only the renewal keeps it
+        with pytest.raises(SlotBusy), manager.acquire("slot:long"):
+            pass
+
+
+def test_lock_wait_is_recorded(manager):
+    before = sample("petpro_lock_wait_seconds_count")
+    with manager.acquire("slot:w"):
+        pass
+    assert sample("petpro_lock_wait_seconds_count") == before + 1
+
+
+def test_unreachable_redis_runs_without_lock_and_counts_it(private_redis):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=1)
+    labels = {"operation": "slot_lock"}
+    before = sample("petpro_redis_unavailable_fallbacks_total", labels)
+    private_redis.stop()
+    ran = []
+    with manager.acquire("slot:down"):
+        ran.append(1)
+    with manager.acquire("slot:down"):  # within the cool-down: no connect attempt at all
+        ran.append(2)
+    assert ran == [1, 2]
+    assert sample("petpro_redis_unavailable_fallbacks_total", labels) == before + 2
+
+    private_redis.start()
+    time.sleep(REDIS_DOWN_COOLDOWN_SECONDS + 0.05)
+    with manager.acquire("slot:down"):
+        client = redis.Redis.from_url(private_redis.url)
+        assert client.exists("lock:petpro:slot:down") == 1  # a real lease again
+    assert sample("petpro_redis_unavailable_fallbacks_total", labels) == before + 2
