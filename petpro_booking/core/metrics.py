@@ -55,3 +55,28 @@ SERVICE_CALLS = Counter(
     "the service failed), unavailable.",
     ["dependency", "outcome"],
 )
+OUTBOX_FAILED = Gauge(
+    "petpro_outbox_failed", "Events set aside by the relay (a message broke its schema)."
+)
+RELAY_EVENTS_PUBLISHED = Counter(
+    "petpro_relay_events_published_total",
+    "Events whose messages the broker confirmed.",
+    ["event_type"],
+)
+RELAY_MESSAGES_PUBLISHED = Counter(
+    "petpro_relay_messages_published_total", "Messages confirmed by the broker."
+)
+RELAY_INVALID_MESSAGES = Counter(
+    "petpro_relay_invalid_messages_total",
+    "Messages not published: failed their JSON Schema (analytics, notification) or could not "
+    "be built (unbuildable).",
+    ["kind"],
+)
+RELAY_BROKER_FAILURES = Counter(
+    "petpro_relay_broker_failures_total", "Relay batches cut short by the broker."
+)
+TASK_FAILURES = Counter(
+    "petpro_task_failures_total",
+    "Celery tasks that failed for good (after their retries) and were dead-lettered.",
+    ["task"],
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from petpro_booking.core.principal import Principal
 from .context import current_context
 from .models import Event
 
+logger = logging.getLogger(__name__)
 _on_append_hooks: list = []
 
 
@@ -54,3 +56,40 @@ def event_append(
         event_id = event.id
         transaction.on_commit(lambda: [hook([event_id]) for hook in _on_append_hooks])
     return event
+
+
+def outbox_republish(
+    *,
+    actor: Principal,
+    from_id: int | None = None,
+    to_id: int | None = None,
+    event_ids: list[int] | None = None,
+    failed_only: bool = False,
+) -> int:
+    """Put events back in the outbox so the relay publishes them again, in order per
+    aggregate, with their original `message_id`s (consumers drop what they already have).
+    Takes an id range (inclusive) and/or explicit ids; returns how many events were queued."""
+    if from_id is None and to_id is None and not event_ids:
+        raise ValueError("outbox_republish needs an id range or event ids")
+    events = Event.objects.all()
+    if from_id is not None:
+        events = events.filter(id__gte=from_id)
+    if to_id is not None:
+        events = events.filter(id__lte=to_id)
+    if event_ids:
+        events = events.filter(id__in=event_ids)
+    events = events.filter(failed_at__isnull=False) if failed_only else events
+    with transaction.atomic():
+        count = events.update(published_at=None, failed_at=None, last_error="")
+        if count and _on_append_hooks:
+            transaction.on_commit(lambda: [hook([]) for hook in _on_append_hooks])
+    logger.warning(
+        "outbox: %s re-queued %d event(s) (ids %s..%s%s, failed only: %s)",
+        actor.actor,
+        count,
+        from_id,
+        to_id,
+        f", {len(event_ids)} picked" if event_ids else "",
+        failed_only,
+    )
+    return count

@@ -143,10 +143,42 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+# Reliability (petpro_booking/celery.py): ack after the task ran, requeue when a worker dies,
+# one message in flight per worker process, time limits; a task that fails for good is rejected
+# and dead-lettered to "<queue>.dead" instead of being acknowledged.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_QUEUE", default="petpro.tasks")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Workers and beat log through LOGGING above (JSON), not through Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Every periodic job of the product, in one place (celery beat).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Outbox sweep: publishes what the after-commit nudge missed (broker down, crash).
+    "relay-outbox": {
+        "task": "events.relay_outbox",
+        "schedule": env.float("EVENT_RELAY_INTERVAL_SECONDS", default=5.0),
+        "options": {"expires": 30},
+    },
+    # Appointment reminders, 24 h before the start, once per booking and slot.
+    "send-appointment-reminders": {
+        "task": "bookings.appointment_reminders_send",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
     "expire-holds": {"task": "reservations.tasks.reservations_expire_due", "schedule": 30.0},
     # Idempotency keys older than 24 h.
@@ -165,6 +197,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="")
 EVENT_EXCHANGE = env("EVENT_EXCHANGE", default="petpro.booking")
 EVENT_LOG_SINK_PATH = env("EVENT_LOG_SINK_PATH", default=str(BASE_DIR / "var" / "events.log"))
+# Relay right after each commit that appended events (the beat sweep catches the rest).
+EVENT_RELAY_ON_COMMIT = env.bool("EVENT_RELAY_ON_COMMIT", default=True)
+EVENT_RELAY_BATCH_SIZE = env.int("EVENT_RELAY_BATCH_SIZE", default=500)
+EVENT_RELAY_MAX_SECONDS = env.float("EVENT_RELAY_MAX_SECONDS", default=20.0)
+EVENT_CONNECT_TIMEOUT_SECONDS = env.float("EVENT_CONNECT_TIMEOUT_SECONDS", default=2.0)
+EVENT_CONFIRM_TIMEOUT_SECONDS = env.float("EVENT_CONFIRM_TIMEOUT_SECONDS", default=10.0)
 
 # --- Other services --------------------------------------------------------------------------
 PAYMENT_SERVICE_URL = env("PAYMENT_SERVICE_URL", default="")

@@ -23,6 +23,8 @@ CACHES = {
 }
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
 EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+# No relay after every commit of every test; the relay tests switch it on.
+EVENT_RELAY_ON_COMMIT = False
 # Tasks run in-process so a test sees their outcome; the worker wiring is tested on its own.
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,193 @@
+"""The messages other services receive from us: one analytics message per domain event and
+notification requests per channel (DESIGN.md §6). Pure functions: everything comes from the
+event's payload (events-contract.md); only the owner's channel preferences are looked up, by
+the caller-supplied `channels_of`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+SCHEMA_VERSION = 1
+CHANNELS: tuple[str, ...] = ("email", "push", "sms")
+ANALYTICS_ROUTING_KEY = "booking.events.analytics"
+NOTIFICATION_ROUTING_KEYS: dict[str, str] = {
+    channel: f"booking.notification.{channel}" for channel in CHANNELS
+}
+# Every durable queue we declare, bound to the routing key of the same name.
+QUEUE_NAMES: tuple[str, ...] = (*NOTIFICATION_ROUTING_KEYS.values(), ANALYTICS_ROUTING_KEY)
+
+# Event type -> notification template (events-contract.md).
+NOTIFICATION_TEMPLATES: dict[str, str] = {
+    "BookingConfirmed": "booking_confirmed",
+    "BookingCancelled": "booking_cancelled",
+    "BookingRescheduled": "booking_rescheduled",
+    "ReservationExpired": "reservation_expired",
+    "AppointmentReminderDue": "appointment_reminder",
+}
+APPOINTMENT_FIELDS = (
+    "clinic_id",
+    "clinic_name",
+    "clinic_timezone",
+    "service_id",
+    "service_name",
+    "slot_id",
+    "start_at",
+    "end_at",
+    "start_local",
+    "pet_id",
+    "pet_name",
+)
+# What each template needs on top of the appointment.
+TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "booking_confirmed": ("amount", "currency"),
+    "booking_cancelled": ("reason", "refund_requested"),
+    "booking_rescheduled": ("previous_slot_id", "previous_start_at", "previous_start_local"),
+    "reservation_expired": ("reservation_id", "expires_at"),
+    "appointment_reminder": (),
+}
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """An event of the store as the message builder sees it (no ORM)."""
+
+    event_id: str
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    occurred_at: dt.datetime
+    data: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One AMQP message: routing key, properties and the JSON body."""
+
+    kind: str  # "analytics" | "notification" (names the JSON Schema)
+    routing_key: str
+    message_id: str
+    event_type: str
+    body: dict[str, Any]
+    correlation_id: str | None = None
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def analytics_message(event: DomainEvent) -> OutboundMessage:
+    metadata = event.metadata or {}
+    body = {
+        "message_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_at": _timestamp(event.occurred_at),
+        "schema_version": SCHEMA_VERSION,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "data": event.data,
+        "metadata": {
+            "trace_id": metadata.get("trace_id"),
+            "correlation_id": metadata.get("correlation_id"),
+            "actor": metadata.get("actor"),
+        },
+    }
+    return OutboundMessage(
+        kind="analytics",
+        routing_key=ANALYTICS_ROUTING_KEY,
+        message_id=event.event_id,
+        event_type=event.event_type,
+        body=body,
+        correlation_id=metadata.get("correlation_id"),
+    )
+
+
+def _local_time(utc_iso: Any, zone_name: Any) -> str | None:
+    """The clinic-local ISO time for a UTC ISO time, for payloads that lack it."""
+    if not isinstance(utc_iso, str) or not isinstance(zone_name, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(utc_iso).astimezone(ZoneInfo(zone_name)).isoformat()
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+
+
+def notification_data(template: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What the template needs, taken from the event payload. Missing fields stay missing so
+    the JSON Schema, not this function, decides whether the message may go out."""
+    wanted = APPOINTMENT_FIELDS + TEMPLATE_FIELDS[template]
+    data = {name: payload[name] for name in wanted if payload.get(name) is not None}
+    zone = payload.get("clinic_timezone")
+    for local_name, utc_name in (
+        ("start_local", "start_at"),
+        ("previous_start_local", "previous_start_at"),
+    ):
+        if local_name in wanted and local_name not in data:
+            local = _local_time(payload.get(utc_name), zone)
+            if local is not None:
+                data[local_name] = local
+    return data
+
+
+def notification_message_id(*, event_id: str, template: str, channel: str) -> str:
+    """Unique per message and the same on every re-delivery of the same event."""
+    return str(uuid.uuid5(uuid.UUID(event_id), f"{template}:{channel}"))
+
+
+def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> list[OutboundMessage]:
+    template = NOTIFICATION_TEMPLATES.get(event.event_type)
+    if template is None:
+        return []
+    payload = event.data
+    data = notification_data(template, payload)
+    occurred_at = _timestamp(event.occurred_at)
+    messages = []
+    for channel in CHANNELS:
+        if channel not in channels:
+            continue
+        message_id = notification_message_id(
+            event_id=event.event_id, template=template, channel=channel
+        )
+        body = {
+            "message_id": message_id,
+            "channel": channel,
+            "template": template,
+            "occurred_at": occurred_at,
+            "schema_version": SCHEMA_VERSION,
+            "recipient": {"user_id": payload.get("user_id")},
+            "booking_id": payload.get("booking_id"),
+            "reference": payload.get("reference"),
+            "data": data,
+        }
+        messages.append(
+            OutboundMessage(
+                kind="notification",
+                routing_key=NOTIFICATION_ROUTING_KEYS[channel],
+                message_id=message_id,
+                event_type=event.event_type,
+                body=body,
+                correlation_id=(event.metadata or {}).get("correlation_id"),
+            )
+        )
+    return messages
+
+
+def messages_for(
+    event: DomainEvent, *, channels_of: Callable[[str], Sequence[str]]
+) -> list[OutboundMessage]:
+    """Every message one event produces: analytics first, then its notifications."""
+    messages = [analytics_message(event)]
+    if event.event_type in NOTIFICATION_TEMPLATES:
+        user_id = event.data.get("user_id")
+        channels = channels_of(str(user_id)) if user_id else CHANNELS
+        messages.extend(notification_messages(event, channels=channels))
+    return messages

@@ -1,0 +1,160 @@
+"""Admin for support: the event store, the outbox backlog, and re-publishing a range."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from petpro_booking.core.principal import ROLE_SUPPORT, Principal
+
+from .models import Event
+from .selectors import outbox_backlog
+from .services import outbox_republish
+
+SUPPORT_GROUP = "support"  # the same group slots/admin_access.py uses (events imports no app)
+
+
+def support_principal(request: HttpRequest) -> Principal | None:
+    user = request.user
+    if not (user.is_authenticated and user.is_active):
+        return None
+    if user.is_superuser or user.groups.filter(name=SUPPORT_GROUP).exists():
+        return Principal(sub=f"admin:{user.pk}", roles=frozenset({ROLE_SUPPORT}))
+    return None
+
+
+class OutboxStateFilter(admin.SimpleListFilter):
+    title = "outbox state"
+    parameter_name = "outbox"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("pending", "Waiting for the relay"),
+            ("failed", "Set aside (invalid message)"),
+            ("published", "Published"),
+        ]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "pending":
+            return queryset.filter(published_at__isnull=True, failed_at__isnull=True)
+        if self.value() == "failed":
+            return queryset.filter(published_at__isnull=True, failed_at__isnull=False)
+        if self.value() == "published":
+            return queryset.filter(published_at__isnull=False)
+        return queryset
+
+
+class RepublishForm(forms.Form):
+    from_id = forms.IntegerField(min_value=1, label="From event id (inclusive)")
+    to_id = forms.IntegerField(min_value=1, label="To event id (inclusive)")
+    failed_only = forms.BooleanField(
+        required=False, label="Only events set aside by the relay (invalid messages)"
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            cleaned.get("from_id")
+            and cleaned.get("to_id")
+            and cleaned["from_id"] > cleaned["to_id"]
+        ):
+            raise forms.ValidationError("The range is empty: 'from' is after 'to'.")
+        return cleaned
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "event_type",
+        "aggregate_type",
+        "aggregate_id",
+        "aggregate_version",
+        "created_at",
+        "outbox_state",
+        "publish_attempts",
+    ]
+    list_filter = [OutboxStateFilter, "aggregate_type", "event_type"]
+    search_fields = ["=aggregate_id", "=event_id", "event_type"]
+    readonly_fields = [field.name for field in Event._meta.fields]
+    actions = ["republish_selected"]
+    show_full_result_count = False  # the events table grows without bound
+
+    @admin.display(description="outbox")
+    def outbox_state(self, event: Event) -> str:
+        if event.published_at is not None:
+            return "published"
+        if event.failed_at is not None:
+            return "set aside"
+        return "waiting"
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return support_principal(request) is not None
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return support_principal(request) is not None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # events are history: never edited
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_urls(self):
+        return [
+            path(
+                "republish/",
+                self.admin_site.admin_view(self.republish_view),
+                name="events_event_republish",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "backlog": outbox_backlog()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    @admin.action(description="Re-publish the selected events")
+    def republish_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        principal = support_principal(request)
+        if principal is None:
+            self.message_user(request, "Only support may re-publish events.", messages.ERROR)
+            return
+        ids = list(queryset.values_list("id", flat=True))
+        count = outbox_republish(actor=principal, event_ids=ids)
+        self.message_user(request, f"{count} event(s) queued for publishing again.")
+
+    def republish_view(self, request: HttpRequest) -> HttpResponse:
+        principal = support_principal(request)
+        if principal is None:
+            self.message_user(request, "Only support may re-publish events.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:events_event_changelist"))
+        form = RepublishForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            count = outbox_republish(
+                actor=principal,
+                from_id=form.cleaned_data["from_id"],
+                to_id=form.cleaned_data["to_id"],
+                failed_only=form.cleaned_data["failed_only"],
+            )
+            self.message_user(
+                request,
+                f"{count} event(s) queued for publishing again (same message ids; consumers "
+                "drop what they already have).",
+            )
+            return HttpResponseRedirect(reverse("admin:events_event_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Re-publish events",
+            "opts": self.model._meta,
+            "form": form,
+            "backlog": outbox_backlog(),
+        }
+        return TemplateResponse(request, "admin/events/event/republish.html", context)

@@ -1,0 +1,1 @@
+"""`manage.py setup_broker` and `manage.py outbox`."""

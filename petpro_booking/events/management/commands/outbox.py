@@ -1,0 +1,89 @@
+"""`manage.py outbox status|relay|republish`: the outbox backlog for support and operators."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from petpro_booking.core.principal import SYSTEM
+from petpro_booking.events.relay import outbox_relay
+from petpro_booking.events.selectors import outbox_backlog, outbox_failed_events
+from petpro_booking.events.services import outbox_republish
+
+
+class Command(BaseCommand):
+    help = "Show the outbox backlog, relay it now, or re-publish a range of events."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True)
+        status = actions.add_parser("status", help="unpublished count, oldest age, set-aside")
+        status.add_argument(
+            "--json", action="store_true", dest="as_json", help="machine-readable output"
+        )
+        actions.add_parser("relay", help="publish the backlog now (what the beat sweep does)")
+        republish = actions.add_parser(
+            "republish", help="publish events again (same message_id; consumers deduplicate)"
+        )
+        republish.add_argument("--from-id", type=int, help="first event id (inclusive)")
+        republish.add_argument("--to-id", type=int, help="last event id (inclusive)")
+        republish.add_argument(
+            "--failed-only", action="store_true", help="only events the relay set aside"
+        )
+        republish.add_argument(
+            "--relay", action="store_true", help="relay right away instead of at the next sweep"
+        )
+
+    def handle(self, *args, action: str, **options) -> None:
+        getattr(self, f"_{action}")(**options)
+
+    def _status(self, *, as_json: bool = False, **options) -> None:
+        backlog = outbox_backlog()
+        failed = outbox_failed_events(limit=10)
+        if as_json:
+            self.stdout.write(
+                _dumps(
+                    {
+                        "unpublished": backlog.unpublished,
+                        "oldest_age_seconds": round(backlog.oldest_age_seconds, 1),
+                        "failed": backlog.failed,
+                    }
+                )
+            )
+            return
+        self.stdout.write(f"unpublished events: {backlog.unpublished}")
+        self.stdout.write(f"oldest unpublished: {backlog.oldest_age_seconds:.1f} s ago")
+        self.stdout.write(f"set aside (failed): {backlog.failed}")
+        for event in failed:
+            self.stdout.write(
+                f"  #{event.id} {event.event_type} {event.aggregate_type}:{event.aggregate_id}"
+                f" at {event.failed_at:%Y-%m-%d %H:%M:%S}: {event.last_error.splitlines()[0]}"
+            )
+
+    def _relay(self, **options) -> None:
+        report = outbox_relay()
+        self.stdout.write(_dumps(report.as_dict()))
+        if report.broker_error:
+            raise CommandError(f"broker failed: {report.broker_error}")
+
+    def _republish(
+        self,
+        *,
+        from_id: int | None,
+        to_id: int | None,
+        failed_only: bool,
+        relay: bool,
+        **options,
+    ) -> None:
+        if from_id is None and to_id is None:
+            raise CommandError("give --from-id and/or --to-id")
+        count = outbox_republish(
+            actor=SYSTEM, from_id=from_id, to_id=to_id, failed_only=failed_only
+        )
+        self.stdout.write(f"re-queued {count} event(s)")
+        if relay:
+            self._relay()
+
+
+def _dumps(value: dict) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,45 @@
+"""Reads of the event store for operations: the outbox backlog and the events set aside."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from .models import Event
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    unpublished: int  # waiting for the relay (not set aside)
+    oldest_created_at: dt.datetime | None
+    failed: int  # set aside: a message broke its schema; support re-publishes them
+
+    @property
+    def oldest_age_seconds(self) -> float:
+        if self.oldest_created_at is None:
+            return 0.0
+        return max(0.0, (timezone.now() - self.oldest_created_at).total_seconds())
+
+
+def outbox_backlog() -> OutboxBacklog:
+    """One query over the partial index of unpublished events."""
+    row = Event.objects.filter(published_at__isnull=True).aggregate(
+        unpublished=Count("id", filter=Q(failed_at__isnull=True)),
+        oldest=Min("created_at", filter=Q(failed_at__isnull=True)),
+        failed=Count("id", filter=Q(failed_at__isnull=False)),
+    )
+    return OutboxBacklog(
+        unpublished=row["unpublished"], oldest_created_at=row["oldest"], failed=row["failed"]
+    )
+
+
+def outbox_failed_events(*, limit: int = 20) -> list[Event]:
+    """The most recent events set aside, newest first."""
+    return list(
+        Event.objects.filter(failed_at__isnull=False, published_at__isnull=True).order_by("-id")[
+            :limit
+        ]
+    )

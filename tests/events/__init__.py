@@ -1,0 +1,1 @@
+"""Tests of the event store and its relay."""

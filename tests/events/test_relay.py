@@ -1,0 +1,287 @@
+"""The outbox relay against the real RabbitMQ: a booking's whole life arrives on the right
+queues with valid schemas, in order per aggregate, published once by concurrent relays, and a
+message that breaks its schema is set aside without holding up the events behind it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter, defaultdict
+
+import pytest
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from integrations.messaging.client import BrokerPublisher
+from integrations.messaging.messages import OutboundMessage
+from integrations.messaging.validation import message_errors
+from petpro_booking.core import metrics
+from petpro_booking.events.models import Event
+from petpro_booking.events.relay import outbox_relay
+from petpro_booking.events.selectors import outbox_backlog
+from petpro_booking.events.services import event_append
+from reservations.models import Reservation
+from reservations.services import reservation_expire_due
+
+from ..conftest import api_client_for
+from ..factories import LocalPetFactory, SlotFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def slot_events(aggregate_id: str, count: int) -> None:
+    """`count` events of one slot aggregate, each in its own transaction (as in real life)."""
+    for index in range(count):
+        with transaction.atomic():
+            event_append(
+                aggregate_type="slot",
+                aggregate_id=aggregate_id,
+                event_type="SlotUpdated",
+                data={"slot_id": aggregate_id, "seq": index},
+            )
+
+
+def as_schema_message(tapped) -> OutboundMessage:
+    kind = "analytics" if tapped.routing_key == "booking.events.analytics" else "notification"
+    return OutboundMessage(
+        kind=kind,
+        routing_key=tapped.routing_key,
+        message_id=tapped.message_id,
+        event_type=tapped.properties["type"],
+        body=tapped.body,
+    )
+
+
+def test_a_bookings_whole_life_arrives_on_the_right_queues(
+    broker_tap, relay_on_commit, clinic_service
+):
+    # The owner wants email and push only (User Service preferences, local adapter here).
+    LocalPetFactory(id="pet-1", owner__id="owner-1", owner__channels=["email", "push"], name="Rex")
+    owner = api_client_for(sub="owner-1", roles=["pet_owner"])
+    staff = api_client_for(
+        sub="staff-1", roles=["clinic_staff"], clinic_ids=[clinic_service.clinic_id]
+    )
+    first, second, third = (SlotFactory(service=clinic_service) for _ in range(3))
+
+    hold = owner.post(
+        "/api/v1/reservations", {"slot_id": str(first.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert hold.status_code == 201, hold.json()
+    booking = owner.post(f"/api/v1/reservations/{hold.json()['id']}/confirm")
+    assert booking.status_code == 201, booking.json()
+    booking_id = booking.json()["id"]
+    moved = owner.post(
+        f"/api/v1/bookings/{booking_id}/reschedule", {"slot_id": str(second.id)}, format="json"
+    )
+    assert moved.status_code == 200, moved.json()
+    cancelled = staff.post(
+        f"/api/v1/bookings/{booking_id}/cancel", {"reason": "Vet is ill"}, format="json"
+    )
+    assert cancelled.status_code == 200, cancelled.json()
+    # A second hold that is left to expire.
+    lapsed = owner.post(
+        "/api/v1/reservations", {"slot_id": str(third.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert lapsed.status_code == 201
+    Reservation.objects.filter(id=lapsed.json()["id"]).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert reservation_expire_due() == 1
+    outbox_relay()  # the sweep (the nudges already published nearly everything)
+
+    events = list(Event.objects.exclude(aggregate_type="slot").order_by("id"))
+    assert all(event.published_at is not None for event in events)
+    notifying = {"BookingConfirmed", "BookingRescheduled", "BookingCancelled", "ReservationExpired"}
+    expected = len(events) + 2 * sum(event.event_type in notifying for event in events)
+    slot_event_count = Event.objects.filter(aggregate_type="slot").count()
+    messages = broker_tap.drain(expect=expected + slot_event_count)
+    assert len(messages) == expected + slot_event_count
+
+    for message in messages:
+        assert message_errors(as_schema_message(message)) == []
+        assert message.delivery_mode == 2
+        assert message.properties["content_type"] == "application/json"
+
+    analytics = [m for m in messages if m.routing_key == "booking.events.analytics"]
+    assert {m.message_id for m in analytics} >= {str(e.event_id) for e in events}
+    booking_analytics = [
+        m.body["event_type"] for m in analytics if m.body["aggregate_id"] == booking_id
+    ]
+    assert booking_analytics == [
+        "BookingCreated",
+        "BookingConfirmed",
+        "BookingRescheduled",
+        "BookingCancelled",
+    ]
+    notes = [m for m in messages if m.routing_key.startswith("booking.notification.")]
+    by_template = defaultdict(set)
+    for note in notes:
+        by_template[note.body["template"]].add(note.body["channel"])
+    assert by_template == {
+        "booking_confirmed": {"email", "push"},
+        "booking_rescheduled": {"email", "push"},
+        "booking_cancelled": {"email", "push"},
+        "reservation_expired": {"email", "push"},
+    }
+    assert not [m for m in messages if m.routing_key == "booking.notification.sms"]
+    cancel_note = next(n for n in notes if n.body["template"] == "booking_cancelled")
+    assert cancel_note.body["reference"] == booking.json()["reference"]
+    assert cancel_note.body["data"]["reason"] == "Vet is ill"
+    assert cancel_note.body["data"]["pet_name"] == "Rex"
+    assert cancel_note.body["data"]["clinic_name"] == clinic_service.clinic.name
+    # AMQP properties: message_id and type mirror the body.
+    assert all(m.properties["message_id"] == m.body["message_id"] for m in messages)
+    assert cancel_note.properties["type"] == "BookingCancelled"
+    assert len({m.message_id for m in messages}) == len(messages)
+
+
+def test_the_nudge_publishes_right_after_commit(broker_tap, relay_on_commit):
+    slot_events("slot-nudged", 2)
+    messages = broker_tap.drain(expect=2)
+    assert [m.body["data"]["seq"] for m in messages] == [0, 1]
+    assert outbox_backlog().unpublished == 0
+
+
+def test_without_the_nudge_events_wait_for_the_sweep(broker_tap):
+    slot_events("slot-waiting", 3)
+    backlog = outbox_backlog()
+    assert backlog.unpublished == 3
+    assert backlog.oldest_age_seconds >= 0
+    report = outbox_relay()
+    assert (report.published, report.messages) == (3, 3)
+    assert len(broker_tap.drain(expect=3)) == 3
+    assert outbox_backlog().unpublished == 0
+
+
+def test_order_per_aggregate_holds_with_small_batches_and_three_relays(broker_tap):
+    aggregates = [f"slot-order-{index}" for index in range(6)]
+    for round_ in range(8):  # interleaved: aggregate events are spread over the id range
+        for aggregate_id in aggregates:
+            with transaction.atomic():
+                event_append(
+                    aggregate_type="slot",
+                    aggregate_id=aggregate_id,
+                    event_type="SlotUpdated",
+                    data={"slot_id": aggregate_id, "seq": round_},
+                )
+    errors: list[BaseException] = []
+
+    def relay() -> None:
+        publisher = BrokerPublisher(
+            url=settings.EVENT_BROKER_URL, exchange_name=settings.EVENT_EXCHANGE
+        )
+        try:
+            for _ in range(30):
+                outbox_relay(publisher=publisher, batch_size=7)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            publisher.close()
+            connections.close_all()
+
+    threads = [threading.Thread(target=relay) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    messages = broker_tap.drain(expect=48)
+    assert len(messages) == 48
+    sequences = defaultdict(list)
+    for message in messages:
+        sequences[message.body["aggregate_id"]].append(message.body["data"]["seq"])
+    assert sequences == {aggregate_id: list(range(8)) for aggregate_id in aggregates}
+
+
+def test_two_relays_at_once_publish_every_event_exactly_once(broker_tap):
+    for index in range(40):
+        slot_events(f"slot-pair-{index}", 5)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def relay() -> None:
+        publisher = BrokerPublisher(
+            url=settings.EVENT_BROKER_URL, exchange_name=settings.EVENT_EXCHANGE
+        )
+        try:
+            start.wait()
+            while outbox_relay(publisher=publisher, batch_size=25).claimed:
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            publisher.close()
+            connections.close_all()
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    outbox_relay()  # anything both deferred (ordering) goes now
+    messages = broker_tap.drain(expect=200)
+    counts = Counter(m.message_id for m in messages)
+    assert len(counts) == 200  # none skipped
+    assert max(counts.values()) == 1  # none twice
+    assert not Event.objects.filter(published_at__isnull=True).exists()
+
+
+def test_an_invalid_message_is_set_aside_and_does_not_block_the_events_behind_it(broker_tap):
+    invalid_before = metrics.RELAY_INVALID_MESSAGES.labels(kind="analytics")._value.get()
+    with transaction.atomic():
+        event_append(
+            aggregate_type="booking",
+            aggregate_id="3a1d8b52-0000-4000-8000-000000000001",
+            event_type="BookingCreated",
+            data={"booking_id": "3a1d8b52-0000-4000-8000-000000000001"},  # no reference
+        )
+    slot_events("slot-after-poison", 2)
+    with transaction.atomic():
+        event_append(
+            aggregate_type="booking",
+            aggregate_id="3a1d8b52-0000-4000-8000-000000000001",
+            event_type="BookingPaid",
+            data={"booking_id": "3a1d8b52-0000-4000-8000-000000000001", "reference": "PP-7K3F9Q"},
+        )
+    report = outbox_relay()
+    assert (report.published, report.failed, report.invalid_messages) == (3, 1, 1)
+    messages = broker_tap.drain(expect=3)
+    assert sorted(m.body["event_type"] for m in messages) == [
+        "BookingPaid",
+        "SlotUpdated",
+        "SlotUpdated",
+    ]
+    poison = Event.objects.get(event_type="BookingCreated")
+    assert poison.published_at is None
+    assert poison.failed_at is not None
+    assert "'reference' is a required property" in poison.last_error
+    assert (
+        metrics.RELAY_INVALID_MESSAGES.labels(kind="analytics")._value.get() == invalid_before + 1
+    )
+    backlog = outbox_backlog()
+    assert (backlog.unpublished, backlog.failed) == (0, 1)
+    # The next sweep leaves it aside instead of retrying it forever.
+    assert outbox_relay().claimed == 0
+
+
+def test_an_invalid_notification_keeps_the_valid_analytics_message(broker_tap, owner_pet, slot):
+    data = {
+        "booking_id": "3a1d8b52-0000-4000-8000-000000000002",
+        "reference": "PP-7K3F9Q",
+        "user_id": "owner-1",
+        "clinic_id": "clinic-berlin",
+    }  # no clinic name, service, times, pet: nothing to tell the owner with
+    with transaction.atomic():
+        event_append(
+            aggregate_type="booking",
+            aggregate_id=data["booking_id"],
+            event_type="BookingConfirmed",
+            data=data,
+        )
+    report = outbox_relay()
+    assert (report.failed, report.messages) == (1, 1)
+    messages = broker_tap.drain(expect=1)
+    assert [m.routing_key for m in messages] == ["booking.events.analytics"]
+    assert "booking.notification.email" in Event.objects.get().last_error

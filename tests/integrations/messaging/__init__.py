@@ -1,0 +1,1 @@
+"""Tests of the messaging integration: message builder, schemas, publishers."""
