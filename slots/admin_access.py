@@ -3,7 +3,7 @@ of the clinics linked to them. Admin actions call services with it, like the API
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from typing import Any
 
 from petpro_booking.core.principal import ROLE_CLINIC_STAFF, ROLE_SUPPORT, Principal
 
@@ -12,7 +12,7 @@ from .models import ClinicStaff
 SUPPORT_GROUP = "support"
 
 
-def admin_principal(user: AbstractBaseUser | AnonymousUser) -> Principal | None:
+def admin_principal(user: Any) -> Principal | None:
     """The Principal of a logged-in admin user, or None when they may manage nothing."""
     if not user.is_authenticated or not user.is_active:
         return None
@@ -27,7 +27,7 @@ def admin_principal(user: AbstractBaseUser | AnonymousUser) -> Principal | None:
     return Principal(sub=sub, roles=frozenset({ROLE_CLINIC_STAFF}), clinic_ids=clinic_ids)
 
 
-def visible_clinic_ids(user: AbstractBaseUser | AnonymousUser) -> frozenset[str] | None:
+def visible_clinic_ids(user: Any) -> frozenset[str] | None:
     """Clinic ids this admin user may see; None means all (support)."""
     principal = admin_principal(user)
     if principal is None:

@@ -14,7 +14,7 @@ from petpro_booking.core.http import etag_for, if_match_version
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import error_responses
 from petpro_booking.core.pagination import PagePagination
-from petpro_booking.core.permissions import ReadOnlyOrStaff
+from petpro_booking.core.permissions import ReadOnlyOrStaff, request_principal
 
 from . import selectors, services
 from .serializers import (
@@ -127,7 +127,7 @@ class SlotViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         body = SlotCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
-        slot = services.slot_create(actor=request.user, **body.validated_data)
+        slot = services.slot_create(actor=request_principal(request), **body.validated_data)
         return _slot_response(slot, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -141,7 +141,7 @@ class SlotViewSet(viewsets.ViewSet):
         body = SlotUpdateInput(data=request.data)
         body.is_valid(raise_exception=True)
         slot = services.slot_update(
-            actor=request.user,
+            actor=request_principal(request),
             slot_id=pk,
             expected_version=if_match_version(request),
             **body.validated_data,
@@ -161,7 +161,7 @@ class SlotViewSet(viewsets.ViewSet):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         created = services.slot_generate(
-            actor=request.user,
+            actor=request_principal(request),
             clinic_id=data["clinic_id"],
             service_id=data["service_id"],
             date_from=data["date_from"],

@@ -24,7 +24,7 @@ def _verification() -> tuple[str, list[str]]:
 def principal_from_token(token: str) -> Principal:
     """Verify signature, expiry and (when configured) issuer/audience; map claims to a Principal."""
     key, algorithms = _verification()
-    options: dict[str, Any] = {"require": ["sub", "exp"]}
+    options: Any = {"require": ["sub", "exp"]}
     kwargs: dict[str, Any] = {}
     if settings.JWT_ISSUER:
         kwargs["issuer"] = settings.JWT_ISSUER

@@ -50,12 +50,15 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     if isinstance(exc, exceptions.ValidationError):
         message = "The request is not valid."
         detail = exc.detail
-        details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        details: dict[str, Any] = (
+            detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        )
     else:
         message = str(exc.detail)
         details = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        headers["Retry-After"] = str(max(1, int(wait + 0.999)))
         details = {"retry_after_seconds": int(headers["Retry-After"])}
         message = "Too many requests; retry later."
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

@@ -59,7 +59,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request: HttpRequest) -> JsonResponse:
+def run_checks() -> dict[str, dict[str, Any]]:
+    """Every check's report; readyz and the /metrics health gauges both use it."""
     checks: dict[str, Any] = {
         "database": check_database(),
         "redis": check_redis(),
@@ -70,6 +71,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
             checks[name] = check()
         except Exception as exc:
             checks[name] = {"status": "degraded", "error": type(exc).__name__}
+    return checks
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = run_checks()
     ready = checks["database"]["status"] == "ok"
     degraded = any(c.get("status") == "degraded" for c in checks.values())
     overall = "unavailable" if not ready else ("degraded" if degraded else "ok")

@@ -48,7 +48,7 @@ def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
 class ErrorDocumentingAutoSchema(AutoSchema):
     """Adds the error envelope for the statuses every operation can answer."""
 
-    def _get_response_bodies(self, direction: str = "response"):
+    def _get_response_bodies(self, direction="response"):  # type: ignore[no-untyped-def]
         responses = super()._get_response_bodies(direction)
         if self.method == "OPTIONS":
             return responses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .principal import Principal
@@ -10,6 +11,14 @@ from .principal import Principal
 def principal_of(request) -> Principal | None:
     user = getattr(request, "user", None)
     return user if isinstance(user, Principal) else None
+
+
+def request_principal(request) -> Principal:
+    """The caller of an authenticated view (the permission classes guarantee there is one)."""
+    principal = principal_of(request)
+    if principal is None:
+        raise exceptions.NotAuthenticated()
+    return principal
 
 
 class IsAuthenticatedPrincipal(BasePermission):

@@ -3,6 +3,7 @@
 import uuid
 
 from django.db import models
+from django.db.models.functions import Now
 
 
 class Event(models.Model):
@@ -16,7 +17,7 @@ class Event(models.Model):
     event_type = models.CharField(max_length=60)
     payload = models.JSONField(default=dict)
     metadata = models.JSONField(default=dict)
-    created_at = models.DateTimeField(db_default=models.functions.Now())
+    created_at = models.DateTimeField(db_default=Now())
     published_at = models.DateTimeField(null=True, blank=True)
     # Relay bookkeeping: an event whose messages cannot be built or fail their schema is set
     # aside (failed_at) so it never blocks the events behind it; support re-publishes it.

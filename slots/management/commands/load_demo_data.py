@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -17,13 +18,33 @@ from petpro_booking.core.principal import SYSTEM
 from slots.models import Clinic, ClinicService, ClinicStaff
 from slots.services import WeeklyWindow, slot_generate
 
+
+@dataclass(frozen=True)
+class DemoService:
+    id: str
+    name: str
+    minutes: int
+    price: str
+    requires_payment: bool
+    species: list[str]
+    cancellation_window_hours: int
+
+
+@dataclass(frozen=True)
+class DemoClinic:
+    id: str
+    name: str
+    timezone: str
+    services: list[DemoService]
+
+
 CLINICS = [
-    {
-        "id": "c0a8e5a2-1d1f-4c35-9a0e-5b1e1c3b9a01",
-        "name": "Berlin Mitte Animal Clinic",
-        "timezone": "Europe/Berlin",
-        "services": [
-            (
+    DemoClinic(
+        id="c0a8e5a2-1d1f-4c35-9a0e-5b1e1c3b9a01",
+        name="Berlin Mitte Animal Clinic",
+        timezone="Europe/Berlin",
+        services=[
+            DemoService(
                 "5e7b1a30-0001-4b8e-9d8d-000000000001",
                 "General check-up",
                 30,
@@ -32,7 +53,7 @@ CLINICS = [
                 ["dog", "cat", "rabbit"],
                 24,
             ),
-            (
+            DemoService(
                 "5e7b1a30-0001-4b8e-9d8d-000000000002",
                 "Vaccination",
                 15,
@@ -41,7 +62,7 @@ CLINICS = [
                 ["dog", "cat"],
                 12,
             ),
-            (
+            DemoService(
                 "5e7b1a30-0001-4b8e-9d8d-000000000003",
                 "Dental cleaning",
                 60,
@@ -51,13 +72,13 @@ CLINICS = [
                 48,
             ),
         ],
-    },
-    {
-        "id": "c0a8e5a2-1d1f-4c35-9a0e-5b1e1c3b9a02",
-        "name": "Lisbon Riverside Vets",
-        "timezone": "Europe/Lisbon",
-        "services": [
-            (
+    ),
+    DemoClinic(
+        id="c0a8e5a2-1d1f-4c35-9a0e-5b1e1c3b9a02",
+        name="Lisbon Riverside Vets",
+        timezone="Europe/Lisbon",
+        services=[
+            DemoService(
                 "5e7b1a30-0002-4b8e-9d8d-000000000001",
                 "General check-up",
                 30,
@@ -66,9 +87,11 @@ CLINICS = [
                 ["dog", "cat", "bird"],
                 24,
             ),
-            ("5e7b1a30-0002-4b8e-9d8d-000000000002", "Grooming", 45, "35.00", True, ["dog"], 6),
+            DemoService(
+                "5e7b1a30-0002-4b8e-9d8d-000000000002", "Grooming", 45, "35.00", True, ["dog"], 6
+            ),
         ],
-    },
+    ),
 ]
 OWNERS = [
     ("owner-anna", "Anna", [("pet-bello", "Bello", "dog"), ("pet-mimi", "Mimi", "cat")]),
@@ -91,20 +114,20 @@ class Command(BaseCommand):
         with transaction.atomic():
             for spec in CLINICS:
                 clinic, _ = Clinic.objects.update_or_create(
-                    id=spec["id"], defaults={"name": spec["name"], "timezone": spec["timezone"]}
+                    id=spec.id, defaults={"name": spec.name, "timezone": spec.timezone}
                 )
-                for sid, name, minutes, price, pay, species, window in spec["services"]:
+                for service in spec.services:
                     ClinicService.objects.update_or_create(
-                        id=sid,
+                        id=service.id,
                         defaults={
                             "clinic": clinic,
-                            "name": name,
-                            "duration_minutes": minutes,
-                            "price": Decimal(price),
+                            "name": service.name,
+                            "duration_minutes": service.minutes,
+                            "price": Decimal(service.price),
                             "currency": "EUR",
-                            "requires_payment": pay,
-                            "species": species,
-                            "cancellation_window_hours": window,
+                            "requires_payment": service.requires_payment,
+                            "species": service.species,
+                            "cancellation_window_hours": service.cancellation_window_hours,
                         },
                     )
             for owner_id, owner_name, pets in OWNERS:
@@ -123,16 +146,16 @@ class Command(BaseCommand):
             self._admin_users()
 
         for spec in CLINICS:
-            today = timezone.now().astimezone(ZoneInfo(spec["timezone"])).date()
-            for sid, *_ in spec["services"]:
+            today = timezone.now().astimezone(ZoneInfo(spec.timezone)).date()
+            for service in spec.services:
                 created += slot_generate(
                     actor=SYSTEM,
-                    clinic_id=spec["id"],
-                    service_id=sid,
+                    clinic_id=spec.id,
+                    service_id=service.id,
                     date_from=today + dt.timedelta(days=1),
                     date_to=today + dt.timedelta(days=options["days"]),
                     weekly=WEEKLY,
-                    capacity=2 if sid.endswith("1") else 1,
+                    capacity=2 if service.name == "General check-up" else 1,
                 )
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({created} new slots)."))
         if not options["quiet_tokens"]:
@@ -148,10 +171,10 @@ class Command(BaseCommand):
             staff = User.objects.create_user("staff-berlin", password="staff-berlin")  # noqa: S106 - demo login
             staff.is_staff = True
             staff.save(update_fields=["is_staff"])
-            ClinicStaff.objects.create(user=staff, clinic_id=CLINICS[0]["id"])
+            ClinicStaff.objects.create(user=staff, clinic_id=CLINICS[0].id)
 
     def _print_tokens(self) -> None:
-        berlin = CLINICS[0]["id"]
+        berlin = CLINICS[0].id
         tokens = [
             ("pet owner Anna (pets pet-bello, pet-mimi)", "owner-anna", ["pet_owner"], []),
             ("pet owner João (pet pet-kiwi)", "owner-joao", ["pet_owner"], []),

@@ -1,0 +1,240 @@
+"""The /metrics endpoint (multiprocess-safe under gunicorn) and the metrics no request counts:
+scrape-time gauges read from the database and the readiness checks, database pool sampling,
+Celery task metrics and the worker's own metrics port.
+
+Under gunicorn (and a prefork Celery worker) every process writes its samples to files in
+`PROMETHEUS_MULTIPROC_DIR` and one scrape sums them; that variable must be set before the first
+`prometheus_client` import (gunicorn_conf.py does it for web, the chart for the worker).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps
+from django.db import DatabaseError, connections
+from django.db.models import Count, Min, Q
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from . import health, metrics
+from .logging import get_logger
+
+logger = get_logger(__name__)
+
+DB_POOL_CONNECTIONS = Gauge(
+    "petpro_db_pool_connections",
+    "Database pool connections by state (in_use, idle, max), summed over live processes.",
+    ["alias", "state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_WAITING = Gauge(
+    "petpro_db_pool_requests_waiting",
+    "Requests waiting for a pooled database connection, summed over live processes.",
+    ["alias"],
+    multiprocess_mode="livesum",
+)
+EXPIRY_LAG = Gauge(
+    "petpro_expiry_lag_seconds",
+    "How long the oldest still-held reservation is past its expires_at (0 when none is).",
+    multiprocess_mode="livemostrecent",
+)
+HEALTH_CHECK_UP = Gauge(
+    "petpro_health_check_up",
+    "1 when a readiness check is ok or not configured, 0 when degraded or unavailable.",
+    ["check"],
+    multiprocess_mode="livemostrecent",
+)
+CELERY_TASKS = Counter(
+    "petpro_celery_tasks_total", "Celery tasks run, by task and final state.", ["task", "state"]
+)
+CELERY_TASK_SECONDS = Histogram(
+    "petpro_celery_task_duration_seconds",
+    "Run time of Celery tasks.",
+    ["task"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+DB_POOL_SAMPLE_SECONDS = float(os.environ.get("DB_POOL_METRICS_INTERVAL_SECONDS", "5"))
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def scrape_registry() -> CollectorRegistry:
+    """Every process's samples when running multiprocess, else this process's registry."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def reset_multiprocess_dir(path: str | None = None) -> None:
+    """Empty the directory at start-up: files of a previous run would be counted again."""
+    path = path or multiprocess_dir()
+    if not path:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("*.db"):  # only the files: the directory may be a mount
+        leftover.unlink(missing_ok=True)
+
+
+def mark_process_dead(pid: int) -> None:
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+# --- database pool utilisation ---------------------------------------------------------------
+
+
+def sample_db_pools() -> None:
+    """Record this process's pool stats (psycopg_pool `get_stats()`) for every pooled alias."""
+    for alias in connections:
+        if not connections.settings[alias].get("OPTIONS", {}).get("pool"):
+            continue
+        pool = connections[alias].pool
+        if pool is None:
+            continue
+        stats = pool.get_stats()
+        size = stats.get("pool_size", 0)
+        available = stats.get("pool_available", 0)
+        DB_POOL_CONNECTIONS.labels(alias=alias, state="in_use").set(max(size - available, 0))
+        DB_POOL_CONNECTIONS.labels(alias=alias, state="idle").set(available)
+        DB_POOL_CONNECTIONS.labels(alias=alias, state="max").set(pool.max_size)
+        DB_POOL_WAITING.labels(alias=alias).set(stats.get("requests_waiting", 0))
+
+
+_sampler_pid: int | None = None
+_sampler_lock = threading.Lock()
+
+
+def _sample_forever() -> None:
+    while True:
+        try:
+            sample_db_pools()
+        except Exception:  # a metrics thread must never die on a transient error
+            logger.warning("db pool sampling failed", exc_info=True)
+        time.sleep(DB_POOL_SAMPLE_SECONDS)
+
+
+def ensure_db_pool_sampler() -> None:
+    """Start this process's pool sampler thread once (after any fork: checked by pid)."""
+    global _sampler_pid
+    pid = os.getpid()
+    if _sampler_pid == pid:
+        return
+    with _sampler_lock:
+        if _sampler_pid == pid:
+            return
+        threading.Thread(target=_sample_forever, name="db-pool-metrics", daemon=True).start()
+        _sampler_pid = pid
+
+
+# --- gauges read at scrape time ----------------------------------------------------------------
+
+
+def refresh_scrape_gauges() -> None:
+    """Outbox backlog and age, expiry lag and readiness checks, as of this scrape.
+
+    `set()` at scrape time because a `set_function` gauge is invisible in multiprocess mode
+    (the scrape reads the workers' files, it calls no function). Read by model label, so core
+    imports no app module (DESIGN.md §1): two aggregates over partial indexes."""
+    now = timezone.now()
+    try:
+        event_model = apps.get_model("events", "Event")
+        outbox = event_model.objects.filter(published_at__isnull=True).aggregate(
+            backlog=Count("id", filter=Q(failed_at__isnull=True)),
+            oldest=Min("created_at", filter=Q(failed_at__isnull=True)),
+            set_aside=Count("id", filter=Q(failed_at__isnull=False)),
+        )
+        metrics.OUTBOX_BACKLOG.set(outbox["backlog"])
+        oldest = outbox["oldest"]
+        metrics.OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds() if oldest else 0)
+        metrics.OUTBOX_FAILED.set(outbox["set_aside"])
+        reservation_model = apps.get_model("reservations", "Reservation")
+        overdue = reservation_model.objects.filter(status="held", expires_at__lt=now).aggregate(
+            oldest=Min("expires_at")
+        )["oldest"]
+        EXPIRY_LAG.set((now - overdue).total_seconds() if overdue else 0)
+    except DatabaseError:
+        logger.warning("metrics: database gauges not refreshed (database unavailable)")
+    for name, report in health.run_checks().items():
+        HEALTH_CHECK_UP.labels(check=name).set(
+            1 if report.get("status") in ("ok", "not_configured") else 0
+        )
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    refresh_scrape_gauges()
+    sample_db_pools()
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+# --- Celery ------------------------------------------------------------------------------------
+
+_task_started: dict[str, float] = {}
+
+
+def _on_task_prerun(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _task_started[task_id] = time.perf_counter()
+
+
+def _on_task_postrun(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any
+) -> None:
+    started = _task_started.pop(task_id or "", None)
+    name = getattr(task, "name", "unknown")
+    CELERY_TASKS.labels(task=name, state=(state or "unknown").lower()).inc()
+    if started is not None:
+        CELERY_TASK_SECONDS.labels(task=name).observe(time.perf_counter() - started)
+
+
+def _on_worker_init(**_: Any) -> None:
+    """In the worker's main process: serve /metrics on CELERY_METRICS_PORT (0: off)."""
+    port = int(os.environ.get("CELERY_METRICS_PORT", "0") or 0)
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    reset_multiprocess_dir()
+    start_http_server(port, registry=scrape_registry())
+    logger.info("worker metrics listening", port=port, multiprocess=bool(multiprocess_dir()))
+
+
+def _on_worker_process_init(**_: Any) -> None:
+    ensure_db_pool_sampler()
+
+
+def _on_worker_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    mark_process_dead(pid or os.getpid())
+
+
+def install_celery_hooks() -> None:
+    from celery import signals
+
+    signals.task_prerun.connect(_on_task_prerun, weak=False)
+    signals.task_postrun.connect(_on_task_postrun, weak=False)
+    signals.worker_init.connect(_on_worker_init, weak=False)
+    signals.worker_process_init.connect(_on_worker_process_init, weak=False)
+    signals.worker_process_shutdown.connect(_on_worker_process_shutdown, weak=False)
