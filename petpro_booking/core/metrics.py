@@ -35,9 +35,16 @@ PAYMENT_PROVIDER_CALLS = Counter(
     "Attempts of calls to the Payment Service by operation and outcome (ok, retried, failed).",
     ["operation", "outcome"],
 )
-OUTBOX_BACKLOG = Gauge("petpro_outbox_backlog", "Unpublished events in the outbox.")
+# Gauges only ever `set()`; the multiprocess modes say how gunicorn workers' values combine.
+OUTBOX_BACKLOG = Gauge(
+    "petpro_outbox_backlog",
+    "Unpublished events in the outbox.",
+    multiprocess_mode="livemostrecent",
+)
 OUTBOX_OLDEST_AGE = Gauge(
-    "petpro_outbox_oldest_age_seconds", "Age of the oldest unpublished event."
+    "petpro_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished event.",
+    multiprocess_mode="livemostrecent",
 )
 BREAKER_STATE_CHANGES = Counter(
     "petpro_breaker_state_changes_total",
@@ -48,6 +55,7 @@ BREAKER_STATE = Gauge(
     "petpro_breaker_state",
     "Circuit breaker state as last seen by this worker: 0 closed, 1 half-open, 2 open.",
     ["dependency"],
+    multiprocess_mode="livemax",
 )
 SERVICE_CALLS = Counter(
     "petpro_service_calls_total",
@@ -56,7 +64,9 @@ SERVICE_CALLS = Counter(
     ["dependency", "outcome"],
 )
 OUTBOX_FAILED = Gauge(
-    "petpro_outbox_failed", "Events set aside by the relay (a message broke its schema)."
+    "petpro_outbox_failed",
+    "Events set aside by the relay (a message broke its schema).",
+    multiprocess_mode="livemostrecent",
 )
 RELAY_EVENTS_PUBLISHED = Counter(
     "petpro_relay_events_published_total",
