@@ -138,7 +138,7 @@ class ServiceReader:
             stop=stop_after_attempt(1 + settings.SERVICE_CALL_RETRIES)
             | stop_before_delay(deadline),
             wait=wait_exponential_jitter(
-                initial=BACKOFF_INITIAL_SECONDS,
+                multiplier=BACKOFF_INITIAL_SECONDS,
                 max=BACKOFF_MAX_SECONDS,
                 jitter=BACKOFF_JITTER_SECONDS,
             ),

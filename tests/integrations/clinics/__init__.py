@@ -1,0 +1,1 @@
+"""Tests of the Clinic Service client and the clinics read-model sync."""
