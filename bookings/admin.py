@@ -51,6 +51,7 @@ class BookingHistoryInline(ReadOnlyInline):
 
 class PaymentRecordInline(ReadOnlyInline):
     model = PaymentRecord
+    show_change_link = True  # its page has the support action "re-check with the provider"
     fields = ["payment_id", "status", "amount", "currency", "idempotency_key", "updated_at"]
     readonly_fields = fields
 
@@ -310,3 +311,6 @@ def _seen_version(request: HttpRequest, booking: Booking) -> int | None:
     """The version shown on the action form for this booking (refuses stale changes)."""
     raw = request.POST.get(f"version_{booking.pk}", "")
     return int(raw) if raw.isdigit() else None
+
+
+from . import payment_admin  # noqa: E402, F401  (registers PaymentRecordAdmin)

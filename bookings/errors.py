@@ -1,6 +1,6 @@
 """Stable error codes of the bookings app (DESIGN.md §8)."""
 
-from petpro_booking.core.errors import Conflict, PermissionDeniedError
+from petpro_booking.core.errors import ApplicationError, Conflict, PermissionDeniedError
 
 
 class InvalidTransition(Conflict):
@@ -17,3 +17,11 @@ class OutsideCancellationWindow(Conflict):
 
 class NotBookingManager(PermissionDeniedError):
     default_message = "Only staff of this clinic and support may do this."
+
+
+class InvalidSignature(ApplicationError):
+    """The Payment Service webhook's X-Signature is missing or is not the HMAC of its body."""
+
+    status_code = 401
+    code = "invalid_signature"
+    default_message = "The webhook signature is missing or does not match its body."

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from bookings.api import BookingViewSet, ReservationConfirmView
+from bookings.payment_api import BookingPaymentView, PaymentWebhookView
 from petpro_booking.core import health, metrics_export
 from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
@@ -24,6 +25,12 @@ urlpatterns = [
         ReservationConfirmView.as_view(),
         name="reservation-confirm",
     ),
+    path(
+        "api/v1/bookings/<uuid:booking_id>/payment",
+        BookingPaymentView.as_view(),
+        name="booking-payment",
+    ),
+    path("api/v1/payments/webhook", PaymentWebhookView.as_view(), name="payment-webhook"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

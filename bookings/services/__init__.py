@@ -20,13 +20,33 @@ from .lifecycle import (
     booking_transition,
     transition_allowed,
 )
+from .payments import (
+    LATE_PAYMENT_REASON,
+    PAYMENT_DEADLINE_REASON,
+    booking_cancel_for_payment_deadline,
+    bookings_cancel_unpaid,
+    payment_create_for_booking,
+    payment_deadline_of,
+    payment_reconcile,
+    payment_webhook_process,
+    payment_webhook_receive,
+    payments_reconcile_stale,
+)
+from .refunds import (
+    payment_refund_owed,
+    payment_refund_schedule_if_paid,
+    payments_refund_owed,
+)
 
 __all__ = [
     "BOOKING_AGGREGATE",
     "HOLDS_A_UNIT",
+    "LATE_PAYMENT_REASON",
+    "PAYMENT_DEADLINE_REASON",
     "RESCHEDULABLE",
     "TRANSITIONS",
     "booking_cancel",
+    "booking_cancel_for_payment_deadline",
     "booking_complete",
     "booking_confirm_reservation",
     "booking_event_append",
@@ -35,5 +55,15 @@ __all__ = [
     "booking_reference_new",
     "booking_reschedule",
     "booking_transition",
+    "bookings_cancel_unpaid",
+    "payment_create_for_booking",
+    "payment_deadline_of",
+    "payment_reconcile",
+    "payment_refund_owed",
+    "payment_refund_schedule_if_paid",
+    "payment_webhook_process",
+    "payment_webhook_receive",
+    "payments_reconcile_stale",
+    "payments_refund_owed",
     "transition_allowed",
 ]

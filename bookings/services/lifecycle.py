@@ -32,6 +32,7 @@ from slots.services import slot_convert_hold, slot_return_booking, slot_take_boo
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
 from ..models import Booking, BookingHistory, BookingStatus
+from .refunds import payment_refund_schedule_if_paid
 
 BOOKING_AGGREGATE = "booking"
 
@@ -391,12 +392,15 @@ def booking_cancel(
             )
         _check_change_rights(booking=booking, actor=actor, reason=reason)
         slot_return_booking(slot_id=slot.id)
+        # A paid booking's payment is owed back; refunded after commit (payments helper).
+        refund_requested = payment_refund_schedule_if_paid(booking=booking)
         return booking_transition(
             booking=booking,
             to_status=BookingStatus.CANCELLED,
             actor=actor,
             reason=reason,
             event_type="BookingCancelled",
+            extra_data={"refund_requested": refund_requested},
         )
 
     with lock_manager().acquire(_slot_key(seen.slot)):

@@ -191,6 +191,25 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "slots.tasks.clinics_refresh",
         "schedule": env.float("CLINIC_REFRESH_INTERVAL_SECONDS", default=900.0),
     },
+    # Payments pending too long are asked about (GET /payments/{id}): a lost webhook still
+    # confirms the booking.
+    "reconcile-payments": {
+        "task": "bookings.payments_reconcile",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed.
+    "cancel-unpaid-bookings": {
+        "task": "bookings.payments_cancel_unpaid",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
+    "refund-owed-payments": {
+        "task": "bookings.payments_refund_owed",
+        "schedule": 120.0,
+        "options": {"expires": 100},
+    },
 }
 
 # --- Events out ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from reservations.services import reservation_create
 from slots.models import Slot
 
 from ..factories import LocalPetFactory, SlotFactory
+from .payment_fixtures import paid_slot, unpaid_booking  # noqa: F401  (payment tests)
 
 OWNER = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
 OTHER_OWNER = Principal(sub="owner-2", roles=frozenset({"pet_owner"}))

@@ -1,0 +1,553 @@
+"""Paying for a booking (DESIGN.md §5, §7, §8): create the payment with the Payment Service,
+take its signed webhook, reconcile what a lost webhook missed, cancel unpaid bookings at their
+deadline, and handle payments that arrive after it.
+
+Network calls to the provider never run inside a transaction: the payment record (with its
+idempotency key, fixed at the first attempt) is written in one short transaction, the provider
+is called, and its answer is recorded in another. Every booking change goes through the
+lifecycle's fenced `booking_transition`, under the slot lock and the SERIALIZABLE retry loop,
+in the same slot-then-booking order as the other writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from integrations.payments.gateway import (
+    PaymentRejected,
+    PaymentServiceUnavailable,
+    payment_create,
+    payment_get,
+)
+from integrations.payments.webhook import (
+    WebhookEvent,
+    WebhookMalformed,
+    webhook_event_parse,
+    webhook_signature_valid,
+)
+from petpro_booking.core import metrics
+from petpro_booking.core.db import run_serializable
+from petpro_booking.core.errors import (
+    NotFound,
+    PermissionDeniedError,
+    ValidationFailed,
+    VersionConflict,
+)
+from petpro_booking.core.locking import SlotBusy, lock_manager, slot_lock_key
+from petpro_booking.core.principal import SYSTEM, Principal
+from reservations.services import reservation_expire_stale
+from slots.models import Slot, SlotStatus
+from slots.services import slot_take_booking
+
+from ..errors import InvalidSignature, InvalidTransition
+from ..models import (
+    Booking,
+    BookingHistory,
+    BookingStatus,
+    PaymentRecord,
+    PaymentStatus,
+    ProcessedWebhook,
+)
+from .lifecycle import booking_cancel, booking_event_append, booking_transition
+from .refunds import booking_history_note, payment_refund_request
+
+logger = logging.getLogger(__name__)
+
+PAYMENT_DEADLINE_REASON = "payment_deadline"
+LATE_PAYMENT_REASON = "late_payment"
+LIVE_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PENDING)
+WEBHOOK_STATUSES = {
+    "payment.succeeded": PaymentStatus.SUCCEEDED,
+    "payment.failed": PaymentStatus.FAILED,
+    "payment.refunded": PaymentStatus.REFUNDED,
+}
+JOB_BATCH = 100
+# Pending payments older than this are no longer asked about (the provider has given up too).
+RECONCILE_MAX_AGE = dt.timedelta(days=7)
+
+
+def payment_deadline_of(booking: Booking) -> dt.datetime:
+    """Unpaid bookings are cancelled this long after their creation (PAYMENT_DEADLINE_SECONDS)."""
+    return booking.created_at + dt.timedelta(seconds=settings.PAYMENT_DEADLINE_SECONDS)
+
+
+def _uuid_or_none(value: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+def _booking_to_pay(*, actor: Principal, booking_id: uuid.UUID | str) -> Booking:
+    """The booking if its owner asks; 404 for whoever may not see it, 403 for staff."""
+    key = _uuid_or_none(booking_id)
+    booking = Booking.objects.filter(id=key).first() if key else None
+    if booking is None or not (
+        booking.user_id == actor.sub or actor.can_manage_clinic(booking.clinic_id)
+    ):
+        raise NotFound("No such booking.")
+    if booking.user_id != actor.sub:
+        raise PermissionDeniedError("Only the owner of the booking can pay for it.")
+    return booking
+
+
+def _payment_record_for_attempt(*, booking_id: uuid.UUID) -> PaymentRecord:
+    """The booking's live payment record, or a new one with its idempotency key fixed now.
+    One short transaction; the booking row lock makes two concurrent requests share one."""
+    with transaction.atomic(durable=True):
+        booking = Booking.objects.select_for_update().get(id=booking_id)
+        if booking.status != BookingStatus.PENDING_PAYMENT:
+            raise InvalidTransition(
+                f"A {booking.status} booking cannot be paid.",
+                details={"status": booking.status, "requested": "payment"},
+            )
+        deadline = payment_deadline_of(booking)
+        if timezone.now() >= deadline:
+            raise InvalidTransition(
+                "The payment deadline of this booking has passed.",
+                details={
+                    "status": booking.status,
+                    "requested": "payment",
+                    "payment_deadline": deadline.isoformat(),
+                },
+            )
+        record = (
+            PaymentRecord.objects.filter(booking=booking, status__in=LIVE_STATUSES)
+            .order_by("-created_at")
+            .first()
+        )
+        if record is None:
+            record = PaymentRecord.objects.create(
+                booking=booking,
+                idempotency_key=f"booking-{booking.id}-{uuid.uuid4().hex[:12]}",
+                amount=booking.amount,
+                currency=booking.currency,
+            )
+        return record
+
+
+def _payment_record_answered(*, record_id: uuid.UUID, answer) -> PaymentRecord:
+    with transaction.atomic(durable=True):
+        record = PaymentRecord.objects.select_for_update().get(id=record_id)
+        if record.payment_id is None:
+            record.payment_id = answer.payment_id
+            if record.status == PaymentStatus.CREATED:
+                record.status = PaymentStatus.PENDING
+            record.checkout_url = answer.checkout_url[:500]
+            record.last_payload = answer.payload
+            record.version += 1
+            record.save(
+                update_fields=[
+                    "payment_id",
+                    "status",
+                    "checkout_url",
+                    "last_payload",
+                    "version",
+                    "updated_at",
+                ]
+            )
+        elif record.payment_id != answer.payment_id:
+            # Cannot happen with one idempotency key; keep the first and say so loudly.
+            logger.error(
+                "provider answered payment %s for record %s, which has %s",
+                answer.payment_id,
+                record.id,
+                record.payment_id,
+            )
+        return record
+
+
+def payment_create_for_booking(*, actor: Principal, booking_id: uuid.UUID | str) -> PaymentRecord:
+    """Start (or return) the payment of a `pending_payment` booking; only its owner may.
+
+    The same live payment is returned on every retry, and a retry after a failed call reuses
+    the stored idempotency key, so the provider creates one payment however often this runs.
+    A provider that is down or slow is a 503 `dependency_unavailable` within the client's
+    total deadline; the booking stays `pending_payment`.
+    """
+    booking = _booking_to_pay(actor=actor, booking_id=booking_id)
+    record = _payment_record_for_attempt(booking_id=booking.id)
+    if record.payment_id:
+        return record  # the provider already answered: same payment
+    try:
+        answer = payment_create(
+            idempotency_key=record.idempotency_key,
+            booking_id=str(booking.id),
+            amount=record.amount,
+            currency=record.currency,
+            description=f"PetPro booking {booking.reference}",
+            customer_id=booking.user_id,
+        )
+    except PaymentServiceUnavailable:
+        metrics.PAYMENTS.labels(outcome="provider_unavailable").inc()
+        raise
+    metrics.PAYMENTS.labels(outcome="created").inc()
+    return _payment_record_answered(record_id=record.id, answer=answer)
+
+
+# --- what the provider tells us (webhook or reconciliation) ----------------------------------
+
+
+def payment_webhook_receive(*, body: bytes, signature: str | None) -> str:
+    """The Payment Service's webhook: verify the signature over the raw body (401
+    `invalid_signature` and nothing changes), then process the event once per `event_id`."""
+    if not webhook_signature_valid(
+        body=body, signature=signature, secret=settings.PAYMENT_WEBHOOK_SECRET
+    ):
+        metrics.PAYMENTS.labels(outcome="webhook_invalid_signature").inc()
+        raise InvalidSignature()
+    try:
+        event = webhook_event_parse(body)
+    except WebhookMalformed as exc:
+        raise ValidationFailed(
+            "The webhook body is not a payment event.", details={"body": [str(exc)]}
+        ) from exc
+    return payment_webhook_process(event=event)
+
+
+def payment_webhook_process(*, event: WebhookEvent) -> str:
+    """Apply one verified webhook event; a replayed `event_id` changes nothing. An unknown
+    payment is 404 so the provider delivers it again (never acknowledged and lost)."""
+    if ProcessedWebhook.objects.filter(event_id=event.event_id).exists():
+        metrics.PAYMENTS.labels(outcome="webhook_replayed").inc()
+        return "duplicate"
+    record = (
+        PaymentRecord.objects.select_related("booking").filter(payment_id=event.payment_id).first()
+    )
+    if record is None:
+        raise NotFound("No payment with this payment_id.", details={"payment_id": event.payment_id})
+    return _payment_apply(
+        record=record,
+        status=WEBHOOK_STATUSES[event.type],
+        amount=event.amount,
+        currency=event.currency,
+        payload=event.payload,
+        event_id=event.event_id,
+    )
+
+
+def _payment_apply(
+    *,
+    record: PaymentRecord,
+    status: str,
+    amount: Decimal,
+    currency: str,
+    payload: dict[str, Any],
+    event_id: str | None,
+) -> str:
+    """Apply the provider's word about one payment: one SERIALIZABLE decision under the slot
+    lock (slot row, then booking, then payment record), idempotent by the record's status."""
+    seen = record.booking
+    key = slot_lock_key(clinic_id=seen.clinic_id, service_id=seen.service_id, slot_id=seen.slot_id)
+
+    def decision() -> str:
+        slot = (
+            Slot.objects.select_for_update()
+            .select_related("clinic", "service")
+            .get(id=seen.slot_id)
+        )
+        booking = (
+            Booking.objects.select_for_update(of=("self",))
+            .select_related("reservation")
+            .get(id=seen.id)
+        )
+        if booking.slot_id != slot.id:
+            raise VersionConflict("The booking moved to another slot meanwhile; try again.")
+        booking.slot = slot
+        current = PaymentRecord.objects.select_for_update().get(id=record.id)
+        if event_id is not None:
+            try:
+                with transaction.atomic():
+                    ProcessedWebhook.objects.create(event_id=event_id)
+            except IntegrityError:
+                return "duplicate"
+        if status == PaymentStatus.SUCCEEDED:
+            return _apply_success(
+                booking=booking,
+                slot=slot,
+                record=current,
+                amount=amount,
+                currency=currency,
+                payload=payload,
+            )
+        if status == PaymentStatus.FAILED:
+            if current.status not in LIVE_STATUSES:
+                return "already_applied"
+            _record_status(current, PaymentStatus.FAILED, payload)
+            return "failed"
+        if status == PaymentStatus.REFUNDED:
+            if current.status == PaymentStatus.REFUNDED:
+                return "already_applied"
+            _record_status(current, PaymentStatus.REFUNDED, payload)
+            booking_history_note(
+                booking=booking,
+                reason=f"payment {current.payment_id} refunded by the payment service",
+            )
+            return "refunded"
+        return "still_pending"
+
+    with lock_manager().acquire(key, operation="payment_apply"):
+        outcome = run_serializable(decision, name="payment_apply")
+    metrics.PAYMENTS.labels(outcome=outcome).inc()
+    return outcome
+
+
+def _record_status(record: PaymentRecord, status: str, payload: dict[str, Any]) -> None:
+    record.status = status
+    record.last_payload = payload
+    record.version += 1
+    record.save(update_fields=["status", "last_payload", "version", "updated_at"])
+
+
+def _apply_success(
+    *,
+    booking: Booking,
+    slot: Slot,
+    record: PaymentRecord,
+    amount: Decimal,
+    currency: str,
+    payload: dict[str, Any],
+) -> str:
+    if record.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        return "already_applied"
+    _record_status(record, PaymentStatus.SUCCEEDED, payload)
+    payment_id = record.payment_id
+    if amount != booking.amount or currency.upper() != booking.currency.upper():
+        # The money was taken, but not what the booking costs: give it back, keep the booking
+        # payable, and leave a trace for support.
+        logger.error(
+            "payment %s of %s %s does not match booking %s (%s %s)",
+            payment_id,
+            amount,
+            currency,
+            booking.reference,
+            booking.amount,
+            booking.currency,
+        )
+        booking_history_note(
+            booking=booking,
+            reason=f"payment {payment_id} of {amount} {currency} does not match the booking "
+            f"({booking.amount} {booking.currency}); refund requested",
+        )
+        payment_refund_request(record=record)
+        return "amount_mismatch"
+    if booking.status == BookingStatus.PENDING_PAYMENT:
+        booking_transition(
+            booking=booking,
+            to_status=BookingStatus.CONFIRMED,
+            actor=SYSTEM,
+            event_type="BookingPaid",
+            extra_data={"payment_id": payment_id},
+        )
+        booking_event_append(
+            booking=booking,
+            event_type="BookingConfirmed",
+            actor=SYSTEM,
+            from_status=BookingStatus.PENDING_PAYMENT,
+            extra_data={"payment_id": payment_id},
+        )
+        return "confirmed"
+    if booking.status == BookingStatus.CANCELLED:
+        return _apply_late_success(booking=booking, slot=slot, record=record)
+    # Already paid (confirmed, completed, no-show): a second payment is given back.
+    booking_history_note(
+        booking=booking,
+        reason=f"second payment {payment_id} for an already paid booking; refund requested",
+    )
+    payment_refund_request(record=record)
+    return "duplicate_payment_refunded"
+
+
+def _cancelled_for_deadline(booking: Booking) -> bool:
+    reason = (
+        BookingHistory.objects.filter(booking=booking, to_status=BookingStatus.CANCELLED)
+        .exclude(from_status=BookingStatus.CANCELLED)
+        .order_by("-at", "-id")
+        .values_list("reason", flat=True)
+        .first()
+    )
+    return reason == PAYMENT_DEADLINE_REASON
+
+
+def _apply_late_success(*, booking: Booking, slot: Slot, record: PaymentRecord) -> str:
+    """A success for a cancelled booking (DESIGN §8 "Late payments"): when the deadline
+    cancelled it and its slot still has room, the booking is taken again; otherwise the
+    payment is refunded. Either way it is in the history and in the events."""
+    payment_id = record.payment_id
+    if (
+        _cancelled_for_deadline(booking)
+        and slot.status == SlotStatus.OPEN
+        and slot.start_at > timezone.now()
+    ):
+        reservation_expire_stale(slot=slot)  # stale holds must not keep the payer out
+        if slot_take_booking(slot_id=slot.id):
+            booking_transition(
+                booking=booking,
+                to_status=BookingStatus.CONFIRMED,
+                actor=SYSTEM,
+                reason=LATE_PAYMENT_REASON,
+                event_type="BookingPaid",
+                extra_data={"payment_id": payment_id, "late": True},
+            )
+            booking_event_append(
+                booking=booking,
+                event_type="BookingConfirmed",
+                actor=SYSTEM,
+                from_status=BookingStatus.CANCELLED,
+                reason=LATE_PAYMENT_REASON,
+                extra_data={"payment_id": payment_id},
+            )
+            return "late_rebooked"
+    booking_history_note(
+        booking=booking,
+        reason=f"{LATE_PAYMENT_REASON}: payment {payment_id} arrived after the booking was "
+        "cancelled; refund requested",
+    )
+    booking_event_append(
+        booking=booking,
+        event_type="BookingPaid",
+        actor=SYSTEM,
+        from_status=booking.status,
+        reason=LATE_PAYMENT_REASON,
+        extra_data={"payment_id": payment_id, "late": True, "refund_requested": True},
+    )
+    payment_refund_request(record=record)
+    return "late_refunded"
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+
+def payment_reconcile(*, record_id: uuid.UUID | str) -> str:
+    """Ask the provider about one payment (GET /payments/{id}) and apply its answer, exactly as
+    a webhook would: a lost webhook still confirms the booking. Also the support action
+    "re-check with provider". Raises PaymentServiceUnavailable when it cannot be asked."""
+    key = _uuid_or_none(record_id)
+    record = PaymentRecord.objects.select_related("booking").filter(id=key).first() if key else None
+    if record is None:
+        raise NotFound("No such payment record.")
+    if not record.payment_id:
+        return "not_sent"  # the provider never answered its creation; nothing to ask
+    state = payment_get(payment_id=record.payment_id)
+    if state.status == PaymentStatus.PENDING:
+        PaymentRecord.objects.filter(id=record.id, status__in=LIVE_STATUSES).update(
+            last_payload=state.payload, updated_at=timezone.now()
+        )
+        return "still_pending"
+    return _payment_apply(
+        record=record,
+        status=state.status,
+        amount=state.amount,
+        currency=state.currency,
+        payload=state.payload,
+        event_id=None,
+    )
+
+
+def payments_reconcile_stale(*, batch_size: int = JOB_BATCH) -> dict[str, int]:
+    """The reconciliation job: every payment still pending PAYMENT_RECONCILE_AFTER_SECONDS
+    after we last heard of it is asked about. Stops at the first provider outage."""
+    now = timezone.now()
+    due = (
+        PaymentRecord.objects.filter(
+            status__in=LIVE_STATUSES,
+            updated_at__lt=now - dt.timedelta(seconds=settings.PAYMENT_RECONCILE_AFTER_SECONDS),
+            created_at__gt=now - RECONCILE_MAX_AGE,
+        )
+        .exclude(payment_id=None)
+        .order_by("updated_at")
+        .values_list("id", flat=True)[:batch_size]
+    )
+    counts: dict[str, int] = {}
+    for record_id in list(due):
+        try:
+            outcome = payment_reconcile(record_id=record_id)
+        except PaymentRejected as exc:
+            logger.error("reconciliation of %s refused by the provider: %s", record_id, exc.details)
+            PaymentRecord.objects.filter(id=record_id).update(updated_at=timezone.now())
+            outcome = "rejected"
+        except PaymentServiceUnavailable:
+            counts["provider_unavailable"] = counts.get("provider_unavailable", 0) + 1
+            break
+        except (VersionConflict, SlotBusy, InvalidTransition):
+            outcome = "retry_later"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+# --- the payment deadline --------------------------------------------------------------------
+
+
+def _reconcile_booking(*, booking_id: uuid.UUID) -> None:
+    """Last look before cancelling: a payment whose webhook was lost must confirm, not lose,
+    the booking. Raises PaymentServiceUnavailable when the provider cannot be asked."""
+    records = PaymentRecord.objects.filter(booking_id=booking_id, status__in=LIVE_STATUSES).exclude(
+        payment_id=None
+    )
+    for record_id in list(records.values_list("id", flat=True)):
+        try:
+            payment_reconcile(record_id=record_id)
+        except PaymentRejected as exc:
+            logger.error("payment %s unknown to the provider: %s", record_id, exc.details)
+
+
+def booking_cancel_for_payment_deadline(*, booking_id: uuid.UUID | str) -> str:
+    """Cancel one booking still unpaid at its deadline, freeing its unit (BookingCancelled,
+    reason `payment_deadline`). Fenced on the version read here: a booking paid meanwhile
+    is left alone. Returns "cancelled", "not_due", "changed" or "slot_busy"."""
+    booking = Booking.objects.filter(id=booking_id).first()
+    if booking is None or booking.status != BookingStatus.PENDING_PAYMENT:
+        return "not_due"
+    if timezone.now() < payment_deadline_of(booking):
+        return "not_due"
+    try:
+        booking_cancel(
+            actor=SYSTEM,
+            booking_id=booking.id,
+            reason=PAYMENT_DEADLINE_REASON,
+            expected_version=booking.version,
+        )
+    except (VersionConflict, InvalidTransition):
+        return "changed"
+    except SlotBusy:
+        return "slot_busy"
+    metrics.PAYMENTS.labels(outcome="deadline_cancelled").inc()
+    return "cancelled"
+
+
+def bookings_cancel_unpaid(*, batch_size: int = JOB_BATCH) -> dict[str, int]:
+    """The deadline job: bookings `pending_payment` for longer than PAYMENT_DEADLINE_SECONDS
+    are cancelled, after one last look at the provider for each (skipped for the rest of the
+    run once the provider is down: the late-payment path catches what that misses)."""
+    cutoff = timezone.now() - dt.timedelta(seconds=settings.PAYMENT_DEADLINE_SECONDS)
+    due = (
+        Booking.objects.filter(status=BookingStatus.PENDING_PAYMENT, created_at__lte=cutoff)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:batch_size]
+    )
+    ask_provider = True
+    counts: dict[str, int] = {}
+    for booking_id in list(due):
+        if ask_provider:
+            try:
+                _reconcile_booking(booking_id=booking_id)
+            except PaymentServiceUnavailable:
+                ask_provider = False
+            except (VersionConflict, SlotBusy, InvalidTransition):
+                pass
+        outcome = booking_cancel_for_payment_deadline(booking_id=booking_id)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts

@@ -1,0 +1,31 @@
+"""Background jobs of bookings (celery beat, after-commit work): thin, ids in, idempotent."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="bookings.payments_reconcile")
+def payments_reconcile() -> dict[str, int]:
+    """Ask the provider about payments pending too long (a lost webhook still confirms)."""
+    return services.payments_reconcile_stale()
+
+
+@shared_task(name="bookings.payments_cancel_unpaid")
+def payments_cancel_unpaid() -> dict[str, int]:
+    """Cancel bookings unpaid past PAYMENT_DEADLINE_SECONDS, freeing their slot."""
+    return services.bookings_cancel_unpaid()
+
+
+@shared_task(name="bookings.payments_refund_owed")
+def payments_refund_owed() -> dict[str, int]:
+    """Refund every payment still owed back (retries what a provider outage postponed)."""
+    return services.payments_refund_owed()
+
+
+@shared_task(name="bookings.payment_refund")
+def payment_refund_owed_task(record_id: str) -> str:
+    """Refund one payment owed back; scheduled after the commit that owed it."""
+    return services.payment_refund_owed(record_id=record_id)
