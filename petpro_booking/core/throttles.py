@@ -6,6 +6,9 @@ window's count weighted by how much of it still overlaps the last `period` secon
 plain fixed window it does not let a client send 2x the limit across a window boundary, and
 unlike DRF's SimpleRateThrottle (a read-modify-write of a timestamp list) it counts with an
 atomic INCR, so concurrent workers never lose a request. A refused request is not counted.
+Retry-After says when the counter will admit the next request: once the current window is
+full that is the rest of it plus the time the previous window's weight needs to fade (so it
+can exceed the period, never two periods).
 If the cache is unreachable, requests are let through (rate limiting must not take the API
 down with Redis).
 """
