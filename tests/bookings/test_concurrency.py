@@ -1,0 +1,185 @@
+"""Real concurrency against PostgreSQL and Redis: confirm racing expiry, crossing reschedules.
+
+Threads each use their own database connection (closed after every call, so the pool serves
+them all); the invariants are checked on the committed rows afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from bookings.models import Booking, BookingStatus
+from bookings.services import booking_confirm_reservation, booking_reschedule
+from petpro_booking.core.errors import ApplicationError
+from petpro_booking.core.principal import Principal
+from petpro_booking.events.models import Event
+from reservations.models import Reservation, ReservationStatus
+from reservations.services import reservation_create, reservation_expire_due
+from slots.models import Slot
+
+from ..factories import LocalPetFactory, SlotFactory
+from .conftest import staff_of
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+WORKERS = 10  # the connection pool's size: more threads would only queue for connections
+
+
+def owner(index: int) -> Principal:
+    return Principal(sub=f"owner-{index}", roles=frozenset({"pet_owner"}))
+
+
+def in_thread(call):
+    """Run `call` on a worker thread's own connection and give the connection back."""
+    try:
+        return call()
+    finally:
+        connection.close()
+
+
+def assert_counters_match_rows(*slots: Slot) -> None:
+    for slot in Slot.objects.filter(id__in=[s.id for s in slots]):
+        live_bookings = Booking.objects.filter(slot=slot).exclude(status=BookingStatus.CANCELLED)
+        held = Reservation.objects.filter(slot=slot, status=ReservationStatus.HELD)
+        assert slot.booked_count == live_bookings.count(), slot
+        assert slot.held_count == held.count(), slot
+        assert slot.booked_count + slot.held_count <= slot.capacity
+
+
+def test_confirm_racing_expiry_ends_confirmed_or_expired_never_both(clinic_service):
+    holders, per_slot = 40, 5
+    for index in range(1, holders + 1):
+        LocalPetFactory(owner__id=f"owner-{index}", id=f"pet-{index}", species="dog")
+    slots = [
+        SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=per_slot)
+        for _ in range(holders // per_slot)
+    ]
+    reservations = [
+        reservation_create(
+            actor=owner(i), slot_id=slots[(i - 1) % len(slots)].id, pet_id=f"pet-{i}"
+        )
+        for i in range(1, holders + 1)
+    ]
+    # Expiries 25 ms apart; each confirm lands within 40 ms of its own hold's expiry, while two
+    # expiry jobs sweep without pause: every hold is fought over at its deadline.
+    base = timezone.now() + dt.timedelta(milliseconds=700)
+    targets: dict[uuid.UUID, dt.datetime] = {}
+    for step, reservation in enumerate(reservations):
+        expires_at = base + dt.timedelta(milliseconds=25 * step)
+        Reservation.objects.filter(id=reservation.id).update(expires_at=expires_at)
+        targets[reservation.id] = expires_at + dt.timedelta(milliseconds=random.randint(-40, 40))
+    outcomes: dict[uuid.UUID, str] = {}
+    stop_job = threading.Event()
+
+    def confirm(index: int, reservation: Reservation) -> None:
+        time.sleep(max(0.0, (targets[reservation.id] - timezone.now()).total_seconds()))
+        try:
+            booking_confirm_reservation(actor=owner(index), reservation_id=reservation.id)
+            outcomes[reservation.id] = "confirmed"
+        except ApplicationError as exc:
+            outcomes[reservation.id] = exc.code
+
+    def expiry_job() -> None:
+        while not stop_job.is_set():
+            reservation_expire_due()
+
+    with ThreadPoolExecutor(max_workers=2) as jobs, ThreadPoolExecutor(WORKERS - 2) as pool:
+        sweeps = [jobs.submit(in_thread, expiry_job) for _ in range(2)]
+        ordered = sorted(enumerate(reservations, start=1), key=lambda ir: targets[ir[1].id])
+        confirms = [pool.submit(in_thread, lambda i=i, r=r: confirm(i, r)) for i, r in ordered]
+        for future in confirms:
+            future.result()
+        stop_job.set()
+        for future in sweeps:
+            future.result()
+    reservation_expire_due()  # the job's next run, for holds whose confirm lost the race
+
+    assert set(outcomes.values()) <= {"confirmed", "reservation_expired", "slot_busy"}
+    statuses = dict(
+        Reservation.objects.filter(slot__in=slots).values_list("id", "status").order_by()
+    )
+    assert set(statuses.values()) <= {ReservationStatus.CONFIRMED, ReservationStatus.EXPIRED}
+    confirmed = {rid for rid, status in statuses.items() if status == ReservationStatus.CONFIRMED}
+    booked = set(Booking.objects.filter(slot__in=slots).values_list("reservation_id", flat=True))
+    assert booked == confirmed
+    # What each caller was told is what happened.
+    assert {rid for rid, outcome in outcomes.items() if outcome == "confirmed"} == confirmed
+    ended_twice = (
+        Event.objects.filter(
+            aggregate_type="reservation",
+            event_type__in=["ReservationConfirmed", "ReservationExpired"],
+        )
+        .values("aggregate_id")
+        .annotate(endings=Count("id"))
+        .filter(endings__gt=1)
+    )
+    assert not ended_twice.exists()
+    assert_counters_match_rows(*slots)
+    assert sum(s.held_count for s in Slot.objects.filter(id__in=[s.id for s in slots])) == 0
+    # The race was real: both outcomes happened.
+    assert 0 < len(confirmed) < holders, sorted(outcomes.values())
+
+
+@pytest.mark.parametrize("lock", ["redis", "database only"])
+def test_crossing_reschedules_never_deadlock(clinic_service, settings, lock):
+    if lock == "database only":
+        # Nothing listens there: the lock manager falls back to the database guard alone.
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    LocalPetFactory(owner__id="owner-1", id="pet-1", species="dog")
+    LocalPetFactory(owner__id="owner-2", id="pet-2", species="dog")
+    first = SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=2)
+    second = SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=2)
+
+    def book(index: int, slot: Slot) -> Booking:
+        hold = reservation_create(actor=owner(index), slot_id=slot.id, pet_id=f"pet-{index}")
+        return booking_confirm_reservation(actor=owner(index), reservation_id=hold.id)
+
+    a, b = book(1, first), book(2, second)
+    staff = staff_of(clinic_service.clinic_id)
+    rounds = 15
+    errors: list[BaseException] = []
+
+    def move(booking_id, targets: list[Slot], barrier: threading.Barrier) -> None:
+        for target in targets:
+            barrier.wait()
+            try:
+                booking_reschedule(
+                    actor=staff, booking_id=booking_id, slot_id=target.id, reason="swap"
+                )
+            except BaseException as exc:  # any error surfacing is a failure of the test
+                errors.append(exc)
+
+    barrier = threading.Barrier(2)
+    a_targets = [second if i % 2 == 0 else first for i in range(rounds)]
+    b_targets = [first if i % 2 == 0 else second for i in range(rounds)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(in_thread, lambda: move(a.id, a_targets, barrier)),
+            pool.submit(in_thread, lambda: move(b.id, b_targets, barrier)),
+        ]
+        for future in futures:
+            future.result()
+
+    assert errors == []
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert a.slot_id == a_targets[-1].id
+    assert b.slot_id == b_targets[-1].id
+    assert a.version == b.version == 1 + rounds
+    assert_counters_match_rows(first, second)
+    assert (
+        Event.objects.filter(
+            aggregate_id__in=[str(a.id), str(b.id)], event_type="BookingRescheduled"
+        ).count()
+        == 2 * rounds
+    )
