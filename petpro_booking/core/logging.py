@@ -248,38 +248,37 @@ class RequestLogContextMiddleware:
         )
         started = time.perf_counter()
         quiet = request.path.strip("/") in _QUIET_PATHS
-        try:
-            if quiet and tracing.tracing_active():
-                # Probes every few seconds: no root spans for their DB and Redis calls.
-                from opentelemetry.instrumentation.utils import suppress_instrumentation
+        if quiet and tracing.tracing_active():
+            # Probes every few seconds: no root spans for their DB and Redis calls.
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-                with suppress_instrumentation():
-                    response = self.get_response(request)
-            else:
+            with suppress_instrumentation():
                 response = self.get_response(request)
-            principal = getattr(request, "user", None)
-            if getattr(principal, "sub", None):
-                bind_log_context(userId=principal.sub)  # type: ignore[union-attr]
-            match = request.resolver_match
-            if response.status_code >= 500:
-                level = logging.WARNING
-            elif quiet:
-                level = logging.DEBUG
-            else:
-                level = logging.INFO
-            self.logger.log(
-                level,
-                "request finished",
-                method=request.method,
-                path=request.path,
-                route=match.view_name if match else None,
-                status=response.status_code,
-                durationMs=round((time.perf_counter() - started) * 1000, 2),
-            )
-            response["X-Request-ID"] = request_id
-            return response
-        finally:
-            structlog.contextvars.clear_contextvars()
+        else:
+            response = self.get_response(request)
+        principal = getattr(request, "user", None)
+        if getattr(principal, "sub", None):
+            bind_log_context(userId=principal.sub)  # type: ignore[union-attr]
+        match = request.resolver_match
+        if response.status_code >= 500:
+            level = logging.WARNING
+        elif quiet:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        self.logger.log(
+            level,
+            "request finished",
+            method=request.method,
+            path=request.path,
+            route=match.view_name if match else None,
+            status=response.status_code,
+            durationMs=round((time.perf_counter() - started) * 1000, 2),
+        )
+        response["X-Request-ID"] = request_id
+        # The ids stay bound until the next request starts: Django's own "django.request"
+        # line for a 4xx/5xx is written after the middleware chain returns.
+        return response
 
     def process_view(
         self,

@@ -1,0 +1,161 @@
+"""JSON logs: mandatory fields, the request's ids and trace id, no PII."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from petpro_booking.core.logging import get_logger
+from petpro_booking.events.models import Event
+
+from .log_capture import captured_logs
+
+MANDATORY = {"timestamp", "service", "traceId", "spanId", "level", "message"}
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_every_line_of_a_request_is_json_with_the_mandatory_fields_and_its_trace_id(
+    owner_client, clinic_service, slot
+):
+    with captured_logs() as logs:
+        response = owner_client.get(
+            f"/api/v1/slots?clinic_id={clinic_service.clinic_id}",
+            HTTP_TRACEPARENT=TRACEPARENT,
+            HTTP_X_REQUEST_ID="req-abc-123",
+        )
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == "req-abc-123"
+    lines = logs.lines  # each line parses as JSON
+    assert lines
+    for line in lines:
+        assert set(line) >= MANDATORY, line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", line["timestamp"])
+        assert line["service"] == "petpro-booking"
+    (access,) = logs.messages("request finished")
+    # Tracing is off in the tests: the caller's W3C trace id is continued all the same.
+    assert access["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert re.fullmatch(r"[0-9a-f]{16}", access["spanId"])
+    assert access["level"] == "info"
+    assert access["requestId"] == "req-abc-123"
+    assert access["userId"] == "owner-1"
+    assert access["clinicId"] == clinic_service.clinic_id
+    assert access["route"] == "slot-list"
+    assert access["status"] == 200
+    assert access["durationMs"] > 0
+
+
+def test_logs_of_a_write_and_its_event_metadata_share_one_trace_id(staff_client, clinic_service):
+    with captured_logs() as logs:
+        response = staff_client.post(
+            "/api/v1/slots",
+            {
+                "clinic_id": clinic_service.clinic_id,
+                "service_id": clinic_service.id,
+                "start_at": "2031-03-03T09:00:00+01:00",
+                "end_at": "2031-03-03T09:30:00+01:00",
+                "capacity": 2,
+            },
+            format="json",
+        )
+    assert response.status_code == 201, response.json()
+    (access,) = logs.messages("request finished")
+    assert re.fullmatch(r"[0-9a-f]{32}", access["traceId"])  # started here: no traceparent
+    assert access["userId"] == "staff-1"
+    event = Event.objects.get(aggregate_id=response.json()["id"], event_type="SlotCreated")
+    assert event.metadata["trace_id"] == access["traceId"]
+    assert event.metadata["correlation_id"] == access["requestId"]
+
+
+def test_ids_from_the_route_are_bound_to_the_request_lines(owner_client, db):
+    with captured_logs() as logs:
+        response = owner_client.get("/api/v1/bookings/8d7b6c36-1111-4d0e-9a55-0a4f3c2e1b00")
+    assert response.status_code == 404
+    (access,) = logs.messages("request finished")
+    assert access["bookingId"] == "8d7b6c36-1111-4d0e-9a55-0a4f3c2e1b00"
+    assert access["status"] == 404
+    # Django's own 4xx line comes after the middleware returned: it keeps the request's ids.
+    (django_line,) = [line for line in logs.lines if line.get("logger") == "django.request"]
+    assert django_line["traceId"] == access["traceId"]
+    assert django_line["requestId"] == access["requestId"]
+
+
+def test_pii_never_reaches_a_log_line():
+    secret_jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvd25lci0xIn0.c2lnbmF0dXJlLXZhbHVl"
+    with captured_logs() as logs:
+        get_logger("petpro.test").info(
+            "owner alice@example.com paid",
+            userId="owner-1",
+            bookingId="b-1",
+            email="alice@example.com",
+            phone="+49 30 1234567",
+            token=secret_jwt,
+            payload={"amount": "40.00", "customer": {"email": "alice@example.com"}},
+            webhook_body='{"payment_id": "p-1"}',
+            pet_name="Rex",
+        )
+        logging.getLogger("petpro.stdlib").warning(
+            "webhook from %s with Authorization: Bearer %s signed sha256=%s",
+            "bob@example.org",
+            secret_jwt,
+            "ab" * 32,
+        )
+    raw = logs.raw
+    for leaked in (
+        "alice@example.com",
+        "bob@example.org",
+        "+49 30 1234567",
+        secret_jwt,
+        "Rex",
+        "p-1",
+        "ab" * 32,
+    ):
+        assert leaked not in raw
+    structured, plain = logs.lines
+    assert structured["userId"] == "owner-1"  # ids stay
+    assert structured["bookingId"] == "b-1"
+    assert structured["email"] == structured["token"] == structured["pet_name"] == "[redacted]"
+    assert structured["payload"] == "[redacted]"
+    assert structured["message"] == "owner [email] paid"
+    assert plain["level"] == "warning"
+    assert "[email]" in plain["message"]
+    assert "Bearer [jwt]" in plain["message"]
+    assert "sha256=[redacted]" in plain["message"]
+
+
+@pytest.mark.parametrize(
+    ("settings_module", "level"),
+    [("petpro_booking.settings.local", "DEBUG"), ("petpro_booking.settings.production", "INFO")],
+)
+def test_log_level_defaults_per_environment(settings_module, level):
+    env = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
+    env.update(
+        DJANGO_SETTINGS_MODULE=settings_module,
+        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_ALLOWED_HOSTS="booking.example.com",
+        DATABASE_URL="postgres://u:p@127.0.0.1:5432/x",
+        JWT_SIGNING_KEY="k",
+        SERVICE_JWT_SIGNING_KEY="k",
+        PAYMENT_WEBHOOK_SECRET="k",
+    )
+    script = (
+        "import logging, django; django.setup(); from django.conf import settings; "
+        "print(settings.LOG_LEVEL, logging.getLevelName(logging.getLogger().level))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == [level, level]
+
+
+@pytest.mark.parametrize("traceparent", ["", "garbage", "00-" + "0" * 10 + "-x-01"])
+def test_a_bad_traceparent_starts_a_new_trace(anon_client, traceparent):
+    with captured_logs(logging.DEBUG) as logs:
+        anon_client.get("/healthz", HTTP_TRACEPARENT=traceparent)
+    (access,) = logs.messages("request finished")
+    assert access["level"] == "debug"  # probes are quiet at INFO
+    assert re.fullmatch(r"[0-9a-f]{32}", access["traceId"])
