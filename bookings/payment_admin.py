@@ -45,7 +45,7 @@ class PaymentRecordAdmin(ClinicScopedAdmin):
     search_fields = ["=payment_id", "=idempotency_key", "=booking__reference"]
     list_select_related = ["booking"]
     actions = ["recheck_with_provider"]
-    readonly_fields = [
+    readonly_fields = (
         "booking",
         "payment_id",
         "idempotency_key",
@@ -58,7 +58,7 @@ class PaymentRecordAdmin(ClinicScopedAdmin):
         "version",
         "created_at",
         "updated_at",
-    ]
+    )
     fields = readonly_fields
 
     # Payment records change only through the provider's word (webhook, reconciliation).

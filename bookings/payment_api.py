@@ -3,6 +3,8 @@ webhook tells us how it went (DESIGN.md §7, §8). Thin: one service call each."
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -13,6 +15,7 @@ from rest_framework.views import APIView
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import error_responses
 from petpro_booking.core.permissions import IsPetOwner
+from petpro_booking.core.principal import Principal
 
 from . import services
 
@@ -70,7 +73,8 @@ class BookingPaymentView(APIView):
     )
     @idempotent
     def post(self, request: Request, booking_id) -> Response:
-        record = services.payment_create_for_booking(actor=request.user, booking_id=booking_id)
+        actor = cast(Principal, request.user)  # IsPetOwner let only a Principal through
+        record = services.payment_create_for_booking(actor=actor, booking_id=booking_id)
         return Response(payment_body(record), status=status.HTTP_201_CREATED)
 
 

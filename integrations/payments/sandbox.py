@@ -34,7 +34,7 @@ DELIVERY_ATTEMPTS = 3
 DELIVERY_RETRY_SECONDS = 1.0
 
 # Called with the raw body and the X-Signature header, exactly like the HTTP endpoint.
-WebhookReceiver = Callable[[bytes, str], None]
+WebhookReceiver = Callable[[bytes, str], object]
 _receiver: WebhookReceiver | None = None
 
 

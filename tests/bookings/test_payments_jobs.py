@@ -1,0 +1,280 @@
+"""Payment jobs against the stub Payment Service: reconciliation (a lost webhook still
+confirms), the payment deadline, late payments (re-booked or refunded) and refunds."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from bookings import tasks
+from bookings.models import Booking, BookingHistory, PaymentRecord
+from petpro_booking.celery import app as celery_app
+
+from .conftest import OTHER_OWNER
+from .payment_fixtures import (
+    age_booking,
+    age_payments,
+    book_paid,
+    deliver,
+    event_types,
+    last_event,
+    payment_url,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def payment_id(owner_client, unpaid_booking, payment_stub) -> str:
+    response = owner_client.post(payment_url(unpaid_booking))
+    assert response.status_code == 201
+    return response.json()["payment_id"]
+
+
+def past_deadline(booking: Booking) -> None:
+    age_booking(booking, seconds=django_settings.PAYMENT_DEADLINE_SECONDS + 60)
+
+
+def status_of(booking: Booking) -> str:
+    booking.refresh_from_db()
+    return booking.status
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+
+def test_lost_webhook_reconciliation_confirms(unpaid_booking, payment_id, payment_stub):
+    payment_stub.settle(payment_id, "succeeded")  # ... and its webhook never arrives
+    age_payments(unpaid_booking, seconds=django_settings.PAYMENT_RECONCILE_AFTER_SECONDS + 1)
+
+    counts = tasks.payments_reconcile.delay().get()
+
+    assert counts == {"confirmed": 1}
+    assert status_of(unpaid_booking) == "confirmed"
+    assert event_types(unpaid_booking)[-2:] == ["BookingPaid", "BookingConfirmed"]
+    assert payment_stub.requests_to(f"/payments/{payment_id}", method="GET")
+
+
+def test_reconciliation_leaves_recent_payments_alone(unpaid_booking, payment_id, payment_stub):
+    payment_stub.settle(payment_id, "succeeded")
+
+    assert tasks.payments_reconcile.delay().get() == {}
+    assert payment_stub.requests_to(f"/payments/{payment_id}", method="GET") == []
+    assert status_of(unpaid_booking) == "pending_payment"
+
+
+def test_still_pending_is_asked_again_only_later(unpaid_booking, payment_id, payment_stub):
+    age_payments(unpaid_booking, seconds=django_settings.PAYMENT_RECONCILE_AFTER_SECONDS + 1)
+
+    assert tasks.payments_reconcile.delay().get() == {"still_pending": 1}
+    assert tasks.payments_reconcile.delay().get() == {}  # heard of it just now
+    assert status_of(unpaid_booking) == "pending_payment"
+
+
+def test_reconciliation_with_the_provider_down_changes_nothing(
+    unpaid_booking, payment_id, payment_stub
+):
+    payment_stub.settle(payment_id, "succeeded")
+    age_payments(unpaid_booking, seconds=django_settings.PAYMENT_RECONCILE_AFTER_SECONDS + 1)
+    payment_stub.fail_next = 100
+
+    assert tasks.payments_reconcile.delay().get() == {"provider_unavailable": 1}
+    assert status_of(unpaid_booking) == "pending_payment"
+
+    payment_stub.fail_next = 0
+    assert tasks.payments_reconcile.delay().get() == {"confirmed": 1}
+
+
+# --- the payment deadline --------------------------------------------------------------------
+
+
+def test_unpaid_past_the_deadline_is_cancelled_and_frees_the_slot(unpaid_booking, paid_slot):
+    past_deadline(unpaid_booking)
+
+    counts = tasks.payments_cancel_unpaid.delay().get()
+
+    assert counts == {"cancelled": 1}
+    assert status_of(unpaid_booking) == "cancelled"
+    paid_slot.refresh_from_db()
+    assert paid_slot.booked_count == 0
+    cancelled = last_event(unpaid_booking, "BookingCancelled")
+    assert cancelled.payload["reason"] == "payment_deadline"
+    assert cancelled.payload["refund_requested"] is False
+    assert BookingHistory.objects.filter(
+        booking=unpaid_booking, to_status="cancelled", reason="payment_deadline"
+    ).exists()
+
+
+def test_before_the_deadline_nothing_is_cancelled(unpaid_booking):
+    assert tasks.payments_cancel_unpaid.delay().get() == {}
+    assert status_of(unpaid_booking) == "pending_payment"
+
+
+def test_the_deadline_job_looks_at_the_provider_first(unpaid_booking, payment_id, payment_stub):
+    payment_stub.settle(payment_id, "succeeded")  # paid, webhook lost, not reconciled yet
+    past_deadline(unpaid_booking)
+
+    counts = tasks.payments_cancel_unpaid.delay().get()
+
+    assert counts == {"not_due": 1}
+    assert status_of(unpaid_booking) == "confirmed"
+    assert "BookingCancelled" not in event_types(unpaid_booking)
+
+
+# --- late payments ---------------------------------------------------------------------------
+
+
+def test_late_success_rebooks_when_the_slot_still_has_room(
+    unpaid_booking, payment_id, payment_stub, paid_slot
+):
+    past_deadline(unpaid_booking)
+    assert tasks.payments_cancel_unpaid.delay().get() == {"cancelled": 1}
+    payment_stub.settle(payment_id, "succeeded")
+
+    response = deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.succeeded"))
+
+    assert response.json() == {"status": "late_rebooked"}
+    assert status_of(unpaid_booking) == "confirmed"
+    paid_slot.refresh_from_db()
+    assert paid_slot.booked_count == 1
+    assert event_types(unpaid_booking)[-3:] == [
+        "BookingCancelled",
+        "BookingPaid",
+        "BookingConfirmed",
+    ]
+    assert last_event(unpaid_booking, "BookingPaid").payload["late"] is True
+    assert payment_stub.requests_to("/refund") == []
+
+
+def test_late_success_after_the_deadline_is_refunded_when_the_slot_is_gone(
+    unpaid_booking, payment_id, payment_stub, paid_slot, other_pet
+):
+    past_deadline(unpaid_booking)
+    assert tasks.payments_cancel_unpaid.delay().get() == {"cancelled": 1}
+    book_paid(paid_slot, owner=OTHER_OWNER, pet_id="pet-2")  # the freed unit is taken
+    payment_stub.settle(payment_id, "succeeded")
+
+    response = deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.succeeded"))
+
+    assert response.json() == {"status": "late_refunded"}
+    assert status_of(unpaid_booking) == "cancelled"
+    assert [r.path for r in payment_stub.requests_to("/refund")] == [
+        f"/api/v1/payments/{payment_id}/refund"
+    ]
+    assert payment_stub.payments[payment_id]["status"] == "refunded"
+    assert PaymentRecord.objects.get(payment_id=payment_id).status == "refunded"
+    paid = last_event(unpaid_booking, "BookingPaid")
+    assert paid.payload["refund_requested"] is True
+    assert paid.payload["status"] == "cancelled"
+    assert BookingHistory.objects.filter(
+        booking=unpaid_booking, reason__startswith="late_payment"
+    ).exists()
+    paid_slot.refresh_from_db()
+    assert paid_slot.booked_count == 1  # only the other owner's booking
+
+
+def test_late_success_found_by_reconciliation_is_handled_too(
+    unpaid_booking, payment_id, payment_stub
+):
+    past_deadline(unpaid_booking)
+    tasks.payments_cancel_unpaid.delay().get()
+    payment_stub.settle(payment_id, "succeeded")
+    age_payments(unpaid_booking, seconds=django_settings.PAYMENT_RECONCILE_AFTER_SECONDS + 1)
+
+    assert tasks.payments_reconcile.delay().get() == {"late_rebooked": 1}
+    assert status_of(unpaid_booking) == "confirmed"
+
+
+def test_an_owner_cancelled_booking_is_refunded_not_rebooked(
+    owner_client, unpaid_booking, payment_id, payment_stub
+):
+    cancel = owner_client.post(
+        f"/api/v1/bookings/{unpaid_booking.id}/cancel", {"reason": "plans changed"}, format="json"
+    )
+    assert cancel.status_code == 200
+
+    response = deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.succeeded"))
+
+    assert response.json() == {"status": "late_refunded"}
+    assert status_of(unpaid_booking) == "cancelled"
+    assert payment_stub.payments[payment_id]["status"] == "refunded"
+
+
+# --- refunds ---------------------------------------------------------------------------------
+
+
+def test_cancelling_a_paid_booking_requests_a_refund(
+    owner_client, unpaid_booking, payment_id, payment_stub
+):
+    deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.succeeded"))
+    assert status_of(unpaid_booking) == "confirmed"
+
+    cancel = owner_client.post(
+        f"/api/v1/bookings/{unpaid_booking.id}/cancel", {"reason": "sick"}, format="json"
+    )
+
+    assert cancel.status_code == 200
+    assert last_event(unpaid_booking, "BookingCancelled").payload["refund_requested"] is True
+    assert payment_stub.payments[payment_id]["status"] == "refunded"
+    record = PaymentRecord.objects.get(payment_id=payment_id)
+    assert record.status == "refunded"
+    assert record.refund_requested_at is not None
+    refund = payment_stub.requests_to("/refund")[0]
+    assert refund.idempotency_key == f"refund-{record.id}"
+
+
+def test_a_refund_postponed_by_an_outage_is_swept_later(
+    owner_client, unpaid_booking, payment_id, payment_stub
+):
+    deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.succeeded"))
+    payment_stub.fail_next = 100
+
+    cancel = owner_client.post(
+        f"/api/v1/bookings/{unpaid_booking.id}/cancel", {"reason": "sick"}, format="json"
+    )
+
+    assert cancel.status_code == 200  # the cancel does not wait for the provider
+    record = PaymentRecord.objects.get(payment_id=payment_id)
+    assert (record.status, record.refund_requested_at is not None) == ("succeeded", True)
+
+    payment_stub.fail_next = 0
+    assert tasks.payments_refund_owed.delay().get() == {"refunded": 1}
+    assert PaymentRecord.objects.get(payment_id=payment_id).status == "refunded"
+    assert len({r.idempotency_key for r in payment_stub.requests_to("/refund")}) == 1
+    assert tasks.payments_refund_owed.delay().get() == {}
+
+
+# --- admin and wiring ------------------------------------------------------------------------
+
+
+def test_support_rechecks_a_payment_from_the_admin(unpaid_booking, payment_id, payment_stub):
+    User.objects.create_superuser("support-admin", "s@example.com", "pw")
+    admin = APIClient()
+    admin.login(username="support-admin", password="pw")
+    payment_stub.settle(payment_id, "succeeded")
+    record = PaymentRecord.objects.get(payment_id=payment_id)
+
+    page = admin.get(f"/admin/bookings/booking/{unpaid_booking.id}/change/")
+    assert page.status_code == 200
+    assert payment_id in page.content.decode()
+
+    response = admin.post(
+        "/admin/bookings/paymentrecord/",
+        {"action": "recheck_with_provider", "_selected_action": [str(record.id)]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "the booking is confirmed" in response.content.decode()
+    assert status_of(unpaid_booking) == "confirmed"
+
+
+@pytest.mark.parametrize(
+    "entry", ["reconcile-payments", "cancel-unpaid-bookings", "refund-owed-payments"]
+)
+def test_payment_jobs_are_on_beat(entry):
+    task_name = django_settings.CELERY_BEAT_SCHEDULE[entry]["task"]
+    celery_app.loader.import_default_modules()
+    assert task_name in celery_app.tasks
