@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+
+from . import metrics
+
+logger = logging.getLogger(__name__)
 
 PERIOD_SECONDS = {
     "s": 1,
@@ -144,78 +150,151 @@ def _seconds_until_allowed(*, rate: Rate, previous: int, current: int, elapsed: 
     return max(0.0, period * (1 - overlap_needed) - elapsed)
 
 
-class SlidingWindowThrottle(BaseThrottle):
-    """One limit for one kind of key (`scope`); subclasses say which rate and key."""
+@dataclass(frozen=True)
+class Window:
+    """One limit applied to one request: its counter keys and where `now` falls."""
 
-    scope = ""
+    rate: Rate
+    current_key: str
+    previous_key: str
+    elapsed: float  # seconds into the current fixed window
+
+    @property
+    def ttl(self) -> int:
+        return self.rate.period * 2 + 1
+
+
+def windows_for(request: Request, *, now: float) -> list[Window]:
+    """The limits this request counts against: its user's (if authenticated) and its IP's."""
+    limits: list[tuple[str, str, Rate]] = []
+    sub = getattr(request.user, "sub", None)
+    if sub:
+        limits.append(("user", str(sub), parse_rate(settings.THROTTLE_USER_RATE)))
+    limits.append(("ip", client_ip(request), parse_rate(settings.THROTTLE_IP_RATE)))
+    windows = []
+    for scope, ident, rate in limits:
+        index = int(now // rate.period)
+        windows.append(
+            Window(
+                rate=rate,
+                current_key=f"throttle:{scope}:{ident}:{index}",
+                previous_key=f"throttle:{scope}:{ident}:{index - 1}",
+                elapsed=now - index * rate.period,
+            )
+        )
+    return windows
+
+
+class CacheCounter:
+    """Counts through Django's cache API (the local-memory cache of embedded mode)."""
+
+    def count(self, windows: list[Window]) -> list[tuple[int, int]] | None:
+        counts = []
+        for window in windows:
+            cache.add(window.current_key, 0, timeout=window.ttl)
+            try:
+                current = cache.incr(window.current_key)
+            except ValueError:  # expired between add and incr: count this one only
+                cache.add(window.current_key, 1, timeout=window.ttl)
+                current = 1
+            if current is None:  # a cache that swallows its errors is down
+                return None
+            counts.append((int(current), int(cache.get(window.previous_key) or 0)))
+        return counts
+
+    def uncount(self, windows: list[Window]) -> None:
+        for window in windows:
+            with contextlib.suppress(ValueError):  # expired meanwhile: nothing to take back
+                cache.decr(window.current_key)
+
+
+class RedisCounter:
+    """Counts every limit of a request on the cache's Redis in one round trip (INCR, EXPIRE,
+    GET previous, per limit, pipelined): through the cache API the two limits took six round
+    trips, ~0.7 ms a request. An unreachable Redis lets requests through and is not asked
+    again for REDIS_RETRY_SECONDS."""
+
+    REDIS_RETRY_SECONDS = 5.0
+    _down_until: dict[str, float] = {}
+
+    def __init__(self) -> None:
+        from django_redis import get_redis_connection
+
+        self._client = get_redis_connection("default")
+        self._location = str(settings.CACHES["default"].get("LOCATION"))
+
+    def count(self, windows: list[Window]) -> list[tuple[int, int]] | None:
+        if time.monotonic() < self._down_until.get(self._location, 0.0):
+            return None
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for window in windows:
+                current_key = cache.make_key(window.current_key)
+                pipe.incr(current_key)
+                pipe.expire(current_key, window.ttl)
+                pipe.get(cache.make_key(window.previous_key))
+            answers = pipe.execute()
+        except redis.RedisError as exc:
+            self._down_until[self._location] = time.monotonic() + self.REDIS_RETRY_SECONDS
+            metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="throttle").inc()
+            logger.warning(
+                "rate limits off for %.0f s: Redis unreachable (%s)",
+                self.REDIS_RETRY_SECONDS,
+                type(exc).__name__,
+            )
+            return None
+        return [(int(answers[i]), int(answers[i + 2] or 0)) for i in range(0, len(answers), 3)]
+
+    def uncount(self, windows: list[Window]) -> None:
+        with contextlib.suppress(redis.RedisError):
+            pipe = self._client.pipeline(transaction=False)
+            for window in windows:
+                pipe.decr(cache.make_key(window.current_key))
+            pipe.execute()
+
+
+def _counter() -> CacheCounter | RedisCounter:
+    if settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache":
+        return RedisCounter()
+    return CacheCounter()
+
+
+class RateLimitThrottle(BaseThrottle):
+    """THROTTLE_USER_RATE per authenticated caller (`sub`) and THROTTLE_IP_RATE per client
+    address for every caller, authenticated or not; both counted in one round trip. A request
+    refused by either limit is counted by neither."""
 
     def __init__(self) -> None:
         self._wait: float | None = None
-
-    def rate(self) -> Rate:
-        raise ImproperlyConfigured(f"{type(self).__name__} must define rate()")
-
-    def key_of(self, request: Request) -> str | None:
-        raise ImproperlyConfigured(f"{type(self).__name__} must define key_of()")
 
     def allow_request(self, request: Request, view) -> bool:
         self._wait = None
         if is_exempt(request):
             return True
-        ident = self.key_of(request)
-        if ident is None:
+        windows = windows_for(request, now=time.time())
+        counter = _counter()
+        counts = counter.count(windows)
+        if counts is None:  # the counter store is unreachable: let the request through
             return True
-        rate = self.rate()
-        now = time.time()
-        window = int(now // rate.period)
-        elapsed = now - window * rate.period
-        current_key = f"throttle:{self.scope}:{ident}:{window}"
-        previous_key = f"throttle:{self.scope}:{ident}:{window - 1}"
-        cache.add(current_key, 0, timeout=rate.period * 2 + 1)
-        try:
-            count = cache.incr(current_key)
-        except ValueError:  # the key expired between add and incr: count this one only
-            cache.add(current_key, 1, timeout=rate.period * 2 + 1)
-            count = 1
-        if count is None:  # the cache is down (django-redis ignores the error)
+        waits = []
+        for window, (current, previous) in zip(windows, counts, strict=True):
+            estimate = previous * (1 - window.elapsed / window.rate.period) + current
+            if estimate > window.rate.limit:
+                waits.append(
+                    _seconds_until_allowed(
+                        rate=window.rate,
+                        previous=previous,
+                        current=current - 1,
+                        elapsed=window.elapsed,
+                    )
+                )
+        if not waits:
             return True
-        previous = int(cache.get(previous_key) or 0)
-        estimate = previous * (1 - elapsed / rate.period) + count
-        if estimate <= rate.limit:
-            return True
-        with contextlib.suppress(ValueError):  # expired meanwhile: nothing to take back
-            cache.decr(current_key)
-        self._wait = _seconds_until_allowed(
-            rate=rate, previous=previous, current=count - 1, elapsed=elapsed
-        )
+        counter.uncount(windows)
+        self._wait = max(waits)
         return False
 
     def wait(self) -> float | None:
         if self._wait is None:
             return None
         return float(max(1, math.ceil(self._wait)))
-
-
-class UserRateThrottle(SlidingWindowThrottle):
-    """THROTTLE_USER_RATE per authenticated caller (`sub`); anonymous calls count per IP only."""
-
-    scope = "user"
-
-    def rate(self) -> Rate:
-        return parse_rate(settings.THROTTLE_USER_RATE)
-
-    def key_of(self, request: Request) -> str | None:
-        sub = getattr(request.user, "sub", None)
-        return str(sub) if sub else None
-
-
-class IPRateThrottle(SlidingWindowThrottle):
-    """THROTTLE_IP_RATE per client address, for every caller, authenticated or not."""
-
-    scope = "ip"
-
-    def rate(self) -> Rate:
-        return parse_rate(settings.THROTTLE_IP_RATE)
-
-    def key_of(self, request: Request) -> str | None:
-        return client_ip(request)

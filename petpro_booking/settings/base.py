@@ -277,10 +277,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "petpro_booking.core.exception_handler.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "petpro_booking.core.openapi.ErrorDocumentingAutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": [
-        "petpro_booking.core.throttles.UserRateThrottle",
-        "petpro_booking.core.throttles.IPRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["petpro_booking.core.throttles.RateLimitThrottle"],
     # Rates live in THROTTLE_USER_RATE / THROTTLE_IP_RATE below (read at each request).
     "DEFAULT_THROTTLE_RATES": {},
 }

@@ -183,3 +183,14 @@ def test_retrying_after_retry_after_succeeds(limits):
     time.sleep(int(refused["Retry-After"]))
 
     assert owner.get(URL).status_code == 200
+
+
+def test_limits_hold_on_the_local_memory_cache_of_embedded_mode(limits, settings):
+    limits(user="2/min", ip="3/min")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    first = api_client_for(sub="owner-1", roles=["pet_owner"])
+    second = api_client_for(sub="owner-2", roles=["pet_owner"])
+
+    assert statuses(first, 3) == [200, 200, 429]
+    # owner-1's refused request was not counted, so the IP's third request is owner-2's
+    assert statuses(second, 2) == [200, 429]
