@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from integrations.users import pet_get
 from petpro_booking.core import metrics
@@ -24,10 +26,10 @@ from petpro_booking.core.db import run_serializable
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.locking import SlotBusy, lock_manager, slot_lock_key
 from petpro_booking.core.principal import SYSTEM, Principal
-from petpro_booking.events.services import event_append
+from petpro_booking.events.services import event_append, events_append
 from slots.errors import SlotUnavailable
 from slots.models import Slot
-from slots.services import slot_return_hold, slot_take_hold
+from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
 
 from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
 from .events import RESERVATION_AGGREGATE, reservation_event_data
@@ -67,19 +69,30 @@ def _append(reservation: Reservation, *, slot: Slot, event_type: str, actor: Pri
 
 
 def _expire_locked(
-    reservations: list[Reservation], *, slot: Slot, now: dt.datetime, how: str
+    reservations: list[Reservation], *, slots: dict[Any, Slot], now: dt.datetime, how: str
 ) -> int:
-    """Expire holds whose slot row this transaction has locked; gives their units back."""
+    """Expire holds (row-locked, held, past expiry) whose slot rows this transaction has
+    locked; gives their units back. Set-wise: one UPDATE of the holds, one UPDATE per distinct
+    count of the slots, one INSERT of the events, whatever the number of holds."""
     if not reservations:
         return 0
-    Reservation.objects.filter(
-        id__in=[r.id for r in reservations], status=ReservationStatus.HELD
-    ).update(status=ReservationStatus.EXPIRED, version=F("version") + 1, updated_at=now)
-    slot_return_hold(slot_id=slot.id, count=len(reservations))
+    Reservation.objects.filter(id__in=[r.id for r in reservations]).update(
+        status=ReservationStatus.EXPIRED, version=F("version") + 1, updated_at=now
+    )
+    per_slot: Counter[Any] = Counter(r.slot_id for r in reservations)
+    slot_return_holds(
+        held_by_slot=dict(per_slot),
+        clinic_ids={slots[slot_id].clinic_id for slot_id in per_slot},
+    )
     for reservation in reservations:
         reservation.status = ReservationStatus.EXPIRED
         reservation.version += 1
-        _append(reservation, slot=slot, event_type="ReservationExpired", actor=SYSTEM)
+    events_append(
+        aggregate_type=RESERVATION_AGGREGATE,
+        event_type="ReservationExpired",
+        items=[(r.id, reservation_event_data(r, slot=slots[r.slot_id])) for r in reservations],
+        actor=SYSTEM,
+    )
     metrics.EXPIRED_HOLDS.labels(how=how).inc(len(reservations))
     return len(reservations)
 
@@ -95,15 +108,17 @@ def reservation_expire_stale(*, slot: Slot, now: dt.datetime | None = None) -> i
             slot_id=slot.id, status=ReservationStatus.HELD, expires_at__lte=now
         )
     )
-    return _expire_locked(stale, slot=slot, now=now, how="lazy")
+    return _expire_locked(stale, slots={slot.id: slot}, now=now, how="lazy")
 
 
 def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
     """Hold one unit of a slot for RESERVATION_TTL_SECONDS (DESIGN.md §4, all layers).
 
     The pet is checked before the lock (no network call under a lock); then the Redis lock
-    lines contenders up, and one SERIALIZABLE transaction locks the slot row, expires its
-    stale holds, takes a unit with one conditional UPDATE and inserts the hold and its event.
+    lines contenders up, and one SERIALIZABLE transaction takes a unit with one conditional
+    UPDATE (which locks the slot row), expiring the slot's stale holds first when it is full,
+    and inserts the hold and its event. The expiry instant is set by the application clock;
+    every later comparison with it (fences, expiry) is made by the database clock.
     """
     slot = _slot_with_names(slot_id)
     pet = pet_get(user_id=actor.sub, pet_id=pet_id)
@@ -119,18 +134,27 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         metrics.HOLDS.labels(outcome="unavailable").inc()
         raise SlotUnavailable("The clinic no longer offers this service.")
 
+    if slot.start_at <= timezone.now():
+        metrics.HOLDS.labels(outcome="unavailable").inc()
+        raise SlotUnavailable("This slot has already started.")
+
     def hold() -> Reservation | None:
-        now = _lock_slot(slot.id)
-        reservation_expire_stale(slot=slot, now=now)
-        if slot.start_at <= now or not slot_take_hold(slot_id=slot.id):
-            return None  # commit the lazy expiries all the same
+        # The conditional UPDATE locks the slot row and takes a unit when there is room: the
+        # common case costs one statement. Only a full slot pays for the lazy expiry (holds
+        # past their expiry never block anyone), then tries once more.
+        if not slot_take_hold(slot_id=slot.id):
+            now = _lock_slot(slot.id)
+            if not reservation_expire_stale(slot=slot, now=now):
+                return None
+            if not slot_take_hold(slot_id=slot.id):
+                return None  # closed: the lazy expiries commit all the same
         reservation = Reservation.objects.create(
             slot=slot,
             user_id=actor.sub,
             pet_id=pet.id,
             pet_name=pet.name,
             status=ReservationStatus.HELD,
-            expires_at=now + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
+            expires_at=timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
         )
         _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
         return reservation
@@ -166,7 +190,7 @@ def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) ->
                 details={"status": current.status},
             )
         if current.expires_at <= now:
-            _expire_locked([current], slot=slot, now=now, how="lazy")
+            _expire_locked([current], slots={slot.id: slot}, now=now, how="lazy")
             return current
         Reservation.objects.filter(
             id=current.id, status=ReservationStatus.HELD, version=current.version
@@ -227,14 +251,18 @@ def reservation_mark_confirmed(
 
 
 def _expire_batch(*, batch_size: int) -> tuple[int, int]:
-    """One batch of the expiry job: (holds expired, due holds seen). READ COMMITTED is enough
-    here: every change is made under the row locks of the slots, taken with SKIP LOCKED so
-    several workers (and the hold path) never wait on each other."""
+    """One batch of the expiry job: (holds expired, due holds claimed).
+
+    The due holds are claimed with FOR UPDATE SKIP LOCKED, so concurrent workers take
+    different batches; then their slots, with SKIP LOCKED too: the job never waits on anyone,
+    so it cannot deadlock with the hold path (slot first, then holds), and a hold whose slot is
+    busy is left for the next run (or expired lazily by that slot's writer). READ COMMITTED is
+    enough: every change is made under these row locks."""
     with transaction.atomic(durable=True):
         due = list(
-            Reservation.objects.filter(status=ReservationStatus.HELD, expires_at__lte=Now())
-            .order_by("expires_at")
-            .values_list("id", "slot_id")[:batch_size]
+            Reservation.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=ReservationStatus.HELD, expires_at__lte=Now())
+            .order_by("expires_at")[:batch_size]
         )
         if not due:
             return 0, 0
@@ -243,25 +271,14 @@ def _expire_batch(*, batch_size: int) -> tuple[int, int]:
             for slot in Slot.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("clinic", "service")
             .annotate(db_now=Now())
-            .filter(id__in={slot_id for _, slot_id in due})
+            .filter(id__in={r.slot_id for r in due})
             .order_by("id")
         }
         if not slots:
             return 0, len(due)
         now = next(iter(slots.values())).db_now  # type: ignore[attr-defined]
-        locked = Reservation.objects.select_for_update().filter(
-            id__in=[rid for rid, slot_id in due if slot_id in slots],
-            status=ReservationStatus.HELD,
-            expires_at__lte=now,
-        )
-        by_slot: dict[Any, list[Reservation]] = {}
-        for reservation in locked.order_by("slot_id", "expires_at"):
-            by_slot.setdefault(reservation.slot_id, []).append(reservation)
-        expired = sum(
-            _expire_locked(holds, slot=slots[slot_id], now=now, how="job")
-            for slot_id, holds in by_slot.items()
-        )
-        return expired, len(due)
+        expirable = [r for r in due if r.slot_id in slots]
+        return _expire_locked(expirable, slots=slots, now=now, how="job"), len(due)
 
 
 def reservation_expire_due(*, batch_size: int = EXPIRY_BATCH_SIZE) -> int:

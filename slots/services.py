@@ -346,6 +346,21 @@ def slot_return_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:
         _slot_counter_update(_RETURN_HOLD_SQL, slot_id=slot_id, count=count)
 
 
+def slot_return_holds(*, held_by_slot: dict[uuid.UUID, int], clinic_ids: set[str]) -> None:
+    """Many slots' held units go back at once (the expiry job): one UPDATE per distinct count
+    instead of one per slot. The caller has locked these slot rows."""
+    by_count: dict[int, list[uuid.UUID]] = {}
+    for slot_id, count in held_by_slot.items():
+        by_count.setdefault(count, []).append(slot_id)
+    now = timezone.now()
+    for count, slot_ids in by_count.items():
+        Slot.objects.filter(id__in=slot_ids).update(
+            held_count=F("held_count") - count, version=F("version") + 1, updated_at=now
+        )
+    for clinic_id in clinic_ids:
+        invalidate_slot_search(clinic_id=clinic_id)
+
+
 def slot_convert_hold(*, slot_id: uuid.UUID | str) -> None:
     """A held unit becomes booked (a hold confirmed into a booking); the total is unchanged."""
     _slot_counter_update(_CONVERT_HOLD_SQL, slot_id=slot_id)

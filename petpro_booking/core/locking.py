@@ -31,6 +31,9 @@ from . import metrics
 from .errors import Conflict
 
 logger = logging.getLogger(__name__)
+# python-redis-lock logs a warning for every non-blocking attempt that finds the lock taken;
+# our backoff loop misses on purpose, so only its errors are worth a line.
+logging.getLogger("redis_lock.acquire").setLevel(logging.ERROR)
 
 # First pause between two attempts, and the cap of the exponential backoff (seconds).
 BACKOFF_BASE_SECONDS = 0.002

@@ -16,6 +16,7 @@ from .models import Event
 
 logger = logging.getLogger(__name__)
 _on_append_hooks: list = []
+SYSTEM_ACTOR = {"type": "system", "id": "booking-service"}
 
 
 def on_event_appended(hook) -> None:
@@ -56,6 +57,48 @@ def event_append(
         event_id = event.id
         transaction.on_commit(lambda: [hook([event_id]) for hook in _on_append_hooks])
     return event
+
+
+def events_append(
+    *,
+    aggregate_type: str,
+    event_type: str,
+    items: list[tuple[str | uuid.UUID, dict[str, Any]]],
+    actor: Principal | None = None,
+) -> list[Event]:
+    """Append one `event_type` event to each of many aggregates (`items`: aggregate id and
+    data), like `event_append` but with one version query and one INSERT for the whole batch
+    (the hold expiry job). Same rules: inside the transaction of the change, with the
+    aggregates' rows locked by the caller."""
+    if not items:
+        return []
+    connection = transaction.get_connection(Event.objects.db)
+    if not connection.in_atomic_block:
+        raise RuntimeError("events_append must run inside the transaction of its change")
+    keys = [str(aggregate_id) for aggregate_id, _ in items]
+    last = dict(
+        Event.objects.filter(aggregate_id__in=keys)
+        .values("aggregate_id")
+        .annotate(v=Max("aggregate_version"))
+        .values_list("aggregate_id", "v")
+    )
+    metadata = current_context()
+    metadata["actor"] = actor.actor if actor is not None else SYSTEM_ACTOR
+    events = Event.objects.bulk_create(
+        Event(
+            aggregate_type=aggregate_type,
+            aggregate_id=key,
+            aggregate_version=(last.get(key) or 0) + 1,
+            event_type=event_type,
+            payload=data,
+            metadata=metadata,
+        )
+        for key, (_, data) in zip(keys, items, strict=True)
+    )
+    if _on_append_hooks:
+        event_ids = [event.id for event in events]
+        transaction.on_commit(lambda: [hook(event_ids) for hook in _on_append_hooks])
+    return events
 
 
 def outbox_republish(
