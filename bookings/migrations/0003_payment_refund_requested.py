@@ -4,19 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bookings', '0002_initial'),
+        ("bookings", "0002_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='paymentrecord',
-            name='refund_requested_at',
+            model_name="paymentrecord",
+            name="refund_requested_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='paymentrecord',
-            index=models.Index(condition=models.Q(('refund_requested_at__isnull', False), ('status', 'succeeded')), fields=['refund_requested_at'], name='payment_records_refund_idx'),
+            model_name="paymentrecord",
+            index=models.Index(
+                condition=models.Q(("refund_requested_at__isnull", False), ("status", "succeeded")),
+                fields=["refund_requested_at"],
+                name="payment_records_refund_idx",
+            ),
         ),
     ]
