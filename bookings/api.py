@@ -48,6 +48,7 @@ class BookingViewSet(viewsets.ViewSet):
     """Owners see their own bookings, staff their clinics', support all; others' are 404."""
 
     lookup_value_regex = UUID_PATTERN
+    pagination_class = PagePagination  # documents the list and history as paginated
 
     @extend_schema(
         parameters=[BookingListQuery],
@@ -153,10 +154,6 @@ class BookingViewSet(viewsets.ViewSet):
         return _booking_response(booking)
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
-        ],
         responses={200: HistoryItemOutput(many=True), **error_responses(404)},
         description="The booking's events (PascalCase types), oldest first.",
     )

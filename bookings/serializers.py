@@ -55,8 +55,6 @@ def booking_body(booking: Booking) -> dict[str, Any]:
 class BookingListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=BookingStatus.choices, required=False)
     clinic_id = serializers.CharField(max_length=64, required=False)
-    page = serializers.IntegerField(min_value=1, required=False)
-    page_size = serializers.IntegerField(min_value=1, max_value=100, required=False)
 
 
 class BookingCancelInput(serializers.Serializer):

@@ -431,3 +431,19 @@ def test_anonymous_is_401(anon_client, booking):
     assert anon_client.get("/api/v1/bookings").status_code == 401
     other = api_client_for(sub="owner-1", roles=["pet_owner"])
     assert other.get(f"/api/v1/bookings/{booking.id}").status_code == 200
+
+
+def test_cancel_with_idempotency_key_replays_instead_of_409(booking, owner_client, slot):
+    url = f"/api/v1/bookings/{booking.id}/cancel"
+    first = owner_client.post(url, {"reason": "ill"}, format="json", HTTP_IDEMPOTENCY_KEY="c-1")
+    again = owner_client.post(url, {"reason": "ill"}, format="json", HTTP_IDEMPOTENCY_KEY="c-1")
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other_body = owner_client.post(
+        url, {"reason": "other"}, format="json", HTTP_IDEMPOTENCY_KEY="c-1"
+    )
+    assert other_body.status_code == 422
+    assert other_body.json()["error"]["code"] == "idempotency_key_reused"
+    assert BookingHistory.objects.filter(booking=booking, to_status="cancelled").count() == 1
+    assert counters(slot) == (0, 0)
