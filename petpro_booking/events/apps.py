@@ -6,10 +6,9 @@ import logging
 import time
 
 from django.apps import AppConfig
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
-
-BACKLOG_GAUGE_CACHE_SECONDS = 5.0
 
 
 class EventsConfig(AppConfig):
@@ -43,7 +42,7 @@ class _BacklogGauges:
     def read(self):
         from .selectors import outbox_backlog
 
-        if time.monotonic() - self._read_at >= BACKLOG_GAUGE_CACHE_SECONDS:
+        if time.monotonic() - self._read_at >= settings.EVENT_BACKLOG_METRIC_CACHE_SECONDS:
             try:
                 self._value = outbox_backlog()
             except Exception:  # a scrape must never fail because the database did

@@ -15,10 +15,12 @@ from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from kombu import Connection, Queue
 
 from integrations.messaging.client import event_exchange, event_queues, publisher_get
 from integrations.messaging.messages import QUEUE_NAMES
+from petpro_booking.events.services import event_append
 
 
 @dataclass(frozen=True)
@@ -162,3 +164,15 @@ def stop_rabbitmq():
     """`with stop_rabbitmq(): ...` -- the broker is down inside the block, up again after."""
     yield rabbitmq_stopped
     publisher_get().close()  # drop the connection the outage broke
+
+
+def slot_events(aggregate_id: str, count: int) -> None:
+    """`count` events of one slot aggregate, each in its own transaction (as in real life)."""
+    for index in range(count):
+        with transaction.atomic():
+            event_append(
+                aggregate_type="slot",
+                aggregate_id=aggregate_id,
+                event_type="SlotUpdated",
+                data={"slot_id": aggregate_id, "seq": index},
+            )

@@ -7,12 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter, defaultdict
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from bookings.reminders import appointment_reminders_send
 from integrations.messaging.client import BrokerPublisher
 from integrations.messaging.messages import OutboundMessage
 from integrations.messaging.validation import message_errors
@@ -24,22 +26,12 @@ from petpro_booking.events.services import event_append
 from reservations.models import Reservation
 from reservations.services import reservation_expire_due
 
+from ..bookings.conftest import book_on
 from ..conftest import api_client_for
 from ..factories import LocalPetFactory, SlotFactory
+from .conftest import slot_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def slot_events(aggregate_id: str, count: int) -> None:
-    """`count` events of one slot aggregate, each in its own transaction (as in real life)."""
-    for index in range(count):
-        with transaction.atomic():
-            event_append(
-                aggregate_type="slot",
-                aggregate_id=aggregate_id,
-                event_type="SlotUpdated",
-                data={"slot_id": aggregate_id, "seq": index},
-            )
 
 
 def as_schema_message(tapped) -> OutboundMessage:
@@ -285,3 +277,29 @@ def test_an_invalid_notification_keeps_the_valid_analytics_message(broker_tap, o
     messages = broker_tap.drain(expect=1)
     assert [m.routing_key for m in messages] == ["booking.events.analytics"]
     assert "booking.notification.email" in Event.objects.get().last_error
+
+
+def test_a_due_reminder_becomes_appointment_reminder_notifications(
+    broker_tap, owner_pet, clinic_service
+):
+    start = timezone.now() + dt.timedelta(hours=10)
+    booking = book_on(
+        SlotFactory(service=clinic_service, start_at=start, end_at=start + dt.timedelta(minutes=30))
+    )
+    assert appointment_reminders_send() == 1
+    outbox_relay()
+    notes = [
+        m
+        for m in broker_tap.drain()
+        if m.routing_key.startswith("booking.notification.")
+        and m.body["template"] == "appointment_reminder"
+    ]
+    assert sorted(n.body["channel"] for n in notes) == ["email", "push"]  # the owner's choice
+    for note in notes:
+        assert message_errors(as_schema_message(note)) == []
+        assert note.body["reference"] == booking.reference
+        assert note.body["data"]["pet_name"] == owner_pet.name
+        assert (
+            note.body["data"]["start_local"]
+            == start.astimezone(ZoneInfo("Europe/Berlin")).isoformat()
+        )
