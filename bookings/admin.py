@@ -42,18 +42,37 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+HISTORY_FIELDS = ("at", "from_status", "to_status", "actor_type", "actor_id", "reason")
+PAYMENT_FIELDS = ("payment_id", "status", "amount", "currency", "idempotency_key", "updated_at")
+BOOKING_FIELDS = (
+    "reference",
+    "status",
+    "slot",
+    "reservation",
+    "clinic_id",
+    "service_id",
+    "user_id",
+    "pet_id",
+    "amount",
+    "currency",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
 class BookingHistoryInline(ReadOnlyInline):
     model = BookingHistory
-    fields = ["at", "from_status", "to_status", "actor_type", "actor_id", "reason"]
-    readonly_fields = fields
+    fields = HISTORY_FIELDS
+    readonly_fields = HISTORY_FIELDS
     ordering = ["at", "id"]
 
 
 class PaymentRecordInline(ReadOnlyInline):
     model = PaymentRecord
     show_change_link = True  # its page has the support action "re-check with the provider"
-    fields = ["payment_id", "status", "amount", "currency", "idempotency_key", "updated_at"]
-    readonly_fields = fields
+    fields = PAYMENT_FIELDS
+    readonly_fields = PAYMENT_FIELDS
 
 
 class BookingActionForm(forms.Form):
@@ -64,15 +83,21 @@ class BookingActionForm(forms.Form):
     )
 
 
+class SlotChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        free = obj.capacity - obj.booked_count - obj.held_count
+        return f"{obj.start_at:%Y-%m-%d %H:%M} UTC ({free} free)"
+
+
 class RescheduleForm(BookingActionForm):
-    slot = forms.ModelChoiceField(
+    slot = SlotChoiceField(
         queryset=Slot.objects.none(), help_text="An open slot of the same clinic and service."
     )
 
     def __init__(self, *args, booking: Booking, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["slot"]
-        assert isinstance(field, forms.ModelChoiceField)
+        assert isinstance(field, SlotChoiceField)
         field.queryset = (
             Slot.objects.filter(
                 clinic_id=booking.clinic_id,
@@ -82,10 +107,6 @@ class RescheduleForm(BookingActionForm):
             )
             .exclude(id=booking.slot_id)
             .order_by("start_at")
-        )
-        field.label_from_instance = lambda slot: (
-            f"{slot.start_at:%Y-%m-%d %H:%M} UTC "
-            f"({slot.capacity - slot.booked_count - slot.held_count} free)"
         )
 
 
@@ -115,22 +136,8 @@ class BookingAdmin(ClinicScopedAdmin):
     date_hierarchy = "slot__start_at"
     inlines = [BookingHistoryInline, PaymentRecordInline]
     actions = ["cancel_bookings", "reschedule_booking", "complete_bookings", "no_show_bookings"]
-    readonly_fields = [
-        "reference",
-        "status",
-        "slot",
-        "reservation",
-        "clinic_id",
-        "service_id",
-        "user_id",
-        "pet_id",
-        "amount",
-        "currency",
-        "version",
-        "created_at",
-        "updated_at",
-    ]
-    fields = readonly_fields
+    readonly_fields = BOOKING_FIELDS
+    fields = BOOKING_FIELDS
 
     @admin.display(description="Starts", ordering="slot__start_at")
     def slot_start(self, booking: Booking):

@@ -3,6 +3,8 @@ selector, render (DESIGN.md §8)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -16,6 +18,7 @@ from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import error_responses
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import IsPetOwner
+from petpro_booking.core.principal import Principal
 
 from . import selectors, services
 from .serializers import (
@@ -36,6 +39,11 @@ IF_MATCH = OpenApiParameter(
     required=False,
     description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
 )
+
+
+def _caller(request: Request) -> Principal:
+    """The default permission lets only a verified Principal through."""
+    return cast(Principal, request.user)
 
 
 def _booking_response(booking, status_code: int = status.HTTP_200_OK) -> Response:
@@ -59,17 +67,19 @@ class BookingViewSet(viewsets.ViewSet):
         query = BookingListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         bookings = selectors.booking_list_for(
-            principal=request.user,
+            principal=_caller(request),
             status=query.validated_data.get("status"),
             clinic_id=query.validated_data.get("clinic_id"),
         )
         paginator = PagePagination()
         page = paginator.paginate_queryset(bookings, request, view=self)
-        return paginator.get_paginated_response([booking_body(b) for b in page])
+        return paginator.get_paginated_response([booking_body(b) for b in page or []])
 
     @extend_schema(responses={200: BookingOutput, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return _booking_response(selectors.booking_get_for(principal=request.user, booking_id=pk))
+        return _booking_response(
+            selectors.booking_get_for(principal=_caller(request), booking_id=pk)
+        )
 
     @extend_schema(
         request=BookingCancelInput,
@@ -86,7 +96,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingCancelInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_cancel(
-            actor=request.user,
+            actor=_caller(request),
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
@@ -107,7 +117,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingRescheduleInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_reschedule(
-            actor=request.user,
+            actor=_caller(request),
             booking_id=pk,
             slot_id=body.validated_data["slot_id"],
             reason=body.validated_data["reason"],
@@ -127,7 +137,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingCloseInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_complete(
-            actor=request.user,
+            actor=_caller(request),
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
@@ -146,7 +156,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingCloseInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_mark_no_show(
-            actor=request.user,
+            actor=_caller(request),
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
@@ -159,10 +169,10 @@ class BookingViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str) -> Response:
-        events = selectors.booking_events(principal=request.user, booking_id=pk)
+        events = selectors.booking_events(principal=_caller(request), booking_id=pk)
         paginator = PagePagination()
         page = paginator.paginate_queryset(events, request, view=self)
-        items = [selectors.history_item(event) for event in page]
+        items = [selectors.history_item(event) for event in page or []]
         return paginator.get_paginated_response(HistoryItemOutput(items, many=True).data)
 
 
@@ -182,6 +192,6 @@ class ReservationConfirmView(APIView):
     @idempotent
     def post(self, request: Request, reservation_id) -> Response:
         booking = services.booking_confirm_reservation(
-            actor=request.user, reservation_id=reservation_id
+            actor=_caller(request), reservation_id=reservation_id
         )
         return _booking_response(booking, status.HTTP_201_CREATED)

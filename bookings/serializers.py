@@ -86,4 +86,6 @@ class HistoryItemOutput(serializers.Serializer):
     event_type = serializers.CharField()
     occurred_at = serializers.DateTimeField()
     actor = serializers.DictField()
-    data = serializers.DictField()
+    # The contract names this field `data`; DRF pops declared fields off the class, so it
+    # does not shadow Serializer.data at run time.
+    data = serializers.DictField()  # type: ignore[assignment]
