@@ -47,7 +47,9 @@ def clinic_sync_from_service(*, clinic_id: str, refresh: bool = False) -> Clinic
 
 def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     """(local clinic, whether the Clinic Service knows it)."""
-    info = clinic_client.clinic_get(clinic_id=clinic_id, refresh=refresh)
+    # No stale answers here: the local rows are the long-lived copy, and marking them synced
+    # from an old answer would hide that the Clinic Service has not been heard from.
+    info = clinic_client.clinic_get(clinic_id=clinic_id, refresh=refresh, allow_stale=False)
     now = timezone.now()
     if info is None:
         Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
@@ -55,7 +57,9 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
         if clinic is not None:
             logger.warning("clinic %s is unknown to the Clinic Service; marked inactive", clinic_id)
         return clinic, False
-    services = clinic_client.clinic_services(clinic_id=clinic_id, refresh=refresh) or []
+    services = (
+        clinic_client.clinic_services(clinic_id=clinic_id, refresh=refresh, allow_stale=False) or []
+    )
     try:
         with transaction.atomic():
             clinic = clinic_upsert(

@@ -98,20 +98,26 @@ def _parse_services(body: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def clinic_get(*, clinic_id: str, refresh: bool = False) -> ClinicInfo | None:
+def clinic_get(
+    *, clinic_id: str, refresh: bool = False, allow_stale: bool = True
+) -> ClinicInfo | None:
     """The clinic, None if the Clinic Service does not know it. Raises DependencyUnavailable
-    when the service cannot answer and nothing is cached."""
+    when the service cannot answer and nothing (or, without `allow_stale`, nothing fresh) is
+    cached."""
     row = reader.fetch(
         f"/api/v1/clinics/{quote(str(clinic_id), safe='')}",
         cache_key=_clinic_key(str(clinic_id)),
         fresh_seconds=settings.CLINIC_CACHE_SECONDS,
         parse=_parse_clinic,
         refresh=refresh,
+        allow_stale=allow_stale,
     ).body
     return ClinicInfo(**row) if row is not None else None
 
 
-def clinic_services(*, clinic_id: str, refresh: bool = False) -> list[ServiceInfo] | None:
+def clinic_services(
+    *, clinic_id: str, refresh: bool = False, allow_stale: bool = True
+) -> list[ServiceInfo] | None:
     """The services the clinic offers, None if the Clinic Service does not know the clinic."""
     rows = reader.fetch(
         f"/api/v1/clinics/{quote(str(clinic_id), safe='')}/services",
@@ -119,6 +125,7 @@ def clinic_services(*, clinic_id: str, refresh: bool = False) -> list[ServiceInf
         fresh_seconds=settings.CLINIC_CACHE_SECONDS,
         parse=_parse_services,
         refresh=refresh,
+        allow_stale=allow_stale,
     ).body
     if rows is None:
         return None

@@ -260,3 +260,17 @@ def test_changing_a_clinic_row_drops_its_cached_answers(
     clinic_client.clinic_get(clinic_id="c-7")
 
     assert clinic_service_stub.count("GET", "/api/v1/clinics/c-7") == 2
+
+
+def test_an_old_cached_answer_does_not_pass_for_a_fresh_sync(clinic_service_stub, owner, settings):
+    serve_clinic(clinic_service_stub, clinic={**CLINIC_BODY, "name": "Cached name"})
+    clinic_client.clinic_get(clinic_id="c-7")  # an answer in the cache
+    clinic = stale_clinic()
+    synced_at = Clinic.objects.get(id=clinic.id).synced_at
+    settings.CLINIC_CACHE_SECONDS = 0  # the cached answer and the local row are both old now
+    clinic_service_stub.stop()
+
+    response = owner.get("/api/v1/clinics/c-7")
+
+    assert response.json()["name"] == "Old name"  # the local row, not the old cached answer
+    assert Clinic.objects.get(id="c-7").synced_at == synced_at
