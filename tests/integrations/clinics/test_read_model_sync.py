@@ -274,3 +274,13 @@ def test_an_old_cached_answer_does_not_pass_for_a_fresh_sync(clinic_service_stub
 
     assert response.json()["name"] == "Old name"  # the local row, not the old cached answer
     assert Clinic.objects.get(id="c-7").synced_at == synced_at
+
+
+def test_refresh_command_can_import_a_clinic_not_yet_known(clinic_service_stub, capsys):
+    serve_clinic(clinic_service_stub, "c-9", clinic={**CLINIC_BODY, "id": "c-9", "name": "Nine"})
+
+    call_command("refresh_clinics", "--clinic", "c-9")
+
+    assert "refreshed 1," in capsys.readouterr().out
+    assert Clinic.objects.get(id="c-9").name == "Nine"
+    assert ClinicService.objects.filter(clinic_id="c-9").count() == 1
