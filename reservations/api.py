@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import error_responses
-from petpro_booking.core.permissions import IsPetOwner
+from petpro_booking.core.permissions import IsPetOwner, request_principal
 
 from . import selectors, services
 from .serializers import ReservationCreateInput, ReservationOutput, reservation_body
@@ -37,12 +37,16 @@ class ReservationViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         body = ReservationCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
-        reservation = services.reservation_create(actor=request.user, **body.validated_data)
+        reservation = services.reservation_create(
+            actor=request_principal(request), **body.validated_data
+        )
         return Response(reservation_body(reservation), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: ReservationOutput, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
-        reservation = selectors.reservation_get_for(actor=request.user, reservation_id=pk)
+        reservation = selectors.reservation_get_for(
+            actor=request_principal(request), reservation_id=pk
+        )
         return Response(reservation_body(reservation))
 
     @extend_schema(
@@ -54,5 +58,5 @@ class ReservationViewSet(viewsets.ViewSet):
         "changes nothing; a confirmed one is 409 `reservation_not_held` (cancel the booking).",
     )
     def destroy(self, request: Request, pk: str) -> Response:
-        services.reservation_release(actor=request.user, reservation_id=pk)
+        services.reservation_release(actor=request_principal(request), reservation_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)

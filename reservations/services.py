@@ -266,7 +266,7 @@ def _expire_batch(*, batch_size: int) -> tuple[int, int]:
         )
         if not due:
             return 0, 0
-        slots = {
+        slots: dict[Any, Slot] = {
             slot.id: slot
             for slot in Slot.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("clinic", "service")

@@ -325,7 +325,11 @@ _RETURN_BOOKING_SQL = """
 
 def _slot_counter_update(sql: str, *, slot_id: uuid.UUID | str, count: int = 1) -> bool:
     # The hex form is a valid uuid literal in PostgreSQL and how SQLite stores UUIDField.
-    params = {"now": timezone.now(), "slot_id": uuid.UUID(str(slot_id)).hex, "count": count}
+    params: dict[str, Any] = {
+        "now": timezone.now(),
+        "slot_id": uuid.UUID(str(slot_id)).hex,
+        "count": count,
+    }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

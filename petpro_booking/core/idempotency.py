@@ -37,6 +37,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from .errors import Conflict, ValidationFailed
 from .models import IdempotencyKey
+from .permissions import request_principal
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -154,7 +155,7 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
             raise ValidationFailed(
                 details={HEADER: [f"1 to {MAX_KEY_LENGTH} printable characters."]}
             )
-        principal = str(request.user.sub)
+        principal = request_principal(request).sub
         fingerprint = request_fingerprint(request)
         earlier = _claim(principal=principal, key=key, request=request, fingerprint=fingerprint)
         if earlier is not None:
