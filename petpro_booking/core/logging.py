@@ -85,6 +85,7 @@ def service_name() -> str:
 def _add_service(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     event.setdefault("service", service_name())
     event.setdefault("component", _component)
+    event.setdefault("pid", os.getpid())  # which gunicorn worker or Celery child
     return event
 
 
@@ -321,7 +322,7 @@ def _task_header(task: Any, name: str) -> str | None:
     return str(value) if value else None
 
 
-_EAGER_TOKENS: dict[str, dict[str, Any]] = {}
+_EAGER_TOKENS: dict[str, Mapping[str, Any]] = {}
 
 
 def _on_task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:

@@ -112,7 +112,7 @@ def sample_db_pools() -> None:
     for alias in connections:
         if not connections.settings[alias].get("OPTIONS", {}).get("pool"):
             continue
-        pool = connections[alias].pool
+        pool = getattr(connections[alias], "pool", None)  # PostgreSQL backend only
         if pool is None:
             continue
         stats = pool.get_stats()

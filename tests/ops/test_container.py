@@ -1,0 +1,82 @@
+"""The Dockerfile (hadolint, distroless non-root runtime, one image for every process) and the
+docker-compose stack built from it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HADOLINT = Path(sys.executable).with_name("hadolint")
+
+
+def stages() -> list[list[str]]:
+    """Dockerfile instructions (continuation lines joined), split by FROM."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    instructions = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    result: list[list[str]] = []
+    for instruction in instructions:
+        if instruction.startswith("FROM "):
+            result.append([])
+        result[-1].append(instruction)
+    return result
+
+
+def test_hadolint_passes():
+    result = subprocess.run(
+        [str(HADOLINT), "Dockerfile"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runtime_stage_is_distroless_non_root_without_build_tools():
+    build, runtime = stages()
+    assert build[0].endswith(" AS build")
+    assert re.match(r"FROM gcr\.io/distroless/python3-debian\d+:nonroot AS runtime", runtime[0])
+    assert not [i for i in runtime if i.startswith("RUN ")], "no shell in the runtime stage"
+    assert "USER 65532:65532" in runtime
+    assert any("--only-binary=:all:" in i for i in build)  # no compiler needed to build
+    env = " ".join(i for i in runtime if i.startswith("ENV "))
+    assert "DJANGO_SETTINGS_MODULE=petpro_booking.settings.production" in env
+    assert "PROMETHEUS_MULTIPROC_DIR=/var/run/petpro/metrics" in env
+    assert runtime[-1] == (
+        'CMD ["-m", "gunicorn", "petpro_booking.wsgi", "-c", "petpro_booking/gunicorn_conf.py"]'
+    )
+
+
+def test_dockerignore_keeps_the_context_clean():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", "tests/", "*.sqlite3", ".env"):
+        assert path in ignored
+
+
+def test_every_package_the_image_copies_exists():
+    build, _ = stages()
+    for instruction in build:
+        match = re.match(r"COPY (\S+) \./app/", instruction)
+        if match:
+            assert (ROOT / match.group(1)).exists(), match.group(1)
+
+
+def test_compose_runs_every_process_from_the_one_image():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis", "rabbitmq", "migrate", "web", "worker", "beat"}
+    app = {name: services[name] for name in ("migrate", "web", "worker", "beat")}
+    assert {s["image"] for s in app.values()} == {"petpro-booking:local"}
+    assert app["migrate"]["command"] == ["manage.py", "migrate", "--noinput"]
+    assert "command" not in app["web"]  # the image's gunicorn CMD
+    assert app["worker"]["command"][:5] == ["-m", "celery", "-A", "petpro_booking", "worker"]
+    assert app["beat"]["command"][:5] == ["-m", "celery", "-A", "petpro_booking", "beat"]
+    for name in ("web", "worker", "beat"):
+        assert app[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        env = app[name]["environment"]
+        for variable in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "EVENT_BROKER_URL"):
+            assert env[variable]
+        assert env["DJANGO_SETTINGS_MODULE"] == "petpro_booking.settings.production"
