@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from .models import ReservationStatus
@@ -22,12 +23,16 @@ class ReservationOutput(serializers.Serializer):
 
 
 def reservation_body(reservation) -> dict:
-    """The API shape of a hold (a plain function: faster than a serializer on the hot path)."""
+    """The API shape of a hold (a plain function: faster than a serializer on the hot path).
+    A hold past its expiry reads as `expired` even before the expiry job has recorded it."""
+    status = reservation.status
+    if status == ReservationStatus.HELD and reservation.expires_at <= timezone.now():
+        status = ReservationStatus.EXPIRED
     return {
         "id": str(reservation.id),
         "slot_id": str(reservation.slot_id),
         "pet_id": reservation.pet_id,
-        "status": reservation.status,
+        "status": status,
         "expires_at": reservation.expires_at.isoformat(),
         "created_at": reservation.created_at.isoformat(),
     }

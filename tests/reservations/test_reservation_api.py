@@ -172,6 +172,16 @@ def test_an_expired_hold_never_blocks_the_slot(owner_client, owner_pet, slot):
     assert expired_event.metadata["actor"]["type"] == "system"
 
 
+def test_a_hold_past_expiry_reads_as_expired_before_the_job_runs(owner_client, owner_pet, slot):
+    reservation_id = hold(owner_client, slot).json()["id"]
+    Reservation.objects.filter(id=reservation_id).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert owner_client.get(f"/api/v1/reservations/{reservation_id}").json()["status"] == (
+        "expired"
+    )
+
+
 def test_releasing_a_hold_past_expiry_records_expiry(owner_client, owner_pet, slot):
     reservation_id = hold(owner_client, slot).json()["id"]
     Reservation.objects.filter(id=reservation_id).update(
