@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
 
-.PHONY: help install run test lint format bench clean
+.PHONY: help install run test lint format bench clean image
 
 help:
 	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
 	@echo "make test   - the whole suite against PostgreSQL, Redis, RabbitMQ on localhost"
 	@echo "make lint   - ruff, mypy, hadolint"
 	@echo "make bench  - benchmarks; results in docs/benchmarks.md"
+	@echo "make image  - the container image (needs Docker; see docs/operations.md)"
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+image:
+	docker build -t petpro-booking:$$(git rev-parse --short HEAD) .
 
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
