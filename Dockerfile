@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every process of the PetPro Booking Service (docs/operations.md, "Container"):
 #   web:        python -m gunicorn petpro_booking.wsgi -c petpro_booking/gunicorn_conf.py  (default)
-#   worker:     python -m celery -A petpro_booking worker -l INFO
-#   beat:       python -m celery -A petpro_booking beat -l INFO
+#   worker:     python -m celery -A petpro_booking -q worker -l INFO
+#   beat:       python -m celery -A petpro_booking -q beat -l INFO
 #   migrations: python manage.py migrate --noinput
 # Build: docker build -t petpro-booking:$(git rev-parse --short HEAD) .
 # Lint:  .venv/bin/hadolint Dockerfile   (part of `make lint`)

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -65,7 +66,19 @@ _ROUTE_ID_KEYS = {
 # Probes and scrapes arrive every few seconds: their access lines are DEBUG.
 _QUIET_PATHS = frozenset({"healthz", "readyz", "metrics"})
 
-_component = os.environ.get("SERVICE_COMPONENT", "web")
+
+def _component_from_command() -> str:
+    """SERVICE_COMPONENT when set (the chart and compose set it), else guessed from argv."""
+    if os.environ.get("SERVICE_COMPONENT"):
+        return os.environ["SERVICE_COMPONENT"]
+    args = sys.argv[1:]
+    for name in ("beat", "worker", "migrate"):
+        if name in args:
+            return name
+    return "web"
+
+
+_component = _component_from_command()
 _configured = False
 
 

@@ -131,7 +131,15 @@ def configure_from_env() -> bool:
     _provider = build_tracer_provider()
     trace.set_tracer_provider(_provider)
     instrument(tracer_provider=_provider)
+    from celery import signals
+
+    # A prefork child exits without atexit: flush its queued spans first.
+    signals.worker_process_shutdown.connect(_flush_on_exit, weak=False)
     return True
+
+
+def _flush_on_exit(**_: Any) -> None:
+    shutdown()
 
 
 def shutdown() -> None:

@@ -72,8 +72,9 @@ def test_compose_runs_every_process_from_the_one_image():
     assert {s["image"] for s in app.values()} == {"petpro-booking:local"}
     assert app["migrate"]["command"] == ["manage.py", "migrate", "--noinput"]
     assert "command" not in app["web"]  # the image's gunicorn CMD
-    assert app["worker"]["command"][:5] == ["-m", "celery", "-A", "petpro_booking", "worker"]
-    assert app["beat"]["command"][:5] == ["-m", "celery", "-A", "petpro_booking", "beat"]
+    celery = ["-m", "celery", "-A", "petpro_booking", "-q"]
+    assert app["worker"]["command"][:6] == [*celery, "worker"]
+    assert app["beat"]["command"][:6] == [*celery, "beat"]
     for name in ("web", "worker", "beat"):
         assert app[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         env = app[name]["environment"]
