@@ -107,14 +107,21 @@ def mark_process_dead(pid: int) -> None:
 # --- database pool utilisation ---------------------------------------------------------------
 
 
+def _open_pools() -> dict[str, Any]:
+    """The pools this process has already created, by alias. Read, never created here: a pool
+    made too early (before the test runner renames the database) would point elsewhere."""
+    if not any(
+        connections.settings[alias]["ENGINE"].endswith("postgresql") for alias in connections
+    ):
+        return {}
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    return dict(getattr(DatabaseWrapper, "_connection_pools", {}))
+
+
 def sample_db_pools() -> None:
     """Record this process's pool stats (psycopg_pool `get_stats()`) for every pooled alias."""
-    for alias in connections:
-        if not connections.settings[alias].get("OPTIONS", {}).get("pool"):
-            continue
-        pool = getattr(connections[alias], "pool", None)  # PostgreSQL backend only
-        if pool is None:
-            continue
+    for alias, pool in _open_pools().items():
         stats = pool.get_stats()
         size = stats.get("pool_size", 0)
         available = stats.get("pool_available", 0)
