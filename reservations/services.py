@@ -59,12 +59,16 @@ def _slot_with_names(slot_id: uuid.UUID | str) -> Slot:
 
 
 def _append(reservation: Reservation, *, slot: Slot, event_type: str, actor: Principal) -> None:
+    """One event per change of a hold, and every change bumps its version: the event's
+    aggregate version is the hold's new version (Created 1, then one of Released, Expired,
+    Confirmed 2)."""
     event_append(
         aggregate_type=RESERVATION_AGGREGATE,
         aggregate_id=reservation.id,
         event_type=event_type,
         data=reservation_event_data(reservation, slot=slot),
         actor=actor,
+        aggregate_version=reservation.version,
     )
 
 

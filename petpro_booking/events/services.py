@@ -31,16 +31,23 @@ def event_append(
     event_type: str,
     data: dict[str, Any],
     actor: Principal | None = None,
+    aggregate_version: int | None = None,
 ) -> Event:
     """Append one event. Must run inside the transaction of the change it records, so the
-    event exists exactly when the change does (transactional outbox)."""
+    event exists exactly when the change does (transactional outbox). A caller that knows
+    the aggregate's new version (its row's `version` moves with each event) passes it and
+    saves the query for the last one; the unique constraint still guards it."""
     connection = transaction.get_connection(Event.objects.db)
     if not connection.in_atomic_block:
         raise RuntimeError("event_append must run inside the transaction of its change")
     aggregate_key = str(aggregate_id)
-    # The aggregate's row is locked by the caller, so max+1 is race-free; the unique
-    # (aggregate_id, aggregate_version) constraint catches a caller that forgot the lock.
-    last = Event.objects.filter(aggregate_id=aggregate_key).aggregate(v=Max("aggregate_version"))
+    if aggregate_version is None:
+        # The aggregate's row is locked by the caller, so max+1 is race-free; the unique
+        # (aggregate_id, aggregate_version) constraint catches a caller that forgot the lock.
+        last = Event.objects.filter(aggregate_id=aggregate_key).aggregate(
+            v=Max("aggregate_version")
+        )
+        aggregate_version = (last["v"] or 0) + 1
     metadata = current_context()
     if actor is not None:
         metadata["actor"] = actor.actor
@@ -48,7 +55,7 @@ def event_append(
     event = Event.objects.create(
         aggregate_type=aggregate_type,
         aggregate_id=aggregate_key,
-        aggregate_version=(last["v"] or 0) + 1,
+        aggregate_version=aggregate_version,
         event_type=event_type,
         payload=data,
         metadata=metadata,
