@@ -25,7 +25,8 @@ def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) 
     if not signature or not secret:
         return False
     expected = webhook_sign(body=body, secret=secret).encode()
-    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
+    received = signature.strip().lower().encode("utf-8", "replace")  # hex case is no secret
+    return hmac.compare_digest(expected, received)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,11 @@ def test_missing_or_wrong_signatures_are_refused(signature):
     assert not webhook_signature_valid(body=BODY, signature=signature, secret=SECRET)
 
 
+def test_upper_case_hex_is_the_same_signature():
+    signature = webhook_sign(body=BODY, secret=SECRET)
+    assert webhook_signature_valid(body=BODY, signature=signature.upper(), secret=SECRET)
+
+
 def test_re_serialised_json_does_not_verify_only_the_raw_bytes_do():
     signature = webhook_sign(body=BODY, secret=SECRET)
     reserialised = json.dumps(json.loads(BODY), separators=(",", ":")).encode()
