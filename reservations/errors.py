@@ -1,0 +1,18 @@
+"""Stable error codes of holds (DESIGN.md §8)."""
+
+from petpro_booking.core.errors import Conflict, ValidationFailed
+
+
+class InvalidPet(ValidationFailed):
+    code = "invalid_pet"
+    default_message = "This pet is not yours, or the service does not accept its species."
+
+
+class ReservationExpired(Conflict):
+    code = "reservation_expired"
+    default_message = "The hold has expired; hold the slot again."
+
+
+class ReservationNotHeld(Conflict):
+    code = "reservation_not_held"
+    default_message = "The reservation is not held any more."

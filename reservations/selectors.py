@@ -1,0 +1,25 @@
+"""Reads of holds for the API and admin."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+
+from petpro_booking.core.errors import NotFound
+from petpro_booking.core.principal import Principal
+
+from .models import Reservation
+
+
+def reservation_get_for(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
+    """The caller's own hold; anyone else's is 404, as if it did not exist."""
+    try:
+        return Reservation.objects.get(id=reservation_id, user_id=actor.sub)
+    except (Reservation.DoesNotExist, ValueError, DjangoValidationError):
+        raise NotFound("No such reservation.") from None
+
+
+def reservation_list_admin() -> QuerySet[Reservation]:
+    return Reservation.objects.select_related("slot", "slot__clinic", "slot__service")
