@@ -163,7 +163,6 @@ class BrokerPublisher:
                 message_id=message.message_id,
                 type=message.event_type,
                 correlation_id=message.correlation_id,
-                headers={"schema": message.kind, "schema_version": 1},
             )
             self._next_tag += 1
             if index % CONFIRM_WINDOW == 0:

@@ -67,9 +67,6 @@ class BrokerTap:
             channel = connection.default_channel
             for queue in self.queues.values():
                 queue(channel).delete()
-            # What the relay sent to the real queues during the test goes too.
-            for queue in event_queues(self.exchange):
-                queue(channel).purge()
 
     def _take_all(self, channel, into: list[TappedMessage]) -> bool:
         got = False
@@ -113,9 +110,24 @@ class BrokerTap:
         return received
 
 
+@pytest.fixture(autouse=True)
+def private_exchange(settings) -> Iterator[str]:
+    """An exchange of this test only: other test runs on the same RabbitMQ (a colleague's
+    whole suite) publish elsewhere, so a tap sees exactly what this test sent."""
+    name = f"petpro.booking.test-{uuid.uuid4().hex[:10]}"
+    settings.EVENT_EXCHANGE = name
+    yield name
+    with Connection(settings.EVENT_BROKER_URL) as connection:
+        channel = connection.default_channel
+        exchange = event_exchange(name)
+        for queue in event_queues(exchange):  # what the relay sent to the real queues goes too
+            queue(channel).purge()
+        exchange(channel).delete()
+
+
 @pytest.fixture
-def broker_tap() -> Iterator[BrokerTap]:
-    tap = BrokerTap(url=settings.EVENT_BROKER_URL, exchange_name=settings.EVENT_EXCHANGE)
+def broker_tap(private_exchange) -> Iterator[BrokerTap]:
+    tap = BrokerTap(url=settings.EVENT_BROKER_URL, exchange_name=private_exchange)
     tap.declare()
     yield tap
     tap.delete()

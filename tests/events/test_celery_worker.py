@@ -52,6 +52,7 @@ def worker(worker_queue):
         ),
         "CELERY_BROKER_URL": BROKER,
         "CELERY_TASK_QUEUE": worker_queue,
+        "EVENT_EXCHANGE": settings.EVENT_EXCHANGE,
     }
     process = subprocess.Popen(
         [

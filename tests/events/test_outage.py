@@ -101,6 +101,7 @@ def test_a_relay_killed_between_publish_and_mark_causes_duplicates_not_losses(br
             f"{database['PORT'] or 5432}/{database['NAME']}"
         ),
         "EVENT_BROKER_URL": settings.EVENT_BROKER_URL,
+        "EVENT_EXCHANGE": settings.EVENT_EXCHANGE,
     }
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHING_RELAY],

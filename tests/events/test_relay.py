@@ -248,7 +248,7 @@ def test_an_invalid_message_is_set_aside_and_does_not_block_the_events_behind_it
     poison = Event.objects.get(event_type="BookingCreated")
     assert poison.published_at is None
     assert poison.failed_at is not None
-    assert "'reference' is a required property" in poison.last_error
+    assert '"reference" is a required property' in poison.last_error
     assert (
         metrics.RELAY_INVALID_MESSAGES.labels(kind="analytics")._value.get() == invalid_before + 1
     )

@@ -96,7 +96,7 @@ def test_booking_analytics_without_reference_breaks_the_schema():
     event = booking_event("BookingCreated")
     del event.data["reference"]
     problems = message_errors(analytics_message(event))
-    assert problems == ["data: 'reference' is a required property"]
+    assert problems == ['data: "reference" is a required property']
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_expired_hold_notification_has_no_booking():
 def test_notification_missing_pet_name_is_invalid():
     event = booking_event(pet_name=None)
     (message,) = notification_messages(event, channels=("email",))
-    assert message_errors(message) == ["data: 'pet_name' is a required property"]
+    assert message_errors(message) == ['data: "pet_name" is a required property']
 
 
 def test_events_without_a_template_only_go_to_analytics():
