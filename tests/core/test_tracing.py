@@ -22,9 +22,6 @@ from petpro_booking.events.models import Event
 
 from .log_capture import captured_logs
 
-# The worker thread reads what the request committed.
-pytestmark = pytest.mark.django_db(transaction=True)
-
 
 @pytest.fixture
 def spans():
@@ -63,6 +60,8 @@ def _wait_until(predicate, timeout=15.0):
     return False
 
 
+# The worker thread reads what the request committed.
+@pytest.mark.django_db(transaction=True)
 def test_request_spans_continue_into_the_celery_task_and_its_messages(
     spans, celery_worker, staff_client, clinic_service
 ):
@@ -167,3 +166,38 @@ def test_a_named_sampler_is_taken_from_the_environment():
         OTEL_TRACES_SAMPLER="always_off",
     )
     assert out == "AlwaysOffSampler"
+
+
+@pytest.mark.parametrize(
+    ("env", "configured"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+    ],
+)
+def test_which_environments_turn_tracing_on(monkeypatch, env, configured):
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert tracing.tracing_configured() is configured
+
+
+def test_exporters_come_from_otel_traces_exporter(monkeypatch):
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+    otlp, console = tracing._exporters_from_env()
+    assert isinstance(otlp, OTLPSpanExporter)
+    assert isinstance(console, ConsoleSpanExporter)
+    assert otlp._endpoint == "http://127.0.0.1:4318/v1/traces"
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(ValueError, match="zipkin"):
+        tracing._exporters_from_env()
