@@ -94,7 +94,12 @@ class BrokerPublisher:
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self._nacked = self._nacked or delivery_tag
 
-    def _connect(self) -> None:
+    def _connected(self) -> tuple[Connection, Producer]:
+        if self._connection is not None and self._producer is not None:
+            return self._connection, self._producer
+        return self._connect()
+
+    def _connect(self) -> tuple[Connection, Producer]:
         connection = Connection(self.url, connect_timeout=self.connect_timeout)
         try:
             connection.ensure_connection(max_retries=0)  # fail fast; the sweep retries
@@ -106,9 +111,10 @@ class BrokerPublisher:
         except Exception:
             connection.release()
             raise
-        self._connection, self._channel = connection, channel
-        self._producer = Producer(channel, exchange=self.exchange)
+        producer = Producer(channel, exchange=self.exchange)
+        self._connection, self._channel, self._producer = connection, channel, producer
         self._next_tag, self._acked_upto, self._acked_singles, self._nacked = 1, 0, set(), 0
+        return connection, producer
 
     def _declare_on(self, channel) -> None:
         self.exchange(channel).declare()
@@ -136,12 +142,12 @@ class BrokerPublisher:
             self._reset()
 
     # --- publishing -----------------------------------------------------------------------
-    def _await_confirms(self, upto: int, deadline: float) -> None:
+    def _await_confirms(self, connection: Connection, upto: int, deadline: float) -> None:
         while self._acked_upto < upto and not self._nacked:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("broker did not confirm in time")
-            self._connection.drain_events(timeout=remaining)
+            connection.drain_events(timeout=remaining)
         if self._nacked:
             raise PublishFailed(
                 f"broker rejected message #{self._nacked}", confirmed=self._confirmed()
@@ -151,10 +157,11 @@ class BrokerPublisher:
         return max(0, self._acked_upto - self._first_tag + 1)
 
     def _publish_all(self, messages: Sequence[OutboundMessage]) -> None:
+        connection, producer = self._connected()
         self._first_tag = self._next_tag
         deadline = time.monotonic() + self.confirm_timeout
         for index, message in enumerate(messages, start=1):
-            self._producer.publish(
+            producer.publish(
                 message.encoded(),
                 routing_key=message.routing_key,
                 content_type="application/json",
@@ -166,8 +173,8 @@ class BrokerPublisher:
             )
             self._next_tag += 1
             if index % CONFIRM_WINDOW == 0:
-                self._await_confirms(self._next_tag - 1, deadline)
-        self._await_confirms(self._next_tag - 1, deadline)
+                self._await_confirms(connection, self._next_tag - 1, deadline)
+        self._await_confirms(connection, self._next_tag - 1, deadline)
 
     def publish(self, messages: Sequence[OutboundMessage]) -> None:
         if not messages:
@@ -176,8 +183,6 @@ class BrokerPublisher:
             reused = self._connection is not None
             for attempt in (1, 2):
                 try:
-                    if self._connection is None:
-                        self._connect()
                     self._publish_all(messages)
                     return
                 except PublishFailed:
