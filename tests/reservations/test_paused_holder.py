@@ -56,7 +56,7 @@ def test_paused_holder_cannot_commit_a_stale_write(owner_pet, slot, private_redi
 
         started = time.monotonic()
         released = reservation_release(actor=owner, reservation_id=hold.id)  # takes the lock
-        assert time.monotonic() - started < 1.0  # the lease had expired: no wait for it
+        assert time.monotonic() - started < 2.5  # lease expired: no wait (LOCK_WAIT_SECONDS is 5)
         assert released.status == "released"
 
         holder.send_signal(signal.SIGCONT)
