@@ -13,15 +13,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from integrations.messaging.client import Publisher, PublishFailed, publisher_get
-from integrations.messaging.messages import DomainEvent, OutboundMessage, messages_for
+from integrations.messaging.messages import (
+    CHANNELS,
+    NOTIFICATION_TEMPLATES,
+    DomainEvent,
+    OutboundMessage,
+    messages_for,
+)
 from integrations.messaging.preferences import notification_channels
 from integrations.messaging.validation import message_errors
 from petpro_booking.core import metrics
@@ -29,6 +36,9 @@ from petpro_booking.core import metrics
 from .models import Event
 
 logger = logging.getLogger(__name__)
+
+# Owners' channel preferences are looked up this many at a time (User Service calls overlap).
+PREFERENCE_LOOKUPS_AT_ONCE = 8
 
 CLAIM_FIELDS = (
     "id",
@@ -106,11 +116,33 @@ def _in_aggregate_order(claimed: Sequence[Event]) -> tuple[list[Event], int]:
     return ready, len(claimed) - len(ready)
 
 
+def _channels_of_owner(user_id: str) -> tuple[str, ...]:
+    try:
+        return notification_channels(user_id=user_id)
+    finally:
+        connections.close_all()  # this pool thread's own connections (local adapter)
+
+
+def _owner_channels(events: Sequence[Event]) -> dict[str, tuple[str, ...]]:
+    """The channel preferences of every owner the batch notifies, looked up concurrently: a
+    cold User Service cache would otherwise cost one round trip per owner, in sequence."""
+    owners = sorted(
+        {
+            str(event.payload["user_id"])
+            for event in events
+            if event.event_type in NOTIFICATION_TEMPLATES and event.payload.get("user_id")
+        }
+    )
+    if len(owners) <= 1:
+        return {owner: notification_channels(user_id=owner) for owner in owners}
+    workers = min(PREFERENCE_LOOKUPS_AT_ONCE, len(owners))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-prefs") as pool:
+        return dict(zip(owners, pool.map(_channels_of_owner, owners), strict=True))
+
+
 def _plan(event: Event, channels: dict[str, tuple[str, ...]]) -> _Plan:
     def channels_of(user_id: str) -> tuple[str, ...]:
-        if user_id not in channels:
-            channels[user_id] = notification_channels(user_id=user_id)
-        return channels[user_id]
+        return channels.get(user_id, CHANNELS)
 
     try:
         built = messages_for(domain_event(event), channels_of=channels_of)
@@ -150,7 +182,7 @@ def _relay_batch(*, publisher: Publisher, batch_size: int) -> RelayReport:
         if not claimed:
             return report
         ready, report.deferred = _in_aggregate_order(claimed)
-        channels: dict[str, tuple[str, ...]] = {}
+        channels = _owner_channels(ready)
         plans = [_plan(event, channels) for event in ready]
         outgoing = [message for plan in plans for message in plan.messages]
         try:
