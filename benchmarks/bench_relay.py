@@ -9,6 +9,7 @@ dropped afterwards). `python -m benchmarks.run relay`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -128,6 +129,7 @@ def scenario(env: dict[str, str], processes: int) -> dict:
 
 
 def run() -> str:
+    load = os.getloadavg()[0]
     rabbitmqctl("add_vhost", VHOST)
     try:
         # A new vhost takes a moment before it accepts permissions.
@@ -149,15 +151,15 @@ def run() -> str:
     return f"""## Outbox relay throughput
 
 What: {BOOKINGS:,} bookings' worth of events (ReservationCreated, ReservationConfirmed,
-BookingCreated, BookingConfirmed: {BOOKINGS * 4:,} events) already in the outbox; the relay
+BookingCreated, BookingConfirmed: {BOOKINGS * 4:,} events) already in the outbox. The relay
 claims them in batches of 500 (`FOR UPDATE SKIP LOCKED`, per-aggregate order), builds the
-analytics message of every event and the email/push/sms notifications of BookingConfirmed
-(a different owner per booking, preferences read from the local user table: one lookup per
-confirmation), validates each against its JSON Schema,
-publishes them as persistent messages to the durable topic exchange and waits for RabbitMQ's
+analytics message of every event and the email/push/sms notifications of each
+BookingConfirmed (a different owner per booking: one preference lookup per confirmation, from
+the local user table, 8 at a time), validates every message against its JSON Schema,
+publishes them as persistent messages to the durable topic exchange, waits for RabbitMQ's
 publisher confirms, then marks the events published. Time is measured inside the relay
-process(es), from the first claim to an empty outbox; PostgreSQL, RabbitMQ and the relays
-share the machine.
+process(es), from the first claim to an empty outbox. PostgreSQL, RabbitMQ and the relays
+share the machine (load average {load:.1f} when the run started: other work was running).
 
 Command: `python -m benchmarks.run relay`
 
