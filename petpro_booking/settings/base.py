@@ -222,8 +222,6 @@ EVENT_RELAY_BATCH_SIZE = env.int("EVENT_RELAY_BATCH_SIZE", default=500)
 EVENT_RELAY_MAX_SECONDS = env.float("EVENT_RELAY_MAX_SECONDS", default=20.0)
 EVENT_CONNECT_TIMEOUT_SECONDS = env.float("EVENT_CONNECT_TIMEOUT_SECONDS", default=2.0)
 EVENT_CONFIRM_TIMEOUT_SECONDS = env.float("EVENT_CONFIRM_TIMEOUT_SECONDS", default=10.0)
-# /metrics reads the outbox backlog from the database at most this often.
-EVENT_BACKLOG_METRIC_CACHE_SECONDS = env.float("EVENT_BACKLOG_METRIC_CACHE_SECONDS", default=5.0)
 
 # --- Other services --------------------------------------------------------------------------
 PAYMENT_SERVICE_URL = env("PAYMENT_SERVICE_URL", default="")

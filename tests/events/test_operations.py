@@ -27,8 +27,7 @@ def metric(text: str, name: str) -> float:
     return float(line.split()[1])
 
 
-def test_backlog_is_exposed_as_metrics(anon_client, settings):
-    settings.EVENT_BACKLOG_METRIC_CACHE_SECONDS = 0
+def test_backlog_is_exposed_as_metrics(anon_client):
     slot_events("slot-metrics", 3)
     text = anon_client.get("/metrics").content.decode()
     assert metric(text, "petpro_outbox_backlog") == 3
