@@ -130,7 +130,9 @@ def _owner_channels(events: Sequence[Event]) -> dict[str, tuple[str, ...]]:
         {
             str(event.payload["user_id"])
             for event in events
-            if event.event_type in NOTIFICATION_TEMPLATES and event.payload.get("user_id")
+            if event.event_type in NOTIFICATION_TEMPLATES
+            and isinstance(event.payload, dict)  # a malformed payload fails in _plan, alone
+            and event.payload.get("user_id")
         }
     )
     if len(owners) <= 1:

@@ -303,3 +303,18 @@ def test_a_due_reminder_becomes_appointment_reminder_notifications(
             note.body["data"]["start_local"]
             == start.astimezone(ZoneInfo("Europe/Berlin")).isoformat()
         )
+
+
+def test_an_event_whose_messages_cannot_be_built_is_set_aside(broker_tap):
+    with transaction.atomic():
+        event_append(
+            aggregate_type="booking",
+            aggregate_id="3a1d8b52-0000-4000-8000-000000000003",
+            event_type="BookingConfirmed",
+            data=["not", "an", "object"],  # type: ignore[arg-type]
+        )
+    slot_events("slot-after-unbuildable", 1)
+    report = outbox_relay()
+    assert (report.published, report.failed) == (1, 1)
+    assert [m.body["event_type"] for m in broker_tap.drain(expect=1)] == ["SlotUpdated"]
+    assert Event.objects.get(event_type="BookingConfirmed").last_error.startswith("build: ")
