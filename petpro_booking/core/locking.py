@@ -37,7 +37,7 @@ logging.getLogger("redis_lock.acquire").setLevel(logging.ERROR)
 
 # First pause between two attempts, and the cap of the exponential backoff (seconds).
 BACKOFF_BASE_SECONDS = 0.002
-BACKOFF_CAP_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 0.02
 # After Redis failed, skip it for this long instead of paying a connect attempt per request.
 REDIS_DOWN_COOLDOWN_SECONDS = 1.0
 
