@@ -29,7 +29,10 @@ COPY reservations ./app/reservations
 COPY bookings ./app/bookings
 COPY integrations ./app/integrations
 COPY templates ./app/templates
-RUN /venv/bin/python -m compileall -q /build/app \
+# The admin's and the API docs' static files, served by whitenoise from gunicorn.
+RUN DJANGO_SETTINGS_MODULE=petpro_booking.settings.local \
+    /venv/bin/python /build/app/manage.py collectstatic --noinput -v0 \
+    && /venv/bin/python -m compileall -q /build/app \
     && mkdir -p /build/run/metrics
 
 # --- runtime: no shell, no package manager, no compiler; runs as uid 65532 ----------------------
