@@ -3,10 +3,7 @@ selector, render (DESIGN.md §8)."""
 
 from __future__ import annotations
 
-from typing import cast
-
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -15,10 +12,9 @@ from rest_framework.views import APIView
 
 from petpro_booking.core.http import etag_for, if_match_version
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import error_responses
+from petpro_booking.core.openapi import IF_MATCH, UUID_PATH_PATTERN, error_responses
 from petpro_booking.core.pagination import PagePagination
-from petpro_booking.core.permissions import IsPetOwner
-from petpro_booking.core.principal import Principal
+from petpro_booking.core.permissions import IsPetOwner, request_principal
 
 from . import selectors, services
 from .serializers import (
@@ -31,20 +27,6 @@ from .serializers import (
     booking_body,
 )
 
-UUID_PATTERN = r"[0-9a-fA-F-]{32,36}"
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=False,
-    description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
-)
-
-
-def _caller(request: Request) -> Principal:
-    """The default permission lets only a verified Principal through."""
-    return cast(Principal, request.user)
-
 
 def _booking_response(booking, status_code: int = status.HTTP_200_OK) -> Response:
     return Response(
@@ -55,7 +37,7 @@ def _booking_response(booking, status_code: int = status.HTTP_200_OK) -> Respons
 class BookingViewSet(viewsets.ViewSet):
     """Owners see their own bookings, staff their clinics', support all; others' are 404."""
 
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_regex = UUID_PATH_PATTERN
     pagination_class = PagePagination  # documents the list and history as paginated
 
     @extend_schema(
@@ -67,7 +49,7 @@ class BookingViewSet(viewsets.ViewSet):
         query = BookingListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         bookings = selectors.booking_list_for(
-            principal=_caller(request),
+            principal=request_principal(request),
             status=query.validated_data.get("status"),
             clinic_id=query.validated_data.get("clinic_id"),
         )
@@ -78,7 +60,7 @@ class BookingViewSet(viewsets.ViewSet):
     @extend_schema(responses={200: BookingOutput, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         return _booking_response(
-            selectors.booking_get_for(principal=_caller(request), booking_id=pk)
+            selectors.booking_get_for(principal=request_principal(request), booking_id=pk)
         )
 
     @extend_schema(
@@ -96,7 +78,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingCancelInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_cancel(
-            actor=_caller(request),
+            actor=request_principal(request),
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
@@ -117,7 +99,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingRescheduleInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_reschedule(
-            actor=_caller(request),
+            actor=request_principal(request),
             booking_id=pk,
             slot_id=body.validated_data["slot_id"],
             reason=body.validated_data["reason"],
@@ -137,7 +119,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingCloseInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_complete(
-            actor=_caller(request),
+            actor=request_principal(request),
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
@@ -156,7 +138,7 @@ class BookingViewSet(viewsets.ViewSet):
         body = BookingCloseInput(data=request.data)
         body.is_valid(raise_exception=True)
         booking = services.booking_mark_no_show(
-            actor=_caller(request),
+            actor=request_principal(request),
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
@@ -169,7 +151,7 @@ class BookingViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str) -> Response:
-        events = selectors.booking_events(principal=_caller(request), booking_id=pk)
+        events = selectors.booking_events(principal=request_principal(request), booking_id=pk)
         paginator = PagePagination()
         page = paginator.paginate_queryset(events, request, view=self)
         items = [selectors.history_item(event) for event in page or []]
@@ -192,6 +174,6 @@ class ReservationConfirmView(APIView):
     @idempotent
     def post(self, request: Request, reservation_id) -> Response:
         booking = services.booking_confirm_reservation(
-            actor=_caller(request), reservation_id=reservation_id
+            actor=request_principal(request), reservation_id=reservation_id
         )
         return _booking_response(booking, status.HTTP_201_CREATED)

@@ -9,20 +9,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import error_responses
+from petpro_booking.core.openapi import UUID_PATH_PATTERN, error_responses
 from petpro_booking.core.permissions import IsPetOwner, request_principal
 
 from . import selectors, services
 from .serializers import ReservationCreateInput, ReservationOutput, reservation_body
-
-UUID_PATTERN = r"[0-9a-fA-F-]{32,36}"
 
 
 class ReservationViewSet(viewsets.ViewSet):
     """A pet owner's holds; anyone else's are 404."""
 
     permission_classes = [IsPetOwner]
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_regex = UUID_PATH_PATTERN
 
     @extend_schema(
         request=ReservationCreateInput,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -12,7 +11,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from petpro_booking.core.http import etag_for, if_match_version
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import error_responses
+from petpro_booking.core.openapi import IF_MATCH, UUID_PATH_PATTERN, error_responses
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import ReadOnlyOrStaff, request_principal
 
@@ -26,15 +25,6 @@ from .serializers import (
     SlotOutput,
     SlotSearchQuery,
     SlotUpdateInput,
-)
-
-UUID_PATTERN = r"[0-9a-fA-F-]{32,36}"
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=False,
-    description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
 )
 
 
@@ -79,7 +69,7 @@ def _slot_response(slot, status_code: int = status.HTTP_200_OK) -> Response:
 
 class SlotViewSet(viewsets.ViewSet):
     permission_classes = [ReadOnlyOrStaff]
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_regex = UUID_PATH_PATTERN
     pagination_class = PagePagination
 
     @extend_schema(

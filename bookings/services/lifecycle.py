@@ -244,7 +244,9 @@ def _lock_slots(*slot_ids: uuid.UUID) -> dict[uuid.UUID, Slot]:
     """Row-lock the slots in id order (the one order every writer of two slots follows)."""
     return {
         slot.id: slot
-        for slot in Slot.objects.select_for_update()
+        # of=("self",): lock the slot rows only, not their clinic and service rows (which
+        # would queue every booking write of a clinic behind one another).
+        for slot in Slot.objects.select_for_update(of=("self",))
         .select_related("clinic", "service")
         .filter(id__in=slot_ids)
         .order_by("id")

@@ -255,7 +255,7 @@ def _payment_apply(
 
     def decision() -> str:
         slot = (
-            Slot.objects.select_for_update()
+            Slot.objects.select_for_update(of=("self",))
             .select_related("clinic", "service")
             .get(id=seen.slot_id)
         )

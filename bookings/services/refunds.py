@@ -104,7 +104,9 @@ def payment_refund_owed(*, record_id: uuid.UUID | str) -> str:
 
     with transaction.atomic(durable=True):
         record = (
-            PaymentRecord.objects.select_for_update().select_related("booking").get(id=record.id)
+            PaymentRecord.objects.select_for_update(of=("self",))
+            .select_related("booking")
+            .get(id=record.id)
         )
         if record.status != PaymentStatus.SUCCEEDED:
             return "not_owed"  # the refund webhook got here first

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 ErrorEnvelope = inline_serializer(
@@ -19,6 +20,17 @@ ErrorEnvelope = inline_serializer(
         )
     },
 )
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
+)
+# Our ids are UUIDs; the router's pattern stays loose so a malformed one reaches the view and
+# gets the JSON 404 instead of Django's HTML one.
+UUID_PATH_PATTERN = r"[0-9a-fA-F-]{32,36}"
 
 _DESCRIPTIONS = {
     400: "validation_error (details per field)",

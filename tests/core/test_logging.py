@@ -141,6 +141,10 @@ def test_log_level_defaults_per_environment(settings_module, level):
         JWT_SIGNING_KEY="k",
         SERVICE_JWT_SIGNING_KEY="k",
         PAYMENT_WEBHOOK_SECRET="k",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        CELERY_BROKER_URL="amqp://127.0.0.1//",
+        EVENT_BROKER_URL="amqp://127.0.0.1//",
+        PAYMENT_SANDBOX="true",
     )
     script = (
         "import logging, django; django.setup(); from django.conf import settings; "
