@@ -29,6 +29,22 @@ _DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
 ]
 
 
+def _throttled_if_over_ip_limit(
+    exc: exceptions.APIException, context: dict[str, Any]
+) -> exceptions.APIException:
+    """DRF authenticates before it throttles, so a caller without a valid token would never
+    reach the per-IP limit; count those requests here (DESIGN §8: every caller counts)."""
+    from .throttles import RateLimitThrottle
+
+    request = context.get("request")
+    if request is None:
+        return exc
+    throttle = RateLimitThrottle()
+    if throttle.allow_request(request, context.get("view")):
+        return exc
+    return exceptions.Throttled(wait=throttle.wait())
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -44,6 +60,8 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         return None  # a bug: let Django log it and answer 500 through handler500
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        exc = _throttled_if_over_ip_limit(exc, context)
 
     code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
     headers: dict[str, str] = {}

@@ -194,3 +194,12 @@ def test_limits_hold_on_the_local_memory_cache_of_embedded_mode(limits, settings
     assert statuses(first, 3) == [200, 200, 429]
     # owner-1's refused request was not counted, so the IP's third request is owner-2's
     assert statuses(second, 2) == [200, 429]
+
+
+def test_callers_without_a_valid_token_count_against_the_ip_limit(limits, anon_client):
+    limits(ip="3/min")
+    assert statuses(anon_client, 3) == [401, 401, 401]
+    forged = anon_client.get(URL, HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert forged.status_code == 429
+    assert forged.json()["error"]["code"] == "rate_limited"
+    assert int(forged["Retry-After"]) >= 1
