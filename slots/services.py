@@ -51,8 +51,7 @@ def invalidate_slot_search(*, clinic_id: str) -> None:
     committed; reservations and bookings call it too, as every hold changes availability."""
 
     def bump() -> None:
-        cache_keys.bump_generation(slot_search_family(clinic_id))
-        cache_keys.bump_generation(slot_search_family("*"))
+        cache_keys.bump_generation(slot_search_family(clinic_id), slot_search_family("*"))
 
     transaction.on_commit(bump)
 

@@ -7,7 +7,11 @@ import json
 import logging
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.core.cache import cache
+
+from . import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +28,29 @@ def generation(family: str) -> int:
     return int(value)
 
 
-def bump_generation(family: str) -> None:
-    """Invalidate every entry keyed under `family` (entries age out on their own TTL)."""
+def bump_generation(*families: str) -> None:
+    """Invalidate every entry keyed under each of `families` (entries age out on their own
+    TTL). On Redis all bumps go in one pipelined round trip; a Redis outage is counted and
+    skipped (the cached entries then live out their TTL)."""
+    if settings.CACHES["default"]["BACKEND"] != "django_redis.cache.RedisCache":
+        for family in families:
+            try:
+                cache.incr(_generation_key(family))
+            except ValueError:
+                cache.add(_generation_key(family), 2, timeout=None)
+        return
+    from django_redis import get_redis_connection
+
     try:
-        cache.incr(_generation_key(family))
-    except ValueError:
-        cache.add(_generation_key(family), 2, timeout=None)
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        for family in families:
+            key = cache.make_key(_generation_key(family))
+            pipe.set(key, 1, nx=True)  # a missing generation reads as 1: bump it past that
+            pipe.incr(key)
+        pipe.execute()
+    except redis.RedisError as exc:
+        metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="cache_invalidation").inc()
+        logger.warning("cache generations not bumped: %s", type(exc).__name__)
 
 
 def keyed(prefix: str, families: list[str], params: dict[str, Any]) -> str:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, connections, transaction
+from psycopg import IsolationLevel
 
 from . import metrics
 
@@ -52,6 +54,34 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _serializable(using: str) -> Iterator[None]:
+    """A durable transaction at SERIALIZABLE. On PostgreSQL the level is set on the driver's
+    connection, so psycopg opens it with `BEGIN ISOLATION LEVEL SERIALIZABLE` (one round trip,
+    not BEGIN and then SET TRANSACTION), and put back afterwards for the next user of the
+    pooled connection."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with transaction.atomic(using=using, durable=True):
+            yield
+        return
+    if connection.in_atomic_block:  # inside a test's transaction: the statement form
+        with transaction.atomic(using=using, durable=True):
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            yield
+        return
+    connection.ensure_connection()
+    driver = connection.connection
+    driver.isolation_level = IsolationLevel.SERIALIZABLE
+    try:
+        with transaction.atomic(using=using, durable=True):
+            yield
+    finally:
+        with contextlib.suppress(Exception):  # a broken connection is discarded anyway
+            driver.isolation_level = None
+
+
 def run_serializable(decision: Callable[[], T], *, name: str, using: str = "default") -> T:
     """Run `decision` in one durable SERIALIZABLE transaction, retrying the whole of it on
     serialization failures and deadlocks (they may surface at COMMIT, hence the outer loop).
@@ -60,13 +90,9 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
     `transaction.on_commit` so a retried attempt does not repeat them.
     """
     attempts = settings.DB_SERIALIZABLE_ATTEMPTS
-    vendor = connections[using].vendor
     for attempt in range(1, attempts + 1):
         try:
-            with transaction.atomic(using=using, durable=True):
-                if vendor == "postgresql":
-                    with connections[using].cursor() as cursor:
-                        cursor.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            with _serializable(using):
                 return decision()
         except OperationalError as exc:
             if not is_retryable(exc) or attempt == attempts:
