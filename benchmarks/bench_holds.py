@@ -382,13 +382,15 @@ Overbooking check (counters against the rows they count, straight from PostgreSQ
 {check_lines}
 
 {verdict}
-Where the time goes (sampled with `top` during the spread load): the two gunicorn workers use
-~1.3 of the 2 cores, PostgreSQL ~0.3, Redis and the load generator the rest, so the rate is
-CPU-bound, not lock- or retry-bound (no SERIALIZABLE retry, sub-millisecond lock waits). A hold
-costs 8 PostgreSQL round trips (BEGIN and COMMIT included) and 8 Redis ones (throttles 4, lock
-2, search-cache generations 2);
-merging `SET TRANSACTION` into `BEGIN` and the two generation bumps into one pipeline would
-cut two more. On a hot slot with gthread workers, 8 in-process contenders poll one lock with
+Where the time goes (CPU time of each process, /proc, during a 10 s spread load with wrk at
+~270 holds/s): gunicorn workers 4.8 ms a hold (1.3 cores), PostgreSQL 1.3 ms (0.34 core),
+Redis 0.25 ms, wrk 0.1 ms — the rate is bound by the server's CPU, not by locks, retries or
+the load generator (wrk and Python clients give the same rate; no SERIALIZABLE retry,
+sub-millisecond lock waits). py-spy (`--gil`) puts ~30 % of the workers' CPU in the Django ORM
+(three ORM statements a hold), ~11 % in psycopg, ~9 % in redis-py. 3 or 4 sync workers do not
+help (more CPU per hold, same rate). A hold costs 7 PostgreSQL round trips (`BEGIN ISOLATION
+LEVEL SERIALIZABLE` and COMMIT included) and 7 Redis ones (throttles 4, lock 2, search-cache
+generations 1). On a hot slot with gthread workers, 8 in-process contenders poll one lock with
 jittered backoff, hence the p95.
 
 Expiry job: {EXPIRY_HOLDS:,} holds past their expiry, one per slot (the worst case: one slot
