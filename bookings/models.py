@@ -19,7 +19,7 @@ class BookingStatus(models.TextChoices):
 
 class Booking(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    reference = models.CharField(max_length=9, unique=True)  # PP-XXXXXX
+    reference = models.CharField(max_length=9, unique=True)  # "PP-" and 6 characters
     slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="bookings")
     reservation = models.OneToOneField(
         Reservation, on_delete=models.PROTECT, related_name="booking"
