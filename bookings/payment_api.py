@@ -3,8 +3,6 @@ webhook tells us how it went (DESIGN.md §7, §8). Thin: one service call each."
 
 from __future__ import annotations
 
-from typing import cast
-
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -14,8 +12,7 @@ from rest_framework.views import APIView
 
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import error_responses
-from petpro_booking.core.permissions import IsPetOwner
-from petpro_booking.core.principal import Principal
+from petpro_booking.core.permissions import IsPetOwner, request_principal
 
 from . import services
 
@@ -73,8 +70,9 @@ class BookingPaymentView(APIView):
     )
     @idempotent
     def post(self, request: Request, booking_id) -> Response:
-        actor = cast(Principal, request.user)  # IsPetOwner let only a Principal through
-        record = services.payment_create_for_booking(actor=actor, booking_id=booking_id)
+        record = services.payment_create_for_booking(
+            actor=request_principal(request), booking_id=booking_id
+        )
         return Response(payment_body(record), status=status.HTTP_201_CREATED)
 
 
