@@ -106,3 +106,43 @@ def test_docs_schema_and_admin_are_reachable(embedded_server):
     assert status == 200
     assert "/api/v1/slots" in json.loads(schema)["paths"]
     assert get(f"{base}/admin/login/")[0] == 200
+
+
+def post(url: str, token: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(  # noqa: S310
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_hold_and_confirm_on_sqlite(embedded_server):
+    """The hold path's precompiled reads (slot with names, the pet) on SQLite as well."""
+    base, token, _ = embedded_server
+    page = json.loads(get(f"{base}/api/v1/slots?available=true&page_size=100", token)[1])
+    accepts_dogs = set()
+    for clinic_id in {slot["clinic_id"] for slot in page["results"]}:
+        offered = json.loads(get(f"{base}/api/v1/clinics/{clinic_id}/services", token)[1])
+        rows = offered["results"] if isinstance(offered, dict) else offered
+        accepts_dogs |= {service["id"] for service in rows if "dog" in service["species"]}
+    slot = next(slot for slot in page["results"] if slot["service_id"] in accepts_dogs)
+    status, hold = post(
+        f"{base}/api/v1/reservations", token, {"slot_id": slot["id"], "pet_id": "pet-bello"}
+    )
+    assert status == 201, hold
+    assert hold["status"] == "held"
+    status, refused = post(
+        f"{base}/api/v1/reservations",
+        token,
+        {"slot_id": slot["id"], "pet_id": "pet-of-someone-else"},
+    )
+    assert (status, refused["error"]["code"]) == (400, "invalid_pet")
+    status, booking = post(f"{base}/api/v1/reservations/{hold['id']}/confirm", token, {})
+    assert status == 201, booking
+    assert booking["slot_id"] == slot["id"]

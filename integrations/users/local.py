@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from integrations.models import LocalPet, LocalUser
+from petpro_booking.core.db import RowReader
 
 from .gateway import ALL_CHANNELS, Pet, UserProfile
 
@@ -14,9 +15,13 @@ def pets_of(*, user_id: str) -> list[Pet]:
     ]
 
 
+# Read on every hold (the pet check): compiled once, not per request.
+_PET = RowReader(LocalPet)
+
+
 def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
-    pet = LocalPet.objects.filter(id=pet_id, owner_id=user_id).first()
-    if pet is None:
+    pet = _PET.get(pet_id)
+    if pet is None or pet.owner_id != user_id:
         return None
     return Pet(id=pet.id, owner_id=pet.owner_id, name=pet.name, species=pet.species)
 

@@ -1,4 +1,5 @@
-"""Database plumbing: replica routing and the SERIALIZABLE retry loop (DESIGN.md §4 layer 2)."""
+"""Database plumbing: replica routing, the SERIALIZABLE retry loop (DESIGN.md §4 layer 2) and
+the precompiled reads of the hot paths."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
-from django.db import OperationalError, connections, transaction
+from django.core.exceptions import ValidationError
+from django.db import OperationalError, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import IsolationLevel
 
 from . import metrics
@@ -103,3 +106,97 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
             # Full jitter, capped: contenders spread out instead of colliding again.
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RowReader:
+    """`Model.objects.select_related(*related).get(pk=...)` with its SQL built once per
+    process: one statement with the JOINs, instances made as the ORM makes them (`from_db`, the
+    fields' own database converters, the related objects cached on the row).
+
+    For the per-request reads of the hot paths only (the hold's slot, the pet check): there the
+    ORM's query compilation costs several times the statement itself. `related` names forward,
+    non-null foreign keys of `model`.
+    """
+
+    def __init__(self, model: type[models.Model], *related: str, using: str = "default") -> None:
+        self.model = model
+        self.using = using
+        self.related: list[models.ForeignKey] = []
+        for name in related:
+            field = model._meta.get_field(name)
+            if not isinstance(field, models.ForeignKey) or field.null:
+                raise ValueError(f"RowReader joins non-null foreign keys only, not {name!r}")
+            self.related.append(field)
+        # The tables of a row in column order: model, alias, the columns' attnames.
+        self._tables: list[tuple[type[models.Model], str, list[str]]] = [
+            (row_model, f"t{index}", [field.attname for field in row_model._meta.concrete_fields])
+            for index, row_model in enumerate(
+                [model, *(cast(type[models.Model], field.related_model) for field in self.related)]
+            )
+        ]
+        self._sql: str | None = None
+        self._converters: list[tuple[int, list[tuple[Callable, Any]]]] = []
+
+    def _prepare(self, connection: BaseDatabaseWrapper) -> str:
+        def quote(name: str | None) -> str:
+            return connection.ops.quote_name(cast(str, name))
+
+        joins = [
+            f"JOIN {quote(target._meta.db_table)} {alias} "
+            f"ON {alias}.{quote(target._meta.pk.column)} = t0.{quote(field.column)}"
+            for field, (target, alias, _) in zip(self.related, self._tables[1:], strict=True)
+        ]
+        columns, converters = [], []
+        for row_model, alias, _ in self._tables:
+            for field in row_model._meta.concrete_fields:
+                columns.append(f"{alias}.{quote(field.column)}")
+                column = field.get_col(alias)
+                converters.append(
+                    [
+                        (convert, column)
+                        for convert in connection.ops.get_db_converters(column)
+                        + field.get_db_converters(connection)
+                    ]
+                )
+        # Only the columns that have converters (JSON, booleans on SQLite, ...).
+        self._converters = [(index, found) for index, found in enumerate(converters) if found]
+        # Only names from the models' metadata, quoted; the key is a parameter.
+        return (
+            f"SELECT {', '.join(columns)} FROM {quote(self.model._meta.db_table)} t0 "  # noqa: S608
+            f"{' '.join(joins)} WHERE t0.{quote(self.model._meta.pk.column)} = %s"
+        )
+
+    def get(self, pk: Any) -> Any:
+        """The row with this primary key and its related rows, or None (also for a key that
+        is not even of the primary key's type)."""
+        connection = connections[self.using]
+        try:
+            value = self.model._meta.pk.get_db_prep_value(
+                self.model._meta.pk.to_python(pk), connection
+            )
+        except (ValidationError, ValueError, TypeError):
+            return None
+        if self._sql is None:
+            self._sql = self._prepare(connection)
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql, [value])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        for index, converters in self._converters:
+            for convert, column in converters:
+                values[index] = convert(values[index], column, connection)
+        return self._build(values)
+
+    def _build(self, values: list[Any]) -> models.Model:
+        instances = []
+        start = 0
+        for row_model, _, attnames in self._tables:
+            chunk = values[start : start + len(attnames)]
+            start += len(attnames)
+            instances.append(row_model.from_db(self.using, attnames, chunk))
+        row_instance = instances[0]
+        for field, related in zip(self.related, instances[1:], strict=True):
+            field.set_cached_value(row_instance, related)
+        return row_instance

@@ -8,8 +8,12 @@ conditional counter UPDATEs, the fenced status changes and the CHECK constraints
 * on timeout the caller gets 409 `slot_busy` (retryable);
 * when Redis is unreachable the block runs without a lock (database guard alone) and
   `petpro_redis_unavailable_fallbacks_total{operation="slot_lock"}` counts it;
-* a holder paused past its lease (the renewal thread dies with NotAcquired) loses the lock to
-  the next contender; its later writes fail on their fences, and its release is only logged.
+* a holder paused past its lease loses the lock to the next contender; its later writes fail
+  on their fences, and its release is only logged.
+
+Leases are renewed by one thread per manager (`LeaseRenewer`), not by python-redis-lock's
+thread per lock: on the hold path, starting and joining that thread cost more CPU than the
+lock's two round trips.
 
 With `REDIS_URL` unset (embedded mode) the locks are in-process.
 """
@@ -17,6 +21,7 @@ With `REDIS_URL` unset (embedded mode) the locks are in-process.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -79,6 +84,63 @@ class _InProcessLocks:
             self._changed.notify_all()
 
 
+class LeaseRenewer:
+    """Extends every lease its manager holds, every third of the TTL, from one daemon thread
+    (started on first use, and again in a forked child, where threads do not survive).
+
+    A lease is extended to a full TTL at least once per third of it, so a live holder never
+    loses it; a frozen process freezes this thread too, and its leases run out as they must.
+    A lease found lost (EXTEND refused: it expired, someone else holds it now) is dropped and
+    logged; the holder's fenced writes and its release deal with the rest.
+    """
+
+    def __init__(self, ttl_seconds: int) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.interval = ttl_seconds / 3
+        self._held: dict[int, redis_lock.Lock] = {}
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, lock: redis_lock.Lock) -> None:
+        with self._guard:
+            self._held[id(lock)] = lock
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="petpro-lease-renewer", daemon=True
+                )
+                self._thread.start()
+
+    def discard(self, lock: redis_lock.Lock) -> None:
+        with self._guard:
+            self._held.pop(id(lock), None)
+
+    def held(self) -> int:
+        with self._guard:
+            return len(self._held)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.renew_all()
+
+    def renew_all(self) -> None:
+        with self._guard:
+            leases = list(self._held.values())
+        for lock in leases:
+            try:
+                lock.extend(expire=self.ttl_seconds)
+            except redis_lock.NotAcquired:
+                with self._guard:
+                    still_held = self._held.pop(id(lock), None) is not None
+                if still_held:  # not a release that crossed this renewal
+                    logger.warning("Lease %s lost before its release", lock._name)
+            except redis.RedisError as exc:
+                # Redis away: the lease may run out; the database guard still holds.
+                logger.warning("Could not renew lease %s: %s", lock._name, exc)
+
+
 class DistributedLockManager:
     """Acquires named leases on Redis (python-redis-lock) or, without Redis, in process."""
 
@@ -108,6 +170,7 @@ class DistributedLockManager:
             else None
         )
         self._redis_down_until = 0.0
+        self._renewer = LeaseRenewer(self.ttl_seconds)
 
     @contextmanager
     def acquire(self, *keys: str, operation: str = "slot_lock") -> Iterator[None]:
@@ -148,7 +211,7 @@ class DistributedLockManager:
             self._client,
             f"{self.namespace}:{key}",
             expire=self.ttl_seconds,
-            auto_renewal=self.auto_renewal,
+            auto_renewal=False,  # renewed by self._renewer instead
         )
         try:
             acquired: bool | None = self._poll(lock, deadline)
@@ -180,17 +243,17 @@ class DistributedLockManager:
         return False  # pragma: no cover - backoff_delays never ends
 
     def _try_acquire(self, lock: redis_lock.Lock) -> bool:
-        """`lock.acquire(blocking=False)` minus its "do I hold it already?" GET: a fresh Lock
-        never does, and on the hot path every round trip counts. The same SET NX EX, the same
-        renewal thread (python-redis-lock 4.0.1 internals, pinned in pyproject.toml)."""
+        """`lock.acquire(blocking=False)` minus its "do I hold it already?" GET (a fresh Lock
+        never does; on the hot path every round trip counts): the same SET NX EX
+        (python-redis-lock 4.0.1's key and id, pinned in pyproject.toml)."""
         if not self._client.set(lock._name, lock._id, nx=True, ex=self.ttl_seconds):  # type: ignore[union-attr]
             return False
         if self.auto_renewal:
-            lock._start_lock_renewer()
+            self._renewer.add(lock)
         return True
 
-    @staticmethod
-    def _release(lock: redis_lock.Lock, key: str) -> None:
+    def _release(self, lock: redis_lock.Lock, key: str) -> None:
+        self._renewer.discard(lock)
         try:
             lock.release()
         except redis_lock.NotAcquired:

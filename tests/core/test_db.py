@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal
+
 import pytest
 from django.db import OperationalError, connection
 
+from integrations.models import LocalPet
 from petpro_booking.core import db
 from petpro_booking.settings.base import database_config
+from slots.models import Slot
+from tests.factories import LocalPetFactory
 
 
 class Driver(Exception):
@@ -76,3 +82,41 @@ def test_run_serializable_gives_up_after_the_bound(settings):
     with pytest.raises(OperationalError):
         db.run_serializable(always_conflicts, name="test")
     assert len(calls) == 2
+
+
+def _field_values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.fields}
+
+
+def test_row_reader_reads_what_select_related_reads(slot, django_assert_num_queries):
+    reader = db.RowReader(Slot, "clinic", "service")
+    expected = Slot.objects.select_related("clinic", "service").get(id=slot.id)
+    with django_assert_num_queries(1):
+        found = reader.get(slot.id)
+        # The related rows came with it: no query for the names, the species (JSON), the price.
+        assert found.clinic.name == expected.clinic.name
+        assert found.service.species == expected.service.species == ["dog", "cat"]
+    assert _field_values(found) == _field_values(expected)
+    assert _field_values(found.clinic) == _field_values(expected.clinic)
+    assert _field_values(found.service) == _field_values(expected.service)
+    assert isinstance(found.service.price, Decimal)
+    assert found.start_at.tzinfo is not None
+    assert found._state.adding is False
+    assert found._state.db == "default"
+    assert found == expected  # same model, same primary key
+
+
+def test_row_reader_without_joins_and_for_keys_that_find_nothing(slot):  # slot: database
+    pets = db.RowReader(LocalPet)
+    pet = LocalPetFactory()
+    assert pets.get(pet.id).owner_id == pet.owner_id
+    assert pets.get("no-such-pet") is None
+    slots = db.RowReader(Slot, "clinic", "service")
+    assert slots.get(uuid.uuid4()) is None
+    assert slots.get("not-a-uuid") is None  # the key's type is checked before any query
+    assert slots.get(None) is None
+
+
+def test_row_reader_refuses_what_it_cannot_join():
+    with pytest.raises(ValueError, match="non-null foreign keys"):
+        db.RowReader(Slot, "start_at")

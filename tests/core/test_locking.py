@@ -144,3 +144,45 @@ def test_unreachable_redis_runs_without_lock_and_counts_it(private_redis):
         client = redis.Redis.from_url(private_redis.url)
         assert client.exists("lock:petpro:slot:down") == 1  # a real lease again
     assert sample("petpro_redis_unavailable_fallbacks_total", labels) == before + 2
+
+
+def _renewer_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "petpro-lease-renewer")
+
+
+def test_one_renewal_thread_per_manager_however_many_holds(private_redis):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
+    before = _renewer_threads()
+    for index in range(50):
+        with manager.acquire(f"slot:{index}", "slot:other"):
+            assert manager._renewer.held() == 2
+    assert manager._renewer.held() == 0  # every lease left the renewer on release
+    assert _renewer_threads() == before + 1
+
+
+def test_lost_lease_is_dropped_and_its_release_only_logged(private_redis, caplog):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
+    client = redis.Redis.from_url(private_redis.url)
+    with manager.acquire("slot:lost"):
+        client.delete("lock:petpro:slot:lost")  # the lease ran out; now someone else holds it
+        client.set("lock:petpro:slot:lost", "someone-else")
+        manager._renewer.renew_all()
+        assert manager._renewer.held() == 0
+    assert client.get("lock:petpro:slot:lost") == b"someone-else"  # not extended, not deleted
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Lease lock:petpro:slot:lost lost before its release" in messages
+    assert "Lock slot:lost expired before its release (lease outlived)" in messages
+
+
+def test_renewal_with_redis_gone_is_logged_and_the_lease_kept_for_the_next_round(
+    private_redis, caplog
+):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
+    with manager.acquire("slot:outage"):
+        private_redis.stop()
+        try:
+            manager._renewer.renew_all()
+            assert manager._renewer.held() == 1  # tried again next round, if Redis is back
+        finally:
+            private_redis.start()
+    assert any("Could not renew lease" in record.getMessage() for record in caplog.records)
