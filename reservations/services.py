@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from integrations.users import pet_get
 from petpro_booking.core import metrics
-from petpro_booking.core.db import RowReader, run_serializable
+from petpro_booking.core.db import RowInserter, RowReader, run_serializable
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.locking import SlotBusy, lock_manager, slot_lock_key
 from petpro_booking.core.principal import SYSTEM, Principal
@@ -50,8 +50,9 @@ def _lock_slot(slot_id: uuid.UUID | str) -> dt.datetime:
     )
 
 
-# The hold path's first read, on every hold: compiled once (RowReader), not per request.
+# The hold path's read and write, on every hold: SQL built once, not per request.
 _SLOT_WITH_NAMES = RowReader(Slot, "clinic", "service")
+_RESERVATION_INSERT = RowInserter(Reservation)
 
 
 def _slot_with_names(slot_id: uuid.UUID | str) -> Slot:
@@ -155,13 +156,15 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
                 return None
             if not slot_take_hold(slot_id=slot.id):
                 return None  # closed: the lazy expiries commit all the same
-        reservation = Reservation.objects.create(
-            slot=slot,
-            user_id=actor.sub,
-            pet_id=pet.id,
-            pet_name=pet.name,
-            status=ReservationStatus.HELD,
-            expires_at=timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
+        reservation = _RESERVATION_INSERT.insert(
+            Reservation(
+                slot=slot,
+                user_id=actor.sub,
+                pet_id=pet.id,
+                pet_name=pet.name,
+                status=ReservationStatus.HELD,
+                expires_at=timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
+            )
         )
         _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
         return reservation

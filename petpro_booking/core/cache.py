@@ -21,10 +21,11 @@ def _generation_key(family: str) -> str:
 
 
 def generation(family: str) -> int:
+    """The family's generation; a family never bumped is at 0 (so the first INCR moves it)."""
     value = cache.get(_generation_key(family))
     if value is None:
-        cache.add(_generation_key(family), 1, timeout=None)
-        value = cache.get(_generation_key(family)) or 1
+        cache.add(_generation_key(family), 0, timeout=None)
+        value = cache.get(_generation_key(family)) or 0
     return int(value)
 
 
@@ -37,16 +38,14 @@ def bump_generation(*families: str) -> None:
             try:
                 cache.incr(_generation_key(family))
             except ValueError:
-                cache.add(_generation_key(family), 2, timeout=None)
+                cache.add(_generation_key(family), 1, timeout=None)
         return
     from django_redis import get_redis_connection
 
     try:
         pipe = get_redis_connection("default").pipeline(transaction=False)
         for family in families:
-            key = cache.make_key(_generation_key(family))
-            pipe.set(key, 1, nx=True)  # a missing generation reads as 1: bump it past that
-            pipe.incr(key)
+            pipe.incr(cache.make_key(_generation_key(family)))  # a missing one reads as 0
         pipe.execute()
     except redis.RedisError as exc:
         metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="cache_invalidation").inc()

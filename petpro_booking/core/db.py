@@ -8,18 +8,20 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import DatabaseDefault
 from psycopg import IsolationLevel
 
 from . import metrics
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound=models.Model)
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
@@ -108,7 +110,7 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class RowReader:
+class RowReader(Generic[M]):
     """`Model.objects.select_related(*related).get(pk=...)` with its SQL built once per
     process: one statement with the JOINs, instances made as the ORM makes them (`from_db`, the
     fields' own database converters, the related objects cached on the row).
@@ -118,7 +120,7 @@ class RowReader:
     non-null foreign keys of `model`.
     """
 
-    def __init__(self, model: type[models.Model], *related: str, using: str = "default") -> None:
+    def __init__(self, model: type[M], *related: str, using: str = "default") -> None:
         self.model = model
         self.using = using
         self.related: list[models.ForeignKey] = []
@@ -128,11 +130,13 @@ class RowReader:
                 raise ValueError(f"RowReader joins non-null foreign keys only, not {name!r}")
             self.related.append(field)
         # The tables of a row in column order: model, alias, the columns' attnames.
-        self._tables: list[tuple[type[models.Model], str, list[str]]] = [
+        row_models: list[type[models.Model]] = [
+            model,
+            *(cast(type[models.Model], field.related_model) for field in self.related),
+        ]
+        self._tables = [
             (row_model, f"t{index}", [field.attname for field in row_model._meta.concrete_fields])
-            for index, row_model in enumerate(
-                [model, *(cast(type[models.Model], field.related_model) for field in self.related)]
-            )
+            for index, row_model in enumerate(row_models)
         ]
         self._sql: str | None = None
         self._converters: list[tuple[int, list[tuple[Callable, Any]]]] = []
@@ -166,7 +170,7 @@ class RowReader:
             f"{' '.join(joins)} WHERE t0.{quote(self.model._meta.pk.column)} = %s"
         )
 
-    def get(self, pk: Any) -> Any:
+    def get(self, pk: Any) -> M | None:
         """The row with this primary key and its related rows, or None (also for a key that
         is not even of the primary key's type)."""
         connection = connections[self.using]
@@ -189,7 +193,7 @@ class RowReader:
                 values[index] = convert(values[index], column, connection)
         return self._build(values)
 
-    def _build(self, values: list[Any]) -> models.Model:
+    def _build(self, values: list[Any]) -> M:
         instances = []
         start = 0
         for row_model, _, attnames in self._tables:
@@ -199,4 +203,73 @@ class RowReader:
         row_instance = instances[0]
         for field, related in zip(self.related, instances[1:], strict=True):
             field.set_cached_value(row_instance, related)
-        return row_instance
+        return cast(M, row_instance)
+
+
+class RowInserter(Generic[M]):
+    """`instance.save(force_insert=True)` for a new row of `model`, with its INSERT built once
+    per process (per set of columns left to the database): the fields' own `pre_save`
+    (`auto_now_add`, ...) and `get_db_prep_save`, then `INSERT ... RETURNING` the columns the
+    database fills (the auto id, `db_default`s), set on the instance as the ORM sets them.
+
+    For the per-request writes of the hot paths only (the hold and its event); no signals are
+    sent (none are used here) and values must be plain values, not expressions.
+    """
+
+    def __init__(self, model: type[M], using: str = "default") -> None:
+        self.model = model
+        self.using = using
+        self._sql: dict[frozenset[str], tuple[str, list[models.Field], list[models.Field]]] = {}
+
+    def _prepare(
+        self, connection: BaseDatabaseWrapper, left_to_database: frozenset[str]
+    ) -> tuple[str, list[models.Field], list[models.Field]]:
+        def quote(name: str | None) -> str:
+            return connection.ops.quote_name(cast(str, name))
+
+        meta = self.model._meta
+        fields = [
+            field
+            for field in meta.local_concrete_fields
+            if not field.generated and field.attname not in left_to_database
+        ]
+        returned = [
+            field for field in meta.local_concrete_fields if field.attname in left_to_database
+        ]
+        sql = (  # only names from the model's metadata, quoted; the values are parameters
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))})"
+        )
+        if returned:
+            sql += f" RETURNING {', '.join(quote(f.column) for f in returned)}"
+        return sql, fields, returned
+
+    def insert(self, instance: M) -> M:
+        connection = connections[self.using]
+        meta = self.model._meta
+        left_to_database = frozenset(
+            field.attname
+            for field in meta.local_concrete_fields
+            if (field is meta.auto_field and getattr(instance, field.attname) is None)
+            or isinstance(getattr(instance, field.attname), DatabaseDefault)
+        )
+        prepared = self._sql.get(left_to_database)
+        if prepared is None:
+            prepared = self._sql[left_to_database] = self._prepare(connection, left_to_database)
+        sql, fields, returned = prepared
+        values = [
+            field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            row = cursor.fetchone() if returned else None
+        for field, value in zip(returned, row or (), strict=False):
+            column = field.get_col(meta.db_table)
+            for convert in connection.ops.get_db_converters(column) + field.get_db_converters(
+                connection
+            ):
+                value = convert(value, column, connection)
+            setattr(instance, field.attname, value)
+        instance._state.adding = False
+        instance._state.db = self.using
+        return instance

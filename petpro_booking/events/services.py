@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 
+from petpro_booking.core.db import RowInserter
 from petpro_booking.core.principal import Principal
 
 from .context import current_context
@@ -17,6 +18,8 @@ from .models import Event
 logger = logging.getLogger(__name__)
 _on_append_hooks: list = []
 SYSTEM_ACTOR = {"type": "system", "id": "booking-service"}
+# Every change appends an event (every hold too): its INSERT is built once, not per call.
+_EVENT_INSERT = RowInserter(Event)
 
 
 def on_event_appended(hook) -> None:
@@ -52,13 +55,15 @@ def event_append(
     if actor is not None:
         metadata["actor"] = actor.actor
     metadata.setdefault("actor", {"type": "system", "id": "booking-service"})
-    event = Event.objects.create(
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_key,
-        aggregate_version=aggregate_version,
-        event_type=event_type,
-        payload=data,
-        metadata=metadata,
+    event = _EVENT_INSERT.insert(
+        Event(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_key,
+            aggregate_version=aggregate_version,
+            event_type=event_type,
+            payload=data,
+            metadata=metadata,
+        )
     )
     if _on_append_hooks:
         event_id = event.id

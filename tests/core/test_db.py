@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 
 import pytest
 from django.db import OperationalError, connection
+from django.utils import timezone
 
 from integrations.models import LocalPet
 from petpro_booking.core import db
+from petpro_booking.events.models import Event
 from petpro_booking.settings.base import database_config
+from reservations.models import Reservation
 from slots.models import Slot
 from tests.factories import LocalPetFactory
 
@@ -120,3 +124,56 @@ def test_row_reader_without_joins_and_for_keys_that_find_nothing(slot):  # slot:
 def test_row_reader_refuses_what_it_cannot_join():
     with pytest.raises(ValueError, match="non-null foreign keys"):
         db.RowReader(Slot, "start_at")
+
+
+def test_row_inserter_writes_what_create_writes_and_reads_back_what_the_database_filled(
+    slot, django_assert_num_queries
+):
+    events = db.RowInserter(Event)
+    with django_assert_num_queries(1):
+        event = events.insert(
+            Event(
+                aggregate_type="slot",
+                aggregate_id=str(slot.id),
+                aggregate_version=1,
+                event_type="SlotCreated",
+                payload={"capacity": 1, "price": "40.00"},
+            )
+        )
+    # The auto id and the db_default created_at came back from the INSERT.
+    assert isinstance(event.id, int)
+    assert event.created_at.tzinfo is not None
+    assert event._state.adding is False
+    stored = Event.objects.get(id=event.id)
+    assert _field_values(stored) == _field_values(event)
+    assert stored.payload == {"capacity": 1, "price": "40.00"}
+    # A saved instance updates its row from then on.
+    event.last_error = "seen"
+    event.save(update_fields=["last_error"])
+    assert Event.objects.get(id=event.id).last_error == "seen"
+
+
+def test_row_inserter_fills_auto_now_fields_and_takes_values_given_for_defaults(slot):
+    reservations = db.RowInserter(Reservation)
+    expires_at = timezone.now() + dt.timedelta(minutes=10)
+    hold = reservations.insert(
+        Reservation(slot=slot, user_id="owner-1", pet_id="pet-1", expires_at=expires_at)
+    )
+    stored = Reservation.objects.get(id=hold.id)
+    assert stored.created_at == hold.created_at
+    assert stored.updated_at == hold.updated_at
+    assert stored.expires_at == expires_at
+    assert stored.status == "held"
+
+    chosen = timezone.now() - dt.timedelta(days=1)
+    events = db.RowInserter(Event)
+    given = events.insert(
+        Event(
+            aggregate_type="reservation",
+            aggregate_id=str(hold.id),
+            aggregate_version=1,
+            event_type="ReservationCreated",
+            created_at=chosen,
+        )
+    )
+    assert Event.objects.get(id=given.id).created_at == chosen  # not the database's now()
