@@ -19,11 +19,20 @@ from pathlib import Path
 
 import psycopg
 
-from .stack import PG_ADMIN_URL, ROOT, bench_env, fresh_database, gunicorn, manage
+from .stack import (
+    PG_ADMIN_URL,
+    ROOT,
+    bench_env,
+    cpu_seconds,
+    fresh_database,
+    gunicorn,
+    manage,
+    server_processes,
+)
 
 DATABASE = "petpro_bench_holds"
 OWNERS = 200
-SPREAD_SLOTS = 70_000
+SPREAD_SLOTS = 100_000  # the loads take up to ~40,000; the expiry runs 2 x EXPIRY_HOLDS
 EXPIRY_HOLDS = 20_000
 CONCURRENCY = 8
 # gunicorn threads per worker: 1 = sync workers; more overlap the waits on PostgreSQL and Redis.
@@ -94,10 +103,20 @@ class Phase:
     # Filled by wrk, which reports counts and percentiles instead of every latency.
     requests: int = 0
     fixed_percentiles: dict[float, float] = field(default_factory=dict)
+    # CPU seconds used by the server's processes (workers, PostgreSQL, Redis) during the load.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return self.requests or len(self.latencies)
 
     @property
     def rate(self) -> float:
-        return (self.requests or len(self.latencies)) / self.seconds
+        return self.count / self.seconds
+
+    def cpu_per_request(self) -> str:
+        """CPU milliseconds per request: workers + PostgreSQL + Redis."""
+        return " + ".join(f"{seconds / self.count * 1000:.2f}" for seconds in self.cpu.values())
 
     def delta(self, name: str) -> float:
         return self.metrics_after.get(name, 0.0) - self.metrics_before.get(name, 0.0)
@@ -119,7 +138,7 @@ class Phase:
             f"| {self.percentile(0.50):.1f} | {self.percentile(0.95):.1f} "
             f"| {self.percentile(0.99):.1f} | {retries / attempts:.1%} ({retries:.0f}) "
             f"| {self.delta('lock_wait_sum') / lock_count * 1000:.2f} "
-            f"| {self.lock_p95():s} | {others} |"
+            f"| {self.lock_p95():s} | {self.cpu_per_request()} | {others} |"
         )
 
     def lock_p95(self) -> str:
@@ -288,6 +307,8 @@ def run() -> str:
                 label = f"{load}, 2 {server_kind} workers, {driver} client"
                 phase = Phase(label)
                 phase.metrics_before = scrape(server.base_url)
+                processes = server_processes(server)
+                cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
                 if driver == "python":
                     chooser = next_unused if load == "spread" else lambda: seeded["hot"]
                     drive(server.base_url, phase, owners, chooser)
@@ -295,6 +316,9 @@ def run() -> str:
                     wanted = 12_000 if load == "spread" else 0
                     slot_ids = [next_unused() for _ in range(wanted)] or [seeded["hot"]]
                     drive_wrk(server.base_url, phase, owners, slot_ids)
+                phase.cpu = {
+                    name: cpu_seconds(pids) - cpu_before[name] for name, pids in processes.items()
+                }
                 phase.metrics_after = scrape(server.base_url)
                 phases.append(phase)
                 checks.append((label, overbooking(database_url)))
@@ -302,6 +326,8 @@ def run() -> str:
     # Expiry: holds past their expiry on slots no hold used yet, then the job, timed; once in
     # one process, once more (other slots) in two processes at the same time.
     free_slots = list(unused)
+    if len(free_slots) < 2 * EXPIRY_HOLDS:
+        raise RuntimeError(f"only {len(free_slots):,} unused slots left for the expiry runs")
     expiry_runs = []
     for workers, slot_ids in [
         (1, free_slots[:EXPIRY_HOLDS]),
@@ -337,12 +363,14 @@ def expire_in_processes(env: dict[str, str], workers: int) -> tuple[int, float]:
 def _report(phases, checks, expiry_runs) -> str:
     header = (
         "| load | holds/s | created | p50 ms | p95 ms | p99 ms | SERIALIZABLE retries "
-        "| lock wait mean ms | lock wait p95 ms | statuses |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "| lock wait mean ms | lock wait p95 ms | CPU ms/hold: workers + PostgreSQL + Redis "
+        "| statuses |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = "\n".join(phase.row() for phase in phases)
     spread = max((p for p in phases if p.label.startswith("spread")), key=lambda p: p.rate)
     spread_rate = spread.rate
+    spread_cores = sum(spread.cpu.values()) / spread.seconds
     overbooked = sum(over + mismatch for _, (over, mismatch, _) in checks)
     verdict = (
         f"Targets (spread: p95 < 100 ms at ≥ 300 holds/s; zero overbooking): best spread run "
@@ -382,15 +410,17 @@ Overbooking check (counters against the rows they count, straight from PostgreSQ
 {check_lines}
 
 {verdict}
-Where the time goes (CPU time of each process, /proc, during a 10 s spread load with wrk at
-~270 holds/s): gunicorn workers 4.8 ms a hold (1.3 cores), PostgreSQL 1.3 ms (0.34 core),
-Redis 0.25 ms, wrk 0.1 ms — the rate is bound by the server's CPU, not by locks, retries or
-the load generator (wrk and Python clients give the same rate; no SERIALIZABLE retry,
-sub-millisecond lock waits). py-spy (`--gil`) puts ~30 % of the workers' CPU in the Django ORM
-(three ORM statements a hold), ~11 % in psycopg, ~9 % in redis-py. 3 or 4 sync workers do not
-help (more CPU per hold, same rate). A hold costs 7 PostgreSQL round trips (`BEGIN ISOLATION
-LEVEL SERIALIZABLE` and COMMIT included) and 7 Redis ones (throttles 4, lock 2, search-cache
-generations 1). On a hot slot with gthread workers, 8 in-process contenders poll one lock with
+Where the time goes: the CPU column is each group's CPU time (/proc) over the load, per hold.
+In the best spread run the server's processes used {spread_cores:.2f} of the 2 cores (the load
+generator and the kernel most of the rest): the rate is bound by CPU, not by locks or retries
+(no SERIALIZABLE retry, sub-millisecond lock waits). A hold costs 6 PostgreSQL round trips (the
+slot with its clinic and service, the pet, `BEGIN ISOLATION LEVEL SERIALIZABLE` with the
+conditional UPDATE, the hold's INSERT, the event's INSERT, COMMIT) and 4 Redis ones (throttles,
+lock, search-cache generations, lock release). What brought the workers' CPU per hold down
+(measured 2026-11-28 on a 2-core Xeon: 3.4 → 2.9 ms, 320 → ~370 holds/s): one lease-renewal
+thread per lock manager instead of a thread started and joined per lock; the hot path's reads
+and INSERTs built once per process (`RowReader`, `RowInserter`) instead of compiled by the ORM
+per request; hiredis. On a hot slot with gthread workers, 8 in-process contenders poll one lock with
 jittered backoff, hence the p95.
 
 Expiry job: {EXPIRY_HOLDS:,} holds past their expiry, one per slot (the worst case: one slot

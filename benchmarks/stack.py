@@ -88,6 +88,7 @@ def fresh_database(name: str) -> None:
 class Server:
     base_url: str
     env: dict[str, str]
+    pid: int  # the gunicorn master; its children are the workers
 
 
 @contextlib.contextmanager
@@ -118,11 +119,41 @@ def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 1) -> Iter
                 time.sleep(0.1)
         else:
             raise RuntimeError("gunicorn did not start")
-        yield Server(base_url=base, env=env)
+        yield Server(base_url=base, env=env, pid=process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_processes(server: Server) -> dict[str, list[int]]:
+    """The processes a request costs CPU in: the gunicorn workers, PostgreSQL, Redis."""
+    workers = [
+        int(child)
+        for child in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    ]
+    by_name: dict[str, list[int]] = {"postgres": [], "redis-server": []}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if name in by_name:
+                by_name[name].append(int(entry.name))
+    return {"workers": workers, "PostgreSQL": by_name["postgres"], "Redis": by_name["redis-server"]}
 
 
 @dataclass
