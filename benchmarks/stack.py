@@ -138,22 +138,36 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def server_processes(server: Server) -> dict[str, list[int]]:
-    """The processes a request costs CPU in: the gunicorn workers, PostgreSQL, Redis."""
+def server_processes(server: Server, *, database: str) -> dict[str, list[int]]:
+    """The processes a request costs CPU in: the gunicorn workers; PostgreSQL's background
+    processes and the backends of `database` (not those of other databases on the server);
+    Redis."""
     workers = [
         int(child)
         for child in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
     ]
-    by_name: dict[str, list[int]] = {"postgres": [], "redis-server": []}
+    groups: dict[str, list[int]] = {"workers": workers, "PostgreSQL": [], "Redis": []}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                name = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if name in by_name:
-                by_name[name].append(int(entry.name))
-    return {"workers": workers, "PostgreSQL": by_name["postgres"], "Redis": by_name["redis-server"]}
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if name == "redis-server":
+            groups["Redis"].append(int(entry.name))
+        elif name == "postgres":
+            # A backend's title: "postgres: [cluster: ]<user> <database> <client> <state>",
+            # the client being "host(port)" or "[local]"; background processes have none.
+            parts = title.split()
+            client = next(
+                (i for i, part in enumerate(parts) if part.endswith(")") or part == "[local]"),
+                None,
+            )
+            if client is None or parts[client - 1] == database:
+                groups["PostgreSQL"].append(int(entry.name))
+    return groups
 
 
 @dataclass

@@ -140,9 +140,57 @@ def test_hold_and_confirm_on_sqlite(embedded_server):
     status, refused = post(
         f"{base}/api/v1/reservations",
         token,
-        {"slot_id": slot["id"], "pet_id": "pet-of-someone-else"},
+        {"slot_id": slot["id"], "pet_id": "pet-kiwi"},  # João's bird, not Anna's
     )
     assert (status, refused["error"]["code"]) == (400, "invalid_pet")
     status, booking = post(f"{base}/api/v1/reservations/{hold['id']}/confirm", token, {})
     assert status == 201, booking
     assert booking["slot_id"] == slot["id"]
+
+
+SQLITE_ROWS = """
+import datetime as dt, uuid
+from django.db import transaction
+from petpro_booking.core.db import RowInserter, RowReader
+from petpro_booking.events.models import Event
+from slots.models import Slot
+
+def same(found, expected):
+    for field in type(expected)._meta.concrete_fields:
+        got, want = getattr(found, field.attname), getattr(expected, field.attname)
+        assert (got, type(got)) == (want, type(want)), (field.name, got, want)
+
+expected = Slot.objects.select_related("clinic", "service").order_by("start_at").first()
+found = RowReader(Slot, "clinic", "service").get(str(expected.id))
+same(found, expected)
+same(found.clinic, expected.clinic)
+same(found.service, expected.service)
+with transaction.atomic():
+    event = RowInserter(Event).insert(Event(
+        aggregate_type="slot", aggregate_id=str(uuid.uuid4()), aggregate_version=1,
+        event_type="SlotChecked", payload={"ok": True, "n": 1}))
+same(event, Event.objects.get(id=event.id))
+print("rows ok")
+"""
+
+
+def test_precompiled_reads_and_inserts_match_the_orm_on_sqlite(embedded_server):
+    """Values and their Python types (UUID, bool, Decimal, aware datetime, JSON) read and
+    written by RowReader/RowInserter are the ORM's, on the embedded SQLite database."""
+    _, _, workdir = embedded_server
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    env.update(
+        DJANGO_SETTINGS_MODULE="petpro_booking.settings.local",
+        DATABASE_URL=f"sqlite:///{workdir / 'embedded.sqlite3'}",
+        LOG_LEVEL="WARNING",
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", SQLITE_ROWS],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rows ok" in result.stdout

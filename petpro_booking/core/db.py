@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import OperationalError, connections, models, transaction
+from django.db import NotSupportedError, OperationalError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import DatabaseDefault
 from psycopg import IsolationLevel
@@ -241,6 +241,11 @@ class RowInserter(Generic[M]):
             f"VALUES ({', '.join(['%s'] * len(fields))})"
         )
         if returned:
+            if not connection.features.can_return_columns_from_insert:
+                raise NotSupportedError(
+                    f"RowInserter needs INSERT ... RETURNING, which this {connection.display_name}"
+                    " lacks (SQLite needs 3.35 or later)"
+                )
             sql += f" RETURNING {', '.join(quote(f.column) for f in returned)}"
         return sql, fields, returned
 
@@ -260,7 +265,8 @@ class RowInserter(Generic[M]):
         values = [
             field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
         ]
-        with connection.cursor() as cursor:
+        # As save() does: a failed INSERT inside an atomic block dooms that block.
+        with transaction.mark_for_rollback_on_error(self.using), connection.cursor() as cursor:
             cursor.execute(sql, values)
             row = cursor.fetchone() if returned else None
         for field, value in zip(returned, row or (), strict=False):

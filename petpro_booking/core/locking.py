@@ -25,6 +25,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 
@@ -85,32 +86,38 @@ class _InProcessLocks:
 
 
 class LeaseRenewer:
-    """Extends every lease its manager holds, every third of the TTL, from one daemon thread
-    (started on first use, and again in a forked child, where threads do not survive).
+    """Extends every lease its manager holds to a full TTL about every third of the TTL, from
+    one daemon thread (started on first use; started again if it ever died, and in a forked
+    child, which starts with no leases: the parent's are the parent's).
 
-    A lease is extended to a full TTL at least once per third of it, so a live holder never
-    loses it; a frozen process freezes this thread too, and its leases run out as they must.
-    A lease found lost (EXTEND refused: it expired, someone else holds it now) is dropped and
-    logged; the holder's fenced writes and its release deal with the rest.
+    A live holder keeps its lease unless renewals fail for about two thirds of the TTL in a row
+    (Redis unreachable: then the database guard alone holds, as it always can); a frozen process
+    freezes this thread too, and its leases run out as they must. A lease found lost (EXTEND
+    refused: it expired, someone else holds it now) is dropped and logged; the holder's fenced
+    writes and its release deal with the rest.
     """
 
     def __init__(self, ttl_seconds: int) -> None:
         self.ttl_seconds = ttl_seconds
         self.interval = ttl_seconds / 3
+        self._reset()
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(reference, "_reset"))
+
+    def _reset(self) -> None:
         self._held: dict[int, redis_lock.Lock] = {}
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def add(self, lock: redis_lock.Lock) -> None:
         with self._guard:
             self._held[id(lock)] = lock
-            if self._thread is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(
                     target=self._run, name="petpro-lease-renewer", daemon=True
                 )
-                self._thread.start()
+                thread.start()
+                self._thread = thread
 
     def discard(self, lock: redis_lock.Lock) -> None:
         with self._guard:
@@ -123,7 +130,10 @@ class LeaseRenewer:
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
-            self.renew_all()
+            try:
+                self.renew_all()
+            except Exception:  # never let one bad pass end renewal for the whole process
+                logger.exception("Lease renewal pass failed; trying again next pass")
 
     def renew_all(self) -> None:
         with self._guard:
@@ -139,6 +149,12 @@ class LeaseRenewer:
             except redis.RedisError as exc:
                 # Redis away: the lease may run out; the database guard still holds.
                 logger.warning("Could not renew lease %s: %s", lock._name, exc)
+
+
+def _call_if_alive(reference: weakref.ref, method: str) -> None:
+    target = reference()
+    if target is not None:
+        getattr(target, method)()
 
 
 class DistributedLockManager:
@@ -249,7 +265,11 @@ class DistributedLockManager:
         if not self._client.set(lock._name, lock._id, nx=True, ex=self.ttl_seconds):  # type: ignore[union-attr]
             return False
         if self.auto_renewal:
-            self._renewer.add(lock)
+            try:
+                self._renewer.add(lock)
+            except BaseException:  # no renewal (no thread could start): do not keep the key
+                self._release(lock, lock._name)
+                raise
         return True
 
     def _release(self, lock: redis_lock.Lock, key: str) -> None:

@@ -20,3 +20,13 @@ def test_keys_change_with_the_generation_and_the_parameters():
     assert cache_keys.keyed("search", ["slots:a"], {"page": 2}) != first
     cache_keys.bump_generation("slots:a")
     assert cache_keys.keyed("search", ["slots:a"], {"page": 1}) != first
+
+
+def test_the_embedded_local_memory_cache_counts_generations_the_same_way(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gen"}
+    }
+    assert cache_keys.generation("slots:local") == 0
+    cache_keys.bump_generation("slots:local", "slots:local-never-read")
+    assert cache_keys.generation("slots:local") == 1
+    assert cache_keys.generation("slots:local-never-read") == 1

@@ -7,7 +7,14 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import (
+    IntegrityError,
+    NotSupportedError,
+    OperationalError,
+    connection,
+    transaction,
+)
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from integrations.models import LocalPet
@@ -177,3 +184,31 @@ def test_row_inserter_fills_auto_now_fields_and_takes_values_given_for_defaults(
         )
     )
     assert Event.objects.get(id=given.id).created_at == chosen  # not the database's now()
+
+
+def test_a_failed_insert_dooms_its_atomic_block_as_save_does(slot):
+    events = db.RowInserter(Event)
+
+    def event() -> Event:
+        return Event(
+            aggregate_type="slot",
+            aggregate_id=str(slot.id),
+            aggregate_version=1,
+            event_type="SlotCreated",
+        )
+
+    events.insert(event())
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            events.insert(event())  # the same aggregate version twice
+        assert transaction.get_rollback()
+        with pytest.raises(TransactionManagementError):
+            Event.objects.count()  # refused: the block rolls back, it does not go on
+
+
+def test_row_inserter_refuses_a_database_without_insert_returning(slot, monkeypatch):
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    with pytest.raises(NotSupportedError, match="RETURNING"):
+        db.RowInserter(Event).insert(
+            Event(aggregate_type="slot", aggregate_id=str(slot.id), aggregate_version=1)
+        )

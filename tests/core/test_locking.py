@@ -3,6 +3,7 @@ multi-key acquisition, and the database-only fallback when Redis is unreachable.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -186,3 +187,48 @@ def test_renewal_with_redis_gone_is_logged_and_the_lease_kept_for_the_next_round
         finally:
             private_redis.start()
     assert any("Could not renew lease" in record.getMessage() for record in caplog.records)
+
+
+def test_renewal_survives_a_failing_pass(private_redis, monkeypatch):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=1, wait_seconds=0.2)
+    renewer = manager._renewer
+    original, failures = renewer.renew_all, []
+
+    def fails_once() -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("an unexpected error in one pass")
+        original()
+
+    monkeypatch.setattr(renewer, "renew_all", fails_once)
+    with manager.acquire("slot:survivor"):
+        time.sleep(1.6)  # past the TTL: the passes after the failed one kept the lease
+        with pytest.raises(SlotBusy), manager.acquire("slot:survivor"):
+            pass
+    assert failures == [1]
+
+
+def test_a_lease_whose_renewal_cannot_start_is_given_back(private_redis, monkeypatch):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.2)
+
+    def no_thread(lock) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(manager._renewer, "add", no_thread)
+    with pytest.raises(RuntimeError), manager.acquire("slot:no-thread"):
+        pass
+    assert redis.Redis.from_url(private_redis.url).exists("lock:petpro:slot:no-thread") == 0
+
+
+def test_a_forked_child_starts_with_no_leases_and_its_own_renewer(private_redis):
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.2)
+    with manager.acquire("slot:parent"):
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if everything holds
+            ok = manager._renewer.held() == 0
+            with manager.acquire("slot:child"):
+                ok = ok and manager._renewer.held() == 1 and manager._renewer._thread.is_alive()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert manager._renewer.held() == 1  # the parent's lease is still the parent's
+    assert os.waitstatus_to_exitcode(status) == 0
