@@ -410,18 +410,22 @@ Overbooking check (counters against the rows they count, straight from PostgreSQ
 {check_lines}
 
 {verdict}
+
 Where the time goes: the CPU column is each group's CPU time (/proc) over the load, per hold.
-In the best spread run the server's processes used {spread_cores:.2f} of the 2 cores (the load
-generator and the kernel most of the rest): the rate is bound by CPU, not by locks or retries
-(no SERIALIZABLE retry, sub-millisecond lock waits). A hold costs 7 PostgreSQL round trips (the
-slot with its clinic and service, the pet, `BEGIN ISOLATION LEVEL SERIALIZABLE`, the
-conditional UPDATE, the hold's INSERT, the event's INSERT, COMMIT) and 4 Redis ones (throttles,
-lock, search-cache generations, lock release). PostgreSQL's CPU counts its background
-processes (WAL writer, checkpointer, ...) and the backends of the benchmark's database only;
-Redis's is the whole server's, so the column is only as clean as the machine is quiet.
+In the best spread run the server's processes used {spread_cores:.2f} of the 2 cores; the rest
+went to the load generator, the kernel (loopback TCP) and the moments a sync worker waits on a
+round trip with nothing else to run (a third sync worker, tried by hand, bought ~1-5 % more
+holds/s for ~10 % more CPU a hold). So the rate is bound by the server's CPU and its round
+trips, not by locks or retries (no SERIALIZABLE retry, sub-millisecond lock waits). A hold
+costs 7 PostgreSQL round trips (the slot with its clinic and service, the pet, `BEGIN
+ISOLATION LEVEL SERIALIZABLE`, the conditional UPDATE, the hold's INSERT, the event's INSERT,
+COMMIT) and 4 Redis ones (throttles, lock, search-cache generations, lock release).
+PostgreSQL's CPU counts its background processes (WAL writer, checkpointer, ...) and the
+backends of the benchmark's database only; Redis's is the whole server's, so the column is only
+as clean as the machine is quiet.
 
 What brought the workers' CPU per hold down (measured 2026-11-28 on a 2-core Xeon: 3.4 → 2.9
-ms, 320 → ~370 holds/s): one lease-renewal thread per lock manager instead of a thread started
+ms, 320 → 360-400 holds/s): one lease-renewal thread per lock manager instead of a thread started
 and joined per lock; the hot path's reads and INSERTs built once per process (`RowReader`,
 `RowInserter`) instead of compiled by the ORM per request; hiredis. On a hot slot with gthread
 workers, 8 in-process contenders poll one lock with jittered backoff, hence the p95.
