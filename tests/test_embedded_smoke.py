@@ -1,4 +1,5 @@
-"""The embedded default boots with no servers: migrate, demo data, serve, search over HTTP."""
+"""The embedded default boots with no servers: migrate, demo data, serve, search, hold and
+confirm over HTTP; the hot path's precompiled SQL on SQLite."""
 
 from __future__ import annotations
 
