@@ -270,8 +270,8 @@ class Topology:
             CLINIC_SERVICE_URL=f"http://127.0.0.1:{ports.clinic}",
             PAYMENT_SERVICE_URL=f"http://127.0.0.1:{ports.payment}",
             PAYMENT_API_KEY="bench-payment-key",
-            JWT_SIGNING_KEY="bench-jwt-signing-key",
-            SERVICE_JWT_SIGNING_KEY="bench-service-signing-key",
+            JWT_SIGNING_KEY="bench-jwt-signing-key-0123456789abcdef",
+            SERVICE_JWT_SIGNING_KEY="bench-service-signing-key-0123456789abcdef",
             PAYMENT_WEBHOOK_SECRET="bench-webhook-secret",  # noqa: S106
             # Raised out of the way, still evaluated (a Redis round trip per request).
             THROTTLE_USER_RATE="100000000/min",
