@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,8 +36,11 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-VHOST = os.environ.get("BENCH_VHOST", "wt-bench")
-AMQP_URL = os.environ.get("BENCH_AMQP_URL", f"amqp://guest:guest@127.0.0.1:5672/{VHOST}")
+# RabbitMQ: a vhost of our own (the developer's EVENT_BROKER_URL unless BENCH_AMQP_URL is set).
+AMQP_URL = os.environ.get("BENCH_AMQP_URL") or os.environ.get(
+    "EVENT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/wt-bench"
+)
+VHOST = urllib.parse.unquote(urllib.parse.urlsplit(AMQP_URL).path.lstrip("/")) or "/"
 
 
 @dataclass(frozen=True)
@@ -550,6 +554,11 @@ class Topology:
 
     def broker_reset(self) -> None:
         """An empty vhost: no connection limit, the Celery and event queues purged."""
+        if VHOST == "/":
+            raise RuntimeError(
+                "the benchmark purges and blocks its RabbitMQ vhost: give it one of its own "
+                "(BENCH_AMQP_URL or EVENT_BROKER_URL with a vhost other than /)"
+            )
         _vhost_unlimited()
         for line in rabbitmqctl("list_queues", "-p", VHOST, "name", "--no-table-headers").split():
             with contextlib.suppress(subprocess.CalledProcessError):
