@@ -70,7 +70,8 @@ def test_overbooking_in_the_events_and_by_acknowledged_holds_is_found():
     for number, item in enumerate(events, start=1):
         item.id = number
     found = check(ops, events, CAPACITY, {"b2": "confirmed"}, None)
-    assert found.capacity_events and found.capacity_acked
+    assert found.capacity_events
+    assert found.capacity_acked
 
 
 def test_an_acknowledged_operation_without_its_event_is_found():
