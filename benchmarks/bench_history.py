@@ -2,8 +2,9 @@
 every operation recorded, faults injected by the run itself, the history checked offline
 (`benchmarks/history.py`).
 
-`make bench-history` (`python -m benchmarks.run history`). Env: HISTORY_SECONDS (default 150),
-HISTORY_OPERATIONS (stop after this many, default 12,000), HISTORY_REAL_BROKER_STOP=1 to stop
+`make bench-history` (`python -m benchmarks.run history`). Env: HISTORY_SECONDS (default 180;
+the faults are spread over it), HISTORY_OPERATIONS (a safety cap, default 60,000),
+HISTORY_REAL_BROKER_STOP=1 to stop
 the whole RabbitMQ node with `rabbitmqctl stop_app` instead of blocking our vhost (only on a
 machine nobody else uses).
 """
@@ -22,10 +23,10 @@ from kombu import Connection, Exchange, Queue
 
 from .history import Event, Violations, check, history_factory
 from .load import Load, Record
-from .topology import AMQP_URL, Options, Topology, _pg
+from .topology import AMQP_URL, VHOST, Options, Topology, _pg, rabbitmqctl
 
-SECONDS = float(os.environ.get("HISTORY_SECONDS", "150"))
-OPERATIONS = int(os.environ.get("HISTORY_OPERATIONS", "12000"))
+SECONDS = float(os.environ.get("HISTORY_SECONDS", "180"))
+OPERATIONS = int(os.environ.get("HISTORY_OPERATIONS", "60000"))
 REAL_BROKER_STOP = os.environ.get("HISTORY_REAL_BROKER_STOP", "0") == "1"
 AUDIT_QUEUE = "bench.history.audit"
 CONNECTIONS = 12
@@ -51,6 +52,8 @@ class HistoryResult:
     queued: int
     drain: float | None
     server_errors: list[Record] = field(default_factory=list)
+    planned_faults: int = 0
+    analytics_queue: int | None = None  # messages in the analytics queue (no consumer here)
 
 
 def audit_queue_declare(amqp_url: str, exchange: str) -> None:
@@ -207,8 +210,13 @@ def run_history(
         time.sleep(1.0)  # the last confirms' messages routed to the audit queue
         events, capacity, bookings = collect(stack)
         queued = audit_queue_ids(amqp_url)
+        analytics = queue_depth("booking.events.analytics")
     violations = check(ops, events, capacity, bookings, queued)
-    return HistoryResult(
+    if analytics is not None and analytics < len(events):
+        violations.messages.append(
+            f"the analytics queue holds {analytics} messages for {len(events)} events"
+        )
+    result = HistoryResult(
         ops,
         faults,
         violations,
@@ -216,7 +224,20 @@ def run_history(
         len(queued),
         drain,
         [op for op in ops if op.status >= 500 and op.status != 503],
+        len(plan),
+        analytics,
     )
+    return result
+
+
+def queue_depth(name: str) -> int | None:
+    """Messages ready in one queue of our vhost (None when it does not exist)."""
+    listing = rabbitmqctl("list_queues", "-p", VHOST, "name", "messages", "--no-table-headers")
+    for line in listing.strip().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == name:
+            return int(parts[1])
+    return None
 
 
 def report(result: HistoryResult, seconds: float) -> str:
@@ -256,7 +277,9 @@ published and its message in an audit queue bound to the exchange (`#`), every 4
 
 Operations: **{len(result.ops):,}** ({len(result.server_errors)} 5xx other than 503;
 503 is the documented answer while a dependency is down). Events: {result.events:,}; messages
-in the audit queue: {result.queued:,}; outbox empty {drained} after the load.
+in the audit queue: {result.queued:,}; in the analytics queue: {result.analytics_queue};
+outbox empty {drained} after the load. Faults: {len(result.faults)} of
+{result.planned_faults} planned.
 
 | operation | count | outcomes |
 |---|---|---|
@@ -285,4 +308,7 @@ def run() -> tuple[str, list[str]]:
         problems.append(f"{len(result.server_errors)} 5xx other than 503")
     if result.drain is None:
         problems.append("outbox not drained within 90 s after the load")
+    injected = [f for f in result.faults if not f.detail.startswith("FAILED")]
+    if len(injected) < result.planned_faults:
+        problems.append(f"only {len(injected)} of {result.planned_faults} faults injected")
     return report(result, SECONDS), problems

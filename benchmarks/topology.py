@@ -559,6 +559,11 @@ class Topology:
                 "the benchmark purges and blocks its RabbitMQ vhost: give it one of its own "
                 "(BENCH_AMQP_URL or EVENT_BROKER_URL with a vhost other than /)"
             )
+        if VHOST not in rabbitmqctl("list_vhosts", "--no-table-headers").split():
+            # A fresh machine (CI): the vhost and the URL's user's rights on it.
+            user = urllib.parse.urlsplit(AMQP_URL).username or "guest"
+            rabbitmqctl("add_vhost", VHOST)
+            rabbitmqctl("set_permissions", "-p", VHOST, user, ".*", ".*", ".*")
         _vhost_unlimited()
         for line in rabbitmqctl("list_queues", "-p", VHOST, "name", "--no-table-headers").split():
             with contextlib.suppress(subprocess.CalledProcessError):
