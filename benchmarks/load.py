@@ -118,13 +118,14 @@ def _client_loop(
 
 
 def _process_main(
-    port, scenario, first_index, threads, stop_at, budget, interval, t0, path
+    port, scenario, first_index, threads, stop_at, budget, interval, t0, path, connections
 ) -> None:
     records: list = []
     workers = []
     for offset in range(threads):
         index = first_index + offset
-        first_due = t0 + (interval * index / max(1, threads) if interval else 0)
+        # Open loop: the clients' schedules interleave evenly.
+        first_due = t0 + (interval * index / connections if interval else 0)
         workers.append(
             threading.Thread(
                 target=_client_loop,
@@ -193,6 +194,7 @@ class Load:
                     interval,
                     t0,
                     str(scratch / f"{i}.json"),
+                    self.connections,
                 ),
                 daemon=True,
             )
