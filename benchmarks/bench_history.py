@@ -30,7 +30,7 @@ OPERATIONS = int(os.environ.get("HISTORY_OPERATIONS", "60000"))
 REAL_BROKER_STOP = os.environ.get("HISTORY_REAL_BROKER_STOP", "0") == "1"
 AUDIT_QUEUE = "bench.history.audit"
 CONNECTIONS = 12
-SLOTS = 40
+SLOTS = 100
 CAPACITY = 2
 HOLD_TTL_SECONDS = 20
 
@@ -107,9 +107,10 @@ def fault_plan(stack: Topology, seconds: float, *, broker: bool, real_broker: bo
         time.sleep(6)
         stack.broker_restore()
         return (
-            "RabbitMQ node stopped (stop_app) for 6 s"
+            "RabbitMQ node stopped (stop_app), started again 6 s later"
             if real_broker
-            else "vhost blocked (max-connections 0, connections closed) for 6 s"
+            else "vhost blocked (max-connections 0, its connections closed), unblocked 6 s "
+            "later (the span includes rabbitmqctl's own time)"
         )
 
     steps: list[tuple[str, Callable[[], str]]] = [

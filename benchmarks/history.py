@@ -46,8 +46,9 @@ GIVES = {"ReservationReleased", "ReservationExpired", "BookingCancelled"}
 class HistoryClient:
     """One simulated owner at a time (owners in turn): holds a random slot of the small set,
     then confirms (60 %), releases (25 %) or forgets the hold (15 %, it expires); a booking is
-    then cancelled (35 %), rescheduled to another random slot (35 %) or kept. A third of the
-    fresh starts are searches."""
+    then cancelled (50 %), rescheduled to another random slot (40 %) or kept (10 %: kept
+    bookings fill the slots for good, so few are kept). A third of the fresh starts are
+    searches."""
 
     def __init__(self, seed: dict, index: int, stride: int) -> None:
         self.owners = seed["owners"]
@@ -88,7 +89,7 @@ class HistoryClient:
                 )
         if self.booking_id:
             booking, self.booking_id = self.booking_id, None
-            if draw < 0.35:
+            if draw < 0.50:
                 return Request(
                     "cancel",
                     "POST",
@@ -97,7 +98,7 @@ class HistoryClient:
                     self.auth,
                     {"booking_id": booking},
                 )
-            if draw < 0.70:
+            if draw < 0.90:
                 slot = self.random.choice(self.slots)
                 return Request(
                     "reschedule",
