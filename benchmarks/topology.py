@@ -502,8 +502,13 @@ class Topology:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.close()
+        # The processes' logs stay for a look when the run failed or BENCH_KEEP_LOGS=1.
+        if exc_type is None and os.environ.get("BENCH_KEEP_LOGS") != "1":
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        else:
+            print(f"bench: logs of the stack's processes in {self.run_dir}", file=sys.stderr)
 
     def boot(self) -> None:
         opts = self.options
