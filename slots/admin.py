@@ -14,6 +14,7 @@ from petpro_booking.core.errors import ApplicationError
 
 from . import services
 from .admin_access import admin_principal, visible_clinic_ids
+from .display import local_label
 from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
 
 
@@ -179,9 +180,9 @@ class SlotForm(forms.ModelForm):
 class SlotAdmin(ClinicScopedAdmin):
     form = SlotForm
     list_display = [
-        "start_at",
+        "starts_local",
         "clinic",
-        "service",
+        "service_name",
         "capacity",
         "booked_count",
         "held_count",
@@ -192,6 +193,14 @@ class SlotAdmin(ClinicScopedAdmin):
     date_hierarchy = "start_at"
     list_select_related = ["clinic", "service"]
     actions = ["close_slots"]
+
+    @admin.display(description="Starts (clinic time)", ordering="start_at")
+    def starts_local(self, slot: Slot) -> str:
+        return local_label(slot.start_at, slot.clinic.timezone)
+
+    @admin.display(description="Service", ordering="service__name")
+    def service_name(self, slot: Slot) -> str:
+        return slot.service.name
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         readonly = ["booked_count", "held_count", "version"]
