@@ -130,7 +130,9 @@ def _local_day_bounds(day: dt.date, zone: dt.tzinfo, days: int) -> tuple[dt.date
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
-def schedule_for(*, principal: Principal, clinic_id: str, first_day: dt.date, days: int) -> Schedule:
+def schedule_for(
+    *, principal: Principal, clinic_id: str, first_day: dt.date, days: int
+) -> Schedule:
     """The clinic's slots from `first_day` for `days` clinic-local days, one column per
     service, each slot with its visits (owner and pet names). Four queries plus the names."""
     clinic = clinic_for(principal=principal, clinic_id=clinic_id)
@@ -205,9 +207,7 @@ def slot_page_for(*, principal: Principal, slot_id: uuid.UUID | str) -> SlotPage
         raise NotFound("No such slot.")
     bookings = list(slot.bookings.order_by("created_at", "id"))
     names = people_names(b.user_id for b in bookings)
-    everyone = [
-        Visit(b, names.owner(b.user_id), names.pet(b.user_id, b.pet_id)) for b in bookings
-    ]
+    everyone = [Visit(b, names.owner(b.user_id), names.pet(b.user_id, b.pet_id)) for b in bookings]
     zone_name = slot.clinic.timezone
     cell = SlotCell(
         slot=slot,
@@ -387,7 +387,9 @@ def booking_find(*, principal: Principal, text: str = "", day: dt.date | None = 
             )
     rows = list(bookings.order_by("-slot__start_at", "id")[: FIND_LIMIT * 4])
     if day is not None:
-        rows = [b for b in rows if local_moment(b.slot.start_at, b.slot.clinic.timezone).date() == day]
+        rows = [
+            b for b in rows if local_moment(b.slot.start_at, b.slot.clinic.timezone).date() == day
+        ]
     truncated = len(rows) > FIND_LIMIT
     rows = rows[:FIND_LIMIT]
     names = people_names(b.user_id for b in rows)

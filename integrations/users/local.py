@@ -47,7 +47,9 @@ def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
         user.id
         for user in users
         if profile_matches(
-            UserProfile(id=user.id, name=user.name, extra={"email": user.email, "phone": user.phone}),
+            UserProfile(
+                id=user.id, name=user.name, extra={"email": user.email, "phone": user.phone}
+            ),
             text,
         )
     }
