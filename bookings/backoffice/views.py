@@ -83,7 +83,9 @@ def schedule(request: HttpRequest, clinic_id: str) -> HttpResponse:
         clinic = selectors.clinic_for(principal=principal, clinic_id=clinic_id)
     except NotFound:
         raise Http404("No such clinic.") from None
-    view = request.GET.get("view") if request.GET.get("view") in VIEWS else "day"
+    view = request.GET.get("view") or "day"
+    if view not in VIEWS:
+        view = "day"
     today = local_moment(timezone.now(), clinic.timezone).date()
     day = _parse_day(request.GET.get("date")) or today
     first_day = day - dt.timedelta(days=day.weekday()) if view == "week" else day

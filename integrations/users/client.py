@@ -129,7 +129,7 @@ MATCH_LOOKUPS_MAX = 300
 
 
 def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
-    matched = set()
+    matched: set[str] = set()
     for user_id in list(among)[:MATCH_LOOKUPS_MAX]:
         try:
             profile = user_get(user_id=user_id)
@@ -142,7 +142,7 @@ def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
 
 def pets_matching(*, text: str, owners: Sequence[str]) -> set[str]:
     needle = text.strip().casefold()
-    matched = set()
+    matched: set[str] = set()
     for user_id in list(owners)[:MATCH_LOOKUPS_MAX]:
         try:
             pets = pets_of(user_id=user_id)

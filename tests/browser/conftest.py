@@ -58,6 +58,7 @@ def chromium():
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(5)  # elements of a page still loading
     try:
         yield driver
     finally:
