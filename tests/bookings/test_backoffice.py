@@ -212,3 +212,56 @@ def test_schedule_shows_a_day_in_the_clinic_time_zone(support_browser, named_boo
     week = support_browser.get(f"/admin/backoffice/schedule/clinic-jkt/?date={day}&view=week")
     assert len(week.context["schedule"].days) == 7
     assert week.context["schedule"].days[0].day.weekday() == 0
+
+
+def test_story_page_actions_go_through_the_services(
+    support_browser, owner_client, unpaid_booking, payment_stub, second_slot, clinic
+):
+    """Re-check a payment with the provider, reschedule with a reason, refuse a stale change,
+    complete: each written by the same service as the API."""
+    page_url = f"{FIND}{unpaid_booking.pk}/"
+    payment_id = owner_client.post(f"/api/v1/bookings/{unpaid_booking.id}/payment").json()[
+        "payment_id"
+    ]
+    payment_stub.settle(payment_id, "succeeded")
+    record = PaymentRecord.objects.get(payment_id=payment_id)
+    page = support_browser.post(
+        page_url, {"action": "recheck", "record": str(record.pk)}, follow=True
+    )
+    assert "the booking is confirmed" in page.content.decode()
+    unpaid_booking.refresh_from_db()
+    assert unpaid_booking.status == "confirmed"
+    assert "succeeded" in page.content.decode()  # the provider's word on the record
+
+    other = SlotFactory(
+        clinic=clinic, service=unpaid_booking.slot.service, start_at=second_slot.start_at
+    )
+    stale = unpaid_booking.version - 1
+    page = support_browser.post(
+        page_url,
+        {"action": "reschedule", "slot": str(other.pk), "reason": "x", "version": str(stale)},
+        follow=True,
+    )
+    assert "changed since you opened the page" in page.content.decode()
+    page = support_browser.post(
+        page_url,
+        {
+            "action": "reschedule",
+            "slot": str(other.pk),
+            "reason": "owner asked by phone",
+            "version": str(unpaid_booking.version),
+        },
+        follow=True,
+    )
+    assert "rescheduled" in page.content.decode()
+    unpaid_booking.refresh_from_db()
+    assert unpaid_booking.slot_id == other.pk
+    assert unpaid_booking.history.last().reason == "owner asked by phone"
+
+    no_reason = support_browser.post(page_url, {"action": "complete", "reason": ""})
+    assert no_reason.status_code == 200
+    assert b"This field is required" in no_reason.content
+    support_browser.post(page_url, {"action": "complete", "reason": "seen by Dr. Weber"})
+    unpaid_booking.refresh_from_db()
+    assert unpaid_booking.status == "completed"
+    assert support_browser.post(page_url, {"action": "delete"}).status_code == 400
