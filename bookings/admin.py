@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from integrations.users.names import people_names
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots.admin import ClinicScopedAdmin
@@ -29,7 +30,6 @@ from slots.display import local_label
 from slots.models import Slot, SlotStatus
 
 from . import services
-from .backoffice.names import people_names
 from .backoffice.selectors import names_annotated
 from .models import Booking, BookingHistory, PaymentRecord
 

@@ -18,6 +18,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from integrations.messaging.messages import NOTIFICATION_TEMPLATES, notification_messages
 from integrations.messaging.preferences import notification_channels
 from integrations.users import pets_matching, user_get, users_matching
+from integrations.users.names import PeopleNames, people_names
 from petpro_booking.core.errors import ApplicationError, NotFound
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.principal import Principal
@@ -28,7 +29,6 @@ from slots.models import Clinic, ClinicService, Slot, SlotStatus
 
 from ..models import Booking, BookingHistory, BookingStatus, PaymentRecord
 from ..selectors import booking_get_for, booking_list_for
-from .names import PeopleNames, people_names
 
 # Bookings that occupy their slot (shown in the schedule); cancelled ones are on the slot page.
 ACTIVE_STATUSES = (

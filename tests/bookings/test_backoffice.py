@@ -184,6 +184,9 @@ def test_admin_lists_show_names_and_clinic_time_not_ids(support_browser, named_b
     local = named_booking.slot.start_at.astimezone(ZoneInfo("Europe/Berlin"))
     for text in ("Berlin Vet", "Ana Lima", "Bello", f"{local:%Y-%m-%d %H:%M} (Europe/Berlin)"):
         assert text in html
+    holds_page = support_browser.get("/admin/reservations/reservation/").content.decode()
+    for text in ("Berlin Vet", "Ana Lima", "Bello", f"{local:%Y-%m-%d %H:%M} (Europe/Berlin)"):
+        assert text in holds_page
     slots_page = support_browser.get("/admin/slots/slot/").content.decode()
     assert f"{local:%Y-%m-%d %H:%M} (Europe/Berlin)" in slots_page
     assert str(named_booking.slot) == (

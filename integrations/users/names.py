@@ -1,5 +1,5 @@
 """Names people read instead of ids: owners and pets from the users gateway (the User Service
-client caches its answers), clinics and services from the read-model."""
+client caches its answers; an owner is looked up once per page)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from integrations.users import pets_of, user_get
 from petpro_booking.core.errors import ApplicationError
+
+from .gateway import pets_of, user_get
 
 logger = logging.getLogger(__name__)
 
