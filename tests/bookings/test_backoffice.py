@@ -268,3 +268,20 @@ def test_story_page_actions_go_through_the_services(
     unpaid_booking.refresh_from_db()
     assert unpaid_booking.status == "completed"
     assert support_browser.post(page_url, {"action": "delete"}).status_code == 400
+
+
+def test_hostile_parameters_fall_back_or_are_not_found(support_browser, slot):
+    base = f"/admin/backoffice/schedule/{slot.clinic_id}/"
+    for query in ({"date": "2026-99-99"}, {"view": "<script>"}, {"date": "x" * 5000}):
+        page = support_browser.get(base, query)
+        assert page.status_code == 200
+        assert page.context["view"] in {"day", "week"}
+    assert support_browser.get("/admin/backoffice/schedule/no-such-clinic/").status_code == 404
+    assert support_browser.get("/admin/backoffice/bookings/%00/").status_code == 404
+    assert support_browser.get(FIND, {"q": "x" * 5000}).status_code == 200
+    response = support_browser.post(
+        f"/admin/backoffice/slots/{slot.pk}/", {"action": "close", "version": "-1"}
+    )
+    assert response.status_code == 302
+    slot.refresh_from_db()
+    assert slot.status == "closed"  # a version that is no number means "the current one"
