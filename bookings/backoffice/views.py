@@ -166,8 +166,8 @@ def _cancel_visits(request: HttpRequest, principal: Principal, slot_id, reason: 
         except ApplicationError as exc:
             _failed(request, "The slot's visits", exc)
             return
-        for booking, exc in outcome.failed:
-            _failed(request, booking.reference, exc)
+        for booking, error in outcome.failed:
+            _failed(request, booking.reference, error)
         cancelled = len(outcome.cancelled)
     else:
         cancelled = _cancel_visits_one_by_one(request, principal, slot_id, reason)
