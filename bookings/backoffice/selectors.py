@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from integrations.messaging.messages import NOTIFICATION_TEMPLATES, notification_messages
@@ -326,12 +327,26 @@ def booking_story_for(*, principal: Principal, booking_id: uuid.UUID | str) -> B
         pet=names.pet(booking.user_id, booking.pet_id),
         contact={k: str(v) for k, v in contact.items() if v},
         names_unavailable=names.unavailable,
-        history=list(booking.history.order_by("at", "id")),
+        history=_with_actor_names(list(booking.history.order_by("at", "id"))),
         events=events,
         payments=list(booking.payments.order_by("created_at", "id")),
         notifications=booking_notifications(events, user_id=booking.user_id),
         requests=requests,
     )
+
+
+def _with_actor_names(history: list[BookingHistory]) -> list[BookingHistory]:
+    """Give each entry an `actor_name`: the admin user's name for `admin:<pk>` actors."""
+    admin_pks = {
+        entry.actor_id.removeprefix("admin:")
+        for entry in history
+        if entry.actor_id.startswith("admin:") and entry.actor_id[6:].isdigit()
+    }
+    users = get_user_model().objects.filter(pk__in=sorted(admin_pks))
+    names = {f"admin:{user.pk}": user.get_full_name() or user.get_username() for user in users}
+    for entry in history:
+        entry.actor_name = names.get(entry.actor_id, "")  # type: ignore[attr-defined]
+    return history
 
 
 # --- finder ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.utils.formats import date_format
 
 from bookings.models import PaymentRecord
 from integrations.messaging.messages import notification_message_id
@@ -189,6 +190,9 @@ def test_admin_lists_show_names_and_clinic_time_not_ids(support_browser, named_b
         assert text in holds_page
     slots_page = support_browser.get("/admin/slots/slot/").content.decode()
     assert f"{local:%Y-%m-%d %H:%M} (Europe/Berlin)" in slots_page
+    change = support_browser.get(f"/admin/slots/slot/{named_booking.slot_id}/change/")
+    assert f"{local:%Y-%m-%d %H:%M} (Europe/Berlin)" in change.content.decode()
+    assert date_format(local, "DATETIME_FORMAT") in change.content.decode()  # read-only start
     assert str(named_booking.slot) == (
         f"{named_booking.slot.service.name} @ {local:%Y-%m-%d %H:%M} (Europe/Berlin)"
     )

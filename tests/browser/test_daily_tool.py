@@ -165,7 +165,9 @@ def test_receptionist_reads_the_day_closes_a_slot_and_cancels_a_visit(browser, b
     follow(browser, browser.find_element(By.ID, "do-cancel"))
     assert "cancelled, its place is free again" in browser.page_source
     assert browser.find_element(By.ID, "booking-status").text == "Cancelled"
-    assert "The vet is ill today" in browser.find_element(By.ID, "history").text
+    history = browser.find_element(By.ID, "history").text
+    assert "The vet is ill today" in history
+    assert "Clinic staff reception" in history  # who, by name
     rex.refresh_from_db()
     assert rex.status == "cancelled"
     last = BookingHistory.objects.filter(booking=rex).last()
