@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from integrations.users.names import people_names
+from integrations.users.names import PeopleNames, people_names
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots.admin import ClinicScopedAdmin
@@ -172,13 +172,21 @@ class BookingAdmin(ClinicScopedAdmin):
     def service_name(self, booking: Booking) -> str:
         return getattr(booking, "service_name", None) or booking.service_id
 
+    def get_changelist_instance(self, request: HttpRequest):
+        """Each owner of the page looked up once, not once per row and column."""
+        changelist = super().get_changelist_instance(request)
+        names = people_names(booking.user_id for booking in changelist.result_list)
+        for booking in changelist.result_list:
+            booking.people = names
+        return changelist
+
     @admin.display(description="Owner")
     def owner_name(self, booking: Booking) -> str:
-        return people_names([booking.user_id]).owner(booking.user_id)
+        return _people_of(booking).owner(booking.user_id)
 
     @admin.display(description="Pet")
     def pet_name(self, booking: Booking) -> str:
-        return people_names([booking.user_id]).pet(booking.user_id, booking.pet_id)
+        return _people_of(booking).pet(booking.user_id, booking.pet_id)
 
     # Changes happen only through the actions below (services); no add, edit or delete form.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -349,6 +357,10 @@ class BookingAdmin(ClinicScopedAdmin):
         return self._form_page(
             request, [booking], form, action="reschedule_booking", title="Reschedule booking"
         )
+
+
+def _people_of(booking: Booking) -> PeopleNames:
+    return getattr(booking, "people", None) or people_names([booking.user_id])
 
 
 def _seen_version(request: HttpRequest, booking: Booking) -> int | None:

@@ -50,9 +50,18 @@ class ReservationAdmin(admin.ModelAdmin):
     def service_name(self, reservation: Reservation) -> str:
         return reservation.slot.service.name
 
+    def get_changelist_instance(self, request: HttpRequest):
+        """Each owner of the page looked up once."""
+        changelist = super().get_changelist_instance(request)
+        names = people_names(hold.user_id for hold in changelist.result_list)
+        for hold in changelist.result_list:
+            hold.people = names
+        return changelist
+
     @admin.display(description="owner")
     def owner_name(self, reservation: Reservation) -> str:
-        return people_names([reservation.user_id]).owner(reservation.user_id)
+        names = getattr(reservation, "people", None) or people_names([reservation.user_id])
+        return names.owner(reservation.user_id)
 
     @admin.display(description="clinic", ordering="slot__clinic__name")
     def clinic_name(self, reservation: Reservation) -> str:

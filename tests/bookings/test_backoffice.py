@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils.formats import date_format
 
 from bookings.models import PaymentRecord
@@ -289,3 +291,13 @@ def test_hostile_parameters_fall_back_or_are_not_found(support_browser, slot):
     assert response.status_code == 302
     slot.refresh_from_db()
     assert slot.status == "closed"  # a version that is no number means "the current one"
+
+
+def test_booking_list_asks_for_each_owner_once(support_browser, named_booking, second_slot):
+    book_on(second_slot)
+    book_on(SlotFactory(clinic=second_slot.clinic, service=second_slot.service))
+    with CaptureQueriesContext(connection) as queries:
+        page = support_browser.get("/admin/bookings/booking/")
+    assert page.content.decode().count("Ana Lima") == 3
+    owner_lookups = [q for q in queries.captured_queries if '"local_users"' in q["sql"]]
+    assert len(owner_lookups) == 1
