@@ -42,18 +42,6 @@ def pets_of(*, user_id: str) -> list[Pet]:
     return _adapter().pets_of(user_id=user_id)
 
 
-def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
-    """The pet if it belongs to this user, else None. With the User Service configured, raises
-    petpro_booking.core.errors.DependencyUnavailable ("user service", 503) when ownership cannot
-    be checked: the service is down or its breaker open and no cached answer has the pet."""
-    return _adapter().pet_get(user_id=user_id, pet_id=str(pet_id))
-
-
-def user_get(*, user_id: str) -> UserProfile | None:
-    """Profile and notification preferences; DependencyUnavailable as for pets_of."""
-    return _adapter().user_get(user_id=user_id)
-
-
 def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
     """Which of these users' name, email or phone contains `text` (a phone compared digit by
     digit). The User Service has no search: its client looks each of them up (cached)."""
@@ -77,6 +65,18 @@ def profile_matches(profile: UserProfile, text: str) -> bool:
     digits = "".join(ch for ch in needle if ch.isdigit())
     phone = "".join(ch for ch in str(profile.extra.get("phone") or "") if ch.isdigit())
     return len(digits) >= 4 and digits in phone
+
+
+def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
+    """The pet if it belongs to this user, else None. With the User Service configured, raises
+    petpro_booking.core.errors.DependencyUnavailable ("user service", 503) when ownership cannot
+    be checked: the service is down or its breaker open and no cached answer has the pet."""
+    return _adapter().pet_get(user_id=user_id, pet_id=str(pet_id))
+
+
+def user_get(*, user_id: str) -> UserProfile | None:
+    """Profile and notification preferences; DependencyUnavailable as for pets_of."""
+    return _adapter().user_get(user_id=user_id)
 
 
 def invalidate_user(*, user_id: str) -> None:
