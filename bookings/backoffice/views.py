@@ -19,11 +19,12 @@ from django.views.decorators.http import require_http_methods
 from petpro_booking.core.errors import ApplicationError, NotFound, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots import services as slot_services
-from slots.admin_access import admin_principal
 from slots.display import local_moment
 
 from .. import services
-from ..admin import BookingActionForm, RescheduleForm
+
+# admin_principal through the bookings admin: one import to follow when the admin base moves.
+from ..admin import BookingActionForm, RescheduleForm, admin_principal
 from ..models import Booking
 from ..payment_admin import RECHECK_OUTCOMES
 from . import selectors
