@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from .display import local_label
+
 
 class Clinic(models.Model):
     # Ids of other services' entities are opaque strings.
@@ -49,7 +51,7 @@ class ClinicService(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.clinic_id})"
+        return f"{self.name} ({self.clinic.name})"
 
 
 class ClinicStaff(models.Model):
@@ -68,7 +70,7 @@ class ClinicStaff(models.Model):
         verbose_name_plural = "clinic staff"
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.clinic_id}"
+        return f"{self.user} @ {self.clinic.name}"
 
 
 class SlotStatus(models.TextChoices):
@@ -115,7 +117,8 @@ class Slot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.service_id} @ {self.start_at.isoformat()}"
+        # What people read (admin, choices): names and the clinic's wall-clock time.
+        return f"{self.service.name} @ {local_label(self.start_at, self.clinic.timezone)}"
 
     @property
     def available_capacity(self) -> int:
