@@ -130,8 +130,7 @@ def test_hold_and_confirm_on_sqlite(embedded_server):
     accepts_dogs = set()
     for clinic_id in {slot["clinic_id"] for slot in page["results"]}:
         offered = json.loads(get(f"{base}/api/v1/clinics/{clinic_id}/services", token)[1])
-        rows = offered["results"] if isinstance(offered, dict) else offered
-        accepts_dogs |= {service["id"] for service in rows if "dog" in service["species"]}
+        accepts_dogs |= {s["id"] for s in offered["results"] if "dog" in s["species"]}
     slot = next(slot for slot in page["results"] if slot["service_id"] in accepts_dogs)
     status, hold = post(
         f"{base}/api/v1/reservations", token, {"slot_id": slot["id"], "pet_id": "pet-bello"}
