@@ -23,9 +23,9 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo_data
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py migrate --noinput -v0
+	LOG_LEVEL=WARNING $(BIN)/python manage.py load_demo_data
+	$(BIN)/python manage.py run_embedded 127.0.0.1:8000
 
 test: install
 	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/pytest \

@@ -199,10 +199,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
-    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed.
+    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed (every
+    # minute, or a quarter of a deadline shorter than 4 minutes).
     "cancel-unpaid-bookings": {
         "task": "bookings.payments_cancel_unpaid",
-        "schedule": 60.0,
+        "schedule": env.float(
+            "PAYMENT_DEADLINE_SWEEP_SECONDS",
+            default=min(60.0, max(1.0, PAYMENT_DEADLINE_SECONDS / 4)),
+        ),
         "options": {"expires": 50},
     },
     # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
