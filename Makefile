@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
 
-.PHONY: help install run test lint format bench clean image
+.PHONY: help install run test lint format bench clean image client
 
 help:
 	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
 	@echo "make test   - the whole suite against PostgreSQL, Redis, RabbitMQ on localhost"
 	@echo "make lint   - ruff, mypy, hadolint"
 	@echo "make bench  - benchmarks; results in docs/benchmarks.md"
+	@echo "make client - typed Python client from the OpenAPI schema into clients/python"
 	@echo "make image  - the container image (needs Docker; see docs/operations.md)"
 
 $(BIN)/.installed: pyproject.toml requirements.lock
@@ -37,6 +38,9 @@ lint: install
 	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings integrations
 	$(BIN)/hadolint Dockerfile
 
+client: install
+	$(BIN)/python clients/build.py clients/python
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -48,4 +52,4 @@ bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) petpro_booking.sqlite3 var .pytest_cache .coverage
+	rm -rf $(VENV) petpro_booking.sqlite3 var .pytest_cache .coverage clients/python

@@ -312,7 +312,13 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"bearerAuth": []}],
-    "ENUM_NAME_OVERRIDES": {},
+    # Named enums: generated clients (`make client`) get BookingStatus, not StatusDa1Enum.
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "bookings.models.BookingStatus",
+        "PaymentStatusEnum": "bookings.models.PaymentStatus",
+        "ReservationStatusEnum": "reservations.models.ReservationStatus",
+        "SlotStatusEnum": "slots.models.SlotStatus",
+    },
 }
 
 # --- Static, i18n, misc ----------------------------------------------------------------------
