@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
 
-.PHONY: help install run test lint format bench clean image client
+.PHONY: help install run test lint format bench clean image client messages
 
 help:
 	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint   - ruff, mypy, hadolint"
 	@echo "make bench  - benchmarks; results in docs/benchmarks.md"
 	@echo "make client - typed Python client from the OpenAPI schema into clients/python"
+	@echo "make messages - compile locale/*/LC_MESSAGES/*.po into the committed .mo files"
 	@echo "make image  - the container image (needs Docker; see docs/operations.md)"
 
 $(BIN)/.installed: pyproject.toml requirements.lock
@@ -37,6 +38,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings integrations
 	$(BIN)/hadolint Dockerfile
+
+messages: install
+	$(BIN)/python -m petpro_booking.core.catalogue
 
 client: install
 	$(BIN)/python clients/build.py clients/python

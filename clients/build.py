@@ -33,7 +33,15 @@ def client_build(output: Path) -> Path:
         schema = Path(work) / "openapi.json"
         manage = [sys.executable, str(ROOT / "manage.py")]
         subprocess.run(  # noqa: S603 - our own interpreter and files
-            [*manage, "spectacular", "--format", "openapi-json", "--file", str(schema)],
+            [
+                *manage,
+                "spectacular",
+                "--format",
+                "openapi-json",
+                "--file",
+                str(schema),
+                "--fail-on-warn",
+            ],
             env=env,
             cwd=ROOT,
             check=True,

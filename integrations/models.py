@@ -9,7 +9,8 @@ class LocalUser(models.Model):
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=40, blank=True)
     channels = models.JSONField(default=list, help_text='e.g. ["email", "push"]')
-    locale = models.CharField(max_length=10, default="en")
+    # The owner's language for notifications (en, id); empty: the clinic's default language.
+    locale = models.CharField(max_length=10, blank=True, default="")
 
     class Meta:
         db_table = "local_users"

@@ -339,7 +339,7 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         if reservation.status == ReservationStatus.CONFIRMED:
             made = Booking.objects.only("id", "reference").get(reservation_id=reservation.id)
             raise InvalidTransition(
-                f"This reservation is already confirmed into booking {made.reference}.",
+                "This reservation is already confirmed into a booking.",
                 details={
                     "status": reservation.status,
                     "requested": "confirmed",
