@@ -14,6 +14,10 @@ class Clinic(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, help_text="IANA name, e.g. Europe/Berlin")
+    # Owners who chose no language in the User Service get notifications in this one.
+    language = models.CharField(
+        max_length=10, default="en", help_text="default language of notifications: en or id"
+    )
     active = models.BooleanField(default=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)

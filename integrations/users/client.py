@@ -63,7 +63,8 @@ def _parse_user(body: Any) -> dict[str, Any]:
         "email": body.get("email") or "",
         "phone": body.get("phone") or "",
         "channels": channels,
-        "locale": str(preferences.get("locale") or "en"),
+        # `language` (issue 18); older answers said `locale`. Empty: not chosen (clinic's).
+        "locale": str(preferences.get("language") or preferences.get("locale") or ""),
     }
 
 

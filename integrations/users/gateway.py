@@ -23,7 +23,7 @@ class UserProfile:
     id: str
     name: str
     channels: tuple[str, ...] = ALL_CHANNELS
-    locale: str = "en"
+    locale: str = ""  # the owner's language (`preferences.language`); "" = not chosen
     extra: dict = field(default_factory=dict, compare=False)
 
 
