@@ -16,8 +16,7 @@ from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 
 from .models import Booking
-
-BOOKING_AGGREGATE = "booking"
+from .services.history import BOOKING_AGGREGATE
 
 
 def _visible_filter(principal: Principal) -> Q | None:

@@ -164,7 +164,10 @@ def test_confirm_racing_expiry_ends_confirmed_or_expired_never_both(many_owners,
             try:
                 with transaction.atomic():
                     reservation_mark_confirmed(
-                        reservation=hold, actor=many_owners[0], seen_version=1
+                        reservation=hold,
+                        actor=many_owners[0],
+                        slot=slot_rows_lock(hold.slot_id)[hold.slot_id],
+                        seen_version=1,
                     )
                     slot_convert_hold(slot_id=hold.slot_id)
                 confirmed += 1
