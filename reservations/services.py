@@ -8,6 +8,7 @@ meanwhile, and two writers never wait on each other in a circle.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import uuid
 from collections import Counter
@@ -240,11 +241,13 @@ def reservation_mark_confirmed(
         ):
             raise ReservationExpired(details={"expires_at": current.expires_at.isoformat()})
         raise ReservationNotHeld(details={"status": current.status, "version": current.version})
-    reservation.status = ReservationStatus.CONFIRMED
-    reservation.version = seen_version + 1
-    reservation.updated_at = now
-    _append(reservation, slot=slot, event_type="ReservationConfirmed", actor=actor)
-    return reservation
+    # A copy: the caller's instance stays as it saw it, for a retried attempt of its decision.
+    confirmed = copy.copy(reservation)
+    confirmed.status = ReservationStatus.CONFIRMED
+    confirmed.version = seen_version + 1
+    confirmed.updated_at = now
+    _append(confirmed, slot=slot, event_type="ReservationConfirmed", actor=actor)
+    return confirmed
 
 
 def _expire_batch(*, batch_size: int) -> tuple[int, int]:
