@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from prometheus_client import REGISTRY
 from django.db import (
     IntegrityError,
     NotSupportedError,
@@ -17,6 +16,7 @@ from django.db import (
 )
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from integrations.models import LocalPet
 from petpro_booking.core import db
@@ -91,9 +91,9 @@ def test_run_serializable_gives_up_after_the_bound(settings):
         calls.append(1)
         raise wrapped("40P01")
 
-    gave_up_before = REGISTRY.get_sample_value(
-        "petpro_serializable_gave_up_total", {"operation": "test"}
-    ) or 0.0
+    gave_up_before = (
+        REGISTRY.get_sample_value("petpro_serializable_gave_up_total", {"operation": "test"}) or 0.0
+    )
     with pytest.raises(db.SerializationGaveUp) as gave_up:
         db.run_serializable(always_conflicts, name="test")
     assert len(calls) == 2

@@ -40,9 +40,7 @@ def test_holds_and_confirms_at_once_on_neighbouring_slots_answer_no_500(
     # happens must still be an answer the client understands.
     settings.DB_SERIALIZABLE_ATTEMPTS = 2
     slots = [SlotFactory(service=clinic_service, capacity=4) for _ in range(4)]
-    clients = [
-        api_client_for(sub=f"owner-{i + 1}", roles=["pet_owner"]) for i in range(THREADS)
-    ]
+    clients = [api_client_for(sub=f"owner-{i + 1}", roles=["pet_owner"]) for i in range(THREADS)]
     answers: list[tuple[str, int, str | None]] = []
     guard = threading.Lock()
 
