@@ -143,7 +143,8 @@ def test_python_redis_lock_keys_and_id_are_what_the_manager_sets(private_redis):
     # The manager's SET NX writes exactly the key and value the library releases and extends.
     assert lock._name == "lock:petpro:slot:c:s:{x}"
     assert lock._signal == "lock-signal:petpro:slot:c:s:{x}"
-    assert isinstance(lock._id, str) and lock._id
+    assert isinstance(lock._id, str)
+    assert lock._id
     assert client.set(lock._name, lock._id, nx=True, ex=5)
     lock.extend(expire=7)
     assert 5 < client.ttl(lock._name) <= 7
