@@ -85,7 +85,7 @@ class BookingActionForm(forms.Form):
 
 class SlotChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj) -> str:
-        free = obj.capacity - obj.booked_count - obj.held_count
+        free = obj.available_capacity
         return f"{obj.start_at:%Y-%m-%d %H:%M} UTC ({free} free)"
 
 
