@@ -18,10 +18,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
-from slots.admin import ClinicScopedAdmin
-from slots.admin_access import admin_principal
 from slots.models import Slot, SlotStatus
 
 from . import services

@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from slots.admin_access import admin_principal, visible_clinic_ids
+from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
 
 from .models import Reservation
 from .selectors import reservation_list_admin

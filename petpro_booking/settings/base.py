@@ -22,7 +22,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "django_filters",
     "drf_spectacular",
     "django_prometheus",
     "petpro_booking.core",
@@ -185,15 +184,15 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "options": {"expires": 240},
     },
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
-    "expire-holds": {"task": "reservations.tasks.reservations_expire_due", "schedule": 30.0},
+    "expire-holds": {"task": "reservations.reservations_expire_due", "schedule": 30.0},
     # Idempotency keys older than 24 h.
     "purge-idempotency-keys": {
-        "task": "petpro_booking.core.tasks.idempotency_keys_purge",
+        "task": "core.idempotency_keys_purge",
         "schedule": 3600.0,
     },
     # Re-read known clinics and their services from the Clinic Service (no-op without it).
     "refresh-clinics": {
-        "task": "slots.tasks.clinics_refresh",
+        "task": "slots.clinics_refresh",
         "schedule": env.float("CLINIC_REFRESH_INTERVAL_SECONDS", default=900.0),
     },
     # Payments pending too long are asked about (GET /payments/{id}): a lost webhook still
