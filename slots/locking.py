@@ -51,11 +51,16 @@ class SlotBusy(Contention):
 
 
 class SlotKeyed(Protocol):
-    """What a lock key is made of: a slot as read before the lock (a Slot does)."""
+    """What a lock key is made of: a slot as read before the lock (a Slot, a SlotRef)."""
 
-    id: Any
-    clinic_id: str
-    service_id: str
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def clinic_id(self) -> str: ...
+
+    @property
+    def service_id(self) -> str: ...
 
 
 class SlotRef(NamedTuple):

@@ -53,11 +53,11 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     """DRF's EXCEPTION_HANDLER: the only place an exception becomes an HTTP response."""
     if isinstance(exc, ApplicationError):
         set_rollback()
-        headers = None
+        retry = None
         if isinstance(exc, Contention):
-            headers = {"Retry-After": str(exc.details.get("retry_after_seconds", 1))}
+            retry = {"Retry-After": str(exc.details.get("retry_after_seconds", 1))}
         return Response(
-            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers
+            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=retry
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
