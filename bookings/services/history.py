@@ -84,7 +84,7 @@ def booking_event_data(
     reason: str = "",
     extra_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `data` of a booking event (events-contract.md): booking fields + appointment.
+    """The `data` of a booking event (docs/events.md): booking fields + appointment.
 
     Load `slot__clinic`, `slot__service` and `reservation` with the booking (select_related)
     or this costs three queries.

@@ -1,7 +1,7 @@
 """Circuit breakers for calls to other services: failures counted in a sliding time window,
 state shared by every worker through Redis, one probe at a time when half-open.
 
-Why not pybreaker's `CircuitBreaker` (the project's field notes): it counts *consecutive*
+Why not pybreaker's `CircuitBreaker`: it counts *consecutive*
 failures (a single success resets the count, so a flapping dependency never trips it, while
 five failures an hour apart do), it holds one RLock around the guarded call (every thread of a
 worker waits for the slowest call), its half-open state lets every caller through instead of

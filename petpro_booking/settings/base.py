@@ -75,7 +75,7 @@ def database_config(url: str) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.postgresql":
         config["ENGINE"] = "django.db.backends.postgresql"
-        config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (FIELD-NOTES)
+        config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (Django refuses both)
         config["OPTIONS"] = {
             "options": f"-c search_path={DB_SCHEMA},public",
             "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": 10},
