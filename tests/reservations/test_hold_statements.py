@@ -42,3 +42,18 @@ def test_a_confirm_reads_no_max_aggregate_version_and_fewer_rows(owner_pet, clin
     sql = _statements(lambda: booking_confirm_reservation(actor=OWNER, reservation_id=hold.id))
     assert not any("MAX(" in statement.upper() for statement in sql), sql
     assert len(sql) <= CONFIRM_STATEMENTS, sql
+
+
+def test_the_lazy_expiry_read_inside_serializable_writes_has_its_own_small_index(slot):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from reservations.models import Reservation
+
+    stale = Reservation.objects.filter(
+        slot_id=slot.id, status="held", expires_at__lte=timezone.now()
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is too small to index
+        plan = stale.explain()
+    assert "reservations_slot_held_idx" in plan, plan
