@@ -121,3 +121,35 @@ def owner_pet_principal():
     from petpro_booking.core.principal import Principal
 
     return Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
+
+
+def test_a_slot_whose_lock_is_not_free_in_time_is_409_slot_busy_with_retry_after(
+    owner_pet, slot, settings
+):
+    import redis
+
+    from petpro_booking.core.locking import lock_manager
+    from slots.locking import slot_lock_key
+
+    key = slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
+    holder = redis.Redis.from_url(settings.REDIS_URL)
+    holder.set(f"lock:petpro:{key}", "another-process", ex=30)  # someone holds the slot
+    labels = {"operation": "slot_lock"}
+    fallbacks = REGISTRY.get_sample_value("petpro_redis_unavailable_fallbacks_total", labels)
+    manager = lock_manager()
+    waited = manager.wait_seconds
+    manager.wait_seconds = 0.2
+    try:
+        response = api_client_for(sub="owner-1", roles=["pet_owner"]).post(
+            "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+        )
+    finally:
+        manager.wait_seconds = waited
+        holder.delete(f"lock:petpro:{key}")
+    if REGISTRY.get_sample_value("petpro_redis_unavailable_fallbacks_total", labels) != fallbacks:
+        pytest.skip("Redis did not answer within its 0.5 s timeout: database guard alone ran")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "slot_busy"
+    assert int(response["Retry-After"]) >= 1
+    slot.refresh_from_db()
+    assert slot.held_count == 0
