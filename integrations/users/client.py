@@ -77,12 +77,6 @@ def _as_pets(user_id: str, rows: list[dict[str, str]] | None) -> list[Pet]:
     ]
 
 
-def pets_of(*, user_id: str) -> list[Pet]:
-    """The user's pets (an unknown user has none). Raises DependencyUnavailable when the User
-    Service cannot answer and nothing is cached."""
-    return _as_pets(user_id, _fetch_pets(user_id).body)
-
-
 def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
     """The pet if it belongs to this user. A pet missing from a cached list is asked for again
     (it may have been added since); if the User Service cannot answer that, the ownership is

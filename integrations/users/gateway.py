@@ -36,11 +36,6 @@ def _adapter():
     return local
 
 
-def pets_of(*, user_id: str) -> list[Pet]:
-    """The user's pets; DependencyUnavailable as for pet_get when nothing is cached."""
-    return _adapter().pets_of(user_id=user_id)
-
-
 def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
     """The pet if it belongs to this user, else None. With the User Service configured, raises
     petpro_booking.core.errors.DependencyUnavailable ("user service", 503) when ownership cannot
@@ -49,5 +44,5 @@ def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
 
 
 def user_get(*, user_id: str) -> UserProfile | None:
-    """Profile and notification preferences; DependencyUnavailable as for pets_of."""
+    """Profile and notification preferences; DependencyUnavailable as for pet_get."""
     return _adapter().user_get(user_id=user_id)

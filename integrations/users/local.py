@@ -7,14 +7,6 @@ from petpro_booking.core.db import RowReader
 
 from .gateway import ALL_CHANNELS, Pet, UserProfile
 
-
-def pets_of(*, user_id: str) -> list[Pet]:
-    return [
-        Pet(id=p.id, owner_id=p.owner_id, name=p.name, species=p.species)
-        for p in LocalPet.objects.filter(owner_id=user_id).order_by("id")
-    ]
-
-
 # Read on every hold (the pet check): compiled once, not per request.
 _PET = RowReader(LocalPet)
 
