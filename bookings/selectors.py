@@ -12,12 +12,12 @@ from typing import Any
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from petpro_booking.core.errors import NotFound
+from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 
 from .models import Booking, PaymentRecord
-
-BOOKING_AGGREGATE = "booking"
+from .services.history import BOOKING_AGGREGATE
 
 
 def _visible_filter(principal: Principal) -> Q | None:
@@ -56,10 +56,7 @@ def booking_list_for(
 
 
 def booking_get_for(*, principal: Principal, booking_id: uuid.UUID | str) -> Booking:
-    try:
-        key = uuid.UUID(str(booking_id))
-    except ValueError:
-        raise NotFound("No such booking.") from None
+    key = uuid_or_not_found(booking_id, what="booking")
     booking = booking_list_for(principal=principal).filter(id=key).first()
     if booking is None:
         raise NotFound("No such booking.")

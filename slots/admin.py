@@ -11,43 +11,15 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from petpro_booking.core.admin_access import (
+    ClinicScopedAdmin,
+    admin_principal,
+)
 from petpro_booking.core.errors import ApplicationError
 
 from . import services
-from .admin_access import admin_principal, visible_clinic_ids
 from .display import clinic_zone, local_label
 from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
-
-
-class ClinicScopedAdmin(admin.ModelAdmin):
-    """Clinic staff see only rows of their clinics; support sees all."""
-
-    clinic_field = "clinic_id"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset = super().get_queryset(request)
-        clinic_ids = visible_clinic_ids(request.user)
-        if clinic_ids is None:
-            return queryset
-        return queryset.filter(**{f"{self.clinic_field}__in": clinic_ids})
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return admin_principal(request.user) is not None
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return admin_principal(request.user) is not None
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        principal = admin_principal(request.user)
-        if principal is None:
-            return False
-        return obj is None or principal.can_manage_clinic(getattr(obj, self.clinic_field))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return admin_principal(request.user) is not None
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # history matters: close slots, don't delete them
 
 
 @admin.register(Clinic)

@@ -13,15 +13,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations.clinics.client import invalidate_clinic
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
+from .clinic_sync import clinic_service_ensure_synced
+from .clinic_sync import clinic_upsert as clinic_upsert  # the read-model's write, re-exported
 from .errors import CapacityConflict, NotClinicStaff
-from .models import Clinic, ClinicService, Slot, SlotStatus
+from .models import ClinicService, Slot, SlotStatus
 
 SLOT_AGGREGATE = "slot"
 
@@ -62,9 +63,6 @@ def _require_manager(actor: Principal, clinic_id: str) -> None:
 
 
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
-    # Imported here: clinic_sync builds on clinic_upsert below.
-    from .clinic_sync import clinic_service_ensure_synced
-
     clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
     try:
         return ClinicService.objects.select_related("clinic").get(
@@ -273,22 +271,6 @@ def slot_close(
     return slot_update(
         actor=actor, slot_id=slot_id, expected_version=expected_version, status=SlotStatus.CLOSED
     )
-
-
-def clinic_upsert(
-    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
-) -> Clinic:
-    """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
-    try:
-        ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
-    clinic, _ = Clinic.objects.update_or_create(
-        id=clinic_id,
-        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
-    )
-    transaction.on_commit(lambda: invalidate_clinic(clinic_id))
-    return clinic
 
 
 # --- Capacity counters (DESIGN.md §4 layer 2) -------------------------------------------------

@@ -7,7 +7,7 @@ from celery import shared_task
 from .clinic_sync import clinics_refresh as refresh_from_clinic_service
 
 
-@shared_task(name="slots.tasks.clinics_refresh", ignore_result=True)
+@shared_task(name="slots.clinics_refresh", ignore_result=True)
 def clinics_refresh() -> dict[str, int]:
     """Beat job (CELERY_BEAT_SCHEDULE "refresh-clinics"): re-read known clinics from the Clinic
     Service; a no-op without CLINIC_SERVICE_URL."""

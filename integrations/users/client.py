@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
-from django.core.cache import cache
 
 from petpro_booking.core.breaker import WindowedCircuitBreaker
 from petpro_booking.core.errors import DependencyUnavailable
@@ -38,11 +37,6 @@ def _user_key(user_id: str) -> str:
 
 def _pets_key(user_id: str) -> str:
     return f"svc:user-pets:{user_id}"
-
-
-def invalidate_user(user_id: str) -> None:
-    """Forget what we cached about this user and their pets (call when we learn they changed)."""
-    cache.delete_many([_user_key(str(user_id)), _pets_key(str(user_id))])
 
 
 def _parse_pets(body: Any) -> list[dict[str, str]]:

@@ -75,12 +75,5 @@ def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
 
 
 def user_get(*, user_id: str) -> UserProfile | None:
-    """Profile and notification preferences; DependencyUnavailable as for pets_of."""
+    """Profile and notification preferences; DependencyUnavailable as for pet_get."""
     return _adapter().user_get(user_id=user_id)
-
-
-def invalidate_user(*, user_id: str) -> None:
-    """Drop cached User Service answers about this user (a no-op in embedded mode)."""
-    from .client import invalidate_user as drop_cached
-
-    drop_cached(str(user_id))

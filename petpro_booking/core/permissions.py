@@ -36,16 +36,6 @@ class IsPetOwner(BasePermission):
         return principal is not None and principal.is_owner
 
 
-class IsStaffOrSupport(BasePermission):
-    message = "Only clinic staff and support may do this."
-
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        return principal is not None and (
-            principal.is_clinic_staff or principal.is_support or principal.is_service
-        )
-
-
 class ReadOnlyOrStaff(BasePermission):
     """Anyone authenticated reads; only staff, support and services write."""
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
+from petpro_booking.core import metrics
+
 from .models import Event
 
 
@@ -51,3 +53,11 @@ def outbox_id_bounds(*, from_id: int | None, to_id: int | None) -> tuple[int, in
     first = from_id if from_id is not None else (bounds["first"] or 0)
     last = to_id if to_id is not None else (bounds["last"] or -1)
     return first, last
+
+
+def outbox_gauges_refresh() -> None:
+    """The outbox gauges, set at every scrape (registered in apps.py)."""
+    backlog = outbox_backlog()
+    metrics.OUTBOX_BACKLOG.set(backlog.unpublished)
+    metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds)
+    metrics.OUTBOX_FAILED.set(backlog.failed)
