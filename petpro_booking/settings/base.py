@@ -128,6 +128,11 @@ PAYMENT_DEADLINE_SECONDS = env.int("PAYMENT_DEADLINE_SECONDS", default=1800)
 LOCK_TTL_SECONDS = env.int("LOCK_TTL_SECONDS", default=30)
 LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
 SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
+# Booking rules of a service whose own value is unset (slots/rules.py, docs/bookings.md).
+BOOKING_MIN_NOTICE_MINUTES = env.int("BOOKING_MIN_NOTICE_MINUTES", default=0)
+BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=365)
+BOOKING_BUFFER_BEFORE_MINUTES = env.int("BOOKING_BUFFER_BEFORE_MINUTES", default=0)
+BOOKING_BUFFER_AFTER_MINUTES = env.int("BOOKING_BUFFER_AFTER_MINUTES", default=0)
 # Idempotency-Key: responses replayed this long; a claim with no answer after IN_FLIGHT seconds
 # (its process died) may be taken over.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
