@@ -11,7 +11,6 @@ from rest_framework.response import Response
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import UUID_PATH_PATTERN, conflict_response, error_responses
 from petpro_booking.core.permissions import IsPetOwner, request_principal
-
 from slots.rules import HOLD_REFUSAL_CODES
 
 from . import selectors, services

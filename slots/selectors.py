@@ -26,6 +26,7 @@ from .services import slot_search_family
 
 logger = logging.getLogger(__name__)
 
+
 def clinic_list() -> QuerySet[Clinic]:
     return Clinic.objects.all().order_by("name", "id")
 

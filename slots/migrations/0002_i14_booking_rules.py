@@ -4,30 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('slots', '0001_initial'),
+        ("slots", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='clinicservice',
-            name='booking_horizon_days',
-            field=models.PositiveIntegerField(blank=True, help_text='No hold on a slot whose clinic-local date is more than this many days ahead.', null=True),
+            model_name="clinicservice",
+            name="booking_horizon_days",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="No hold on a slot whose clinic-local date is more than this many days ahead.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='clinicservice',
-            name='buffer_after_minutes',
-            field=models.PositiveIntegerField(blank=True, help_text='Free time kept after each slot (cleaning, theatre).', null=True),
+            model_name="clinicservice",
+            name="buffer_after_minutes",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Free time kept after each slot (cleaning, theatre).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='clinicservice',
-            name='buffer_before_minutes',
-            field=models.PositiveIntegerField(blank=True, help_text='Free time kept before each slot of this service.', null=True),
+            model_name="clinicservice",
+            name="buffer_before_minutes",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Free time kept before each slot of this service.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='clinicservice',
-            name='min_notice_minutes',
-            field=models.PositiveIntegerField(blank=True, help_text='No hold on a slot starting sooner than this.', null=True),
+            model_name="clinicservice",
+            name="min_notice_minutes",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="No hold on a slot starting sooner than this.", null=True
+            ),
         ),
     ]
