@@ -223,9 +223,7 @@ class BookingAdmin(ClinicScopedAdmin):
                         f"{booking.reference}: not cancelled, {exc.message}",
                         messages.ERROR,
                     )
-            return HttpResponseRedirect(
-                reverse("admin:bookings_booking_changelist") + f"?slot__id__exact={slot.pk}"
-            )
+            return HttpResponseRedirect(reverse("admin:slots_slot_change", args=[slot.pk]))
         return TemplateResponse(
             request,
             "admin/bookings/cancel_slot_visits.html",
