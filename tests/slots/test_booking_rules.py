@@ -240,3 +240,56 @@ def test_include_unbookable_is_for_staff_of_the_clinic_and_support(
         body = client.get("/api/v1/slots", params).json()
         assert [(r["bookable"], r["reason"]) for r in body["results"]] == [(False, "slot_closed")]
     assert owner_client.get("/api/v1/slots", {"clinic_id": slot.clinic_id}).json()["count"] == 0
+
+
+def test_search_sql_matches_the_rules_slot_by_slot():
+    """The PostgreSQL query and slots/rules.py evaluated row by row give the same pages, reasons
+    and next-change instant, for a mix of rules, states and filters around both DST changes."""
+    from reservations.models import Reservation as Hold
+    from slots.selectors import slot_search, slot_search_evaluated
+
+    berlin_clinic = ClinicFactory(id="c-berlin", timezone="Europe/Berlin")
+    lisbon = ClinicFactory(id="c-lisbon", timezone="Europe/Lisbon")
+    closed_clinic = ClinicFactory(id="c-closed", active=False)
+    services = [
+        ClinicServiceFactory(id="s-notice", clinic=berlin_clinic, min_notice_minutes=1440),
+        ClinicServiceFactory(
+            id="s-horizon", clinic=berlin_clinic, booking_horizon_days=1, species=["cat"]
+        ),
+        ClinicServiceFactory(id="s-lisbon", clinic=lisbon, booking_horizon_days=2, species=[]),
+        ClinicServiceFactory(id="s-off", clinic=lisbon, active=False),
+        ClinicServiceFactory(id="s-closed-clinic", clinic=closed_clinic),
+    ]
+    now = berlin(2027, 10, 30, 9, 0)
+    for service in services:
+        for hours in (-1, 0, 20, 23, 24, 25, 26, 40, 49, 60):
+            start = now + dt.timedelta(hours=hours, minutes=hours % 3 * 10)
+            slot = SlotFactory(
+                service=service, start_at=start, end_at=start + dt.timedelta(minutes=30)
+            )
+            if hours == 40:
+                Slot.objects.filter(id=slot.id).update(status="closed")
+            if hours in (25, 26):  # full with a hold that expires before or after `now`
+                expires = now + dt.timedelta(minutes=-5 if hours == 25 else 5)
+                Slot.objects.filter(id=slot.id).update(held_count=1)
+                Hold.objects.create(
+                    slot=slot, user_id="u", pet_id="p", status="held", expires_at=expires
+                )
+    for filters in (
+        {},
+        {"include_unbookable": True},
+        {"available": True},
+        {"available": False, "include_unbookable": True},
+        {"species": "dog"},
+        {"clinic_id": "c-lisbon", "include_unbookable": True},
+    ):
+        for at in (now, now + dt.timedelta(hours=15, minutes=1)):
+            for page in (1, 2):
+                kwargs = {"filters": filters, "page": page, "page_size": 7, "now": at}
+                in_sql = slot_search(**kwargs)
+                in_python = slot_search_evaluated(**kwargs, using="default")
+                assert in_sql == in_python, (filters, at, page)
+    assert (
+        slot_search(filters={"include_unbookable": True}, page=1, page_size=100, now=now)["count"]
+        == 50
+    )
