@@ -66,65 +66,72 @@ def slot_get(*, slot_id: uuid.UUID | str) -> Slot:
 # instant the answer changes on its own (a hold expiring, a slot entering the notice or the
 # horizon, a slot starting) so a cached page never outlives it.
 _SEARCH_BASE = """
-WITH base AS (
+WITH svc AS MATERIALIZED (
+    -- per service, once: its rules as instants (the horizon in the clinic's calendar)
+    SELECT sv.id AS service_id, c.active AS clinic_active, sv.active AS service_active,
+        make_interval(mins => coalesce(sv.min_notice_minutes, %(notice)s)) AS notice,
+        ((%(now)s AT TIME ZONE c.timezone)::date
+            + coalesce(sv.booking_horizon_days, %(horizon)s) + 1)::timestamp
+            AT TIME ZONE c.timezone AS horizon_end,
+        ((%(now)s AT TIME ZONE c.timezone)::date + 1)::timestamp
+            AT TIME ZONE c.timezone AS next_midnight
+    FROM clinic_services sv JOIN clinics c ON c.id = sv.clinic_id
+    WHERE {service_where}
+), base AS (
     SELECT s.id, s.clinic_id, s.service_id, s.start_at, s.end_at, s.capacity, s.status,
-        s.version, s.held_count,
+        s.version, s.held_count, svc.next_midnight,
         s.capacity - s.booked_count - s.held_count + CASE WHEN s.held_count > 0 THEN (
             SELECT count(*) FROM reservations r
             WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s
         ) ELSE 0 END AS free,
-        s.start_at - make_interval(mins => coalesce(sv.min_notice_minutes, %(notice)s))
-            AS notice_edge,
-        ((s.start_at AT TIME ZONE c.timezone)::date
-            - coalesce(sv.booking_horizon_days, %(horizon)s))::timestamp
-            AT TIME ZONE c.timezone AS horizon_edge,
+        s.start_at - svc.notice AS notice_edge,
         CASE
-            WHEN NOT c.active THEN 'clinic_inactive'
-            WHEN NOT sv.active THEN 'service_inactive'
+            WHEN NOT svc.clinic_active THEN 'clinic_inactive'
+            WHEN NOT svc.service_active THEN 'service_inactive'
             WHEN s.start_at <= %(now)s THEN 'slot_started'
-            WHEN s.start_at - make_interval(mins => coalesce(sv.min_notice_minutes, %(notice)s))
-                < %(now)s THEN 'too_late_to_book'
-            WHEN (s.start_at AT TIME ZONE c.timezone)::date
-                > (%(now)s AT TIME ZONE c.timezone)::date
-                    + coalesce(sv.booking_horizon_days, %(horizon)s)
-                THEN 'beyond_booking_horizon'
+            WHEN s.start_at - svc.notice < %(now)s THEN 'too_late_to_book'
+            WHEN s.start_at >= svc.horizon_end THEN 'beyond_booking_horizon'
             WHEN s.status <> 'open' THEN 'slot_closed'
         END AS rule_reason
-    FROM slots s
-    JOIN clinics c ON c.id = s.clinic_id
-    JOIN clinic_services sv ON sv.id = s.service_id
+    FROM slots s JOIN svc ON svc.service_id = s.service_id
     WHERE {where}
 ), rows AS (
     SELECT *, coalesce(rule_reason, CASE WHEN free <= 0 THEN 'slot_full' END) AS reason
     FROM base
 )
 """
-_SEARCH_PAGE = """
-SELECT id, clinic_id, service_id, start_at, end_at, capacity, status, version, free, reason
-FROM rows WHERE {visible} ORDER BY start_at, id LIMIT %(limit)s OFFSET %(offset)s
-"""
-# Only what can change the visible answer counts: a visible slot's live hold expiring, a
-# visible slot entering its notice (or, for staff, starting), a slot entering the horizon.
-_SEARCH_COUNT = """
-SELECT count(*) FILTER (WHERE {visible}),
-    least(
-        min(CASE WHEN rule_reason IS NULL AND held_count > 0 THEN (
-            SELECT min(r.expires_at) FROM reservations r
-            WHERE r.slot_id = rows.id AND r.status = 'held' AND r.expires_at > %(now)s
-        ) END),
-        min(notice_edge) FILTER (WHERE rule_reason IS NULL AND notice_edge >= %(now)s),
-        min(start_at) FILTER (WHERE %(staff)s AND start_at > %(now)s),
-        min(horizon_edge) FILTER (
-            WHERE rule_reason = 'beyond_booking_horizon' AND horizon_edge > %(now)s
-        )
-    )
-FROM rows
+# One statement, one round trip: the summary over every matching slot, then the page.
+_SEARCH_PAGE = """, summary AS (
+    SELECT count(*) FILTER (WHERE {visible}) AS total,
+        least(
+            min(CASE WHEN rule_reason IS NULL AND held_count > 0 THEN (
+                SELECT min(r.expires_at) FROM reservations r
+                WHERE r.slot_id = rows.id AND r.status = 'held' AND r.expires_at > %(now)s
+            ) END),
+            min(notice_edge) FILTER (WHERE rule_reason IS NULL AND notice_edge >= %(now)s),
+            min(start_at) FILTER (WHERE %(staff)s AND start_at > %(now)s),
+            min(next_midnight) FILTER (WHERE rule_reason = 'beyond_booking_horizon')
+        ) AS next_change
+    FROM rows
+)
+SELECT summary.total, summary.next_change, page.id, page.clinic_id, page.service_id,
+    page.start_at, page.end_at, page.capacity, page.status, page.version, page.free,
+    page.reason
+FROM summary LEFT JOIN LATERAL (
+    SELECT * FROM rows WHERE {visible} ORDER BY start_at, id LIMIT %(limit)s OFFSET %(offset)s
+) page ON TRUE
 """
 
 
-def _search_sql(filters: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """(page SQL, count SQL, parameters) for the search `filters` (see slot_search_page)."""
-    where, params = ["TRUE"], {}
+def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) for the search `filters` (see slot_search_page)."""
+    where, service_where, params = ["TRUE"], ["TRUE"], {}
+    for name, clause in (
+        ("clinic_id", "sv.clinic_id = %(clinic_id)s"),
+        ("service_id", "sv.id = %(service_id)s"),
+    ):
+        if filters.get(name) is not None:
+            service_where.append(clause)
     for name, clause in (
         ("slot_id", "s.id = %(slot_id)s"),
         ("clinic_id", "s.clinic_id = %(clinic_id)s"),
@@ -136,7 +143,7 @@ def _search_sql(filters: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
             where.append(clause)
             params[name] = filters[name]
     if filters.get("species"):
-        where.append(
+        service_where.append(
             "(jsonb_array_length(sv.species) = 0 OR EXISTS (SELECT 1 FROM "
             "jsonb_array_elements_text(sv.species) AS accepted(name) "
             "WHERE lower(accepted.name) = %(species)s))"
@@ -148,14 +155,10 @@ def _search_sql(filters: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         visible.append("reason IS NULL")
     elif filters.get("available") is False:
         visible.append("reason IS NOT NULL")
-    base = _SEARCH_BASE.format(where=" AND ".join(where))
+    base = _SEARCH_BASE.format(where=" AND ".join(where), service_where=" AND ".join(service_where))
     condition = " AND ".join(visible)
     params["staff"] = staff
-    return (
-        base + _SEARCH_PAGE.format(visible=condition),
-        base + _SEARCH_COUNT.format(visible=condition),
-        params,
-    )
+    return base.rstrip() + _SEARCH_PAGE.format(visible=condition), params
 
 
 def _iso(value: dt.datetime) -> str:
@@ -209,7 +212,7 @@ def slot_search(
         return slot_search_evaluated(
             filters=filters, page=page, page_size=page_size, now=now, using=using
         )
-    page_sql, count_sql, params = _search_sql(filters)
+    sql, params = _search_sql(filters)
     params.update(
         now=now,
         notice=settings.BOOKING_MIN_NOTICE_MINUTES,
@@ -218,13 +221,25 @@ def slot_search(
         offset=(page - 1) * page_size,
     )
     with connections[using].cursor() as cursor:
-        cursor.execute(count_sql, params)
-        count, next_change = cursor.fetchone()
-        rows = []
-        if count > params["offset"]:
-            cursor.execute(page_sql, params)
-            columns = [column[0] for column in cursor.description]
-            rows = [slot_row(**dict(zip(columns, row, strict=True))) for row in cursor.fetchall()]
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    count, next_change = found[0][0], found[0][1]
+    rows = [
+        slot_row(
+            id=row[2],
+            clinic_id=row[3],
+            service_id=row[4],
+            start_at=row[5],
+            end_at=row[6],
+            capacity=row[7],
+            status=row[8],
+            version=row[9],
+            free=row[10],
+            reason=row[11],
+        )
+        for row in found
+        if row[2] is not None
+    ]
     return {
         "count": count,
         "results": rows,
@@ -297,12 +312,9 @@ def slot_search_evaluated(
             now=now,
         )
         rule_refused = reason not in (None, SLOT_FULL)
-        if rule_refused and reason == BEYOND_BOOKING_HORIZON:
-            local_day = slot.start_at.astimezone(zone).date()
-            enters = dt.datetime.combine(
-                local_day - dt.timedelta(days=rules.booking_horizon_days), dt.time(), zone
-            )
-            edges.append(enters.astimezone(dt.UTC))
+        if reason == BEYOND_BOOKING_HORIZON:  # the horizon moves at the clinic's midnight
+            tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+            edges.append(dt.datetime.combine(tomorrow, dt.time(), zone).astimezone(dt.UTC))
         if not rule_refused:
             edges.append(notice_edge(start_at=slot.start_at, rules=rules))
             if slot.held_count > 0:
