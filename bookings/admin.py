@@ -217,10 +217,10 @@ class BookingAdmin(ClinicScopedAdmin):
                     "(owners notified, paid ones refunded).",
                     messages.SUCCESS,
                 )
-                for booking, exc in outcome.failed:
+                for booking, refusal in outcome.failed:
                     self.message_user(
                         request,
-                        f"{booking.reference}: not cancelled, {exc.message}",
+                        f"{booking.reference}: not cancelled, {refusal.message}",
                         messages.ERROR,
                     )
             return HttpResponseRedirect(reverse("admin:slots_slot_change", args=[slot.pk]))

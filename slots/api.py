@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -59,7 +58,7 @@ def _slot_response(slot_id, status_code: int = status.HTTP_200_OK) -> Response:
     return Response(body, status=status_code, headers={"ETag": etag_for(body["version"])})
 
 
-class _CountedPage(Sequence):
+class _CountedPage:
     """One page the selector already read, shaped so DRF's paginator builds the links: it
     knows the total and hands back the page's rows for the page's slice."""
 
@@ -128,9 +127,8 @@ class SlotViewSet(viewsets.ViewSet):
             filters=_search_filters(request, params), page=page, page_size=page_size
         )
         paginator = PagePagination()
-        rows = paginator.paginate_queryset(
-            _CountedPage(count=result["count"], rows=result["results"]), request, view=self
-        )
+        page_of = cast(Any, _CountedPage(count=result["count"], rows=result["results"]))
+        rows: list[dict[str, Any]] = paginator.paginate_queryset(page_of, request, view=self) or []
         return paginator.get_paginated_response(rows)
 
     @extend_schema(responses={200: SlotOutput})
