@@ -15,18 +15,22 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
+from integrations.users.names import PeopleNames, people_names
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots.admin import ClinicScopedAdmin
 from slots.admin_access import admin_principal
+from slots.display import local_label
 from slots.models import Slot, SlotStatus
 
 from . import services
+from .backoffice.selectors import names_annotated
 from .models import Booking, BookingHistory, PaymentRecord
 from .selectors import owner_no_shows
 
@@ -89,7 +93,7 @@ class BookingActionForm(forms.Form):
 class SlotChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj) -> str:
         free = obj.capacity - obj.booked_count - obj.held_count
-        return f"{obj.start_at:%Y-%m-%d %H:%M} UTC ({free} free)"
+        return f"{local_label(obj.start_at, obj.clinic.timezone)}, {free} free"
 
 
 class RescheduleForm(BookingActionForm):
@@ -109,6 +113,7 @@ class RescheduleForm(BookingActionForm):
                 start_at__gt=timezone.now(),
             )
             .exclude(id=booking.slot_id)
+            .select_related("clinic")
             .order_by("start_at")
         )
 
@@ -116,16 +121,15 @@ class RescheduleForm(BookingActionForm):
 @admin.register(Booking)
 class BookingAdmin(ClinicScopedAdmin):
     list_display = [
-        "reference",
+        "reference_link",
         "status",
         "slot_start",
-        "clinic_id",
-        "service_id",
-        "user_id",
-        "pet_id",
+        "clinic_name",
+        "service_name",
+        "owner_name",
+        "pet_name",
         "amount",
         "currency",
-        "version",
         "created_at",
     ]
     list_filter = [
@@ -135,38 +139,66 @@ class BookingAdmin(ClinicScopedAdmin):
         ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id"]
-    list_select_related = ["slot"]
+    list_select_related = ["slot", "slot__clinic"]
     date_hierarchy = "slot__start_at"
     inlines = [BookingHistoryInline, PaymentRecordInline]
     actions = ["cancel_bookings", "reschedule_booking", "complete_bookings", "no_show_bookings"]
     readonly_fields = BOOKING_FIELDS
     fields = BOOKING_FIELDS
 
-    @admin.display(description="Starts", ordering="slot__start_at")
-    def slot_start(self, booking: Booking):
-        return booking.slot.start_at
-
-    # --- the owner's no-show score (support only: it counts visits at every clinic) ---------
-
+    # Names, not ids (the ids are on the booking's page); times in the clinic's zone.
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset = super().get_queryset(request)
-        if self._is_support(request):
+        queryset = names_annotated(super().get_queryset(request))
+        if self._is_support(request):  # the owner's no-show score, below
             queryset = queryset.annotate(owner_no_show_count=owner_no_shows())
         return queryset
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """A booking's page is its whole story (bookings.backoffice); no edit form."""
+        if request.method == "GET":
+            return redirect("backoffice:booking", booking_id=object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="Reference", ordering="reference")
+    def reference_link(self, booking: Booking) -> str:
+        url = reverse("backoffice:booking", args=[booking.pk])
+        return format_html('<a href="{}">{}</a>', url, booking.reference)
+
+    @admin.display(description="Starts (clinic time)", ordering="slot__start_at")
+    def slot_start(self, booking: Booking) -> str:
+        return local_label(booking.slot.start_at, booking.slot.clinic.timezone)
+
+    @admin.display(description="Clinic", ordering="clinic_name")
+    def clinic_name(self, booking: Booking) -> str:
+        return getattr(booking, "clinic_name", None) or booking.clinic_id
+
+    @admin.display(description="Service", ordering="service_name")
+    def service_name(self, booking: Booking) -> str:
+        return getattr(booking, "service_name", None) or booking.service_id
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """Each owner of the page looked up once, not once per row and column."""
+        changelist = super().get_changelist_instance(request)
+        names = people_names(booking.user_id for booking in changelist.result_list)
+        for booking in changelist.result_list:
+            booking.people = names
+        return changelist
+
+    @admin.display(description="Owner")
+    def owner_name(self, booking: Booking) -> str:
+        return _people_of(booking).owner(booking.user_id)
+
+    @admin.display(description="Pet")
+    def pet_name(self, booking: Booking) -> str:
+        return _people_of(booking).pet(booking.user_id, booking.pet_id)
+
+    # --- the owner's no-show score (support only: it counts visits at every clinic) ---------
 
     def get_list_display(self, request: HttpRequest):
         shown = list(super().get_list_display(request))
         if self._is_support(request):
-            shown.insert(shown.index("user_id") + 1, "owner_no_show_score")
+            shown.insert(shown.index("owner_name") + 1, "owner_no_show_score")
         return shown
-
-    def get_fields(self, request: HttpRequest, obj=None):
-        fields = list(super().get_fields(request, obj))
-        return [*fields, "owner_no_show_score"] if self._is_support(request) else fields
-
-    def get_readonly_fields(self, request: HttpRequest, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        return [*readonly, "owner_no_show_score"] if self._is_support(request) else readonly
 
     @admin.display(description="Owner's no-shows", ordering="owner_no_show_count")
     def owner_no_show_score(self, booking: Booking) -> int:
@@ -406,6 +438,10 @@ class BookingAdmin(ClinicScopedAdmin):
         return self._form_page(
             request, [booking], form, action="reschedule_booking", title="Reschedule booking"
         )
+
+
+def _people_of(booking: Booking) -> PeopleNames:
+    return getattr(booking, "people", None) or people_names([booking.user_id])
 
 
 def _seen_version(request: HttpRequest, booking: Booking) -> int | None:

@@ -54,6 +54,11 @@ class SlotOutput(serializers.Serializer):
         help_text="Why not bookable (null when bookable): a hold answers 409 with this code, "
         "`slot_unavailable` for `slot_closed` and `slot_full`.",
     )
+    timezone = serializers.CharField(help_text="The clinic's IANA time zone")
+    start_local = serializers.CharField(help_text="start_at in the clinic's time, with offset")
+    end_local = serializers.CharField(help_text="end_at in the clinic's time, with offset")
+    clinic_name = serializers.CharField()
+    service_name = serializers.CharField()
 
 
 class SlotSearchQuery(serializers.Serializer):

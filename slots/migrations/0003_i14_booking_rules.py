@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("slots", "0001_initial"),
+        ("slots", "0002_i18b_clinic_language"),
     ]
 
     operations = [
