@@ -46,6 +46,9 @@ class Booking(models.Model):
     version = models.PositiveIntegerField(default=1)
     # The aggregate_version of the booking's last event (bookings/services/history.py).
     event_version = models.PositiveIntegerField(default=0)
+    # When an unpaid booking is cancelled; empty: created_at + PAYMENT_DEADLINE_SECONDS. Moved
+    # by starting to pay and by a payment the provider still processes (payment_deadline.py).
+    payment_deadline_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

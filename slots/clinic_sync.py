@@ -42,6 +42,9 @@ def clinic_upsert(
         defaults={"name": name, "timezone": timezone, "active": active, "language": language},
     )
     transaction.on_commit(lambda: clinic_source.invalidate_clinic(clinic_id))
+    from .services import invalidate_slot_search  # services re-exports this module's write
+
+    invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
     return clinic
 
 
@@ -100,6 +103,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
                         "species": list(service.species),
                         "requires_payment": service.requires_payment,
                         "cancellation_window_hours": service.cancellation_window_hours,
+                        **dict(service.rules),  # booking rules, only those it sends
                         "active": True,
                         "synced_at": now,
                     },

@@ -9,6 +9,7 @@ from petpro_booking.core.db import RowReader
 
 from .gateway import ALL_CHANNELS, Pet, UserProfile, profile_matches
 
+
 def pets_of(*, user_id: str) -> list[Pet]:
     return [
         Pet(id=p.id, owner_id=p.owner_id, name=p.name, species=p.species)
