@@ -170,6 +170,28 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     return reservation
 
 
+def reservation_hold_for(
+    *, slot: Slot, user_id: str, pet_id: str, pet_name: str, expires_at: dt.datetime
+) -> Reservation | None:
+    """A hold made by the service for an owner (a waiting-list offer), inside a slot write
+    that has the slot row locked: one unit taken by the same conditional UPDATE as any hold,
+    None when the slot is full or closed. Confirming it is the normal confirm."""
+    if not slot_take_hold(slot_id=slot.id):
+        return None
+    reservation = _RESERVATION_INSERT.insert(
+        Reservation(
+            slot=slot,
+            user_id=user_id,
+            pet_id=pet_id,
+            pet_name=pet_name,
+            status=ReservationStatus.HELD,
+            expires_at=expires_at,
+        )
+    )
+    _append(reservation, slot=slot, event_type="ReservationCreated", actor=SYSTEM)
+    return reservation
+
+
 def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
     """The owner gives the hold back (DELETE). Releasing a hold that is already released or
     expired changes nothing; a hold past its expiry is recorded as expired, not released."""
