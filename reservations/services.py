@@ -192,32 +192,41 @@ def reservation_hold_for(
     return reservation
 
 
+def reservation_release_locked(
+    *, actor: Principal, reservation_id: uuid.UUID, slot: Slot
+) -> Reservation:
+    """Release a hold inside a slot write that has its slot row locked (`reservation_release`,
+    and the waiting list when an owner leaves with an offer). A released or expired hold is
+    returned unchanged; a confirmed one is 409 reservation_not_held."""
+    now = slot_locked_now(slot)
+    current = Reservation.objects.select_for_update().get(id=reservation_id)
+    if current.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
+        return current
+    if current.status != ReservationStatus.HELD:
+        raise ReservationNotHeld(
+            "A confirmed reservation is a booking now; cancel the booking instead.",
+            details={"status": current.status},
+        )
+    if current.expires_at <= now:
+        _expire_locked([current], slots={slot.id: slot}, now=now, how="lazy")
+        return current
+    Reservation.objects.filter(
+        id=current.id, status=ReservationStatus.HELD, version=current.version
+    ).update(status=ReservationStatus.RELEASED, version=F("version") + 1, updated_at=now)
+    current.status = ReservationStatus.RELEASED
+    current.version += 1
+    _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
+    slot_return_hold(slot_id=slot.id)
+    return current
+
+
 def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
     """The owner gives the hold back (DELETE). Releasing a hold that is already released or
     expired changes nothing; a hold past its expiry is recorded as expired, not released."""
     seen = reservation_get_for(actor=actor, reservation_id=reservation_id)
 
     def release(slot: Slot) -> Reservation:
-        now = slot_locked_now(slot)
-        current = Reservation.objects.select_for_update().get(id=seen.id)
-        if current.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
-            return current
-        if current.status != ReservationStatus.HELD:
-            raise ReservationNotHeld(
-                "A confirmed reservation is a booking now; cancel the booking instead.",
-                details={"status": current.status},
-            )
-        if current.expires_at <= now:
-            _expire_locked([current], slots={slot.id: slot}, now=now, how="lazy")
-            return current
-        Reservation.objects.filter(
-            id=current.id, status=ReservationStatus.HELD, version=current.version
-        ).update(status=ReservationStatus.RELEASED, version=F("version") + 1, updated_at=now)
-        slot_return_hold(slot_id=slot.id)
-        current.status = ReservationStatus.RELEASED
-        current.version += 1
-        _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
-        return current
+        return reservation_release_locked(actor=actor, reservation_id=seen.id, slot=slot)
 
     return slot_write(_slot_with_names(seen.slot_id), name="reservation_release", decide=release)
 

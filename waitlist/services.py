@@ -34,7 +34,7 @@ from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append
 from reservations.errors import InvalidPet
 from reservations.models import Reservation, ReservationStatus
-from reservations.services import reservation_hold_for, reservation_release
+from reservations.services import reservation_hold_for, reservation_release_locked
 from slots.locking import slot_write
 from slots.models import Slot, SlotStatus
 from slots.rules import SLOT_CLOSED, refusal_error, rules_of, slot_hold_check, species_accepted
@@ -44,7 +44,7 @@ from .errors import AlreadyBooked, AlreadyWaiting, SlotHasRoom
 from .events import WAITLIST_AGGREGATE, waitlist_event_data
 from .models import LIVE_STATUSES, EntryStatus, WaitlistEntry
 
-OFFER_SETTLED = {
+OFFER_SETTLED: dict[str, str] = {
     ReservationStatus.CONFIRMED: EntryStatus.BOOKED,
     ReservationStatus.EXPIRED: EntryStatus.OFFER_EXPIRED,
     ReservationStatus.RELEASED: EntryStatus.LEFT,
@@ -148,33 +148,24 @@ def _entry_for(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:
 
 
 def _end(*, entry_id: uuid.UUID, to_status: str, actor: Principal, reason: str) -> WaitlistEntry:
-    """End a waiting entry under its slot's lock; an offered one is ended by releasing its
-    hold (which gives the unit to the next in line and settles the entry as left)."""
+    """End a live entry under its slot's lock. Leaving or removed with a live offer, its hold
+    is released in the same transaction, which offers the unit to the next in line."""
     seen = WaitlistEntry.objects.select_related("slot").get(id=entry_id)
 
     def end(slot: Slot) -> WaitlistEntry:
         entry = WaitlistEntry.objects.select_for_update().get(id=entry_id)
-        if entry.status != EntryStatus.WAITING:
+        offered = entry.status == EntryStatus.OFFERED
+        if entry.status != EntryStatus.WAITING and not (
+            offered and to_status in (EntryStatus.LEFT, EntryStatus.REMOVED)
+        ):
             return entry
         _change(entry, status=to_status, ended_at=timezone.now(), end_reason=reason)
         _append(entry, slot=slot, event_type="WaitlistLeft", actor=actor, reason=reason)
+        if offered and entry.reservation_id is not None:
+            reservation_release_locked(actor=actor, reservation_id=entry.reservation_id, slot=slot)
         return entry
 
-    entry = slot_write(seen.slot, name="waitlist_leave", decide=end)
-    if (
-        to_status in (EntryStatus.LEFT, EntryStatus.REMOVED)
-        and entry.status == EntryStatus.OFFERED
-        and entry.reservation_id is not None
-    ):
-        owner = Principal(sub=entry.user_id, roles=actor.roles)
-        reservation_release(actor=owner, reservation_id=entry.reservation_id)
-        entry.refresh_from_db()
-        if to_status == EntryStatus.REMOVED and entry.status == EntryStatus.LEFT:
-            WaitlistEntry.objects.filter(id=entry.id).update(
-                status=EntryStatus.REMOVED, end_reason=reason
-            )
-            entry.refresh_from_db()
-    return entry
+    return slot_write(seen.slot, name="waitlist_leave", decide=end)
 
 
 def waitlist_leave(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:
