@@ -170,3 +170,19 @@ def test_entries_end_when_the_slot_starts(owners, slot):
     assert WaitlistEntry.objects.get(id=entry["id"]).status == EntryStatus.ENDED
     assert waitlist_sweep()["ended"] == 0
     assert Reservation.objects.filter(status=ReservationStatus.HELD).count() == 1
+
+
+def test_a_reschedule_away_offers_the_old_unit(owners, slot):
+    held = hold(owners[1], slot, "pet-1").json()
+    booking = owners[1].post(f"/api/v1/reservations/{held['id']}/confirm").json()
+    entry = join(owners[2], slot, "pet-2").json()
+    elsewhere = SlotFactory(service=slot.service)
+    moved = owners[1].post(
+        f"/api/v1/bookings/{booking['id']}/reschedule",
+        {"slot_id": str(elsewhere.id)},
+        format="json",
+    )
+    assert moved.status_code == 200, moved.json()
+    assert owners[2].get(f"/api/v1/waitlist/{entry['id']}").json()["status"] == "offered"
+    slot.refresh_from_db()
+    assert (slot.booked_count, slot.held_count) == (0, 1)
