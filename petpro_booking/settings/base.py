@@ -133,6 +133,13 @@ SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
 IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=60)
 
+# Consistency check (bookings/consistency.py): the outbox's oldest unpublished event may be this
+# old, a live hold this far past its expiry (the check's own interval), before they count.
+CONSISTENCY_OUTBOX_MAX_AGE_SECONDS = env.int("CONSISTENCY_OUTBOX_MAX_AGE_SECONDS", default=300)
+CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS = env.int(
+    "CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS", default=300
+)
+
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -204,6 +211,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "bookings.payments_cancel_unpaid",
         "schedule": 60.0,
         "options": {"expires": 50},
+    },
+    # The invariants (manage.py check_consistency), reported as petpro_consistency_violations.
+    "check-consistency": {
+        "task": "bookings.consistency_check",
+        "schedule": env.float("CONSISTENCY_CHECK_INTERVAL_SECONDS", default=300.0),
+        "options": {"expires": 240},
     },
     # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
     "refund-owed-payments": {

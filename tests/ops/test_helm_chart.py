@@ -22,6 +22,8 @@ REQUIRED_ALERTS = {
     "PetProOutboxBacklogOld",
     "PetProExpiryJobLagging",
     "PetProHealthCheckFailing",
+    "PetProConsistencyViolation",
+    "PetProConsistencyCheckNotRunning",
 }
 
 
