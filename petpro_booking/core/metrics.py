@@ -102,3 +102,8 @@ CONSISTENCY_LAST_RUN = Gauge(
     "When the consistency check last completed (Unix time).",
     multiprocess_mode="mostrecent",
 )
+LOCAL_CACHE = Counter(
+    "petpro_local_cache_total",
+    "Read-model lookups in the in-process cache level (hit, or miss: then Redis).",
+    ["result"],
+)

@@ -100,27 +100,43 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DB_SERIALIZABLE_ATTEMPTS = env.int("DB_SERIALIZABLE_ATTEMPTS", default=8)
 
 # --- Redis: cache, locks, throttles, breaker state ------------------------------------------
+# `redis://host:6379/0` is one node; `redis+cluster://host:6379[,host:port...]` a Redis Cluster
+# (petpro_booking/core/redis_client.py). Every key written has a TTL, so `volatile-lru` may evict.
 REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "petpro",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
-                # A cache outage must not break reads: the database answers instead.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
+DJANGO_REDIS_CONNECTION_FACTORY = "petpro_booking.core.redis_client.ConnectionFactory"
+
+
+def redis_cache(url: str, *, key_prefix: str = "petpro") -> dict:
+    """The default cache on Redis (one node or a cluster, by URL)."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        # A list: django-redis would read a comma in a cluster URL as a list of servers.
+        "LOCATION": [url],
+        "KEY_PREFIX": key_prefix,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            # A cache outage must not break reads: the database answers instead.
+            "IGNORE_EXCEPTIONS": True,
+        },
     }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL)}
     DJANGO_REDIS_IGNORE_EXCEPTIONS = True
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SLOT_SEARCH_CACHE_SECONDS = env.int("SLOT_SEARCH_CACHE_SECONDS", default=300)
+# The in-process level in front of Redis (petpro_booking/core/local_cache.py): cache
+# generations for LOCAL_CACHE_GENERATION_SECONDS (a bump elsewhere is seen within a second),
+# read-model values (keyed by generation) for LOCAL_CACHE_SECONDS; off: every read goes to Redis.
+LOCAL_CACHE_ENABLED = env.bool("LOCAL_CACHE_ENABLED", default=True)
+LOCAL_CACHE_MAX_ENTRIES = env.int("LOCAL_CACHE_MAX_ENTRIES", default=2048)
+LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=10.0)
+LOCAL_CACHE_GENERATION_SECONDS = env.float("LOCAL_CACHE_GENERATION_SECONDS", default=0.5)
 
 # --- Business timings ------------------------------------------------------------------------
 RESERVATION_TTL_SECONDS = env.int("RESERVATION_TTL_SECONDS", default=600)
