@@ -46,6 +46,18 @@ def slot_search_family(clinic_id: str) -> str:
     return f"slots:{clinic_id}"
 
 
+def clinic_read_model_family(clinic_id: str) -> str:
+    return f"clinic:{clinic_id}"
+
+
+def clinic_read_model_changed(*, clinic_id: str) -> None:
+    """Drop the cached clinic and its services (both cache levels, every process within a
+    second): now, and again once the change is committed (a reader between the two may
+    have cached the old rows)."""
+    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
+    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
+
+
 def invalidate_slot_search(*, clinic_id: str) -> None:
     """Drop cached searches of this clinic (and the clinic-less ones) once the change is
     committed; reservations and bookings call it too, as every hold changes availability."""
@@ -285,6 +297,7 @@ def clinic_upsert(*, clinic_id: str, name: str, timezone: str, active: bool = Tr
         id=clinic_id, defaults={"name": name, "timezone": timezone, "active": active}
     )
     transaction.on_commit(lambda: invalidate_clinic(clinic_id))
+    clinic_read_model_changed(clinic_id=clinic_id)
     return clinic
 
 

@@ -228,6 +228,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
+    # The week view of clinics whose slots changed is computed before anyone asks.
+    "warm-search-cache": {
+        "task": "slots.tasks.search_cache_warm",
+        "schedule": env.float("SEARCH_WARM_INTERVAL_SECONDS", default=60.0),
+        "options": {"expires": 50},
+    },
     # The invariants (manage.py check_consistency), reported as petpro_consistency_violations.
     "check-consistency": {
         "task": "bookings.consistency_check",
