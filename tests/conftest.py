@@ -17,7 +17,7 @@ from .factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, Slo
 from .integrations.payments.stub import payment_stub  # noqa: F401  (fixture, shared)
 
 # A private redis-server fixture (`private_redis`) for tests that stop Redis.
-pytest_plugins = ["tests.redis_server", "tests.redis_cluster"]
+pytest_plugins = ["tests.redis_server", "tests.redis_cluster", "tests.pg_replica"]
 
 REQUIRED_SERVICES = {
     "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),

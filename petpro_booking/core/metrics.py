@@ -107,3 +107,7 @@ LOCAL_CACHE = Counter(
     "Read-model lookups in the in-process cache level (hit, or miss: then Redis).",
     ["result"],
 )
+REPLICA_FALLBACKS = Counter(
+    "petpro_replica_fallbacks_total",
+    "Lag-tolerant reads sent to the primary because no read replica answered.",
+)

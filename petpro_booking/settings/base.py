@@ -89,10 +89,26 @@ DATABASES = {"default": database_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Embedded mode: wait for the writer instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+# A replica that cannot hand out a connection within this long is skipped (reads go to the
+# primary) for DB_REPLICA_RETRY_SECONDS; pooled replica connections are checked before use.
+DB_REPLICA_POOL_TIMEOUT_SECONDS = env.float("DB_REPLICA_POOL_TIMEOUT_SECONDS", default=1.0)
+DB_REPLICA_RETRY_SECONDS = env.float("DB_REPLICA_RETRY_SECONDS", default=5.0)
+
+
+def replica_config(url: str) -> dict:
+    """A DATABASES entry for a read replica (core/db.py read_replica())."""
+    config = database_config(url)
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["OPTIONS"]["pool"]["timeout"] = DB_REPLICA_POOL_TIMEOUT_SECONDS
+        config["OPTIONS"]["connect_timeout"] = max(1, int(DB_REPLICA_POOL_TIMEOUT_SECONDS))
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
 DATABASE_REPLICA_ALIASES: list[str] = []
 for index, replica_url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[])):
     alias = f"replica_{index}"
-    DATABASES[alias] = database_config(replica_url)
+    DATABASES[alias] = replica_config(replica_url)
     DATABASE_REPLICA_ALIASES.append(alias)
 DATABASE_ROUTERS = ["petpro_booking.core.db.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
