@@ -69,7 +69,7 @@ def generation(family: str) -> int:
 
 def bump_generation(*families: str) -> None:
     """Invalidate every entry keyed under each of `families` (entries age out on their own
-    TTL). On Redis all bumps go in one pipelined round trip (each family's three commands
+    TTL). On Redis all bumps go in one pipelined round trip (each family's two commands
     touch one key: one node of a cluster); a Redis outage is counted and skipped (the cached
     entries then live out their TTL)."""
     local = local_cache()
@@ -91,9 +91,10 @@ def bump_generation(*families: str) -> None:
         pipe = get_redis_connection("default").pipeline(transaction=False)
         for family in families:
             key = cache.make_key(_generation_key(family))
+            # A missing key starts from the clock, with its TTL (INCR keeps it): a busy
+            # family's key expires a week after it was made and simply starts again.
             pipe.set(key, _fresh_generation(), nx=True, ex=GENERATION_TTL_SECONDS)
             pipe.incr(key)
-            pipe.expire(key, GENERATION_TTL_SECONDS)
         pipe.execute()
     except redis.RedisError as exc:
         metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="cache_invalidation").inc()
