@@ -35,7 +35,10 @@ def _allow_replication() -> None:
     with psycopg.connect(PRIMARY, autocommit=True) as conn:
         rules = conn.execute(
             "SELECT count(*) FROM pg_hba_file_rules WHERE 'replication' = ANY(database) "
-            "AND (address = '127.0.0.1' OR address IS NULL) AND error IS NULL"
+            "AND type IN ('host', 'hostnossl') AND error IS NULL "
+            "AND CASE WHEN address IN ('all', 'samehost') THEN true "
+            "WHEN netmask IS NULL THEN false "
+            "ELSE ('127.0.0.1'::inet & netmask::inet) = (address::inet & netmask::inet) END"
         ).fetchone()
         if rules and rules[0]:
             return
