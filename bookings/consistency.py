@@ -36,7 +36,7 @@ from slots.models import Slot
 from slots.services import slot_counters_correct
 
 from .models import BookingStatus
-from .services.lifecycle import HOLDS_A_UNIT
+from .services import HOLDS_A_UNIT
 
 logger = logging.getLogger(__name__)
 
