@@ -91,10 +91,26 @@ DATABASES = {"default": database_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Embedded mode: wait for the writer instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+# A replica that cannot hand out a connection within this long is skipped (reads go to the
+# primary) for DB_REPLICA_RETRY_SECONDS; pooled replica connections are checked before use.
+DB_REPLICA_POOL_TIMEOUT_SECONDS = env.float("DB_REPLICA_POOL_TIMEOUT_SECONDS", default=1.0)
+DB_REPLICA_RETRY_SECONDS = env.float("DB_REPLICA_RETRY_SECONDS", default=5.0)
+
+
+def replica_config(url: str) -> dict:
+    """A DATABASES entry for a read replica (core/db.py read_replica())."""
+    config = database_config(url)
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["OPTIONS"]["pool"]["timeout"] = DB_REPLICA_POOL_TIMEOUT_SECONDS
+        config["OPTIONS"]["connect_timeout"] = max(1, int(DB_REPLICA_POOL_TIMEOUT_SECONDS))
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
 DATABASE_REPLICA_ALIASES: list[str] = []
 for index, replica_url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[])):
     alias = f"replica_{index}"
-    DATABASES[alias] = database_config(replica_url)
+    DATABASES[alias] = replica_config(replica_url)
     DATABASE_REPLICA_ALIASES.append(alias)
 DATABASE_ROUTERS = ["petpro_booking.core.db.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -102,27 +118,43 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DB_SERIALIZABLE_ATTEMPTS = env.int("DB_SERIALIZABLE_ATTEMPTS", default=8)
 
 # --- Redis: cache, locks, throttles, breaker state ------------------------------------------
+# `redis://host:6379/0` is one node; `redis+cluster://host:6379[,host:port...]` a Redis Cluster
+# (petpro_booking/core/redis_client.py). Every key written has a TTL, so `volatile-lru` may evict.
 REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "petpro",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
-                # A cache outage must not break reads: the database answers instead.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
+DJANGO_REDIS_CONNECTION_FACTORY = "petpro_booking.core.redis_client.ConnectionFactory"
+
+
+def redis_cache(url: str, *, key_prefix: str = "petpro") -> dict:
+    """The default cache on Redis (one node or a cluster, by URL)."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        # A list: django-redis would read a comma in a cluster URL as a list of servers.
+        "LOCATION": [url],
+        "KEY_PREFIX": key_prefix,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            # A cache outage must not break reads: the database answers instead.
+            "IGNORE_EXCEPTIONS": True,
+        },
     }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL)}
     DJANGO_REDIS_IGNORE_EXCEPTIONS = True
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SLOT_SEARCH_CACHE_SECONDS = env.int("SLOT_SEARCH_CACHE_SECONDS", default=300)
+# The in-process level in front of Redis (petpro_booking/core/local_cache.py): cache
+# generations for LOCAL_CACHE_GENERATION_SECONDS (a bump elsewhere is seen within a second),
+# read-model values (keyed by generation) for LOCAL_CACHE_SECONDS; off: every read goes to Redis.
+LOCAL_CACHE_ENABLED = env.bool("LOCAL_CACHE_ENABLED", default=True)
+LOCAL_CACHE_MAX_ENTRIES = env.int("LOCAL_CACHE_MAX_ENTRIES", default=2048)
+LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=10.0)
+LOCAL_CACHE_GENERATION_SECONDS = env.float("LOCAL_CACHE_GENERATION_SECONDS", default=0.5)
 
 # --- Business timings ------------------------------------------------------------------------
 RESERVATION_TTL_SECONDS = env.int("RESERVATION_TTL_SECONDS", default=600)
@@ -134,6 +166,13 @@ SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
 # (its process died) may be taken over.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
 IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=60)
+
+# Consistency check (bookings/consistency.py): the outbox's oldest unpublished event may be this
+# old, a live hold this far past its expiry (the check's own interval), before they count.
+CONSISTENCY_OUTBOX_MAX_AGE_SECONDS = env.int("CONSISTENCY_OUTBOX_MAX_AGE_SECONDS", default=300)
+CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS = env.int(
+    "CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS", default=300
+)
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
@@ -215,6 +254,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
             default=min(60.0, max(1.0, PAYMENT_DEADLINE_SECONDS / 4)),
         ),
         "options": {"expires": 50},
+    },
+    # The week view of clinics whose slots changed is computed before anyone asks.
+    "warm-search-cache": {
+        "task": "slots.tasks.search_cache_warm",
+        "schedule": env.float("SEARCH_WARM_INTERVAL_SECONDS", default=60.0),
+        "options": {"expires": 50},
+    },
+    # The invariants (manage.py check_consistency), reported as petpro_consistency_violations.
+    "check-consistency": {
+        "task": "bookings.consistency_check",
+        "schedule": env.float("CONSISTENCY_CHECK_INTERVAL_SECONDS", default=300.0),
+        "options": {"expires": 240},
     },
     # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
     "refund-owed-payments": {
