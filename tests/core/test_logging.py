@@ -129,7 +129,7 @@ def test_pii_never_reaches_a_log_line():
 
 @pytest.mark.parametrize(
     ("settings_module", "level"),
-    [("petpro_booking.settings.local", "DEBUG"), ("petpro_booking.settings.production", "INFO")],
+    [("petpro_booking.settings.local", "INFO"), ("petpro_booking.settings.production", "INFO")],
 )
 def test_log_level_defaults_per_environment(settings_module, level):
     env = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
