@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots.admin import ClinicScopedAdmin
@@ -111,7 +112,7 @@ class RescheduleForm(BookingActionForm):
 
 
 @admin.register(Booking)
-class BookingAdmin(ClinicScopedAdmin):
+class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     list_display = [
         "reference",
         "status",
@@ -132,6 +133,8 @@ class BookingAdmin(ClinicScopedAdmin):
         ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id"]
+    # By the pet's (encrypted) name through its keyed hash, exact name.
+    lookup_search_fields = ("reservation__pet_name_lookup",)
     list_select_related = ["slot"]
     date_hierarchy = "slot__start_at"
     inlines = [BookingHistoryInline, PaymentRecordInline]

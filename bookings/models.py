@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from petpro_booking.core.model_fields import EncryptedTextField
 from reservations.models import Reservation
 from slots.models import Slot
 
@@ -117,7 +118,7 @@ class BookingHistory(models.Model):
     to_status = models.CharField(max_length=20)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64)
-    reason = models.TextField(blank=True)
+    reason = EncryptedTextField(blank=True)  # free text: encrypted at rest
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -261,6 +261,16 @@ CLINIC_CACHE_SECONDS = env.int("CLINIC_CACHE_SECONDS", default=1800)
 USER_CACHE_SECONDS = env.int("USER_CACHE_SECONDS", default=3600)
 SERVICE_CACHE_STALE_SECONDS = env.int("SERVICE_CACHE_STALE_SECONDS", default=86400)
 
+# --- Personal data (docs/security.md) ---------------------------------------------------------
+# Fernet keys (32 url-safe base64 bytes), newest first: new values are encrypted with the first,
+# reads accept any; `manage.py reencrypt_fields` moves every row to the first. Unset: a key
+# derived from DJANGO_SECRET_KEY (development only; production requires them).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# HMAC key of the lookup columns (search by pet name / email over encrypted columns).
+PERSONAL_DATA_LOOKUP_KEY = env("PERSONAL_DATA_LOOKUP_KEY", default="")
+# HMAC keys of the pseudonymous owner key in analytics messages, newest first.
+ANALYTICS_PSEUDONYM_KEYS = env.list("ANALYTICS_PSEUDONYM_KEYS", default=[])
+
 # --- Callers' tokens -------------------------------------------------------------------------
 JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-production")
 JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY", default="")
