@@ -134,6 +134,8 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
                     changes[lookup.name] = crypto.lookup_hash(
                         crypto.decrypt(token) if token else ""
                     )
+                if not changes:  # nothing stored in this row's encrypted columns
+                    continue
                 assignments = ", ".join(f"{quote(meta.get_field(n).column)} = %s" for n in changes)
                 cursor.execute(
                     f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
