@@ -27,6 +27,7 @@ from slots.models import Slot, SlotStatus
 
 from . import services
 from .models import Booking, BookingHistory, PaymentRecord
+from .personal_data_admin import erase_owner_data, export_owner_data
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -138,7 +139,14 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     list_select_related = ["slot"]
     date_hierarchy = "slot__start_at"
     inlines = [BookingHistoryInline, PaymentRecordInline]
-    actions = ["cancel_bookings", "reschedule_booking", "complete_bookings", "no_show_bookings"]
+    actions = [
+        "cancel_bookings",
+        "reschedule_booking",
+        "complete_bookings",
+        "no_show_bookings",
+        export_owner_data,
+        erase_owner_data,
+    ]
     readonly_fields = BOOKING_FIELDS
     fields = BOOKING_FIELDS
 
