@@ -171,8 +171,9 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
 
 
 def scrub(value: Any, replacements: dict[str, str]) -> Any:
-    """A copy of a JSON value with every string equal to a key of `replacements` replaced and
-    every value under a personal key (pet_name, reason, contact data) tombstoned."""
+    """A copy of a JSON value where every occurrence of a key of `replacements` (ids, names) in
+    a string is replaced and every value under a personal key (pet_name, reason, contact data)
+    is tombstoned."""
     if isinstance(value, dict):
         return {
             key: (ERASED if key in PERSONAL_KEYS and item else scrub(item, replacements))
@@ -181,7 +182,12 @@ def scrub(value: Any, replacements: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [scrub(item, replacements) for item in value]
     if isinstance(value, str):
-        return replacements.get(value, value)
+        if value in replacements:
+            return replacements[value]
+        for personal, replacement in replacements.items():  # inside free text too
+            if len(personal) >= 3 and personal in value:
+                value = value.replace(personal, replacement)
+        return value
     return value
 
 
