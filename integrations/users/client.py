@@ -55,11 +55,10 @@ def _parse_user(body: Any) -> dict[str, Any]:
     channels = preferences.get("channels")  # absent: every channel; [] : opted out of all
     if channels is not None:
         channels = [c for c in channels if c in ALL_CHANNELS]
+    # Only what we use is cached: the channel preferences and the locale. Name, email and
+    # phone are the User Service's business (docs/security.md, "Personal data").
     return {
         "id": str(body["id"]),
-        "name": str(body.get("name") or ""),
-        "email": body.get("email") or "",
-        "phone": body.get("phone") or "",
         "channels": channels,
         "locale": str(preferences.get("locale") or "en"),
     }
@@ -114,8 +113,6 @@ def user_get(*, user_id: str) -> UserProfile | None:
         return None
     return UserProfile(
         id=row["id"],
-        name=row["name"],
         channels=ALL_CHANNELS if row["channels"] is None else tuple(row["channels"]),
         locale=row["locale"],
-        extra={"email": row["email"], "phone": row["phone"]},
     )

@@ -20,7 +20,7 @@ class Pet:
 @dataclass(frozen=True)
 class UserProfile:
     id: str
-    name: str
+    name: str = ""  # only the local adapter knows it; the User Service's is not kept
     channels: tuple[str, ...] = ALL_CHANNELS
     locale: str = "en"
     extra: dict = field(default_factory=dict, compare=False)
