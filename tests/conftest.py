@@ -15,8 +15,9 @@ from petpro_booking.core.auth import issue_token
 from .factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, SlotFactory
 from .integrations.payments.stub import payment_stub  # noqa: F401  (fixture, shared)
 
-# A private redis-server fixture (`private_redis`) for tests that stop Redis.
-pytest_plugins = ["tests.redis_server"]
+# A private redis-server fixture (`private_redis`) for tests that stop Redis; a private
+# PostgreSQL with TLS (`tls_postgres`, port 5434) for the TLS tests.
+pytest_plugins = ["tests.redis_server", "tests.tls_postgres"]
 
 REQUIRED_SERVICES = {
     "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),

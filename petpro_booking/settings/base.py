@@ -6,6 +6,8 @@ from pathlib import Path
 
 import environ
 
+from petpro_booking.core.tls import amqp_ssl_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -78,6 +80,8 @@ def database_config(url: str) -> dict:
         config["ENGINE"] = "django.db.backends.postgresql"
         config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (FIELD-NOTES)
         config["OPTIONS"] = {
+            # sslmode, sslrootcert, sslcert, sslkey ... from the URL's query string (TLS).
+            **config.get("OPTIONS", {}),
             "options": f"-c search_path={DB_SCHEMA},public",
             "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": 10},
         }
@@ -139,6 +143,9 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 # Eager tasks still pass through a producer of this in-memory broker (named host: no warning).
 CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://localhost/"
+# amqps:// brokers: the CA bundle that signed their certificates (default: the system's).
+BROKER_CA_FILE = env("BROKER_CA_FILE", default="")
+CELERY_BROKER_USE_SSL = amqp_ssl_options(CELERY_BROKER_URL, ca_file=BROKER_CA_FILE)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

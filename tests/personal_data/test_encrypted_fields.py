@@ -17,7 +17,12 @@ from ..factories import LocalPetFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SECRETS = ("Biscuit the Brave", "owner-1-mail@example.com", "+49 170 5550101", "limping since Monday")
+SECRETS = (
+    "Biscuit the Brave",
+    "owner-1-mail@example.com",
+    "+49 170 5550101",
+    "limping since Monday",
+)
 
 
 def raw_rows() -> str:

@@ -81,8 +81,7 @@ def test_erasure_leaves_nothing_personal_and_keeps_the_numbers(person, broker_ta
 
     # Future bookings were cancelled through the service, past ones kept their status.
     statuses = {
-        name: Booking.objects.get(id=booking.id).status
-        for name, booking in person.bookings.items()
+        name: Booking.objects.get(id=booking.id).status for name, booking in person.bookings.items()
     }
     assert statuses == {
         "confirmed": "cancelled",
@@ -102,7 +101,8 @@ def test_erasure_leaves_nothing_personal_and_keeps_the_numbers(person, broker_ta
 
     # Publish everything, PersonErased included: every message passes its schema.
     report = outbox_relay()
-    assert report.failed == 0 and report.invalid_messages == 0
+    assert report.failed == 0
+    assert report.invalid_messages == 0
     after = every_row_as_text()
     for value in PERSONAL_VALUES:
         assert value not in after, value
@@ -133,7 +133,8 @@ def test_erasure_leaves_nothing_personal_and_keeps_the_numbers(person, broker_ta
         "notifications": [],
     }
     answer = api_client_for(sub="owner-1", roles=["pet_owner"]).get("/api/v1/me/data")
-    assert answer.json()["bookings"] == [] and answer.json()["holds"] == []
+    assert answer.json()["bookings"] == []
+    assert answer.json()["holds"] == []
 
 
 def test_support_erases_from_the_admin_after_confirming(client, person):
@@ -142,7 +143,8 @@ def test_support_erases_from_the_admin_after_confirming(client, person):
     asked = client.post(
         "/admin/bookings/booking/", {"action": "erase_owner_data", "_selected_action": selected}
     )
-    assert asked.status_code == 200 and b"cannot be undone" in asked.content
+    assert asked.status_code == 200
+    assert b"cannot be undone" in asked.content
     assert Booking.objects.filter(user_id="owner-1").exists()  # nothing done before confirming
     done = client.post(
         "/admin/bookings/booking/",
