@@ -173,6 +173,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Workers and beat log through LOGGING above (JSON), not through Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every connection before and after each task, and with a psycopg
+# pool also closes the pool: a new pool (and new PostgreSQL backends) per task. With this set,
+# a worker process keeps its pool across tasks (connections go back to it after each task,
+# petpro_booking/celery.py) and recycles it every 2 x this many tasks.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 # Every periodic job of the product, in one place (celery beat).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Outbox sweep: publishes what the after-commit nudge missed (broker down, crash).
@@ -226,6 +231,9 @@ EVENT_EXCHANGE = env("EVENT_EXCHANGE", default="petpro.booking")
 EVENT_LOG_SINK_PATH = env("EVENT_LOG_SINK_PATH", default=str(BASE_DIR / "var" / "events.log"))
 # Relay right after each commit that appended events (the beat sweep catches the rest).
 EVENT_RELAY_ON_COMMIT = env.bool("EVENT_RELAY_ON_COMMIT", default=True)
+# With a broker, a process sends at most one relay pass per this interval, however many
+# commits nudge it (the pass drains the whole outbox).
+EVENT_RELAY_NUDGE_INTERVAL_SECONDS = env.float("EVENT_RELAY_NUDGE_INTERVAL_SECONDS", default=0.2)
 EVENT_RELAY_BATCH_SIZE = env.int("EVENT_RELAY_BATCH_SIZE", default=500)
 EVENT_RELAY_MAX_SECONDS = env.float("EVENT_RELAY_MAX_SECONDS", default=20.0)
 EVENT_CONNECT_TIMEOUT_SECONDS = env.float("EVENT_CONNECT_TIMEOUT_SECONDS", default=2.0)
