@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from . import retention, services
 
 
 @shared_task(name="bookings.payments_reconcile")
@@ -29,3 +29,15 @@ def payments_refund_owed() -> dict[str, int]:
 def payment_refund_owed_task(record_id: str) -> str:
     """Refund one payment owed back; scheduled after the commit that owed it."""
     return services.payment_refund_owed(record_id=record_id)
+
+
+@shared_task(name="bookings.retention_webhooks")
+def retention_webhooks() -> int:
+    """Delete processed payment webhooks older than RETENTION_WEBHOOKS_DAYS."""
+    return retention.processed_webhooks_purge()
+
+
+@shared_task(name="bookings.retention_history")
+def retention_history() -> int:
+    """Pseudonymise the history of bookings closed more than RETENTION_HISTORY_YEARS ago."""
+    return retention.booking_history_pseudonymise_closed()

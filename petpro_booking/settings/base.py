@@ -194,6 +194,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
     "expire-holds": {"task": "reservations.tasks.reservations_expire_due", "schedule": 30.0},
+    # Retention (docs/security.md): published events by month, processed webhooks, history of
+    # long-closed bookings; partitions for the months ahead.
+    "retention-events": {"task": "events.retention_events", "schedule": 86400.0},
+    "retention-webhooks": {"task": "bookings.retention_webhooks", "schedule": 3600.0},
+    "retention-history": {"task": "bookings.retention_history", "schedule": 86400.0},
     # Idempotency keys older than 24 h.
     "purge-idempotency-keys": {
         "task": "petpro_booking.core.tasks.idempotency_keys_purge",
@@ -285,6 +290,13 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 PERSONAL_DATA_LOOKUP_KEY = env("PERSONAL_DATA_LOOKUP_KEY", default="")
 # HMAC keys of the pseudonymous owner key in analytics messages, newest first.
 ANALYTICS_PSEUDONYM_KEYS = env.list("ANALYTICS_PSEUDONYM_KEYS", default=[])
+
+# Retention, per kind (docs/security.md, "Retention"). Empty archive dir: drop, no archive.
+RETENTION_EVENTS_DAYS = env.int("RETENTION_EVENTS_DAYS", default=400)
+RETENTION_EVENTS_ARCHIVE_DIR = env("RETENTION_EVENTS_ARCHIVE_DIR", default="")
+RETENTION_WEBHOOKS_DAYS = env.int("RETENTION_WEBHOOKS_DAYS", default=30)
+RETENTION_HISTORY_YEARS = env.int("RETENTION_HISTORY_YEARS", default=3)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
 
 # --- Callers' tokens -------------------------------------------------------------------------
 JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-production")
