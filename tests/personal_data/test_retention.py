@@ -86,7 +86,10 @@ def test_a_month_past_retention_is_archived_per_day_and_dropped(settings, tmp_pa
     assert not {e.event_id for e in expired} & remaining
     files = sorted(tmp_path.glob("events-*.jsonl.gz"))
     assert len(files) == 3  # the six events fell on three days
-    archived = [json.loads(line) for f in files for line in gzip.open(f, "rt")]
+    archived = []
+    for path in files:
+        with gzip.open(path, "rt") as archive:
+            archived += [json.loads(line) for line in archive]
     assert sorted(row["event_id"] for row in archived) == sorted(str(e.event_id) for e in expired)
     assert {row["event_type"] for row in archived} == {"SlotUpdated"}
 
@@ -112,15 +115,17 @@ def test_the_row_by_row_path_of_sqlite_archives_and_deletes_in_batches(settings,
 def test_an_aggregate_version_is_unique_across_months():
     old_events(months_ago(3), 1, published=True)
     aggregate = Event.objects.get().aggregate_id
-    with pytest.raises(IntegrityError, match="events_aggregate_version_uniq"):
-        with transaction.atomic():
-            event_append(
-                aggregate_type="slot",
-                aggregate_id=aggregate,
-                event_type="SlotUpdated",
-                data={"slot_id": aggregate},
-                aggregate_version=1,
-            )
+    with (
+        pytest.raises(IntegrityError, match="events_aggregate_version_uniq"),
+        transaction.atomic(),
+    ):
+        event_append(
+            aggregate_type="slot",
+            aggregate_id=aggregate,
+            event_type="SlotUpdated",
+            data={"slot_id": aggregate},
+            aggregate_version=1,
+        )
     with transaction.atomic():
         event_append(
             aggregate_type="slot", aggregate_id=aggregate, event_type="SlotUpdated", data={}
