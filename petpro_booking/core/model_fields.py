@@ -107,8 +107,12 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
     lookups = [f for f in meta.concrete_fields if isinstance(f, LookupHashField)]
     if not encrypted:
         return 0
-    quote = connection.ops.quote_name
-    table, pk = quote(meta.db_table), quote(meta.pk.column)
+
+    def quote(name: str | None) -> str:
+        return connection.ops.quote_name(str(name))
+
+    column_of = {f.name: f.column for f in meta.concrete_fields}
+    table, pk = quote(meta.db_table), quote(meta.pk.column if meta.pk else "id")
     columns = ", ".join(quote(f.column) for f in encrypted)
     skip_locked = (
         " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
@@ -136,7 +140,7 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
                     )
                 if not changes:  # nothing stored in this row's encrypted columns
                     continue
-                assignments = ", ".join(f"{quote(meta.get_field(n).column)} = %s" for n in changes)
+                assignments = ", ".join(f"{quote(column_of[n])} = %s" for n in changes)
                 cursor.execute(
                     f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
                     [*changes.values(), row[0]],
