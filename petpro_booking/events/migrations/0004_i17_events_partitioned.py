@@ -106,5 +106,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(partition, migrations.RunPython.noop, elidable=False),
+        # Forward only: going back means restoring a dump (or writing the reverse copy).
+        migrations.RunPython(partition, elidable=False),
     ]
