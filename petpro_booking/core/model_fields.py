@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import FieldError
 from django.db import models
+from django.db.models.lookups import Exact
 
 from . import crypto
+
+
+class EmptyOnlyExact(Exact):
+    """`= ""` works on ciphertext (empty stays empty); `= "text"` would silently match nothing
+    (every token differs), so it is refused."""
+
+    def get_prep_lookup(self):  # type: ignore[no-untyped-def]
+        if self.rhs not in ("", None):
+            raise FieldError(
+                f"{self.lhs.target.name} is encrypted: filter on its lookup column, or compare "
+                "after reading (decrypted)"
+            )
+        return super().get_prep_lookup()
 
 
 class EncryptedTextField(models.TextField):
@@ -30,7 +45,9 @@ class EncryptedTextField(models.TextField):
 
     def get_lookup(self, lookup_name: str):  # type: ignore[override]
         # Only "is the column empty / null" has a meaning on ciphertext.
-        if lookup_name not in {"isnull", "exact"}:
+        if lookup_name == "exact":
+            return EmptyOnlyExact
+        if lookup_name != "isnull":
             return None
         return super().get_lookup(lookup_name)
 

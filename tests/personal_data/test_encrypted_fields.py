@@ -97,3 +97,15 @@ def test_admin_finds_a_booking_and_a_hold_by_the_pet_name(client, personal_booki
     assert str(personal_booking.reservation_id) in holds.content.decode()
     missing = client.get("/admin/bookings/booking/", {"q": "Biscuit"})
     assert personal_booking.reference not in missing.content.decode()
+
+
+def test_filtering_an_encrypted_column_by_its_text_is_refused_not_silently_empty():
+    from django.core.exceptions import FieldError
+
+    from bookings.models import BookingHistory
+
+    assert list(BookingHistory.objects.filter(reason="")) == []
+    with pytest.raises(FieldError, match="encrypted"):
+        list(BookingHistory.objects.filter(reason="limping since Monday"))
+    with pytest.raises(FieldError):
+        list(BookingHistory.objects.filter(reason__contains="limping"))
