@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from . import services
+from . import retention, services
 from .consistency import consistency_check as consistency_report
 
 logger = logging.getLogger(__name__)
@@ -47,3 +47,15 @@ def consistency_check() -> dict[str, int]:
             {name: check.violations for name, check in report.checks.items() if not check.ok},
         )
     return {name: check.violations for name, check in report.checks.items()}
+
+
+@shared_task(name="bookings.retention_webhooks")
+def retention_webhooks() -> int:
+    """Delete processed payment webhooks older than RETENTION_WEBHOOKS_DAYS."""
+    return retention.processed_webhooks_purge()
+
+
+@shared_task(name="bookings.retention_history")
+def retention_history() -> int:
+    """Pseudonymise the history of bookings closed more than RETENTION_HISTORY_YEARS ago."""
+    return retention.booking_history_pseudonymise_closed()

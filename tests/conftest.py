@@ -16,8 +16,15 @@ from petpro_booking.core.local_cache import clear_local_cache
 from .factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, SlotFactory
 from .integrations.payments.stub import payment_stub  # noqa: F401  (fixture, shared)
 
-# A private redis-server fixture (`private_redis`) for tests that stop Redis.
-pytest_plugins = ["tests.redis_server", "tests.redis_cluster", "tests.pg_replica"]
+# Private servers for tests that need their own: a redis-server (`private_redis`) for tests
+# that stop Redis, a Redis Cluster, a streaming replica, a PostgreSQL with TLS (`tls_postgres`,
+# port 5434).
+pytest_plugins = [
+    "tests.redis_server",
+    "tests.redis_cluster",
+    "tests.pg_replica",
+    "tests.tls_postgres",
+]
 
 REQUIRED_SERVICES = {
     "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),

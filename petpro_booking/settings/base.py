@@ -6,6 +6,8 @@ from pathlib import Path
 
 import environ
 
+from petpro_booking.core.tls import amqp_ssl_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -80,6 +82,8 @@ def database_config(url: str) -> dict:
         config["ENGINE"] = "django.db.backends.postgresql"
         config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (FIELD-NOTES)
         config["OPTIONS"] = {
+            # sslmode, sslrootcert, sslcert, sslkey ... from the URL's query string (TLS).
+            **config.get("OPTIONS", {}),
             "options": f"-c search_path={DB_SCHEMA},public",
             "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": 10},
         }
@@ -180,6 +184,9 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 # Eager tasks still pass through a producer of this in-memory broker (named host: no warning).
 CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://localhost/"
+# amqps:// brokers: the CA bundle that signed their certificates (default: the system's).
+BROKER_CA_FILE = env("BROKER_CA_FILE", default="")
+CELERY_BROKER_USE_SSL = amqp_ssl_options(CELERY_BROKER_URL, ca_file=BROKER_CA_FILE)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -228,6 +235,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
     "expire-holds": {"task": "reservations.tasks.reservations_expire_due", "schedule": 30.0},
+    # Retention (docs/security.md): published events by month, processed webhooks, history of
+    # long-closed bookings; partitions for the months ahead.
+    "retention-events": {"task": "events.retention_events", "schedule": 86400.0},
+    "retention-webhooks": {"task": "bookings.retention_webhooks", "schedule": 3600.0},
+    "retention-history": {"task": "bookings.retention_history", "schedule": 86400.0},
     # Idempotency keys older than 24 h.
     "purge-idempotency-keys": {
         "task": "petpro_booking.core.tasks.idempotency_keys_purge",
@@ -325,6 +337,23 @@ SERVICE_BREAKER_RESET_SECONDS = env.float("SERVICE_BREAKER_RESET_SECONDS", defau
 CLINIC_CACHE_SECONDS = env.int("CLINIC_CACHE_SECONDS", default=1800)
 USER_CACHE_SECONDS = env.int("USER_CACHE_SECONDS", default=3600)
 SERVICE_CACHE_STALE_SECONDS = env.int("SERVICE_CACHE_STALE_SECONDS", default=86400)
+
+# --- Personal data (docs/security.md) ---------------------------------------------------------
+# Fernet keys (32 url-safe base64 bytes), newest first: new values are encrypted with the first,
+# reads accept any; `manage.py reencrypt_fields` moves every row to the first. Unset: a key
+# derived from DJANGO_SECRET_KEY (development only; production requires them).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# HMAC key of the lookup columns (search by pet name / email over encrypted columns).
+PERSONAL_DATA_LOOKUP_KEY = env("PERSONAL_DATA_LOOKUP_KEY", default="")
+# HMAC keys of the pseudonymous owner key in analytics messages, newest first.
+ANALYTICS_PSEUDONYM_KEYS = env.list("ANALYTICS_PSEUDONYM_KEYS", default=[])
+
+# Retention, per kind (docs/security.md, "Retention"). Empty archive dir: drop, no archive.
+RETENTION_EVENTS_DAYS = env.int("RETENTION_EVENTS_DAYS", default=400)
+RETENTION_EVENTS_ARCHIVE_DIR = env("RETENTION_EVENTS_ARCHIVE_DIR", default="")
+RETENTION_WEBHOOKS_DAYS = env.int("RETENTION_WEBHOOKS_DAYS", default=30)
+RETENTION_HISTORY_YEARS = env.int("RETENTION_HISTORY_YEARS", default=3)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
 
 # --- Callers' tokens -------------------------------------------------------------------------
 JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-production")

@@ -145,6 +145,9 @@ def test_log_level_defaults_per_environment(settings_module, level):
         CELERY_BROKER_URL="amqp://127.0.0.1//",
         EVENT_BROKER_URL="amqp://127.0.0.1//",
         PAYMENT_SANDBOX="true",
+        FIELD_ENCRYPTION_KEYS="Y29tcG9zZS1leGFtcGxlLWZpZWxkLWtleS0zMmJ5dGU=",
+        PERSONAL_DATA_LOOKUP_KEY="k",
+        ANALYTICS_PSEUDONYM_KEYS="k",
     )
     script = (
         "import logging, django; django.setup(); from django.conf import settings; "
