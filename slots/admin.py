@@ -117,6 +117,10 @@ class ClinicServiceAdmin(ClinicScopedAdmin):
             raise PermissionDenied
         services.clinic_service_save(actor=principal, service=obj)
 
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
+
     @admin.action(description="Generate slots from a weekly schedule")
     def generate_slots(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         principal = admin_principal(request.user)

@@ -22,11 +22,24 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.clinics import gateway as clinic_source
+from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
 from .models import Clinic, ClinicService
 
 logger = logging.getLogger(__name__)
+
+
+def clinic_read_model_family(clinic_id: str) -> str:
+    return f"clinic:{clinic_id}"
+
+
+def clinic_read_model_changed(*, clinic_id: str) -> None:
+    """Drop the cached clinic and its services (both cache levels, every process within a
+    second): now, and again once the change is committed (a reader between the two may
+    have cached the old rows)."""
+    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
+    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
 
 
 def clinic_upsert(
@@ -42,8 +55,9 @@ def clinic_upsert(
         defaults={"name": name, "timezone": timezone, "active": active, "language": language},
     )
     transaction.on_commit(lambda: clinic_source.invalidate_clinic(clinic_id))
-    from .services import invalidate_slot_search  # services re-exports this module's write
+    from .services import invalidate_slot_search  # services imports this module
 
+    clinic_read_model_changed(clinic_id=clinic_id)
     invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
     return clinic
 
@@ -74,6 +88,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     now = timezone.now()
     if info is None:
         Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
+        clinic_read_model_changed(clinic_id=clinic_id)
         clinic = Clinic.objects.filter(id=clinic_id).first()
         if clinic is not None:
             logger.warning("clinic %s is unknown to the Clinic Service; marked inactive", clinic_id)

@@ -19,8 +19,12 @@ from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
+from .clinic_sync import (  # the read-model's write and cache names, re-exported
+    clinic_read_model_changed as clinic_read_model_changed,
+)
+from .clinic_sync import clinic_read_model_family as clinic_read_model_family
 from .clinic_sync import clinic_service_ensure_synced
-from .clinic_sync import clinic_upsert as clinic_upsert  # the read-model's write, re-exported
+from .clinic_sync import clinic_upsert as clinic_upsert
 from .errors import CapacityConflict, NotClinicStaff
 from .locking import units_freed
 from .models import ClinicService, Slot, SlotStatus
@@ -359,6 +363,7 @@ def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicSe
     with transaction.atomic():
         service.save()
         invalidate_slot_search(clinic_id=service.clinic_id)
+        clinic_read_model_changed(clinic_id=service.clinic_id)
     return service
 
 
@@ -455,3 +460,34 @@ def slot_return_booking(*, slot_id: uuid.UUID | str) -> None:
     """A booked unit goes back (cancel, reschedule away from this slot)."""
     if _slot_counter_update(_RETURN_BOOKING_SQL, slot_id=slot_id):
         units_freed(slot_id)
+
+
+def slot_counters_correct(
+    *, slot: Slot, booked_count: int, held_count: int, actor: Principal, reason: str
+) -> None:
+    """Set a slot's counters to the rows they count (the consistency repair). The caller holds
+    the slot's lock and row lock and has recounted in this transaction; the change is recorded
+    as a `SlotUpdated` event with the values before it (the slot's history)."""
+    previous = {"booked_count": slot.booked_count, "held_count": slot.held_count}
+    Slot.objects.filter(id=slot.id).update(
+        booked_count=booked_count,
+        held_count=held_count,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    slot.refresh_from_db()
+    event_append(
+        aggregate_type=SLOT_AGGREGATE,
+        aggregate_id=slot.id,
+        event_type="SlotUpdated",
+        data={
+            **slot_event_data(slot),
+            "changed": ["booked_count", "held_count"],
+            "previous": previous,
+            "reason": reason,
+        },
+        actor=actor,
+    )
+    invalidate_slot_search(clinic_id=slot.clinic_id)
+    if booked_count + held_count < previous["booked_count"] + previous["held_count"]:
+        units_freed(slot.id)  # the repair gave units back: the waiting list's turn

@@ -42,7 +42,7 @@ class WaitlistEntryAdmin(ClinicScopedAdmin):
         "end_reason",
     ]
     list_filter = ["status", "slot__clinic", "slot__service"]
-    search_fields = ["=slot__id", "user_id", "pet_id", "pet_name"]
+    search_fields = ["=slot__id", "=user_id", "=pet_id"]  # names are encrypted
     ordering = ["slot__start_at", "joined_at", "id"]  # one slot's line reads oldest first
     list_select_related = ["slot", "slot__clinic"]
     readonly_fields = [field.name for field in WaitlistEntry._meta.fields]

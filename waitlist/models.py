@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from petpro_booking.core.model_fields import EncryptedTextField
 from reservations.models import Reservation
 from slots.models import Slot
 
@@ -28,7 +29,8 @@ class WaitlistEntry(models.Model):
     slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="waitlist_entries")
     user_id = models.CharField(max_length=64)
     pet_id = models.CharField(max_length=64)
-    pet_name = models.CharField(max_length=100, blank=True, default="")
+    # Personal data, encrypted at rest like a hold's (docs/security.md, Personal data).
+    pet_name = EncryptedTextField(blank=True, default="")
     status = models.CharField(
         max_length=16, choices=EntryStatus.choices, default=EntryStatus.WAITING
     )
@@ -40,7 +42,7 @@ class WaitlistEntry(models.Model):
     offered_at = models.DateTimeField(null=True, blank=True)
     offer_expires_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
-    end_reason = models.CharField(max_length=500, blank=True, default="")
+    end_reason = EncryptedTextField(blank=True, default="")
     version = models.PositiveIntegerField(default=1)
 
     class Meta:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.cache import cache
 
 from petpro_booking.core.breaker import WindowedCircuitBreaker
 from petpro_booking.core.errors import DependencyUnavailable
@@ -32,11 +33,16 @@ register_check("user_service", reader.health)
 
 
 def _user_key(user_id: str) -> str:
-    return f"svc:user:{user_id}"
+    return f"svc:{{user:{user_id}}}:profile"
 
 
 def _pets_key(user_id: str) -> str:
-    return f"svc:user-pets:{user_id}"
+    return f"svc:{{user:{user_id}}}:pets"
+
+
+def invalidate_user(user_id: str) -> None:
+    """Forget what we cached about this user and their pets (call when we learn they changed)."""
+    cache.delete_many([_user_key(str(user_id)), _pets_key(str(user_id))])
 
 
 def _parse_pets(body: Any) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ class Pet:
 @dataclass(frozen=True)
 class UserProfile:
     id: str
-    name: str
+    name: str = ""
     channels: tuple[str, ...] = ALL_CHANNELS
     locale: str = ""  # the owner's language (`preferences.language`); "" = not chosen
     extra: dict = field(default_factory=dict, compare=False)
@@ -75,5 +75,12 @@ def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
 
 
 def user_get(*, user_id: str) -> UserProfile | None:
-    """Profile and notification preferences; DependencyUnavailable as for pet_get."""
+    """Profile and notification preferences; DependencyUnavailable as for pets_of."""
     return _adapter().user_get(user_id=user_id)
+
+
+def invalidate_user(*, user_id: str) -> None:
+    """Drop cached User Service answers about this user (a no-op in embedded mode)."""
+    from .client import invalidate_user as drop_cached
+
+    drop_cached(str(user_id))

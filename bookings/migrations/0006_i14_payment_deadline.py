@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0003_payment_refund_requested"),
+        ("bookings", "0005_i17_person_erasures"),
     ]
 
     operations = [
