@@ -147,7 +147,9 @@ def _entry_for(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:
     return entry
 
 
-def _end(*, entry_id: uuid.UUID, to_status: str, actor: Principal, reason: str) -> WaitlistEntry:
+def waitlist_end(
+    *, entry_id: uuid.UUID, to_status: str, actor: Principal, reason: str
+) -> WaitlistEntry:
     """End a live entry under its slot's lock. Leaving or removed with a live offer, its hold
     is released in the same transaction, which offers the unit to the next in line."""
     seen = WaitlistEntry.objects.select_related("slot").get(id=entry_id)
@@ -172,7 +174,7 @@ def waitlist_leave(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEn
     """The owner leaves the line (DELETE). Leaving with an offer releases its hold, which goes
     to the next in line. Leaving an ended entry changes nothing."""
     entry = _entry_for(actor=actor, entry_id=entry_id)
-    return _end(entry_id=entry.id, to_status=EntryStatus.LEFT, actor=actor, reason="left")
+    return waitlist_end(entry_id=entry.id, to_status=EntryStatus.LEFT, actor=actor, reason="left")
 
 
 def waitlist_remove(*, actor: Principal, entry_id: uuid.UUID | str, reason: str) -> WaitlistEntry:
@@ -184,7 +186,9 @@ def waitlist_remove(*, actor: Principal, entry_id: uuid.UUID | str, reason: str)
     entry = WaitlistEntry.objects.select_related("slot").filter(id=key).first() if key else None
     if entry is None or not actor.can_manage_clinic(entry.slot.clinic_id):
         raise NotFound("No such waiting-list entry.")
-    return _end(entry_id=entry.id, to_status=EntryStatus.REMOVED, actor=actor, reason=reason)
+    return waitlist_end(
+        entry_id=entry.id, to_status=EntryStatus.REMOVED, actor=actor, reason=reason
+    )
 
 
 # --- offers: the "unit freed" hook -----------------------------------------------------------
@@ -285,7 +289,7 @@ def waitlist_sweep() -> dict[str, int]:
         .order_by("id")
     )
     for entry_id in list(started[:500]):
-        ended = _end(
+        ended = waitlist_end(
             entry_id=entry_id, to_status=EntryStatus.ENDED, actor=SYSTEM, reason="slot_started"
         )
         counts["ended"] += ended.status == EntryStatus.ENDED

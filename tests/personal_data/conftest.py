@@ -15,6 +15,8 @@ from bookings.services import booking_cancel, booking_complete, booking_mark_no_
 from petpro_booking.core.principal import Principal
 from reservations.models import Reservation
 from reservations.services import reservation_create, reservation_release
+from slots.models import Slot
+from waitlist.services import waitlist_join
 
 from ..bookings.conftest import SUPPORT, book_on, staff_of
 from ..bookings.payment_fixtures import book_paid
@@ -85,8 +87,15 @@ def person(clinic) -> Person:
         actor=PERSON, booking_id=cancelled.id, reason=OWNER_REASON
     )
     done = book_on(slot(3), owner=PERSON)
-    bookings["completed"] = booking_complete(actor=staff, booking_id=done.id, reason=STAFF_REASON)
     missed = book_on(slot(4), owner=PERSON)
+    # Visits are closed once their slot has started (bookings/visit_rules.py).
+    began = timezone.now() - dt.timedelta(hours=2)
+    for hours, visit in enumerate((done, missed)):
+        Slot.objects.filter(id=visit.slot_id).update(
+            start_at=began - dt.timedelta(hours=hours),
+            end_at=began - dt.timedelta(hours=hours) + dt.timedelta(minutes=30),
+        )
+    bookings["completed"] = booking_complete(actor=staff, booking_id=done.id, reason=STAFF_REASON)
     bookings["no_show"] = booking_mark_no_show(
         actor=SUPPORT, booking_id=missed.id, reason=STAFF_REASON
     )
@@ -101,6 +110,10 @@ def person(clinic) -> Person:
     )
     assert answer.status_code == 201, answer.content
     live_hold = Reservation.objects.get(id=answer.json()["id"])
+    # In line for a slot the bystander holds (the waiting list keeps the owner and the pet).
+    full = slot(7)
+    reservation_create(actor=BYSTANDER, slot_id=full.id, pet_id="pet-2")
+    waitlist_join(actor=PERSON, slot_id=full.id, pet_id="pet-1")
     # What the User Service client caches about an owner (the cache shared with it).
     cache.set("svc:{user:owner-1}:profile", {"id": "owner-1", "email": EMAIL, "phone": PHONE})
     return Person(bookings=bookings, live_hold=live_hold, bystander_booking=bystander_booking)
