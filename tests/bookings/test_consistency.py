@@ -175,9 +175,10 @@ def test_a_reservation_with_two_bookings_is_reported(busy_day, drop_constraint):
     booking = busy_day["booking"]
     sql(
         "INSERT INTO bookings (id, reference, slot_id, reservation_id, clinic_id, service_id, "
-        "user_id, pet_id, status, amount, currency, version, created_at, updated_at) "
+        "user_id, pet_id, status, amount, currency, version, created_at, updated_at, "
+        "cancel_reason, event_version) "
         "SELECT gen_random_uuid(), 'PP-ZZZZZZ', slot_id, reservation_id, clinic_id, "
-        "service_id, user_id, pet_id, 'cancelled', amount, currency, 1, now(), now() "
+        "service_id, user_id, pet_id, 'cancelled', amount, currency, 1, now(), now(), '', 0 "
         "FROM bookings WHERE id = %s",
         [booking.id],
     )
