@@ -300,11 +300,9 @@ def deadline_of(booking: Booking):
 
 
 def deadline_notes(booking: Booking) -> list[str]:
-    return list(
-        BookingHistory.objects.filter(booking=booking, reason__contains="payment deadline")
-        .order_by("id")
-        .values_list("reason", flat=True)
-    )
+    # Reasons are encrypted at rest: compared after decryption, not in SQL.
+    reasons = BookingHistory.objects.filter(booking=booking).order_by("id")
+    return [row.reason for row in reasons if "payment deadline" in row.reason]
 
 
 @pytest.mark.parametrize("capped", [False, True])
