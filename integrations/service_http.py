@@ -116,7 +116,9 @@ class ServiceReader:
     # --- one attempt, inside the breaker --------------------------------------------------
     def _attempt(self, url: str, timeout: float, parse: Callable[[Any], Any]) -> tuple[int, Any]:
         response = self._client().get(
-            url, headers={"Authorization": f"Bearer {service_token(audience=self.audience)}"}, timeout=timeout
+            url,
+            headers={"Authorization": f"Bearer {service_token(audience=self.audience)}"},
+            timeout=timeout,
         )
         if response.status_code >= 500:
             raise ServerError(response.status_code)

@@ -40,9 +40,7 @@ JWT_AUDIENCE = required("JWT_AUDIENCE")
 SERVICE_JWT_SIGNING_KEY = required("SERVICE_JWT_SIGNING_KEY")
 if SERVICE_JWT_SIGNING_KEY == JWT_SIGNING_KEY:
     # Anyone holding our service key could otherwise mint user tokens for us, and vice versa.
-    raise environ.ImproperlyConfigured(
-        "SERVICE_JWT_SIGNING_KEY must differ from JWT_SIGNING_KEY"
-    )
+    raise environ.ImproperlyConfigured("SERVICE_JWT_SIGNING_KEY must differ from JWT_SIGNING_KEY")
 PAYMENT_WEBHOOK_SECRET = required("PAYMENT_WEBHOOK_SECRET")
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING["root"]["level"] = LOG_LEVEL

@@ -31,7 +31,9 @@ def test_token_is_reused_until_near_expiry_and_follows_a_new_key(settings, monke
     first = service_token(audience="user-service")
 
     monkeypatch.setattr(service_tokens.time, "time", lambda: start + 239)
-    assert service_token(audience="user-service") == first  # 61 s left: still good for a call and its retries
+    assert (
+        service_token(audience="user-service") == first
+    )  # 61 s left: still good for a call and its retries
     monkeypatch.setattr(service_tokens.time, "time", lambda: start + 241)
     renewed = service_token(audience="user-service")
     assert renewed != first

@@ -75,7 +75,9 @@ def test_admin_login_is_locked_out_after_repeated_failures(client, settings):
     User.objects.create_user("clinic-admin", password="a-long-correct-password", is_staff=True)
     statuses = [
         client.post(
-            "/admin/login/", {"username": "clinic-admin", "password": "wrong"}, REMOTE_ADDR="10.0.0.1"
+            "/admin/login/",
+            {"username": "clinic-admin", "password": "wrong"},
+            REMOTE_ADDR="10.0.0.1",
         ).status_code
         for _ in range(3)
     ]
@@ -107,10 +109,9 @@ def test_swagger_ui_is_served_from_our_static_files_under_a_csp(client):
     assert page.status_code == 200
     html = page.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
-    assert "cdn" not in html.lower() and "unpkg" not in html
+    assert "cdn" not in html.lower()
+    assert "unpkg" not in html
     policy = page["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "<script>" not in html  # no inline script: the init script is a file of ours
-    assert page["Content-Security-Policy"] == client.get("/admin/login/")[
-        "Content-Security-Policy"
-    ]
+    assert page["Content-Security-Policy"] == client.get("/admin/login/")["Content-Security-Policy"]
