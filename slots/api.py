@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
@@ -29,7 +30,9 @@ from .serializers import (
 
 
 class ClinicViewSet(viewsets.ViewSet):
-    lookup_value_regex = r"[^/]+"
+    # Opaque ids of the Clinic Service, at most 64 characters; a NUL byte (which PostgreSQL
+    # cannot store) or anything longer matches no route and is a 404.
+    lookup_value_regex = r"[^/\x00]{1,64}"
     pagination_class = PagePagination
 
     @extend_schema(responses={200: ClinicOutput(many=True)})
@@ -87,6 +90,8 @@ class SlotViewSet(viewsets.ViewSet):
         result = selectors.slot_search_page(filters=filters, page=page, page_size=page_size)
         url = request.build_absolute_uri()
         last_page = max(1, -(-result["count"] // page_size))
+        if page > last_page:
+            raise NotFound("There is no such page.")  # as DRF's paginator answers
         next_url = replace_query_param(url, "page", page + 1) if page < last_page else None
         previous_url = None
         if page > 1:

@@ -179,6 +179,16 @@ def slot_generate(
         for window in weekly:
             if window.weekday == day.isoweekday():
                 wanted.extend(_local_starts(day=day, window=window, duration=duration, zone=zone))
+        if len(wanted) > settings.SLOT_GENERATE_MAX_SLOTS:
+            # One call must not write (and emit events for) an unbounded number of rows.
+            raise ValidationFailed(
+                details={
+                    "weekly": [
+                        f"At most {settings.SLOT_GENERATE_MAX_SLOTS} slots at once; "
+                        "split the period or use longer windows."
+                    ]
+                }
+            )
         day += dt.timedelta(days=1)
     if not wanted:
         return 0

@@ -172,6 +172,8 @@ PAYMENT_DEADLINE_SECONDS = env.int("PAYMENT_DEADLINE_SECONDS", default=1800)
 LOCK_TTL_SECONDS = env.int("LOCK_TTL_SECONDS", default=30)
 LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
 SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
+# At most this many slots per generate call (92 days of one-minute windows would be 132,000).
+SLOT_GENERATE_MAX_SLOTS = env.int("SLOT_GENERATE_MAX_SLOTS", default=3000)
 # Idempotency-Key: responses replayed this long; a claim with no answer after IN_FLIGHT seconds
 # (its process died) may be taken over.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
