@@ -46,7 +46,8 @@ class ClinicViewSet(viewsets.ViewSet):
         return Response(ClinicOutput(selectors.clinic_get(clinic_id=pk)).data)
 
     @extend_schema(responses={200: ClinicServiceOutput(many=True), **error_responses(503)})
-    @action(detail=True, methods=["get"])
+    # A plain list (DESIGN §7's wire format), not a page: the schema must say so too.
+    @action(detail=True, methods=["get"], pagination_class=None)
     def services(self, request: Request, pk: str) -> Response:
         return Response(
             ClinicServiceOutput(selectors.clinic_service_list(clinic_id=pk), many=True).data

@@ -78,6 +78,9 @@ ATTACKS = {
         new_slot("0001-01-01T00:00:00+01:00", "0001-01-01T00:30:00+01:00"),
         status=400,
     ),
+    "search with an offset of +18:24": Attack(
+        "GET", "/api/v1/slots?start_from=2030-01-01T00:00:00%2B18:24", status=400
+    ),
     "page beyond the last": Attack("GET", "/api/v1/slots?page=99999", status=404),
     "page with 40 digits": Attack("GET", "/api/v1/slots?page=" + "9" * 40),
     "page not a number": Attack("GET", "/api/v1/slots?page=%00"),
