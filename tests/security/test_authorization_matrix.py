@@ -28,7 +28,7 @@ ROLES = {
     "service": {"sub": "booking-service", "roles": ["service"]},
     "none": None,
 }
-O, S, X, P, V, N = "other_owner", "staff", "other_staff", "support", "service", "none"
+O, S, X, P, V, N = "other_owner", "staff", "other_staff", "support", "service", "none"  # noqa: E741
 
 
 def expect(other_owner, staff, other_staff, support, service, none=401) -> dict[str, int]:
