@@ -104,3 +104,21 @@ def _declare_dead_letters(sender, instance, conf, **kwargs) -> None:
         declare_dead_letter_queue()
     except Exception:  # the worker still runs; setup_broker declares it too
         logger.warning("dead-letter queue not declared", exc_info=True)
+
+
+@signals.task_postrun.connect
+def _return_connections_to_the_pool(sender=None, **kwargs) -> None:
+    """After every task run by a worker, hand its database connections back to the process's
+    pool (with a psycopg pool, `close()` returns the connection; the pool and its PostgreSQL
+    backends stay). Celery's Django fixup would instead close the whole pool after every task
+    (a new pool and new backends per task: ~5 ms of PostgreSQL CPU each); with
+    `CELERY_DB_REUSE_MAX` set it leaves the pool alone and only recycles it every
+    2 x that many tasks."""
+    if sender is None or getattr(sender.request, "is_eager", False):
+        return
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        # A connection shared with another thread (a test's in-process worker) is not ours.
+        if not connection.in_atomic_block and not connection.allow_thread_sharing:
+            connection.close()

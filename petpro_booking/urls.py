@@ -1,13 +1,14 @@
 """URL routes: /api/v1/ (DRF), schema and docs, admin, probes and metrics."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from bookings.api import BookingViewSet, ReservationConfirmView
 from bookings.payment_api import BookingPaymentView, PaymentWebhookView
-from petpro_booking.core import health, metrics_export
+from petpro_booking.core import exception_handler, health, metrics_export
 from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
 
@@ -35,6 +36,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    path("admin/backoffice/", include("bookings.backoffice.urls")),  # the daily tool
+    # Anything else under /api/ (a trailing slash, a malformed id, an unknown path): the JSON
+    # envelope, also with DEBUG on (Django's debug 404 page would list every pattern).
+    re_path(r"^api/", csrf_exempt(exception_handler.json_not_found), name="api-not-found"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

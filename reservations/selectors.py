@@ -6,11 +6,12 @@ import uuid
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.principal import Principal
 
-from .models import Reservation
+from .models import Reservation, ReservationStatus
 
 
 def reservation_get_for(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
@@ -19,6 +20,14 @@ def reservation_get_for(*, actor: Principal, reservation_id: uuid.UUID | str) ->
         return Reservation.objects.get(id=reservation_id, user_id=actor.sub)
     except (Reservation.DoesNotExist, ValueError, DjangoValidationError):
         raise NotFound("No such reservation.") from None
+
+
+def reservation_list_live_for(*, actor: Principal) -> QuerySet[Reservation]:
+    """The caller's holds that still hold a unit (held and not past expiry), soonest expiry
+    first."""
+    return Reservation.objects.filter(
+        user_id=actor.sub, status=ReservationStatus.HELD, expires_at__gt=timezone.now()
+    ).order_by("expires_at", "id")
 
 
 def reservation_list_admin() -> QuerySet[Reservation]:

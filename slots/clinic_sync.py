@@ -63,7 +63,11 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     try:
         with transaction.atomic():
             clinic = clinic_upsert(
-                clinic_id=clinic_id, name=info.name, timezone=info.timezone, active=info.active
+                clinic_id=clinic_id,
+                name=info.name,
+                timezone=info.timezone,
+                active=info.active,
+                language=info.language,
             )
             Clinic.objects.filter(id=clinic_id).update(synced_at=now)
             for service in services:

@@ -13,6 +13,7 @@ from django.db.models import F, QuerySet
 
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core import metrics
+from petpro_booking.core.clock import local_fields
 from petpro_booking.core.db import read_replica
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
@@ -34,6 +35,9 @@ SLOT_FIELDS = (
     "held_count",
     "status",
     "version",
+    "clinic__name",
+    "clinic__timezone",
+    "service__name",
 )
 
 
@@ -57,7 +61,9 @@ def clinic_service_list(*, clinic_id: str) -> QuerySet[ClinicService]:
 
 def slot_get(*, slot_id: uuid.UUID | str) -> Slot:
     try:
-        return Slot.objects.get(id=uuid_or_not_found(slot_id, what="slot"))
+        return Slot.objects.select_related("clinic", "service").get(
+            id=uuid_or_not_found(slot_id, what="slot")
+        )
     except Slot.DoesNotExist:
         raise NotFound("No such slot.") from None
 
@@ -110,6 +116,13 @@ def slot_row(values: dict[str, Any]) -> dict[str, Any]:
         "available_capacity": available,
         "status": values["status"],
         "version": values["version"],
+        **local_fields(
+            start_at=values["start_at"],
+            end_at=values["end_at"],
+            zone_name=values["clinic__timezone"],
+            clinic_name=values["clinic__name"],
+            service_name=values["service__name"],
+        ),
     }
 
 

@@ -285,14 +285,17 @@ def slot_close(
     )
 
 
-def clinic_upsert(*, clinic_id: str, name: str, timezone: str, active: bool = True) -> Clinic:
+def clinic_upsert(
+    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
+) -> Clinic:
     """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
     try:
         ZoneInfo(timezone)
     except (KeyError, ValueError):
         raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
     clinic, _ = Clinic.objects.update_or_create(
-        id=clinic_id, defaults={"name": name, "timezone": timezone, "active": active}
+        id=clinic_id,
+        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
     )
     transaction.on_commit(lambda: invalidate_clinic(clinic_id))
     return clinic

@@ -337,9 +337,15 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         slot = _lock_slots(seen.slot_id)[seen.slot_id]
         reservation = Reservation.objects.select_for_update().get(id=seen.id)
         if reservation.status == ReservationStatus.CONFIRMED:
+            made = Booking.objects.only("id", "reference").get(reservation_id=reservation.id)
             raise InvalidTransition(
                 "This reservation is already confirmed into a booking.",
-                details={"status": reservation.status, "requested": "confirmed"},
+                details={
+                    "status": reservation.status,
+                    "requested": "confirmed",
+                    "booking_id": str(made.id),
+                    "reference": made.reference,
+                },
             )
         # Fenced on the version, status and expiry seen here: if the expiry job took the hold
         # first, this fails and nothing below happens.

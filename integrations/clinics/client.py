@@ -39,6 +39,7 @@ class ClinicInfo:
     name: str
     timezone: str
     active: bool
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _parse_clinic(body: Any) -> dict[str, Any]:
         "name": str(body["name"]),
         "timezone": str(body["timezone"]),
         "active": bool(body.get("active", True)),
+        "language": str(body.get("default_language") or body.get("language") or "en"),
     }
 
 

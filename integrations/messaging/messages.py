@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .render import language_for, notification_words
+
 SCHEMA_VERSION = 1
 CHANNELS: tuple[str, ...] = ("email", "push", "sms")
 ANALYTICS_ROUTING_KEY = "booking.events.analytics"
@@ -143,12 +145,20 @@ def notification_message_id(*, event_id: str, template: str, channel: str) -> st
     return str(uuid.uuid5(uuid.UUID(event_id), f"{template}:{channel}"))
 
 
-def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> list[OutboundMessage]:
+def notification_messages(
+    event: DomainEvent, *, channels: Sequence[str], owner_language: str | None = None
+) -> list[OutboundMessage]:
     template = NOTIFICATION_TEMPLATES.get(event.event_type)
     if template is None:
         return []
     payload = event.data
     data = notification_data(template, payload)
+    language = language_for(
+        owner_language=owner_language, clinic_language=payload.get("clinic_language")
+    )
+    subject, text = notification_words(
+        template, data, reference=payload.get("reference"), language=language
+    )
     occurred_at = _timestamp(event.occurred_at)
     messages = []
     for channel in CHANNELS:
@@ -166,6 +176,9 @@ def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> lis
             "recipient": {"user_id": payload.get("user_id")},
             "booking_id": payload.get("booking_id"),
             "reference": payload.get("reference"),
+            "language": language,
+            "subject": subject,
+            "text": text,
             "data": data,
         }
         messages.append(
@@ -182,12 +195,19 @@ def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> lis
 
 
 def messages_for(
-    event: DomainEvent, *, channels_of: Callable[[str], Sequence[str]]
+    event: DomainEvent,
+    *,
+    channels_of: Callable[[str], Sequence[str]],
+    language_of: Callable[[str], str | None] | None = None,
 ) -> list[OutboundMessage]:
-    """Every message one event produces: analytics first, then its notifications."""
+    """Every message one event produces: analytics first, then its notifications (in the
+    owner's language from `language_of`, else the clinic's)."""
     messages = [analytics_message(event)]
     if event.event_type in NOTIFICATION_TEMPLATES:
         user_id = event.data.get("user_id")
         channels = channels_of(str(user_id)) if user_id else CHANNELS
-        messages.extend(notification_messages(event, channels=channels))
+        owner_language = language_of(str(user_id)) if user_id and language_of else None
+        messages.extend(
+            notification_messages(event, channels=channels, owner_language=owner_language)
+        )
     return messages

@@ -8,6 +8,7 @@ stale answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -15,10 +16,11 @@ from django.conf import settings
 from django.core.cache import cache
 
 from petpro_booking.core.breaker import WindowedCircuitBreaker
+from petpro_booking.core.errors import DependencyUnavailable
 from petpro_booking.core.health import register_check
 
 from ..service_http import SOURCE_SERVICE, ServiceReader
-from .gateway import ALL_CHANNELS, Pet, UserProfile
+from .gateway import ALL_CHANNELS, Pet, UserProfile, profile_matches
 
 DEPENDENCY = "user service"
 
@@ -61,7 +63,8 @@ def _parse_user(body: Any) -> dict[str, Any]:
         "email": body.get("email") or "",
         "phone": body.get("phone") or "",
         "channels": channels,
-        "locale": str(preferences.get("locale") or "en"),
+        # `language` (issue 18); older answers said `locale`. Empty: not chosen (clinic's).
+        "locale": str(preferences.get("language") or preferences.get("locale") or ""),
     }
 
 
@@ -119,3 +122,32 @@ def user_get(*, user_id: str) -> UserProfile | None:
         locale=row["locale"],
         extra={"email": row["email"], "phone": row["phone"]},
     )
+
+
+# The User Service cannot search: the admin's finder asks about the owners of the bookings it
+# may show (the most recent first), at most this many per search, each answer cached.
+MATCH_LOOKUPS_MAX = 300
+
+
+def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
+    matched: set[str] = set()
+    for user_id in list(among)[:MATCH_LOOKUPS_MAX]:
+        try:
+            profile = user_get(user_id=user_id)
+        except DependencyUnavailable:
+            continue  # not found rather than a failed search; the page says the source
+        if profile is not None and profile_matches(profile, text):
+            matched.add(profile.id)
+    return matched
+
+
+def pets_matching(*, text: str, owners: Sequence[str]) -> set[str]:
+    needle = text.strip().casefold()
+    matched: set[str] = set()
+    for user_id in list(owners)[:MATCH_LOOKUPS_MAX]:
+        try:
+            pets = pets_of(user_id=user_id)
+        except DependencyUnavailable:
+            continue
+        matched.update(pet.id for pet in pets if needle and needle in pet.name.casefold())
+    return matched

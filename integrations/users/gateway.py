@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -22,7 +23,7 @@ class UserProfile:
     id: str
     name: str
     channels: tuple[str, ...] = ALL_CHANNELS
-    locale: str = "en"
+    locale: str = ""  # the owner's language (`preferences.language`); "" = not chosen
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -39,6 +40,31 @@ def _adapter():
 def pets_of(*, user_id: str) -> list[Pet]:
     """The user's pets; DependencyUnavailable as for pet_get when nothing is cached."""
     return _adapter().pets_of(user_id=user_id)
+
+
+def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
+    """Which of these users' name, email or phone contains `text` (a phone compared digit by
+    digit). The User Service has no search: its client looks each of them up (cached)."""
+    return _adapter().users_matching(text=text, among=among)
+
+
+def pets_matching(*, text: str, owners: Sequence[str]) -> set[str]:
+    """Ids of these owners' pets whose name contains `text`."""
+    return _adapter().pets_matching(text=text, owners=owners)
+
+
+def profile_matches(profile: UserProfile, text: str) -> bool:
+    """The one matching rule of both adapters: a case-blind part of the name or email, or of
+    the phone number's digits (at least 4 of them)."""
+    needle = text.strip().casefold()
+    if not needle:
+        return False
+    email = str(profile.extra.get("email") or "")
+    if needle in profile.name.casefold() or needle in email.casefold():
+        return True
+    digits = "".join(ch for ch in needle if ch.isdigit())
+    phone = "".join(ch for ch in str(profile.extra.get("phone") or "") if ch.isdigit())
+    return len(digits) >= 4 and digits in phone
 
 
 def pet_get(*, user_id: str, pet_id: str) -> Pet | None:

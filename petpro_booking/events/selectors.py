@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from .models import Event
@@ -43,3 +43,11 @@ def outbox_failed_events(*, limit: int = 20) -> list[Event]:
             :limit
         ]
     )
+
+
+def outbox_id_bounds(*, from_id: int | None, to_id: int | None) -> tuple[int, int]:
+    """The event ids a republish range really covers (open ends closed by the table)."""
+    bounds = Event.objects.aggregate(first=Min("id"), last=Max("id"))
+    first = from_id if from_id is not None else (bounds["first"] or 0)
+    last = to_id if to_id is not None else (bounds["last"] or -1)
+    return first, last

@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from .nudge import RelayNudger
 from .relay import outbox_relay
 
 logger = logging.getLogger(__name__)
@@ -19,14 +20,29 @@ def relay_outbox(max_batches: int | None = None) -> dict:
     return outbox_relay(max_batches=max_batches).as_dict()
 
 
+def _send_relay_pass() -> None:
+    relay_outbox.apply_async(retry=False)
+
+
+# One per process: coalesces every commit's nudge into at most one relay pass per interval.
+_nudger = RelayNudger(_send_relay_pass, interval=settings.EVENT_RELAY_NUDGE_INTERVAL_SECONDS)
+
+
 def relay_nudge(event_ids: list[int]) -> None:
-    """After-commit hook of `event_append`: relay now instead of waiting for the sweep.
-    Never raises: the request that appended the events has already succeeded, and the beat
-    sweep publishes anything a failed nudge left behind. One batch: a nudge run eagerly (no
-    Celery broker) happens in the request that committed, which must not drain a backlog."""
+    """After-commit hook of `event_append`: relay soon instead of waiting for the sweep.
+
+    With a broker, the nudge only sets a flag; a background thread sends at most one relay
+    pass per `EVENT_RELAY_NUDGE_INTERVAL_SECONDS`, and that pass drains the whole outbox (one
+    Celery message per interval per process, not one per commit). Without a broker (tasks run
+    eagerly, the embedded mode) one batch is relayed right here, in the request that
+    committed, which must not drain a backlog. Never raises: the request that appended the
+    events has already succeeded, and the beat sweep publishes anything a nudge left behind."""
     if not settings.EVENT_RELAY_ON_COMMIT:
         return
-    try:
-        relay_outbox.apply_async(kwargs={"max_batches": 1}, retry=False)
-    except Exception:
-        logger.warning("outbox relay nudge failed; the beat sweep will publish", exc_info=True)
+    if relay_outbox.app.conf.task_always_eager:
+        try:
+            relay_outbox.apply_async(kwargs={"max_batches": 1}, retry=False)
+        except Exception:
+            logger.warning("outbox relay nudge failed; the beat sweep will publish", exc_info=True)
+        return
+    _nudger.nudge()

@@ -40,6 +40,8 @@ MIDDLEWARE = [
     "petpro_booking.core.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Accept-Language (en, id) picks the language of API error messages; codes never change.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -212,6 +214,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Workers and beat log through LOGGING above (JSON), not through Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every connection before and after each task, and with a psycopg
+# pool also closes the pool: a new pool (and new PostgreSQL backends) per task. With this set,
+# a worker process keeps its pool across tasks (connections go back to it after each task,
+# petpro_booking/celery.py) and recycles it every 2 x this many tasks.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 # Every periodic job of the product, in one place (celery beat).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Outbox sweep: publishes what the after-commit nudge missed (broker down, crash).
@@ -245,10 +252,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
-    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed.
+    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed (every
+    # minute, or a quarter of a deadline shorter than 4 minutes).
     "cancel-unpaid-bookings": {
         "task": "bookings.payments_cancel_unpaid",
-        "schedule": 60.0,
+        "schedule": env.float(
+            "PAYMENT_DEADLINE_SWEEP_SECONDS",
+            default=min(60.0, max(1.0, PAYMENT_DEADLINE_SECONDS / 4)),
+        ),
         "options": {"expires": 50},
     },
     # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
@@ -265,6 +276,9 @@ EVENT_EXCHANGE = env("EVENT_EXCHANGE", default="petpro.booking")
 EVENT_LOG_SINK_PATH = env("EVENT_LOG_SINK_PATH", default=str(BASE_DIR / "var" / "events.log"))
 # Relay right after each commit that appended events (the beat sweep catches the rest).
 EVENT_RELAY_ON_COMMIT = env.bool("EVENT_RELAY_ON_COMMIT", default=True)
+# With a broker, a process sends at most one relay pass per this interval, however many
+# commits nudge it (the pass drains the whole outbox).
+EVENT_RELAY_NUDGE_INTERVAL_SECONDS = env.float("EVENT_RELAY_NUDGE_INTERVAL_SECONDS", default=0.2)
 EVENT_RELAY_BATCH_SIZE = env.int("EVENT_RELAY_BATCH_SIZE", default=500)
 EVENT_RELAY_MAX_SECONDS = env.float("EVENT_RELAY_MAX_SECONDS", default=20.0)
 EVENT_CONNECT_TIMEOUT_SECONDS = env.float("EVENT_CONNECT_TIMEOUT_SECONDS", default=2.0)
@@ -362,7 +376,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    # Named enums: generated clients (`make client`) get BookingStatus, not StatusDa1Enum.
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "bookings.models.BookingStatus",
+        "PaymentStatusEnum": "bookings.models.PaymentStatus",
+        "ReservationStatusEnum": "reservations.models.ReservationStatus",
+        "SlotStatusEnum": "slots.models.SlotStatus",
+    },
 }
 
 # --- Static, i18n, misc ----------------------------------------------------------------------
@@ -372,7 +392,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -34,3 +34,7 @@ LOGGING["root"]["level"] = LOG_LEVEL
 # tests override them with small ones.
 THROTTLE_USER_RATE = "100000/min"
 THROTTLE_IP_RATE = "100000/min"
+# The suite runs Celery workers inside the test process (tracing tests) where keeping a worker
+# thread's connection across tasks would pin it to a dead thread; worker subprocesses started
+# by the tests set CELERY_DB_REUSE_MAX explicitly (tests/events/test_celery_worker.py).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=0) or None

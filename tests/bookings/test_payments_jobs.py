@@ -256,7 +256,7 @@ def test_support_rechecks_a_payment_from_the_admin(unpaid_booking, payment_id, p
     payment_stub.settle(payment_id, "succeeded")
     record = PaymentRecord.objects.get(payment_id=payment_id)
 
-    page = admin.get(f"/admin/bookings/booking/{unpaid_booking.id}/change/")
+    page = admin.get(f"/admin/bookings/booking/{unpaid_booking.id}/change/", follow=True)
     assert page.status_code == 200
     assert payment_id in page.content.decode()
 

@@ -19,6 +19,7 @@ from kombu import Connection
 
 from petpro_booking.celery import app, dead_letter_queue, task_queues
 from petpro_booking.events.models import Event
+from petpro_booking.settings import base as base_settings
 
 from .conftest import slot_events
 
@@ -40,27 +41,27 @@ def worker_queue():
         task_queues(name)[0].exchange(channel).delete()
 
 
-@pytest.fixture
-def worker(worker_queue):
+def start_worker(queue_name: str, *pool: str, **extra_env: str) -> subprocess.Popen:
     database = connection.settings_dict
     env = {
         **os.environ,
+        **extra_env,
         "DJANGO_SETTINGS_MODULE": "petpro_booking.settings.test",
         "DATABASE_URL": (
             f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
             f"{database['PORT'] or 5432}/{database['NAME']}"
         ),
         "CELERY_BROKER_URL": BROKER,
-        "CELERY_TASK_QUEUE": worker_queue,
+        "CELERY_TASK_QUEUE": queue_name,
         "EVENT_EXCHANGE": settings.EVENT_EXCHANGE,
     }
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             CELERY,
             "-A",
             "petpro_booking",
             "worker",
-            "--pool=solo",
+            *(pool or ("--pool=solo",)),
             "--loglevel=WARNING",
             "--without-gossip",
             "--without-mingle",
@@ -71,6 +72,11 @@ def worker(worker_queue):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+@pytest.fixture
+def worker(worker_queue):
+    process = start_worker(worker_queue)
     yield process
     # Nothing of ours is in flight; a graceful shutdown would only cost seconds.
     process.kill()
@@ -137,3 +143,52 @@ def test_every_beat_job_names_a_registered_task():
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {"events.relay_outbox", "bookings.appointment_reminders_send"} <= scheduled
     assert scheduled <= set(app.tasks)
+
+
+def _sessions_opened() -> int:
+    """PostgreSQL backends ever started for this database (a backend reports itself at the
+    latest when it exits)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def _queue_depth(queue_name: str) -> int:
+    with Connection(BROKER) as conn:
+        return task_queues(queue_name)[0](conn.default_channel).queue_declare(passive=True)[1]
+
+
+def test_a_prefork_worker_keeps_its_database_pool_across_tasks(worker_queue):
+    """Celery's Django fixup would close the pool after every task: a new pool, and new
+    PostgreSQL backends, per task. Here 50 tasks in two prefork children open only the
+    children's pools (2 x min_size), whatever the number of tasks."""
+    before = _sessions_opened()
+    process = start_worker(
+        worker_queue,
+        "--pool=prefork",
+        "--concurrency=2",
+        # what production runs with (settings/base.py); the test settings leave it unset
+        CELERY_DB_REUSE_MAX=str(base_settings.CELERY_DB_REUSE_MAX),
+    )
+    try:
+        sender = sender_for(worker_queue)
+        for _ in range(50):
+            sender.send_task("events.relay_outbox")
+        wait_for(
+            lambda: _queue_depth(worker_queue) == 0,
+            timeout=60,
+            what=f"the worker to run 50 tasks ({process.poll()=})",
+        )
+        time.sleep(1.0)  # the last task acknowledged (acks_late) is done
+    finally:
+        process.terminate()  # warm shutdown: the children exit and their backends report
+        process.wait(timeout=30)
+    opened: list[int] = []
+    wait_for(
+        lambda: opened.append(_sessions_opened() - before) or opened[-1] >= 2,
+        timeout=10,
+        what="the worker's backends to report",
+    )
+    time.sleep(0.5)
+    new_backends = _sessions_opened() - before
+    assert 2 <= new_backends <= 8, f"{new_backends} new backends for 50 tasks"
