@@ -42,6 +42,7 @@ def clinic_form(**overrides) -> dict:
         "id": "mine",
         "name": "Mine",
         "timezone": "Europe/Berlin",
+        "language": "en",
         "active": "on",
         "version": "1",
         **overrides,

@@ -100,6 +100,13 @@ MATRIX = {
         None,
         expect(404, 200, 404, 200, 200),
     ),
+    "list my holds": ("GET", "/api/v1/reservations", None, expect(200, 403, 403, 403, 403)),
+    "get payment": (
+        "GET",
+        "/api/v1/bookings/{booking}/payment",
+        None,
+        expect(404, 404, 404, 404, 404),
+    ),
     "pay booking": (
         "POST",
         "/api/v1/bookings/{booking}/payment",
