@@ -166,10 +166,11 @@ def test_a_refund_is_recorded(webhook_client, unpaid_booking, payment_id, paymen
 
     response = deliver(webhook_client, *payment_stub.webhook(payment_id, "payment.refunded"))
 
-    assert response.json() == {"status": "refunded"}
+    # Issue 12: a refunded booking that held its unit is cancelled (cancelled-with-refund).
+    assert response.json() == {"status": "refunded_cancelled"}
     assert PaymentRecord.objects.get(payment_id=payment_id).status == "refunded"
     assert BookingHistory.objects.filter(
-        booking=unpaid_booking, reason__contains="refunded by the payment service"
+        booking=unpaid_booking, to_status="cancelled", reason="payment_refunded"
     ).exists()
 
 
