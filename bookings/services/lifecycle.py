@@ -31,6 +31,7 @@ from slots.models import Slot
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
+from ..limits import booking_limits_check
 from ..models import Booking, BookingHistory, BookingStatus
 from .refunds import payment_refund_schedule_if_paid
 
@@ -349,13 +350,14 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             )
         # Fenced on the version, status and expiry seen here: if the expiry job took the hold
         # first, this fails and nothing below happens.
-        reservation = reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
-        slot_convert_hold(slot_id=slot.id)
         status = (
             BookingStatus.PENDING_PAYMENT
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
+        booking_limits_check(reservation=reservation, slot=slot, status=status)  # fair use
+        reservation = reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
+        slot_convert_hold(slot_id=slot.id)
         booking = _booking_insert(reservation=reservation, slot=slot, status=status)
         booking.slot, booking.reservation = slot, reservation
         _history_write(booking=booking, from_status="", actor=actor, reason="")

@@ -176,6 +176,10 @@ LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
 SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
 # At most this many slots per generate call (92 days of one-minute windows would be 132,000).
 SLOT_GENERATE_MAX_SLOTS = env.int("SLOT_GENERATE_MAX_SLOTS", default=3000)
+# Fair use (issue 12): per owner, raised for one owner by support in the admin (Owner limits).
+FAIR_USE_MAX_LIVE_HOLDS = env.int("FAIR_USE_MAX_LIVE_HOLDS", default=5)
+FAIR_USE_MAX_UNPAID_BOOKINGS = env.int("FAIR_USE_MAX_UNPAID_BOOKINGS", default=3)
+FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = env.int("FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY", default=2)
 # Idempotency-Key: responses replayed this long; a claim with no answer after IN_FLIGHT seconds
 # (its process died) may be taken over.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
