@@ -117,7 +117,10 @@ class BookingHistory(models.Model):
     to_status = models.CharField(max_length=20)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64)
+    # `reason` is written for the owner (shown in their history and notifications);
+    # `internal_note` is for staff and support only (issue 12).
     reason = models.TextField(blank=True)
+    internal_note = models.TextField(blank=True, default="")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -140,7 +140,9 @@ def booking_event_append(
     )
 
 
-def _history_write(*, booking: Booking, from_status: str, actor: Principal, reason: str) -> None:
+def _history_write(
+    *, booking: Booking, from_status: str, actor: Principal, reason: str, internal_note: str = ""
+) -> None:
     who = actor.actor
     BookingHistory.objects.create(
         booking=booking,
@@ -149,6 +151,7 @@ def _history_write(*, booking: Booking, from_status: str, actor: Principal, reas
         actor_type=who["type"],
         actor_id=who["id"],
         reason=reason,
+        internal_note=internal_note,
     )
 
 
@@ -185,6 +188,7 @@ def booking_transition(
     reason: str = "",
     event_type: str,
     extra_data: dict[str, Any] | None = None,
+    internal_note: str = "",
 ) -> Booking:
     """Move `booking` to `to_status` if the transition table allows it, fenced on the
     version and status the caller read (a stale caller gets 409 invalid_transition when the
@@ -201,7 +205,15 @@ def booking_transition(
             details={"status": from_status, "requested": to_status},
         )
     _fenced_write(booking=booking, to_status=to_status)
-    _history_write(booking=booking, from_status=from_status, actor=actor, reason=reason)
+    _history_write(
+        booking=booking,
+        from_status=from_status,
+        actor=actor,
+        reason=reason,
+        internal_note=internal_note,
+    )
+    if internal_note:  # staff and support read it in the history; owners never (selectors)
+        extra_data = {**(extra_data or {}), "internal_note": internal_note}
     booking_event_append(
         booking=booking,
         event_type=event_type,
@@ -384,9 +396,11 @@ def booking_cancel(
     booking_id: uuid.UUID | str,
     reason: str = "",
     expected_version: int | None = None,
+    internal_note: str = "",
 ) -> Booking:
     """Cancel and give the unit back to the slot. Owners within the cancellation window;
-    staff of the clinic and support always, with a reason."""
+    staff of the clinic and support always, with a reason (shown to the owner) and, if they
+    like, an internal note (never shown to the owner)."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
 
@@ -411,6 +425,7 @@ def booking_cancel(
             reason=reason,
             event_type="BookingCancelled",
             extra_data={"refund_requested": refund_requested},
+            internal_note=internal_note.strip() if not actor.is_owner else "",
         )
 
     with lock_manager().acquire(_slot_key(seen.slot)):
