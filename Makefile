@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
 
-.PHONY: help install run test lint format bench clean image client messages
+.PHONY: help install run test lint format bench bench-history soak clean image client messages
 
 help:
 	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
 	@echo "make test   - the whole suite against PostgreSQL, Redis, RabbitMQ on localhost"
 	@echo "make lint   - ruff, mypy, hadolint, pip-audit"
-	@echo "make bench  - benchmarks; results in docs/benchmarks.md"
+	@echo "make bench  - production topology vs. a bare DRF baseline (~6 min); docs/benchmarks.md"
+	@echo "make soak   - the peak-hour mix for 10 min at 80 % of the measured maximum"
+	@echo "make bench-history - operations under faults (Redis, kill -9, RabbitMQ), checked"
 	@echo "make client - typed Python client from the OpenAPI schema into clients/python"
 	@echo "make messages - compile locale/*/LC_MESSAGES/*.po into the committed .mo files"
 	@echo "make image  - the container image (needs Docker; see docs/operations.md)"
@@ -54,8 +56,17 @@ format: install
 image:
 	docker build -t petpro-booking:$$(git rev-parse --short HEAD) .
 
+# Benchmarks boot their own stack (docs/benchmarks.md); BENCH_ARGS="holds search relay" runs the
+# older component benchmarks instead.
+BENCH_ARGS ?= production
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+soak: install
+	$(BIN)/python -m benchmarks.run soak
+
+bench-history: install
+	$(BIN)/python -m benchmarks.run history
 
 clean:
 	rm -rf $(VENV) petpro_booking.sqlite3 var .pytest_cache .coverage clients/python

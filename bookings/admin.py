@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.users.names import PeopleNames, people_names
+from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots.admin import ClinicScopedAdmin
@@ -32,6 +33,7 @@ from slots.models import Slot, SlotStatus
 from . import services
 from .backoffice.selectors import names_annotated
 from .models import Booking, BookingHistory, PaymentRecord
+from .personal_data_admin import erase_owner_data, export_owner_data
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -118,7 +120,7 @@ class RescheduleForm(BookingActionForm):
 
 
 @admin.register(Booking)
-class BookingAdmin(ClinicScopedAdmin):
+class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     list_display = [
         "reference_link",
         "status",
@@ -138,10 +140,19 @@ class BookingAdmin(ClinicScopedAdmin):
         ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id"]
+    # By the pet's (encrypted) name through its keyed hash, exact name.
+    lookup_search_fields = ("reservation__pet_name_lookup",)
     list_select_related = ["slot", "slot__clinic"]
     date_hierarchy = "slot__start_at"
     inlines = [BookingHistoryInline, PaymentRecordInline]
-    actions = ["cancel_bookings", "reschedule_booking", "complete_bookings", "no_show_bookings"]
+    actions = [
+        "cancel_bookings",
+        "reschedule_booking",
+        "complete_bookings",
+        "no_show_bookings",
+        export_owner_data,
+        erase_owner_data,
+    ]
     readonly_fields = BOOKING_FIELDS
     fields = BOOKING_FIELDS
 

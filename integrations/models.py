@@ -2,12 +2,16 @@
 
 from django.db import models
 
+from petpro_booking.core.model_fields import EncryptedTextField, LookupHashField
+
 
 class LocalUser(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
-    name = models.CharField(max_length=200)
-    email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=40, blank=True)
+    # Contact data, encrypted at rest; found by email through its keyed hash.
+    name = EncryptedTextField()
+    email = EncryptedTextField(blank=True)
+    email_lookup = LookupHashField(source="email")
+    phone = EncryptedTextField(blank=True)
     channels = models.JSONField(default=list, help_text='e.g. ["email", "push"]')
     # The owner's language for notifications (en, id); empty: the clinic's default language.
     locale = models.CharField(max_length=10, blank=True, default="")
@@ -23,7 +27,8 @@ class LocalUser(models.Model):
 class LocalPet(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
     owner = models.ForeignKey(LocalUser, on_delete=models.CASCADE, related_name="pets")
-    name = models.CharField(max_length=100)
+    name = EncryptedTextField()  # encrypted at rest; found through name_lookup
+    name_lookup = LookupHashField(source="name")
     species = models.CharField(max_length=40)
 
     class Meta:

@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 
 from bookings.api import BookingViewSet, ReservationConfirmView
 from bookings.payment_api import BookingPaymentView, PaymentWebhookView
+from bookings.personal_data_api import MyDataView
 from petpro_booking.core import exception_handler, health, metrics_export
 from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
@@ -31,6 +32,7 @@ urlpatterns = [
         BookingPaymentView.as_view(),
         name="booking-payment",
     ),
+    path("api/v1/me/data", MyDataView.as_view(), name="me-data"),
     path("api/v1/payments/webhook", PaymentWebhookView.as_view(), name="payment-webhook"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

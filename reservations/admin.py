@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from integrations.users.names import people_names
+from petpro_booking.core.admin_search import LookupHashSearchMixin
 from slots.admin_access import admin_principal, visible_clinic_ids
 from slots.display import local_label
 
@@ -16,7 +17,7 @@ from .selectors import reservation_list_admin
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
     list_display = [
         "slot_start",
         "status",
@@ -29,7 +30,9 @@ class ReservationAdmin(admin.ModelAdmin):
         "id",
     ]
     list_filter = ["status", "slot__clinic", "slot__service", "expires_at", "created_at"]
-    search_fields = ["id", "user_id", "pet_id", "pet_name"]
+    search_fields = ["=id", "=user_id", "=pet_id"]
+    # The pet's name is encrypted: searched by its keyed hash (exact name).
+    lookup_search_fields = ("pet_name_lookup",)
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     list_select_related = ["slot", "slot__clinic", "slot__service"]

@@ -152,6 +152,14 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     search_fields = ["name", "id"]
     actions = ["generate_slots"]
 
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
+
     @admin.action(description="Generate slots from a weekly schedule")
     def generate_slots(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         principal = admin_principal(request.user)

@@ -22,7 +22,7 @@ from integrations.clinics import client as clinic_client
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
 from .models import Clinic, ClinicService
-from .services import clinic_upsert
+from .services import clinic_read_model_changed, clinic_upsert
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     now = timezone.now()
     if info is None:
         Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
+        clinic_read_model_changed(clinic_id=clinic_id)
         clinic = Clinic.objects.filter(id=clinic_id).first()
         if clinic is not None:
             logger.warning("clinic %s is unknown to the Clinic Service; marked inactive", clinic_id)

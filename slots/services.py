@@ -46,6 +46,18 @@ def slot_search_family(clinic_id: str) -> str:
     return f"slots:{clinic_id}"
 
 
+def clinic_read_model_family(clinic_id: str) -> str:
+    return f"clinic:{clinic_id}"
+
+
+def clinic_read_model_changed(*, clinic_id: str) -> None:
+    """Drop the cached clinic and its services (both cache levels, every process within a
+    second): now, and again once the change is committed (a reader between the two may
+    have cached the old rows)."""
+    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
+    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
+
+
 def invalidate_slot_search(*, clinic_id: str) -> None:
     """Drop cached searches of this clinic (and the clinic-less ones) once the change is
     committed; reservations and bookings call it too, as every hold changes availability."""
@@ -298,6 +310,7 @@ def clinic_upsert(
         defaults={"name": name, "timezone": timezone, "active": active, "language": language},
     )
     transaction.on_commit(lambda: invalidate_clinic(clinic_id))
+    clinic_read_model_changed(clinic_id=clinic_id)
     return clinic
 
 
@@ -391,3 +404,32 @@ def slot_take_booking(*, slot_id: uuid.UUID | str) -> bool:
 def slot_return_booking(*, slot_id: uuid.UUID | str) -> None:
     """A booked unit goes back (cancel, reschedule away from this slot)."""
     _slot_counter_update(_RETURN_BOOKING_SQL, slot_id=slot_id)
+
+
+def slot_counters_correct(
+    *, slot: Slot, booked_count: int, held_count: int, actor: Principal, reason: str
+) -> None:
+    """Set a slot's counters to the rows they count (the consistency repair). The caller holds
+    the slot's lock and row lock and has recounted in this transaction; the change is recorded
+    as a `SlotUpdated` event with the values before it (the slot's history)."""
+    previous = {"booked_count": slot.booked_count, "held_count": slot.held_count}
+    Slot.objects.filter(id=slot.id).update(
+        booked_count=booked_count,
+        held_count=held_count,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    slot.refresh_from_db()
+    event_append(
+        aggregate_type=SLOT_AGGREGATE,
+        aggregate_id=slot.id,
+        event_type="SlotUpdated",
+        data={
+            **slot_event_data(slot),
+            "changed": ["booked_count", "held_count"],
+            "previous": previous,
+            "reason": reason,
+        },
+        actor=actor,
+    )
+    invalidate_slot_search(clinic_id=slot.clinic_id)

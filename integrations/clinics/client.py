@@ -55,11 +55,11 @@ class ServiceInfo:
 
 
 def _clinic_key(clinic_id: str) -> str:
-    return f"svc:clinic:{clinic_id}"
+    return f"svc:{{clinic:{clinic_id}}}:info"
 
 
 def _services_key(clinic_id: str) -> str:
-    return f"svc:clinic-services:{clinic_id}"
+    return f"svc:{{clinic:{clinic_id}}}:services"
 
 
 def invalidate_clinic(clinic_id: str) -> None:

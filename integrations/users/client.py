@@ -33,11 +33,11 @@ register_check("user_service", reader.health)
 
 
 def _user_key(user_id: str) -> str:
-    return f"svc:user:{user_id}"
+    return f"svc:{{user:{user_id}}}:profile"
 
 
 def _pets_key(user_id: str) -> str:
-    return f"svc:user-pets:{user_id}"
+    return f"svc:{{user:{user_id}}}:pets"
 
 
 def invalidate_user(user_id: str) -> None:

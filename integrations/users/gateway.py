@@ -21,7 +21,7 @@ class Pet:
 @dataclass(frozen=True)
 class UserProfile:
     id: str
-    name: str
+    name: str = ""
     channels: tuple[str, ...] = ALL_CHANNELS
     locale: str = ""  # the owner's language (`preferences.language`); "" = not chosen
     extra: dict = field(default_factory=dict, compare=False)

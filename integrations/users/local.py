@@ -56,5 +56,7 @@ def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
 
 
 def pets_matching(*, text: str, owners: Sequence[str]) -> set[str]:
-    pets = LocalPet.objects.filter(owner_id__in=list(owners), name__icontains=text.strip())
-    return set(pets.values_list("id", flat=True))
+    # Names are encrypted at rest: matched after decryption, among these owners' pets only.
+    needle = text.strip().casefold()
+    pets = LocalPet.objects.filter(owner_id__in=list(owners)).only("id", "name")
+    return {pet.id for pet in pets if needle and needle in pet.name.casefold()}

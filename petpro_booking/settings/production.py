@@ -42,6 +42,14 @@ if SERVICE_JWT_SIGNING_KEY == JWT_SIGNING_KEY:
     # Anyone holding our service key could otherwise mint user tokens for us, and vice versa.
     raise environ.ImproperlyConfigured("SERVICE_JWT_SIGNING_KEY must differ from JWT_SIGNING_KEY")
 PAYMENT_WEBHOOK_SECRET = required("PAYMENT_WEBHOOK_SECRET")
+# Personal data keys (docs/security.md): never derived from SECRET_KEY in production.
+FIELD_ENCRYPTION_KEYS = [
+    k.strip() for k in required("FIELD_ENCRYPTION_KEYS").split(",") if k.strip()
+]
+PERSONAL_DATA_LOOKUP_KEY = required("PERSONAL_DATA_LOOKUP_KEY")
+ANALYTICS_PSEUDONYM_KEYS = [
+    k.strip() for k in required("ANALYTICS_PSEUDONYM_KEYS").split(",") if k.strip()
+]
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING["root"]["level"] = LOG_LEVEL
 # The admin's and the API docs' static files, collected into the image, served by gunicorn.
