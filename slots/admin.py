@@ -67,7 +67,7 @@ class ClinicScopedAdmin(admin.ModelAdmin):
             }
             if db_field.name in scoped:
                 lookup, model = scoped[db_field.name]
-                kwargs["queryset"] = model.objects.filter(**{lookup: clinic_ids})
+                kwargs["queryset"] = model._default_manager.filter(**{lookup: clinic_ids})
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):

@@ -98,7 +98,11 @@ class SlotGenerateInput(serializers.Serializer):
     date_from = BoundedDateField(help_text="clinic-local date, inclusive")
     date_to = BoundedDateField(help_text="clinic-local date, inclusive")
     capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
-    weekly = WeeklyWindowInput(many=True, allow_empty=False, max_length=MAX_WEEKLY_WINDOWS)
+    weekly = WeeklyWindowInput(
+        many=True,
+        allow_empty=False,
+        max_length=MAX_WEEKLY_WINDOWS,  # type: ignore[call-arg]  # ListSerializer takes it
+    )
 
 
 class SlotGenerateOutput(serializers.Serializer):
