@@ -121,7 +121,7 @@ class BookingHistory(models.Model):
     # `reason` is written for the owner (shown in their history and notifications);
     # `internal_note` is for staff and support only (issue 12). Both free text: encrypted.
     reason = EncryptedTextField(blank=True)
-    internal_note = EncryptedTextField(blank=True, default="")
+    internal_note = EncryptedTextField(blank=True, default="", db_default="")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

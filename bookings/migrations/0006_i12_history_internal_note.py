@@ -15,6 +15,8 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="bookinghistory",
             name="internal_note",
-            field=petpro_booking.core.model_fields.EncryptedTextField(blank=True, default=""),
+            field=petpro_booking.core.model_fields.EncryptedTextField(
+                blank=True, default="", db_default=""
+            ),
         ),
     ]

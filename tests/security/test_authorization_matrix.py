@@ -100,6 +100,7 @@ MATRIX = {
         None,
         expect(404, 200, 404, 200, 200),
     ),
+    "my personal data": ("GET", "/api/v1/me/data", None, expect(200, 403, 403, 403, 403)),
     "list my holds": ("GET", "/api/v1/reservations", None, expect(200, 403, 403, 403, 403)),
     "get payment": (
         "GET",
