@@ -33,6 +33,9 @@ class Booking(models.Model):
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
     version = models.PositiveIntegerField(default=1)
+    # When an unpaid booking is cancelled; empty: created_at + PAYMENT_DEADLINE_SECONDS. Moved
+    # by starting to pay and by a payment the provider still processes (payment_deadline.py).
+    payment_deadline_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -33,6 +33,7 @@ from slots.services import slot_convert_hold, slot_return_booking, slot_take_boo
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
 from ..limits import booking_limits_check
 from ..models import Booking, BookingHistory, BookingStatus
+from ..visit_rules import booking_close_check
 from .refunds import payment_refund_schedule_if_paid
 
 BOOKING_AGGREGATE = "booking"
@@ -521,6 +522,7 @@ def _booking_close(
     def decision() -> Booking:
         slot = Slot.objects.select_related("clinic", "service").get(id=seen.slot_id)
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=slot)
+        booking_close_check(booking=booking, slot=slot, to_status=to_status, now=timezone.now())
         return booking_transition(
             booking=booking,
             to_status=to_status,
