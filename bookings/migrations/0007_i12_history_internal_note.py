@@ -8,7 +8,7 @@ import petpro_booking.core.model_fields
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0005_i17_person_erasures"),
+        ("bookings", "0006_i14_payment_deadline"),
     ]
 
     operations = [
