@@ -8,6 +8,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 
 from reservations.models import OwnerLimit, Reservation
 
@@ -18,9 +19,16 @@ from .test_contention import released_together
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def soon() -> dt.datetime:
+    """A morning a few days ahead: inside the booking horizon and past any minimum notice."""
+    return (timezone.now() + dt.timedelta(days=5)).replace(
+        hour=8, minute=0, second=0, microsecond=0
+    )
+
+
 @pytest.fixture
 def slots(clinic_service):
-    start = dt.datetime(2031, 5, 5, 8, 0, tzinfo=dt.UTC)
+    start = soon()
     return [
         SlotFactory(service=clinic_service, start_at=start + dt.timedelta(hours=i), capacity=5)
         for i in range(8)
@@ -68,7 +76,7 @@ def test_the_limit_holds_under_parallel_requests(slots, settings):
 def test_unpaid_bookings_per_owner_are_limited(owner, clinic, settings):
     settings.FAIR_USE_MAX_UNPAID_BOOKINGS = 1
     paid = ClinicServiceFactory(id="svc-paid", clinic=clinic, requires_payment=True)
-    start = dt.datetime(2031, 6, 2, 8, 0, tzinfo=dt.UTC)
+    start = soon() + dt.timedelta(days=1)
     first, second = (
         SlotFactory(service=paid, start_at=start + dt.timedelta(days=d)) for d in (0, 1)
     )

@@ -151,6 +151,10 @@ MATRIX = {
 # An owner's call on someone else's booking is a 404 whatever the action: it must not learn
 # that the booking exists.
 MATRIX["complete booking"][3][O] = MATRIX["no-show booking"][3][O] = 404
+# Staff and support pass the authorization check; the visit rule (issue 14) then refuses to
+# close a visit before its slot starts: 409 invalid_transition, not 403/404.
+for _close in ("complete booking", "no-show booking"):
+    MATRIX[_close][3][S] = MATRIX[_close][3][P] = 409
 
 
 def test_the_matrix_covers_every_operation_of_the_schema(client):
