@@ -121,7 +121,10 @@ class BookingHistory(models.Model):
     to_status = models.CharField(max_length=20)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64)
-    reason = EncryptedTextField(blank=True)  # free text: encrypted at rest
+    # `reason` is written for the owner (shown in their history and notifications);
+    # `internal_note` is for staff and support only (issue 12). Both free text: encrypted.
+    reason = EncryptedTextField(blank=True)
+    internal_note = EncryptedTextField(blank=True, default="", db_default="")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -33,6 +33,7 @@ from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
 
 from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
 from .events import RESERVATION_AGGREGATE, reservation_event_data
+from .limits import hold_limits_check
 from .models import Reservation, ReservationStatus
 from .selectors import reservation_get_for
 
@@ -146,6 +147,7 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         raise
 
     def hold() -> Reservation | None:
+        hold_limits_check(owner_id=actor.sub)  # fair use, inside the transaction (issue 12)
         # The conditional UPDATE locks the slot row and takes a unit when there is room: the
         # common case costs one statement. Only a full slot pays for the lazy expiry (holds
         # past their expiry never block anyone), then tries once more.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -50,9 +51,61 @@ class ClinicScopedAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # history matters: close slots, don't delete them
 
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and "id" not in readonly:
+            readonly.append("id")  # a changed primary key would save over another row
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        """Clinic, service and slot choices: only those of the clinics this user manages."""
+        clinic_ids = visible_clinic_ids(request.user)
+        if clinic_ids is not None:
+            scoped = {
+                "clinic": ("id__in", Clinic),
+                "service": ("clinic_id__in", ClinicService),
+                "slot": ("clinic_id__in", Slot),
+            }
+            if db_field.name in scoped:
+                lookup, model = scoped[db_field.name]
+                kwargs["queryset"] = model._default_manager.filter(**{lookup: clinic_ids})
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
+        """The form checks the principal may manage the clinic it names, so a refused save is
+        a form error (nothing saved, nothing logged), not a success message."""
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        principal = admin_principal(request.user)
+        clinic_field = self.clinic_field.removesuffix("_id")
+
+        class ScopedForm(form_class):  # type: ignore[valid-type, misc]
+            def clean(self):
+                cleaned = super().clean()
+                clinic = cleaned.get(clinic_field) if clinic_field != "id" else None
+                clinic_id = getattr(clinic, "pk", clinic)
+                if clinic_id and (principal is None or not principal.can_manage_clinic(clinic_id)):
+                    raise ValidationError("You may not manage this clinic.")
+                return cleaned
+
+        return form_class if clinic_field == "id" else ScopedForm
+
+
+class ClinicServiceOwned:
+    """With CLINIC_SERVICE_URL set the Clinic Service owns clinics and services: read-only here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        if settings.CLINIC_SERVICE_URL:
+            return False
+        return super().has_add_permission(request)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        if settings.CLINIC_SERVICE_URL:
+            return False
+        return super().has_change_permission(request, obj)  # type: ignore[misc]
+
 
 @admin.register(Clinic)
-class ClinicAdmin(ClinicScopedAdmin):
+class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     clinic_field = "id"
     list_display = ["name", "id", "timezone", "active"]
     search_fields = ["name", "id"]
@@ -94,7 +147,7 @@ class GenerateSlotsForm(forms.Form):
 
 
 @admin.register(ClinicService)
-class ClinicServiceAdmin(ClinicScopedAdmin):
+class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     list_display = [
         "name",
         "clinic",
@@ -266,7 +319,7 @@ class SlotAdmin(ClinicScopedAdmin):
         return response
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        readonly = ["booked_count", "held_count", "version"]
+        readonly = ["booked_count", "held_count", "version"]  # the id is not editable at all
         if obj is not None:  # only capacity and status change after creation
             readonly += ["clinic", "service", "start_at", "end_at"]
         return readonly

@@ -256,6 +256,16 @@ def slot_generate(
                 wanted.extend(
                     _local_starts(day=day, window=window, duration=duration, zone=zone, gap=gap)
                 )
+        if len(wanted) > settings.SLOT_GENERATE_MAX_SLOTS:
+            # One call must not write (and emit events for) an unbounded number of rows.
+            raise ValidationFailed(
+                details={
+                    "weekly": [
+                        f"At most {settings.SLOT_GENERATE_MAX_SLOTS} slots at once; "
+                        "split the period or use longer windows."
+                    ]
+                }
+            )
         day += dt.timedelta(days=1)
     if not wanted:
         return 0

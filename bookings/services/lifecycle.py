@@ -31,6 +31,7 @@ from slots.models import Slot
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
+from ..limits import booking_limits_check
 from ..models import Booking, BookingHistory, BookingStatus
 from ..visit_rules import booking_close_check
 from .refunds import payment_refund_schedule_if_paid
@@ -140,7 +141,9 @@ def booking_event_append(
     )
 
 
-def _history_write(*, booking: Booking, from_status: str, actor: Principal, reason: str) -> None:
+def _history_write(
+    *, booking: Booking, from_status: str, actor: Principal, reason: str, internal_note: str = ""
+) -> None:
     who = actor.actor
     BookingHistory.objects.create(
         booking=booking,
@@ -149,6 +152,7 @@ def _history_write(*, booking: Booking, from_status: str, actor: Principal, reas
         actor_type=who["type"],
         actor_id=who["id"],
         reason=reason,
+        internal_note=internal_note,
     )
 
 
@@ -185,6 +189,7 @@ def booking_transition(
     reason: str = "",
     event_type: str,
     extra_data: dict[str, Any] | None = None,
+    internal_note: str = "",
 ) -> Booking:
     """Move `booking` to `to_status` if the transition table allows it, fenced on the
     version and status the caller read (a stale caller gets 409 invalid_transition when the
@@ -201,7 +206,15 @@ def booking_transition(
             details={"status": from_status, "requested": to_status},
         )
     _fenced_write(booking=booking, to_status=to_status)
-    _history_write(booking=booking, from_status=from_status, actor=actor, reason=reason)
+    _history_write(
+        booking=booking,
+        from_status=from_status,
+        actor=actor,
+        reason=reason,
+        internal_note=internal_note,
+    )
+    if internal_note:  # staff and support read it in the history; owners never (selectors)
+        extra_data = {**(extra_data or {}), "internal_note": internal_note}
     booking_event_append(
         booking=booking,
         event_type=event_type,
@@ -350,13 +363,14 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             )
         # Fenced on the version, status and expiry seen here: if the expiry job took the hold
         # first, this fails and nothing below happens.
-        reservation = reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
-        slot_convert_hold(slot_id=slot.id)
         status = (
             BookingStatus.PENDING_PAYMENT
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
+        booking_limits_check(reservation=reservation, slot=slot, status=status)  # fair use
+        reservation = reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
+        slot_convert_hold(slot_id=slot.id)
         booking = _booking_insert(reservation=reservation, slot=slot, status=status)
         booking.slot, booking.reservation = slot, reservation
         _history_write(booking=booking, from_status="", actor=actor, reason="")
@@ -383,9 +397,11 @@ def booking_cancel(
     booking_id: uuid.UUID | str,
     reason: str = "",
     expected_version: int | None = None,
+    internal_note: str = "",
 ) -> Booking:
     """Cancel and give the unit back to the slot. Owners within the cancellation window;
-    staff of the clinic and support always, with a reason."""
+    staff of the clinic and support always, with a reason (shown to the owner) and, if they
+    like, an internal note (never shown to the owner)."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
 
@@ -410,6 +426,7 @@ def booking_cancel(
             reason=reason,
             event_type="BookingCancelled",
             extra_data={"refund_requested": refund_requested},
+            internal_note=internal_note.strip() if not actor.is_owner else "",
         )
 
     with lock_manager().acquire(_slot_key(seen.slot)):

@@ -51,7 +51,9 @@ def test_requests_carry_a_short_lived_service_token(user_service, settings):
 
     header = user_service.requests[0].headers["authorization"]
     scheme, _, token = header.partition(" ")
-    claims = jwt.decode(token, settings.SERVICE_JWT_SIGNING_KEY, algorithms=["HS256"])
+    claims = jwt.decode(
+        token, settings.SERVICE_JWT_SIGNING_KEY, algorithms=["HS256"], audience="user-service"
+    )
     assert scheme == "Bearer"
     assert claims["iss"] == claims["sub"] == "booking-service"
     assert claims["roles"] == ["service"]
