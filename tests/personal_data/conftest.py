@@ -16,7 +16,7 @@ from petpro_booking.core.principal import Principal
 from reservations.models import Reservation
 from reservations.services import reservation_create, reservation_release
 
-from ..bookings.conftest import SUPPORT, book_on, staff_of
+from ..bookings.conftest import SUPPORT, book_on, let_slot_start, staff_of
 from ..bookings.payment_fixtures import book_paid
 from ..conftest import api_client_for
 from ..factories import ClinicServiceFactory, LocalPetFactory, SlotFactory
@@ -85,8 +85,10 @@ def person(clinic) -> Person:
         actor=PERSON, booking_id=cancelled.id, reason=OWNER_REASON
     )
     done = book_on(slot(3), owner=PERSON)
+    let_slot_start(done.slot)  # a visit is closed once its slot has started
     bookings["completed"] = booking_complete(actor=staff, booking_id=done.id, reason=STAFF_REASON)
     missed = book_on(slot(4), owner=PERSON)
+    let_slot_start(missed.slot)
     bookings["no_show"] = booking_mark_no_show(
         actor=SUPPORT, booking_id=missed.id, reason=STAFF_REASON
     )
