@@ -29,6 +29,7 @@ COPY reservations ./app/reservations
 COPY bookings ./app/bookings
 COPY integrations ./app/integrations
 COPY templates ./app/templates
+COPY locale ./app/locale
 # The admin's and the API docs' static files, served by whitenoise from gunicorn.
 RUN DJANGO_SETTINGS_MODULE=petpro_booking.settings.local \
     /venv/bin/python /build/app/manage.py collectstatic --noinput -v0 \

@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
 
-.PHONY: help install run test lint format bench clean image
+.PHONY: help install run test lint format bench bench-history soak clean image client messages
 
 help:
 	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
 	@echo "make test   - the whole suite against PostgreSQL, Redis, RabbitMQ on localhost"
 	@echo "make lint   - ruff, mypy, hadolint"
-	@echo "make bench  - benchmarks; results in docs/benchmarks.md"
+	@echo "make bench  - production topology vs. a bare DRF baseline (~6 min); docs/benchmarks.md"
+	@echo "make soak   - the peak-hour mix for 10 min at 80 % of the measured maximum"
+	@echo "make bench-history - operations under faults (Redis, kill -9, RabbitMQ), checked"
+	@echo "make client - typed Python client from the OpenAPI schema into clients/python"
+	@echo "make messages - compile locale/*/LC_MESSAGES/*.po into the committed .mo files"
 	@echo "make image  - the container image (needs Docker; see docs/operations.md)"
 
 $(BIN)/.installed: pyproject.toml requirements.lock
@@ -23,9 +27,9 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo_data
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py migrate --noinput -v0
+	LOG_LEVEL=WARNING $(BIN)/python manage.py load_demo_data
+	$(BIN)/python manage.py run_embedded 127.0.0.1:8000
 
 test: install
 	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/pytest \
@@ -37,6 +41,12 @@ lint: install
 	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings integrations
 	$(BIN)/hadolint Dockerfile
 
+messages: install
+	$(BIN)/python -m petpro_booking.core.catalogue
+
+client: install
+	$(BIN)/python clients/build.py clients/python
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -44,8 +54,17 @@ format: install
 image:
 	docker build -t petpro-booking:$$(git rev-parse --short HEAD) .
 
+# Benchmarks boot their own stack (docs/benchmarks.md); BENCH_ARGS="holds search relay" runs the
+# older component benchmarks instead.
+BENCH_ARGS ?= production
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+soak: install
+	$(BIN)/python -m benchmarks.run soak
+
+bench-history: install
+	$(BIN)/python -m benchmarks.run history
+
 clean:
-	rm -rf $(VENV) petpro_booking.sqlite3 var .pytest_cache .coverage
+	rm -rf $(VENV) petpro_booking.sqlite3 var .pytest_cache .coverage clients/python

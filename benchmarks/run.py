@@ -27,6 +27,10 @@ measured, with which command, on which machine. Numbers from a shared 2-core mac
 """
 
 
+# `make bench` runs the production topology; the older component benchmarks run by name.
+DEFAULT = ["production"]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -65,20 +69,29 @@ def write_section(name: str, body: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "names", nargs="*", help=f"benchmarks to run (default: all of {available()})"
+        "names", nargs="*", help=f"benchmarks to run (default: {DEFAULT}; any of {available()})"
     )
     args = parser.parse_args(argv)
-    names = args.names or available()
+    names = args.names or DEFAULT
     unknown = set(names) - set(available())
     if unknown:
         parser.error(f"unknown benchmark(s): {sorted(unknown)}")
+    failed = []
     for name in names:
         print(f"== bench {name}", flush=True)
         module = importlib.import_module(f"benchmarks.bench_{name}")
         section = module.run()
+        # A benchmark that checks correctness returns (section, problems): problems fail the run
+        # (after the section is written, so the numbers are there to look at).
+        problems: list[str] = []
+        if isinstance(section, tuple):
+            section, problems = section
         write_section(name, section + f"\n\nMachine: {machine()}.")
         print(section, flush=True)
-    return 0
+        failed += [f"{name}: {problem}" for problem in problems]
+    for problem in failed:
+        print(f"FAILED CHECK {problem}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -16,16 +16,24 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
+from integrations.users.names import PeopleNames, people_names
 from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
+from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
+from slots.display import local_label
 from slots.models import Slot, SlotStatus
 
 from . import services
+from .backoffice.selectors import names_annotated
 from .models import Booking, BookingHistory, PaymentRecord
+from .personal_data_admin import erase_owner_data, export_owner_data
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -86,7 +94,7 @@ class BookingActionForm(forms.Form):
 class SlotChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj) -> str:
         free = obj.available_capacity
-        return f"{obj.start_at:%Y-%m-%d %H:%M} UTC ({free} free)"
+        return f"{local_label(obj.start_at, obj.clinic.timezone)}, {free} free"
 
 
 class RescheduleForm(BookingActionForm):
@@ -106,23 +114,23 @@ class RescheduleForm(BookingActionForm):
                 start_at__gt=timezone.now(),
             )
             .exclude(id=booking.slot_id)
+            .select_related("clinic")
             .order_by("start_at")
         )
 
 
 @admin.register(Booking)
-class BookingAdmin(ClinicScopedAdmin):
+class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     list_display = [
-        "reference",
+        "reference_link",
         "status",
         "slot_start",
-        "clinic_id",
-        "service_id",
-        "user_id",
-        "pet_id",
+        "clinic_name",
+        "service_name",
+        "owner_name",
+        "pet_name",
         "amount",
         "currency",
-        "version",
         "created_at",
     ]
     list_filter = [
@@ -132,16 +140,64 @@ class BookingAdmin(ClinicScopedAdmin):
         ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id"]
-    list_select_related = ["slot"]
+    # By the pet's (encrypted) name through its keyed hash, exact name.
+    lookup_search_fields = ("reservation__pet_name_lookup",)
+    list_select_related = ["slot", "slot__clinic"]
     date_hierarchy = "slot__start_at"
     inlines = [BookingHistoryInline, PaymentRecordInline]
-    actions = ["cancel_bookings", "reschedule_booking", "complete_bookings", "no_show_bookings"]
+    actions = [
+        "cancel_bookings",
+        "reschedule_booking",
+        "complete_bookings",
+        "no_show_bookings",
+        export_owner_data,
+        erase_owner_data,
+    ]
     readonly_fields = BOOKING_FIELDS
     fields = BOOKING_FIELDS
 
-    @admin.display(description="Starts", ordering="slot__start_at")
-    def slot_start(self, booking: Booking):
-        return booking.slot.start_at
+    # Names, not ids (the ids are on the booking's page); times in the clinic's zone.
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return names_annotated(super().get_queryset(request))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """A booking's page is its whole story (bookings.backoffice); no edit form."""
+        if request.method == "GET":
+            return redirect("backoffice:booking", booking_id=object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="Reference", ordering="reference")
+    def reference_link(self, booking: Booking) -> str:
+        url = reverse("backoffice:booking", args=[booking.pk])
+        return format_html('<a href="{}">{}</a>', url, booking.reference)
+
+    @admin.display(description="Starts (clinic time)", ordering="slot__start_at")
+    def slot_start(self, booking: Booking) -> str:
+        return local_label(booking.slot.start_at, booking.slot.clinic.timezone)
+
+    @admin.display(description="Clinic", ordering="clinic_name")
+    def clinic_name(self, booking: Booking) -> str:
+        return getattr(booking, "clinic_name", None) or booking.clinic_id
+
+    @admin.display(description="Service", ordering="service_name")
+    def service_name(self, booking: Booking) -> str:
+        return getattr(booking, "service_name", None) or booking.service_id
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """Each owner of the page looked up once, not once per row and column."""
+        changelist = super().get_changelist_instance(request)
+        names = people_names(booking.user_id for booking in changelist.result_list)
+        for booking in changelist.result_list:
+            booking.people = names
+        return changelist
+
+    @admin.display(description="Owner")
+    def owner_name(self, booking: Booking) -> str:
+        return _people_of(booking).owner(booking.user_id)
+
+    @admin.display(description="Pet")
+    def pet_name(self, booking: Booking) -> str:
+        return _people_of(booking).pet(booking.user_id, booking.pet_id)
 
     # Changes happen only through the actions below (services); no add, edit or delete form.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -312,6 +368,10 @@ class BookingAdmin(ClinicScopedAdmin):
         return self._form_page(
             request, [booking], form, action="reschedule_booking", title="Reschedule booking"
         )
+
+
+def _people_of(booking: Booking) -> PeopleNames:
+    return getattr(booking, "people", None) or people_names([booking.user_id])
 
 
 def _seen_version(request: HttpRequest, booking: Booking) -> int | None:

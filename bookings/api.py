@@ -3,6 +3,7 @@ selector, render (DESIGN.md §8)."""
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 
 from petpro_booking.core.http import etag_for, if_match_version
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import IF_MATCH, UUID_PATH_PATTERN, error_responses
+from petpro_booking.core.openapi import IF_MATCH, LOCATION, UUID_PATH_PATTERN, error_responses
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import IsPetOwner, request_principal
 
@@ -52,6 +53,7 @@ class BookingViewSet(viewsets.ViewSet):
             principal=request_principal(request),
             status=query.validated_data.get("status"),
             clinic_id=query.validated_data.get("clinic_id"),
+            reference=query.validated_data.get("reference"),
         )
         paginator = PagePagination()
         page = paginator.paginate_queryset(bookings, request, view=self)
@@ -165,15 +167,18 @@ class ReservationConfirmView(APIView):
 
     @extend_schema(
         request=None,
+        parameters=[LOCATION],
         responses={201: BookingOutput, **error_responses(404, 409, 422)},
         description="201 with the booking (`pending_payment` when the service needs payment, "
-        "else `confirmed`). 409 `reservation_expired` past the hold's expiry, "
-        "`reservation_not_held` when released or expired, `invalid_transition` when already "
-        "confirmed.",
+        "else `confirmed`) and its `Location`. 409 `reservation_expired` past the hold's "
+        "expiry, `reservation_not_held` when released or expired, `invalid_transition` when "
+        "already confirmed (its `details` name the booking: `booking_id`, `reference`).",
     )
     @idempotent
     def post(self, request: Request, reservation_id) -> Response:
         booking = services.booking_confirm_reservation(
             actor=request_principal(request), reservation_id=reservation_id
         )
-        return _booking_response(booking, status.HTTP_201_CREATED)
+        response = _booking_response(booking, status.HTTP_201_CREATED)
+        response["Location"] = reverse("booking-detail", args=[booking.id])
+        return response

@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from petpro_booking.core.model_fields import EncryptedTextField
 from reservations.models import Reservation
 from slots.models import Slot
 
@@ -131,7 +132,7 @@ class BookingHistory(models.Model):
     to_status = models.CharField(max_length=20)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64)
-    reason = models.TextField(blank=True)
+    reason = EncryptedTextField(blank=True)  # free text: encrypted at rest
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -154,3 +155,25 @@ class ProcessedWebhook(models.Model):
 
     def __str__(self) -> str:
         return self.event_id
+
+
+class PersonErasure(models.Model):
+    """Audit of an erasure (right to be forgotten): who erased whom and when, without the
+    erased data. `subject_key` is the person's pseudonymous owner key (the one analytics
+    consumers know), `pseudonym` the id that replaced theirs in our rows."""
+
+    id = models.BigAutoField(primary_key=True)
+    subject_key = models.CharField(max_length=64, db_index=True)
+    pseudonym = models.CharField(max_length=64, unique=True)
+    erased_by_type = models.CharField(max_length=10, choices=ActorType.choices)
+    erased_by_id = models.CharField(max_length=64)
+    erased_at = models.DateTimeField(auto_now_add=True)
+    # How many rows were cancelled / pseudonymised, per kind (numbers only).
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "person_erasures"
+        ordering = ["-erased_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.subject_key} erased by {self.erased_by_type}:{self.erased_by_id}"

@@ -3,23 +3,29 @@ webhook tells us how it went (DESIGN.md §7, §8). Thin: one service call each."
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import error_responses
-from petpro_booking.core.permissions import IsPetOwner, request_principal
+from petpro_booking.core.openapi import LOCATION, error_responses
+from petpro_booking.core.permissions import (
+    IsAuthenticatedPrincipal,
+    IsPetOwner,
+    request_principal,
+)
 
-from . import services
+from . import selectors, services
+from .models import PaymentStatus
 
 
 class PaymentOutput(serializers.Serializer):
-    payment_id = serializers.CharField()
-    status = serializers.ChoiceField(choices=["created", "pending", "succeeded", "failed"])
+    payment_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=PaymentStatus.choices)
     checkout_url = serializers.CharField(help_text="Where the owner completes the payment.")
 
 
@@ -57,10 +63,29 @@ class BookingPaymentView(APIView):
 
     permission_classes = [IsPetOwner]
 
+    def get_permissions(self):  # type: ignore[no-untyped-def]
+        # Reading is scoped like the booking itself (owner, clinic staff, support).
+        if self.request.method in SAFE_METHODS:
+            return [IsAuthenticatedPrincipal()]
+        return super().get_permissions()
+
+    @extend_schema(
+        operation_id="bookings_payment_retrieve",
+        tags=["bookings"],
+        responses={200: PaymentOutput, **error_responses(404)},
+        description="The booking's latest payment and its status; 404 before any payment.",
+    )
+    def get(self, request: Request, booking_id) -> Response:
+        record = selectors.booking_payment_for(
+            principal=request_principal(request), booking_id=booking_id
+        )
+        return Response(payment_body(record))
+
     @extend_schema(
         operation_id="bookings_payment_create",
         tags=["bookings"],
         request=None,
+        parameters=[LOCATION],
         responses={201: PaymentOutput, **error_responses(404, 409, 422, 503)},
         description="For a `pending_payment` booking of the caller: creates the payment with "
         "the Payment Service, or returns the live one (the same payment on every retry). "
@@ -73,7 +98,11 @@ class BookingPaymentView(APIView):
         record = services.payment_create_for_booking(
             actor=request_principal(request), booking_id=booking_id
         )
-        return Response(payment_body(record), status=status.HTTP_201_CREATED)
+        return Response(
+            payment_body(record),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("booking-payment", args=[booking_id])},
+        )
 
 
 class PaymentWebhookView(APIView):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 
-from .models import Booking
+from .models import Booking, PaymentRecord
 from .services.history import BOOKING_AGGREGATE
 
 
@@ -33,9 +33,18 @@ def _visible_filter(principal: Principal) -> Q | None:
 
 
 def booking_list_for(
-    *, principal: Principal, status: str | None = None, clinic_id: str | None = None
+    *,
+    principal: Principal,
+    status: str | None = None,
+    clinic_id: str | None = None,
+    reference: str | None = None,
 ) -> QuerySet[Booking]:
-    bookings = Booking.objects.select_related("slot")
+    latest_payment = PaymentRecord.objects.filter(booking_id=OuterRef("pk")).order_by("-created_at")
+    bookings = Booking.objects.select_related("slot__clinic", "slot__service").annotate(
+        latest_payment_status=Subquery(latest_payment.values("status")[:1])
+    )
+    if reference:
+        bookings = bookings.filter(reference=reference.upper())
     visible = _visible_filter(principal)
     if visible is not None:
         bookings = bookings.filter(visible)
@@ -72,3 +81,12 @@ def history_item(event: Event) -> dict[str, Any]:
         "actor": event.metadata.get("actor", {}),
         "data": event.payload,
     }
+
+
+def booking_payment_for(*, principal: Principal, booking_id: uuid.UUID | str) -> PaymentRecord:
+    """The latest payment of a booking the caller may see (404 before any payment)."""
+    booking = booking_get_for(principal=principal, booking_id=booking_id)
+    payment = booking.payments.order_by("-created_at").first()
+    if payment is None:
+        raise NotFound("This booking has no payment yet.")
+    return payment

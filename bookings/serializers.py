@@ -6,7 +6,17 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .models import Booking, BookingStatus
+from petpro_booking.core.clock import local_fields
+
+from .models import Booking, BookingStatus, PaymentStatus
+
+
+def payment_status_of(booking: Booking) -> str:
+    """The latest payment's status: annotated by the list selector, one query otherwise."""
+    if hasattr(booking, "latest_payment_status"):
+        return booking.latest_payment_status or "none"
+    latest = booking.payments.order_by("-created_at").values_list("status", flat=True).first()
+    return latest or "none"
 
 
 class BookingOutput(serializers.Serializer):
@@ -23,13 +33,24 @@ class BookingOutput(serializers.Serializer):
     currency = serializers.CharField()
     start_at = serializers.DateTimeField()
     end_at = serializers.DateTimeField()
+    timezone = serializers.CharField(help_text="The clinic's IANA time zone")
+    start_local = serializers.CharField(help_text="start_at in the clinic's time, with offset")
+    end_local = serializers.CharField(help_text="end_at in the clinic's time, with offset")
+    clinic_name = serializers.CharField()
+    service_name = serializers.CharField()
+    payment_status = serializers.ChoiceField(
+        choices=[*PaymentStatus.values, "none"],
+        help_text="Status of the booking's latest payment; `none` before any payment.",
+    )
     version = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
 
 def booking_body(booking: Booking) -> dict[str, Any]:
-    """The API shape of one booking (its slot must be loaded)."""
+    """The API shape of one booking (its slot must be loaded; selectors also load the slot's
+    clinic and service and annotate `latest_payment_status`)."""
+    slot = booking.slot
     return BookingOutput(
         {
             "id": booking.id,
@@ -45,6 +66,14 @@ def booking_body(booking: Booking) -> dict[str, Any]:
             "currency": booking.currency,
             "start_at": booking.slot.start_at,
             "end_at": booking.slot.end_at,
+            **local_fields(
+                start_at=slot.start_at,
+                end_at=slot.end_at,
+                zone_name=slot.clinic.timezone,
+                clinic_name=slot.clinic.name,
+                service_name=slot.service.name,
+            ),
+            "payment_status": payment_status_of(booking),
             "version": booking.version,
             "created_at": booking.created_at,
             "updated_at": booking.updated_at,
@@ -54,6 +83,9 @@ def booking_body(booking: Booking) -> dict[str, Any]:
 
 class BookingListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=BookingStatus.choices, required=False)
+    reference = serializers.RegexField(
+        r"^[Pp][Pp]-[0-9A-Za-z]{6}$", required=False, help_text="e.g. PP-7K3F9Q (case-insensitive)"
+    )
     clinic_id = serializers.CharField(max_length=64, required=False)
 
 

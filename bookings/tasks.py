@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from . import services
+from . import retention, services
+from .consistency import consistency_check as consistency_report
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="bookings.payments_reconcile")
@@ -29,3 +34,28 @@ def payments_refund_owed() -> dict[str, int]:
 def payment_refund_owed_task(record_id: str) -> str:
     """Refund one payment owed back; scheduled after the commit that owed it."""
     return services.payment_refund_owed(record_id=record_id)
+
+
+@shared_task(name="bookings.consistency_check")
+def consistency_check() -> dict[str, int]:
+    """Check every invariant (no repair) and publish the counts as metrics."""
+    report = consistency_report()
+    if not report.ok:
+        logger.error(
+            "consistency check: %d violation(s) %s",
+            report.violations,
+            {name: check.violations for name, check in report.checks.items() if not check.ok},
+        )
+    return {name: check.violations for name, check in report.checks.items()}
+
+
+@shared_task(name="bookings.retention_webhooks")
+def retention_webhooks() -> int:
+    """Delete processed payment webhooks older than RETENTION_WEBHOOKS_DAYS."""
+    return retention.processed_webhooks_purge()
+
+
+@shared_task(name="bookings.retention_history")
+def retention_history() -> int:
+    """Pseudonymise the history of bookings closed more than RETENTION_HISTORY_YEARS ago."""
+    return retention.booking_history_pseudonymise_closed()

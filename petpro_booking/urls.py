@@ -1,13 +1,15 @@
 """URL routes: /api/v1/ (DRF), schema and docs, admin, probes and metrics."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from bookings.api import BookingViewSet, ReservationConfirmView
 from bookings.payment_api import BookingPaymentView, PaymentWebhookView
-from petpro_booking.core import health, metrics_export
+from bookings.personal_data_api import MyDataView
+from petpro_booking.core import exception_handler, health, metrics_export
 from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
 
@@ -30,10 +32,15 @@ urlpatterns = [
         BookingPaymentView.as_view(),
         name="booking-payment",
     ),
+    path("api/v1/me/data", MyDataView.as_view(), name="me-data"),
     path("api/v1/payments/webhook", PaymentWebhookView.as_view(), name="payment-webhook"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/backoffice/", include("bookings.backoffice.urls")),  # the daily tool
+    # Anything else under /api/ (a trailing slash, a malformed id, an unknown path): the JSON
+    # envelope, also with DEBUG on (Django's debug 404 page would list every pattern).
+    re_path(r"^api/", csrf_exempt(exception_handler.json_not_found), name="api-not-found"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

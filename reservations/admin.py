@@ -7,29 +7,35 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from integrations.users.names import people_names
 from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
+from petpro_booking.core.admin_search import LookupHashSearchMixin
+from slots.display import local_label
 
 from .models import Reservation
 from .selectors import reservation_list_admin
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
     list_display = [
-        "id",
-        "status",
         "slot_start",
+        "status",
         "clinic_name",
-        "user_id",
-        "pet_id",
+        "service_name",
+        "owner_name",
+        "pet_name",
         "expires_at",
         "created_at",
+        "id",
     ]
     list_filter = ["status", "slot__clinic", "slot__service", "expires_at", "created_at"]
-    search_fields = ["id", "user_id", "pet_id", "pet_name"]
+    search_fields = ["=id", "=user_id", "=pet_id"]
+    # The pet's name is encrypted: searched by its keyed hash (exact name).
+    lookup_search_fields = ("pet_name_lookup",)
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
-    list_select_related = ["slot", "slot__clinic"]
+    list_select_related = ["slot", "slot__clinic", "slot__service"]
     show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Reservation]:
@@ -39,9 +45,26 @@ class ReservationAdmin(admin.ModelAdmin):
             return queryset
         return queryset.filter(slot__clinic_id__in=clinic_ids)
 
-    @admin.display(description="slot start", ordering="slot__start_at")
-    def slot_start(self, reservation: Reservation):
-        return reservation.slot.start_at
+    @admin.display(description="slot start (clinic time)", ordering="slot__start_at")
+    def slot_start(self, reservation: Reservation) -> str:
+        return local_label(reservation.slot.start_at, reservation.slot.clinic.timezone)
+
+    @admin.display(description="service", ordering="slot__service__name")
+    def service_name(self, reservation: Reservation) -> str:
+        return reservation.slot.service.name
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """Each owner of the page looked up once."""
+        changelist = super().get_changelist_instance(request)
+        names = people_names(hold.user_id for hold in changelist.result_list)
+        for hold in changelist.result_list:
+            hold.people = names
+        return changelist
+
+    @admin.display(description="owner")
+    def owner_name(self, reservation: Reservation) -> str:
+        names = getattr(reservation, "people", None) or people_names([reservation.user_id])
+        return names.owner(reservation.user_id)
 
     @admin.display(description="clinic", ordering="slot__clinic__name")
     def clinic_name(self, reservation: Reservation) -> str:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import UUID_PATH_PATTERN, error_responses
+from petpro_booking.core.openapi import LOCATION, UUID_PATH_PATTERN, error_responses
+from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import IsPetOwner, request_principal
 
 from . import selectors, services
@@ -22,8 +24,21 @@ class ReservationViewSet(viewsets.ViewSet):
     permission_classes = [IsPetOwner]
     lookup_value_regex = UUID_PATH_PATTERN
 
+    pagination_class = PagePagination  # documents the list as paginated
+
+    @extend_schema(
+        responses={200: ReservationOutput(many=True)},
+        description="The caller's live holds (held, not yet expired), soonest expiry first.",
+    )
+    def list(self, request: Request) -> Response:
+        paginator = PagePagination()
+        holds = selectors.reservation_list_live_for(actor=request_principal(request))
+        page = paginator.paginate_queryset(holds, request, view=self)
+        return paginator.get_paginated_response([reservation_body(r) for r in page or []])
+
     @extend_schema(
         request=ReservationCreateInput,
+        parameters=[LOCATION],
         responses={201: ReservationOutput, **error_responses(400, 403, 404, 409, 422)},
         description="Hold one unit of the slot for RESERVATION_TTL_SECONDS (10 min by default) "
         "for one of your pets. 400 `invalid_pet` when the pet is not yours or the service does "
@@ -38,7 +53,11 @@ class ReservationViewSet(viewsets.ViewSet):
         reservation = services.reservation_create(
             actor=request_principal(request), **body.validated_data
         )
-        return Response(reservation_body(reservation), status=status.HTTP_201_CREATED)
+        return Response(
+            reservation_body(reservation),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("reservation-detail", args=[reservation.id])},
+        )
 
     @extend_schema(responses={200: ReservationOutput, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:

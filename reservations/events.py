@@ -21,6 +21,7 @@ def appointment_data(*, slot: Slot, user_id: str, pet_id: str, pet_name: str) ->
         "clinic_id": clinic.id,
         "clinic_name": clinic.name,
         "clinic_timezone": clinic.timezone,
+        "clinic_language": clinic.language,
         "service_id": service.id,
         "service_name": service.name,
         "slot_id": str(slot.id),

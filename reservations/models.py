@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from petpro_booking.core.model_fields import EncryptedTextField, LookupHashField
 from slots.models import Slot
 
 
@@ -21,8 +22,9 @@ class Reservation(models.Model):
     user_id = models.CharField(max_length=64)
     pet_id = models.CharField(max_length=64)
     # Snapshot taken when the hold is made: events (expiry by the job, notifications) need the
-    # pet's name without calling the User Service.
-    pet_name = models.CharField(max_length=100, blank=True, default="")
+    # pet's name without calling the User Service. Encrypted at rest; searched by its hash.
+    pet_name = EncryptedTextField(blank=True, default="")
+    pet_name_lookup = LookupHashField(source="pet_name")
     status = models.CharField(
         max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.HELD
     )

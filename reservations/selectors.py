@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import Principal
 
-from .models import Reservation
+from .models import Reservation, ReservationStatus
 
 
 def reservation_get_for(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
@@ -20,6 +21,14 @@ def reservation_get_for(*, actor: Principal, reservation_id: uuid.UUID | str) ->
     if reservation is None:
         raise NotFound("No such reservation.")
     return reservation
+
+
+def reservation_list_live_for(*, actor: Principal) -> QuerySet[Reservation]:
+    """The caller's holds that still hold a unit (held and not past expiry), soonest expiry
+    first."""
+    return Reservation.objects.filter(
+        user_id=actor.sub, status=ReservationStatus.HELD, expires_at__gt=timezone.now()
+    ).order_by("expires_at", "id")
 
 
 def reservation_list_admin() -> QuerySet[Reservation]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.utils import timezone
 from rest_framework import serializers
 
+from petpro_booking.core.clock import api_timestamp
+
 from .models import ReservationStatus
 
 
@@ -33,6 +35,6 @@ def reservation_body(reservation) -> dict:
         "slot_id": str(reservation.slot_id),
         "pet_id": reservation.pet_id,
         "status": status,
-        "expires_at": reservation.expires_at.isoformat(),
-        "created_at": reservation.created_at.isoformat(),
+        "expires_at": api_timestamp(reservation.expires_at),
+        "created_at": api_timestamp(reservation.created_at),
     }

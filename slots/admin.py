@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from petpro_booking.core.admin_access import (
     ClinicScopedAdmin,
@@ -17,6 +18,7 @@ from petpro_booking.core.admin_access import (
 from petpro_booking.core.errors import ApplicationError
 
 from . import services
+from .display import clinic_zone, local_label
 from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
 
 
@@ -68,6 +70,14 @@ class ClinicServiceAdmin(ClinicScopedAdmin):
     list_filter = ["clinic", "requires_payment"]
     search_fields = ["name", "id"]
     actions = ["generate_slots"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
 
     @admin.action(description="Generate slots from a weekly schedule")
     def generate_slots(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -151,9 +161,9 @@ class SlotForm(forms.ModelForm):
 class SlotAdmin(ClinicScopedAdmin):
     form = SlotForm
     list_display = [
-        "start_at",
+        "starts_local",
         "clinic",
-        "service",
+        "service_name",
         "capacity",
         "booked_count",
         "held_count",
@@ -164,6 +174,26 @@ class SlotAdmin(ClinicScopedAdmin):
     date_hierarchy = "start_at"
     list_select_related = ["clinic", "service"]
     actions = ["close_slots"]
+
+    @admin.display(description="Starts (clinic time)", ordering="start_at")
+    def starts_local(self, slot: Slot) -> str:
+        return local_label(slot.start_at, slot.clinic.timezone)
+
+    @admin.display(description="Service", ordering="service__name")
+    def service_name(self, slot: Slot) -> str:
+        return slot.service.name
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """An existing slot's times read in its clinic's zone (the subtitle, the slot's name,
+        says which)."""
+        slot = self.get_object(request, object_id) if object_id else None
+        if slot is None:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        with timezone.override(clinic_zone(slot.clinic.timezone)):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         readonly = ["booked_count", "held_count", "version"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -9,9 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from petpro_booking.core.clock import local_fields
 from petpro_booking.core.http import etag_for, if_match_version
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import IF_MATCH, UUID_PATH_PATTERN, error_responses
+from petpro_booking.core.openapi import IF_MATCH, LOCATION, UUID_PATH_PATTERN, error_responses
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import ReadOnlyOrStaff, request_principal
 
@@ -42,12 +46,17 @@ class ClinicViewSet(viewsets.ViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(ClinicOutput(selectors.clinic_get(clinic_id=pk)).data)
 
-    @extend_schema(responses={200: ClinicServiceOutput(many=True), **error_responses(503)})
+    @extend_schema(
+        responses={200: ClinicServiceOutput(many=True), **error_responses(503)},
+        description="The clinic's services, paginated like every list.",
+    )
     @action(detail=True, methods=["get"])
     def services(self, request: Request, pk: str) -> Response:
-        return Response(
-            ClinicServiceOutput(selectors.clinic_service_list(clinic_id=pk), many=True).data
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(
+            selectors.clinic_service_list(clinic_id=pk), request, view=self
         )
+        return paginator.get_paginated_response(ClinicServiceOutput(page, many=True).data)
 
 
 def _slot_response(slot, status_code: int = status.HTTP_200_OK) -> Response:
@@ -62,6 +71,13 @@ def _slot_response(slot, status_code: int = status.HTTP_200_OK) -> Response:
             "available_capacity": slot.available_capacity,
             "status": slot.status,
             "version": slot.version,
+            **local_fields(
+                start_at=slot.start_at,
+                end_at=slot.end_at,
+                zone_name=slot.clinic.timezone,
+                clinic_name=slot.clinic.name,
+                service_name=slot.service.name,
+            ),
         }
     ).data
     return Response(body, status=status_code, headers={"ETag": etag_for(slot.version)})
@@ -110,6 +126,7 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=SlotCreateInput,
+        parameters=[LOCATION],
         responses={201: SlotOutput, **error_responses(400, 403, 409, 422, 503)},
         description="Staff of the clinic or support. `capacity` defaults to 1.",
     )
@@ -118,7 +135,9 @@ class SlotViewSet(viewsets.ViewSet):
         body = SlotCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         slot = services.slot_create(actor=request_principal(request), **body.validated_data)
-        return _slot_response(slot, status.HTTP_201_CREATED)
+        response = _slot_response(slot, status.HTTP_201_CREATED)
+        response["Location"] = reverse("slot-detail", args=[slot.id])
+        return response
 
     @extend_schema(
         request=SlotUpdateInput,
@@ -140,9 +159,11 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=SlotGenerateInput,
+        parameters=[LOCATION],
         responses={201: SlotGenerateOutput, **error_responses(400, 403, 409, 422, 503)},
         description="Cut the weekly windows (clinic-local times) into slots of the service's "
-        "duration for every date in the range; existing slots are skipped.",
+        "duration for every date in the range; existing slots are skipped. `Location` is the "
+        "search for the clinic's and service's slots.",
     )
     @idempotent
     @action(detail=False, methods=["post"])
@@ -159,4 +180,8 @@ class SlotViewSet(viewsets.ViewSet):
             capacity=data["capacity"],
             weekly=[services.WeeklyWindow(**w) for w in data["weekly"]],
         )
-        return Response({"created": created}, status=status.HTTP_201_CREATED)
+        query = urlencode({"clinic_id": data["clinic_id"], "service_id": data["service_id"]})
+        search = f"{reverse('slot-list')}?{query}"
+        return Response(
+            {"created": created}, status=status.HTTP_201_CREATED, headers={"Location": search}
+        )

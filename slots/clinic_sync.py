@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -25,21 +24,9 @@ from integrations.clinics import gateway as clinic_source
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
 from .models import Clinic, ClinicService
+from .services import clinic_read_model_changed, clinic_upsert
 
 logger = logging.getLogger(__name__)
-
-
-def clinic_upsert(*, clinic_id: str, name: str, timezone: str, active: bool = True) -> Clinic:
-    """Insert or refresh a clinic of the read-model (admin in embedded mode, and the sync)."""
-    try:
-        ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
-    clinic, _ = Clinic.objects.update_or_create(
-        id=clinic_id, defaults={"name": name, "timezone": timezone, "active": active}
-    )
-    transaction.on_commit(lambda: clinic_source.invalidate_clinic(clinic_id))
-    return clinic
 
 
 def clinic_is_stale(clinic: Clinic, *, now: dt.datetime | None = None) -> bool:
@@ -68,6 +55,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     now = timezone.now()
     if info is None:
         Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
+        clinic_read_model_changed(clinic_id=clinic_id)
         clinic = Clinic.objects.filter(id=clinic_id).first()
         if clinic is not None:
             logger.warning("clinic %s is unknown to the Clinic Service; marked inactive", clinic_id)
@@ -78,7 +66,11 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     try:
         with transaction.atomic():
             clinic = clinic_upsert(
-                clinic_id=clinic_id, name=info.name, timezone=info.timezone, active=info.active
+                clinic_id=clinic_id,
+                name=info.name,
+                timezone=info.timezone,
+                active=info.active,
+                language=info.language,
             )
             Clinic.objects.filter(id=clinic_id).update(synced_at=now)
             for service in services:

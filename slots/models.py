@@ -6,12 +6,18 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from .display import local_label
+
 
 class Clinic(models.Model):
     # Ids of other services' entities are opaque strings.
     id = models.CharField(primary_key=True, max_length=64)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, help_text="IANA name, e.g. Europe/Berlin")
+    # Owners who chose no language in the User Service get notifications in this one.
+    language = models.CharField(
+        max_length=10, default="en", help_text="default language of notifications: en or id"
+    )
     active = models.BooleanField(default=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
@@ -49,7 +55,7 @@ class ClinicService(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.clinic_id})"
+        return f"{self.name} ({self.clinic.name})"
 
 
 class ClinicStaff(models.Model):
@@ -68,7 +74,7 @@ class ClinicStaff(models.Model):
         verbose_name_plural = "clinic staff"
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.clinic_id}"
+        return f"{self.user} @ {self.clinic.name}"
 
 
 class SlotStatus(models.TextChoices):
@@ -115,7 +121,8 @@ class Slot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.service_id} @ {self.start_at.isoformat()}"
+        # What people read (admin, choices): names and the clinic's wall-clock time.
+        return f"{self.service.name} @ {local_label(self.start_at, self.clinic.timezone)}"
 
     @property
     def available_capacity(self) -> int:

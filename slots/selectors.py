@@ -13,13 +13,14 @@ from django.db.models import F, QuerySet
 
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core import metrics
+from petpro_booking.core.clock import local_fields
 from petpro_booking.core.db import read_replica
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 
-from .clinic_sync import clinic_read_through
+from .clinic_sync import clinic_is_stale, clinic_read_through
 from .models import Clinic, ClinicService, Slot, SlotStatus
-from .services import slot_search_family
+from .services import clinic_read_model_family, slot_search_family
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ SLOT_FIELDS = (
     "held_count",
     "status",
     "version",
+    "clinic__name",
+    "clinic__timezone",
+    "service__name",
 )
 
 
@@ -41,23 +45,43 @@ def clinic_list() -> QuerySet[Clinic]:
     return Clinic.objects.all().order_by("name", "id")
 
 
+# The read-model in both cache levels (process LRU, Redis), dropped by any change of the clinic
+# or its services (services.clinic_read_model_changed).
+READ_MODEL_CACHE_SECONDS = 300
+
+
 def clinic_get(*, clinic_id: str) -> Clinic:
     """With CLINIC_SERVICE_URL set, an unknown or stale clinic is fetched first (a known one
     keeps serving while the Clinic Service is down; an unknown one is then a 503)."""
-    clinic = clinic_read_through(clinic_id=clinic_id)
+    clinic = cache_keys.two_level_get(
+        family=clinic_read_model_family(clinic_id),
+        name=f"clinic:{clinic_id}",
+        load=lambda: Clinic.objects.filter(id=clinic_id).first(),
+        ttl=READ_MODEL_CACHE_SECONDS,
+    )
+    if clinic is None or (settings.CLINIC_SERVICE_URL and clinic_is_stale(clinic)):
+        clinic = clinic_read_through(clinic_id=clinic_id)
     if clinic is None:
         raise NotFound("No such clinic.")
     return clinic
 
 
-def clinic_service_list(*, clinic_id: str) -> QuerySet[ClinicService]:
+def clinic_service_list(*, clinic_id: str) -> list[ClinicService]:
     clinic = clinic_get(clinic_id=clinic_id)
-    return ClinicService.objects.filter(clinic=clinic).order_by("name", "id")
+    services = cache_keys.two_level_get(
+        family=clinic_read_model_family(clinic.id),
+        name=f"clinic-services:{clinic.id}",
+        load=lambda: list(ClinicService.objects.filter(clinic=clinic).order_by("name", "id")),
+        ttl=READ_MODEL_CACHE_SECONDS,
+    )
+    return services or []
 
 
 def slot_get(*, slot_id: uuid.UUID | str) -> Slot:
     try:
-        return Slot.objects.get(id=uuid_or_not_found(slot_id, what="slot"))
+        return Slot.objects.select_related("clinic", "service").get(
+            id=uuid_or_not_found(slot_id, what="slot")
+        )
     except Slot.DoesNotExist:
         raise NotFound("No such slot.") from None
 
@@ -110,6 +134,13 @@ def slot_row(values: dict[str, Any]) -> dict[str, Any]:
         "available_capacity": available,
         "status": values["status"],
         "version": values["version"],
+        **local_fields(
+            start_at=values["start_at"],
+            end_at=values["end_at"],
+            zone_name=values["clinic__timezone"],
+            clinic_name=values["clinic__name"],
+            service_name=values["service__name"],
+        ),
     }
 
 

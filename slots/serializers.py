@@ -43,6 +43,11 @@ class SlotOutput(serializers.Serializer):
     available_capacity = serializers.IntegerField()
     status = serializers.ChoiceField(choices=SlotStatus.choices)
     version = serializers.IntegerField()
+    timezone = serializers.CharField(help_text="The clinic's IANA time zone")
+    start_local = serializers.CharField(help_text="start_at in the clinic's time, with offset")
+    end_local = serializers.CharField(help_text="end_at in the clinic's time, with offset")
+    clinic_name = serializers.CharField()
+    service_name = serializers.CharField()
 
 
 class SlotSearchQuery(serializers.Serializer):

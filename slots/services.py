@@ -13,16 +13,15 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from integrations.clinics.gateway import invalidate_clinic
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
-from .clinic_sync import clinic_service_ensure_synced
-from .clinic_sync import clinic_upsert as clinic_upsert  # the read-model's write, re-exported
 from .errors import CapacityConflict, NotClinicStaff
-from .models import ClinicService, Slot, SlotStatus
+from .models import Clinic, ClinicService, Slot, SlotStatus
 
 SLOT_AGGREGATE = "slot"
 
@@ -47,6 +46,18 @@ def slot_search_family(clinic_id: str) -> str:
     return f"slots:{clinic_id}"
 
 
+def clinic_read_model_family(clinic_id: str) -> str:
+    return f"clinic:{clinic_id}"
+
+
+def clinic_read_model_changed(*, clinic_id: str) -> None:
+    """Drop the cached clinic and its services (both cache levels, every process within a
+    second): now, and again once the change is committed (a reader between the two may
+    have cached the old rows)."""
+    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
+    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
+
+
 def invalidate_slot_search(*, clinic_id: str) -> None:
     """Drop cached searches of this clinic (and the clinic-less ones) once the change is
     committed; reservations and bookings call it too, as every hold changes availability."""
@@ -63,6 +74,9 @@ def _require_manager(actor: Principal, clinic_id: str) -> None:
 
 
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
+    # Imported here: clinic_sync builds on clinic_upsert below.
+    from .clinic_sync import clinic_service_ensure_synced
+
     clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
     try:
         return ClinicService.objects.select_related("clinic").get(
@@ -273,6 +287,23 @@ def slot_close(
     )
 
 
+def clinic_upsert(
+    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
+) -> Clinic:
+    """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
+    try:
+        ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
+    clinic, _ = Clinic.objects.update_or_create(
+        id=clinic_id,
+        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
+    )
+    transaction.on_commit(lambda: invalidate_clinic(clinic_id))
+    clinic_read_model_changed(clinic_id=clinic_id)
+    return clinic
+
+
 # --- Capacity counters (DESIGN.md §4 layer 2) -------------------------------------------------
 # One conditional statement each, never read-modify-write in Python: the WHERE clause is the
 # availability check, the row lock of the UPDATE serialises contenders, and the CHECK
@@ -363,3 +394,32 @@ def slot_take_booking(*, slot_id: uuid.UUID | str) -> bool:
 def slot_return_booking(*, slot_id: uuid.UUID | str) -> None:
     """A booked unit goes back (cancel, reschedule away from this slot)."""
     _slot_counter_update(_RETURN_BOOKING_SQL, slot_id=slot_id)
+
+
+def slot_counters_correct(
+    *, slot: Slot, booked_count: int, held_count: int, actor: Principal, reason: str
+) -> None:
+    """Set a slot's counters to the rows they count (the consistency repair). The caller holds
+    the slot's lock and row lock and has recounted in this transaction; the change is recorded
+    as a `SlotUpdated` event with the values before it (the slot's history)."""
+    previous = {"booked_count": slot.booked_count, "held_count": slot.held_count}
+    Slot.objects.filter(id=slot.id).update(
+        booked_count=booked_count,
+        held_count=held_count,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    slot.refresh_from_db()
+    event_append(
+        aggregate_type=SLOT_AGGREGATE,
+        aggregate_id=slot.id,
+        event_type="SlotUpdated",
+        data={
+            **slot_event_data(slot),
+            "changed": ["booked_count", "held_count"],
+            "previous": previous,
+            "reason": reason,
+        },
+        actor=actor,
+    )
+    invalidate_slot_search(clinic_id=slot.clinic_id)

@@ -13,3 +13,12 @@ def clinics_refresh() -> dict[str, int]:
     Service; a no-op without CLINIC_SERVICE_URL."""
     report = refresh_from_clinic_service()
     return {"refreshed": report.refreshed, "unknown": report.unknown, "failed": report.failed}
+
+
+@shared_task(name="slots.tasks.search_cache_warm", ignore_result=True)
+def search_cache_warm() -> int:
+    """Beat job (CELERY_BEAT_SCHEDULE "warm-search-cache"): recompute the week view of the
+    clinics whose slots changed since the last run."""
+    from .search_warming import search_cache_warm as warm
+
+    return warm()

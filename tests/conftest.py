@@ -11,12 +11,20 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from petpro_booking.core.auth import issue_token
+from petpro_booking.core.local_cache import clear_local_cache
 
 from .factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, SlotFactory
 from .integrations.payments.stub import payment_stub  # noqa: F401  (fixture, shared)
 
-# A private redis-server fixture (`private_redis`) for tests that stop Redis.
-pytest_plugins = ["tests.redis_server"]
+# Private servers for tests that need their own: a redis-server (`private_redis`) for tests
+# that stop Redis, a Redis Cluster, a streaming replica, a PostgreSQL with TLS (`tls_postgres`,
+# port 5434).
+pytest_plugins = [
+    "tests.redis_server",
+    "tests.redis_cluster",
+    "tests.pg_replica",
+    "tests.tls_postgres",
+]
 
 REQUIRED_SERVICES = {
     "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
@@ -46,6 +54,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
+    clear_local_cache()
 
 
 def api_client_for(*, sub: str, roles: list[str], clinic_ids: list[str] | None = None) -> APIClient:

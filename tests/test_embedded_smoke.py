@@ -1,5 +1,6 @@
 """The embedded default boots with no servers: migrate, demo data, serve, search, hold and
-confirm over HTTP; the hot path's precompiled SQL on SQLite."""
+confirm over HTTP; the hot path's precompiled SQL on SQLite; the embedded clock cancels an
+unpaid booking after a short PAYMENT_DEADLINE_SECONDS, as `make run` does."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DEADLINE_SECONDS = 4
 SERVER_VARS = (
     "DATABASE_URL",
     "REDIS_URL",
@@ -42,6 +44,7 @@ def embedded_server(tmp_path_factory):
         DATABASE_URL=f"sqlite:///{workdir / 'embedded.sqlite3'}",
         EVENT_LOG_SINK_PATH=str(workdir / "events.log"),
         LOG_LEVEL="WARNING",
+        PAYMENT_DEADLINE_SECONDS=str(DEADLINE_SECONDS),  # the clock's sweep: every second
     )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True, cwd=ROOT)
@@ -57,12 +60,13 @@ def embedded_server(tmp_path_factory):
         text=True,
     ).stdout.strip()
     port = free_port()
+    log = (workdir / "server.log").open("wb")
     server = subprocess.Popen(
-        [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
-        env=env,
+        [*manage, "run_embedded", "--noreload", f"127.0.0.1:{port}"],
+        env={**env, "LOG_LEVEL": "INFO"},  # the clock's lines, as `make run` shows them
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -74,11 +78,13 @@ def embedded_server(tmp_path_factory):
                 time.sleep(0.1)
         else:
             server.kill()
-            pytest.fail(f"embedded server did not start: {server.stderr.read().decode()[-2000:]}")
+            output = (workdir / "server.log").read_text()[-2000:]
+            pytest.fail(f"embedded server did not start: {output}")
         yield base, token, workdir
     finally:
         server.terminate()
         server.wait(timeout=10)
+        log.close()
 
 
 def get(url: str, token: str | None = None) -> tuple[int, bytes]:
@@ -123,6 +129,35 @@ def post(url: str, token: str, body: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
+def test_the_embedded_clock_cancels_an_unpaid_booking_after_the_deadline(embedded_server):
+    """No celery, no beat: `run_embedded` runs the beat schedule of settings in a thread."""
+    base, token, workdir = embedded_server
+    page = json.loads(get(f"{base}/api/v1/slots?available=true&page_size=100", token)[1])
+    paid = set()
+    for clinic_id in {slot["clinic_id"] for slot in page["results"]}:
+        offered = json.loads(get(f"{base}/api/v1/clinics/{clinic_id}/services", token)[1])
+        paid |= {
+            s["id"] for s in offered["results"] if s["requires_payment"] and "dog" in s["species"]
+        }
+    slot = next(slot for slot in reversed(page["results"]) if slot["service_id"] in paid)
+    status, hold = post(
+        f"{base}/api/v1/reservations", token, {"slot_id": slot["id"], "pet_id": "pet-bello"}
+    )
+    assert status == 201, hold
+    status, booking = post(f"{base}/api/v1/reservations/{hold['id']}/confirm", token, {})
+    assert (status, booking["status"]) == (201, "pending_payment")
+    deadline = time.monotonic() + DEADLINE_SECONDS + 15
+    while time.monotonic() < deadline:
+        current = json.loads(get(f"{base}/api/v1/bookings/{booking['id']}", token)[1])
+        if current["status"] == "cancelled":
+            break
+        time.sleep(0.5)
+    assert current["status"] == "cancelled"
+    log = (workdir / "server.log").read_text()
+    assert "embedded clock: cancel-unpaid-bookings" in log
+    assert "'cancelled': 1" in log
+
+
 def test_hold_and_confirm_on_sqlite(embedded_server):
     """The hold path's precompiled reads (slot with names, the pet) on SQLite as well."""
     base, token, _ = embedded_server
@@ -130,8 +165,7 @@ def test_hold_and_confirm_on_sqlite(embedded_server):
     accepts_dogs = set()
     for clinic_id in {slot["clinic_id"] for slot in page["results"]}:
         offered = json.loads(get(f"{base}/api/v1/clinics/{clinic_id}/services", token)[1])
-        rows = offered["results"] if isinstance(offered, dict) else offered
-        accepts_dogs |= {service["id"] for service in rows if "dog" in service["species"]}
+        accepts_dogs |= {s["id"] for s in offered["results"] if "dog" in s["species"]}
     slot = next(slot for slot in page["results"] if slot["service_id"] in accepts_dogs)
     status, hold = post(
         f"{base}/api/v1/reservations", token, {"slot_id": slot["id"], "pet_id": "pet-bello"}

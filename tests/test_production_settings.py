@@ -23,6 +23,9 @@ COMPLETE = {
     "PAYMENT_WEBHOOK_SECRET": "w",
     "PAYMENT_SERVICE_URL": "http://payments:8080",
     "PAYMENT_API_KEY": "key",
+    "FIELD_ENCRYPTION_KEYS": "Y29tcG9zZS1leGFtcGxlLWZpZWxkLWtleS0zMmJ5dGU=",
+    "PERSONAL_DATA_LOOKUP_KEY": "l",
+    "ANALYTICS_PSEUDONYM_KEYS": "a",
 }
 
 
@@ -47,7 +50,14 @@ def test_complete_configuration_loads():
 
 @pytest.mark.parametrize(
     "missing",
-    ["DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EVENT_BROKER_URL", "PAYMENT_SERVICE_URL"],
+    [
+        "DJANGO_SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "EVENT_BROKER_URL",
+        "PAYMENT_SERVICE_URL",
+        "FIELD_ENCRYPTION_KEYS",
+    ],
 )
 def test_missing_variable_is_refused(missing):
     result = load({k: v for k, v in COMPLETE.items() if k != missing})

@@ -155,12 +155,18 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         try:
             reservation = reservation_mark_confirmed(reservation=seen, slot=slot, actor=actor)
         except ReservationNotHeld as exc:
-            if exc.details.get("status") == ReservationStatus.CONFIRMED:
-                raise InvalidTransition(
-                    "This reservation is already confirmed into a booking.",
-                    details={"status": ReservationStatus.CONFIRMED, "requested": "confirmed"},
-                ) from None
-            raise
+            if exc.details.get("status") != ReservationStatus.CONFIRMED:
+                raise
+            made = Booking.objects.only("id", "reference").get(reservation_id=seen.id)
+            raise InvalidTransition(
+                "This reservation is already confirmed into a booking.",
+                details={
+                    "status": ReservationStatus.CONFIRMED,
+                    "requested": "confirmed",
+                    "booking_id": str(made.id),
+                    "reference": made.reference,
+                },
+            ) from None
         slot_convert_hold(slot_id=slot.id)
         status = (
             BookingStatus.PENDING_PAYMENT

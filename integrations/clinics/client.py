@@ -41,6 +41,7 @@ class ClinicInfo:
     name: str
     timezone: str
     active: bool
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,11 @@ class ServiceInfo:
 
 
 def _clinic_key(clinic_id: str) -> str:
-    return f"svc:clinic:{clinic_id}"
+    return f"svc:{{clinic:{clinic_id}}}:info"
 
 
 def _services_key(clinic_id: str) -> str:
-    return f"svc:clinic-services:{clinic_id}"
+    return f"svc:{{clinic:{clinic_id}}}:services"
 
 
 def invalidate_clinic(clinic_id: str) -> None:
@@ -74,6 +75,7 @@ def _parse_clinic(body: Any) -> dict[str, Any]:
         "name": str(body["name"]),
         "timezone": str(body["timezone"]),
         "active": bool(body.get("active", True)),
+        "language": str(body.get("default_language") or body.get("language") or "en"),
     }
 
 

@@ -16,6 +16,8 @@ from typing import Protocol
 from django.conf import settings
 from kombu import Connection, Exchange, Producer, Queue
 
+from petpro_booking.core.tls import amqp_ssl_options
+
 from .messages import QUEUE_NAMES, OutboundMessage
 
 logger = logging.getLogger(__name__)
@@ -100,7 +102,11 @@ class BrokerPublisher:
         return self._connect()
 
     def _connect(self) -> tuple[Connection, Producer]:
-        connection = Connection(self.url, connect_timeout=self.connect_timeout)
+        connection = Connection(
+            self.url,
+            connect_timeout=self.connect_timeout,
+            ssl=amqp_ssl_options(self.url, ca_file=settings.BROKER_CA_FILE),
+        )
         try:
             connection.ensure_connection(max_retries=0)  # fail fast; the sweep retries
             channel = connection.channel()

@@ -1,7 +1,7 @@
 """The messages other services receive from us: one analytics message per domain event and
 notification requests per channel (DESIGN.md §6). Pure functions: everything comes from the
 event's payload (docs/events.md); only the owner's channel preferences are looked up, by
-the caller-supplied `channels_of`."""
+the caller-supplied `channels_of`, and analytics pseudonyms are keyed from settings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from petpro_booking.core.crypto import owner_key
+
+from .render import language_for, notification_words
 
 SCHEMA_VERSION = 1
 CHANNELS: tuple[str, ...] = ("email", "push", "sms")
@@ -85,6 +89,29 @@ def _timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
 
 
+# Never in an analytics message (docs/security.md): the owner travels as `owner_key`, the pet
+# as `pet_key` (keyed hashes); names and free text are left out.
+ANALYTICS_DROPPED_FIELDS = frozenset({"user_id", "pet_id", "pet_name", "reason", "internal_note"})
+
+
+def analytics_data(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data as analytics consumers get it: pseudonymous keys for the owner and the
+    pet (HMAC with ANALYTICS_PSEUDONYM_KEYS' newest key), no names, no free text."""
+    cleaned = {name: value for name, value in data.items() if name not in ANALYTICS_DROPPED_FIELDS}
+    if data.get("user_id"):
+        cleaned["owner_key"] = owner_key(str(data["user_id"]))
+    if data.get("pet_id"):
+        cleaned["pet_key"] = owner_key(f"pet:{data['pet_id']}")
+    return cleaned
+
+
+def analytics_actor(actor: Any) -> Any:
+    """A pet owner acting is named by their owner key; staff, support and system ids stay."""
+    if isinstance(actor, dict) and actor.get("type") == "user" and actor.get("id"):
+        return {**actor, "id": owner_key(str(actor["id"]))}
+    return actor
+
+
 def analytics_message(event: DomainEvent) -> OutboundMessage:
     metadata = event.metadata or {}
     body = {
@@ -94,11 +121,11 @@ def analytics_message(event: DomainEvent) -> OutboundMessage:
         "schema_version": SCHEMA_VERSION,
         "aggregate_type": event.aggregate_type,
         "aggregate_id": event.aggregate_id,
-        "data": event.data,
+        "data": analytics_data(event.data),
         "metadata": {
             "trace_id": metadata.get("trace_id"),
             "correlation_id": metadata.get("correlation_id"),
-            "actor": metadata.get("actor"),
+            "actor": analytics_actor(metadata.get("actor")),
         },
     }
     return OutboundMessage(
@@ -143,12 +170,20 @@ def notification_message_id(*, event_id: str, template: str, channel: str) -> st
     return str(uuid.uuid5(uuid.UUID(event_id), f"{template}:{channel}"))
 
 
-def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> list[OutboundMessage]:
+def notification_messages(
+    event: DomainEvent, *, channels: Sequence[str], owner_language: str | None = None
+) -> list[OutboundMessage]:
     template = NOTIFICATION_TEMPLATES.get(event.event_type)
     if template is None:
         return []
     payload = event.data
     data = notification_data(template, payload)
+    language = language_for(
+        owner_language=owner_language, clinic_language=payload.get("clinic_language")
+    )
+    subject, text = notification_words(
+        template, data, reference=payload.get("reference"), language=language
+    )
     occurred_at = _timestamp(event.occurred_at)
     messages = []
     for channel in CHANNELS:
@@ -166,6 +201,9 @@ def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> lis
             "recipient": {"user_id": payload.get("user_id")},
             "booking_id": payload.get("booking_id"),
             "reference": payload.get("reference"),
+            "language": language,
+            "subject": subject,
+            "text": text,
             "data": data,
         }
         messages.append(
@@ -182,12 +220,19 @@ def notification_messages(event: DomainEvent, *, channels: Sequence[str]) -> lis
 
 
 def messages_for(
-    event: DomainEvent, *, channels_of: Callable[[str], Sequence[str]]
+    event: DomainEvent,
+    *,
+    channels_of: Callable[[str], Sequence[str]],
+    language_of: Callable[[str], str | None] | None = None,
 ) -> list[OutboundMessage]:
-    """Every message one event produces: analytics first, then its notifications."""
+    """Every message one event produces: analytics first, then its notifications (in the
+    owner's language from `language_of`, else the clinic's)."""
     messages = [analytics_message(event)]
     if event.event_type in NOTIFICATION_TEMPLATES:
         user_id = event.data.get("user_id")
         channels = channels_of(str(user_id)) if user_id else CHANNELS
-        messages.extend(notification_messages(event, channels=channels))
+        owner_language = language_of(str(user_id)) if user_id and language_of else None
+        messages.extend(
+            notification_messages(event, channels=channels, owner_language=owner_language)
+        )
     return messages

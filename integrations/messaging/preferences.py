@@ -23,3 +23,14 @@ def notification_channels(*, user_id: str) -> tuple[str, ...]:
     if profile is None:
         return CHANNELS
     return tuple(channel for channel in CHANNELS if channel in profile.channels)
+
+
+def notification_language(*, user_id: str) -> str | None:
+    """The owner's language (`preferences.language` in the User Service), None when unknown
+    or unavailable: the clinic's default language then applies."""
+    try:
+        profile = user_get(user_id=user_id)
+    except Exception:
+        logger.warning("language preference of user %s unavailable; using the clinic's", user_id)
+        return None
+    return (profile.locale or None) if profile is not None else None

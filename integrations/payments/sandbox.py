@@ -4,25 +4,31 @@ It behaves like the real provider seen from our side: creating a payment answers
 checkout URL (idempotent by Idempotency-Key), and a moment later (PAYMENT_SANDBOX_DELAY_SECONDS)
 the payment settles with PAYMENT_SANDBOX_OUTCOME and a correctly signed webhook is delivered to
 this service. Celery runs eagerly in the embedded default, so "a moment later" is a timer thread,
-not a countdown task. Delivery goes over HTTP to PAYMENT_SANDBOX_WEBHOOK_URL when set, otherwise
-straight to the handler that the bookings app registered (same signature check, no port to guess).
+not a countdown task. Payments live in the database (`sandbox_payments`), so every process of the
+embedded or compose stack sees them; a payment whose timer died with its process is settled by
+the next reader (reconciliation). Delivery goes over HTTP to PAYMENT_SANDBOX_WEBHOOK_URL when
+set, otherwise straight to the handler that the bookings app registered (same signature check,
+no port to guess).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
+
+from integrations.models import SandboxPayment
 
 from .gateway import CreatedPayment, PaymentRejected, PaymentState, RefundResult
 from .webhook import webhook_sign
@@ -44,22 +50,12 @@ def webhook_receiver_register(receiver: WebhookReceiver) -> None:
     _receiver = receiver
 
 
-@dataclass
-class SandboxPayment:
-    payment_id: str
-    booking_id: str
-    amount: Decimal
-    currency: str
-    status: str
-
-
 class SandboxPaymentProvider:
-    """In-memory provider; thread-safe. Its state lives as long as the process."""
+    """The provider's state is the `sandbox_payments` table (every process sees it); the
+    timers that settle and deliver a moment later are this process's own."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._payments: dict[str, SandboxPayment] = {}
-        self._by_key: dict[str, str] = {}
         self._timers: set[threading.Timer] = set()
 
     def create_payment(
@@ -72,50 +68,79 @@ class SandboxPaymentProvider:
         description: str,
         customer_id: str,
     ) -> CreatedPayment:
-        with self._lock:
-            known = self._by_key.get(idempotency_key)
-            if known is not None:
-                payment = self._payments[known]
-                return self._created(payment)
-            payment = SandboxPayment(
-                payment_id=f"sbx_{uuid.uuid4().hex}",
-                booking_id=booking_id,
-                amount=Decimal(amount).quantize(Decimal("0.01")),
-                currency=currency,
-                status="pending",
+        delay = settings.PAYMENT_SANDBOX_DELAY_SECONDS
+        try:
+            with transaction.atomic():
+                payment, created = SandboxPayment.objects.get_or_create(
+                    idempotency_key=idempotency_key,
+                    defaults={
+                        "payment_id": f"sbx_{uuid.uuid4().hex}",
+                        "booking_id": booking_id,
+                        "amount": Decimal(amount).quantize(Decimal("0.01")),
+                        "currency": currency,
+                        "settles_at": timezone.now() + dt.timedelta(seconds=delay),
+                    },
+                )
+        except IntegrityError:  # the same key created by a concurrent request meanwhile
+            payment, created = SandboxPayment.objects.get(idempotency_key=idempotency_key), False
+        if created:
+            transaction.on_commit(
+                lambda: self._later(delay, self._settle, payment.payment_id), robust=True
             )
-            self._payments[payment.payment_id] = payment
-            self._by_key[idempotency_key] = payment.payment_id
-        self._later(settings.PAYMENT_SANDBOX_DELAY_SECONDS, self._settle, payment.payment_id)
         return self._created(payment)
 
     def get_payment(self, *, payment_id: str) -> PaymentState:
-        with self._lock:
-            payment = self._payments.get(payment_id)
-            if payment is None:
-                raise PaymentRejected("The sandbox knows no such payment.", provider_status=404)
-            return PaymentState(
-                payment_id=payment.payment_id,
-                status=payment.status,
-                amount=payment.amount,
-                currency=payment.currency,
-                payload=self._state_body(payment),
-            )
+        payment = self._known(payment_id)
+        if payment.status == "pending" and payment.settles_at <= timezone.now():
+            # Its settling timer ran in a process that is gone: settle it now (what the real
+            # provider would report by then); reconciliation applies the outcome.
+            self._mark_settled(payment_id)
+            payment = self._known(payment_id)
+        return PaymentState(
+            payment_id=payment.payment_id,
+            status=payment.status,
+            amount=payment.amount,
+            currency=payment.currency,
+            payload=self._state_body(payment),
+        )
 
     def refund_payment(self, *, payment_id: str, idempotency_key: str) -> RefundResult:
-        with self._lock:
-            payment = self._payments.get(payment_id)
-            if payment is None:
-                raise PaymentRejected("The sandbox knows no such payment.", provider_status=404)
-            newly_refunded = payment.status != "refunded"
-            payment.status = "refunded"
+        self._known(payment_id)
+        newly_refunded = (
+            SandboxPayment.objects.filter(payment_id=payment_id)
+            .exclude(status="refunded")
+            .update(status="refunded")
+        )
         if newly_refunded:
-            self._later(0.0, self._deliver, payment_id, "payment.refunded")
+            transaction.on_commit(
+                lambda: self._later(0.0, self._deliver, payment_id, "payment.refunded"),
+                robust=True,
+            )
         return RefundResult(
             payment_id=payment_id,
             status="refunded",
             payload={"payment_id": payment_id, "status": "refunded"},
         )
+
+    @staticmethod
+    def _known(payment_id: str) -> SandboxPayment:
+        payment = SandboxPayment.objects.filter(payment_id=payment_id).first()
+        if payment is None:
+            raise PaymentRejected("The sandbox knows no such payment.", provider_status=404)
+        return payment
+
+    @staticmethod
+    def _outcome() -> str:
+        outcome = settings.PAYMENT_SANDBOX_OUTCOME
+        return outcome if outcome in ("succeeded", "failed") else "succeeded"
+
+    def _mark_settled(self, payment_id: str) -> str | None:
+        """Settle a pending payment once (a conditional UPDATE: one process wins)."""
+        outcome = self._outcome()
+        changed = SandboxPayment.objects.filter(payment_id=payment_id, status="pending").update(
+            status=outcome
+        )
+        return outcome if changed else None
 
     # --- settling and webhook delivery -----------------------------------------------------
 
@@ -132,7 +157,7 @@ class SandboxPaymentProvider:
         )
 
     @staticmethod
-    def _state_body(payment: SandboxPayment) -> dict:
+    def _state_body(payment: SandboxPayment) -> dict[str, Any]:
         return {
             "payment_id": payment.payment_id,
             "status": payment.status,
@@ -162,30 +187,29 @@ class SandboxPaymentProvider:
             timer.cancel()
 
     def _settle(self, payment_id: str) -> None:
-        outcome = settings.PAYMENT_SANDBOX_OUTCOME
-        if outcome not in ("succeeded", "failed"):
-            outcome = "succeeded"
-        with self._lock:
-            payment = self._payments[payment_id]
-            if payment.status != "pending":
-                return
-            payment.status = outcome
-        self._deliver(payment_id, f"payment.{outcome}")
+        try:
+            outcome = self._mark_settled(payment_id)
+        finally:
+            connections.close_all()  # this thread's own database connections
+        if outcome is not None:
+            self._deliver(payment_id, f"payment.{outcome}")
 
     def _deliver(self, payment_id: str, event_type: str) -> None:
-        with self._lock:
-            payment = self._payments[payment_id]
-            body = json.dumps(
-                {
-                    "event_id": f"evt_{uuid.uuid4().hex}",
-                    "type": event_type,
-                    "payment_id": payment.payment_id,
-                    "booking_id": payment.booking_id,
-                    "amount": f"{payment.amount:.2f}",
-                    "currency": payment.currency,
-                    "occurred_at": timezone.now().isoformat(),
-                }
-            ).encode()
+        try:
+            payment = SandboxPayment.objects.get(payment_id=payment_id)
+        finally:
+            connections.close_all()  # this thread's own database connections
+        body = json.dumps(
+            {
+                "event_id": f"evt_{uuid.uuid4().hex}",
+                "type": event_type,
+                "payment_id": payment.payment_id,
+                "booking_id": payment.booking_id,
+                "amount": f"{payment.amount:.2f}",
+                "currency": payment.currency,
+                "occurred_at": timezone.now().isoformat(),
+            }
+        ).encode()
         signature = webhook_sign(body=body, secret=settings.PAYMENT_WEBHOOK_SECRET)
         try:
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):

@@ -8,16 +8,19 @@ stale answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.cache import cache
 
 from petpro_booking.core.breaker import WindowedCircuitBreaker
+from petpro_booking.core.errors import DependencyUnavailable
 from petpro_booking.core.health import register_check
 
 from ..service_http import SOURCE_SERVICE, ServiceReader
-from .gateway import ALL_CHANNELS, Pet, UserProfile
+from .gateway import ALL_CHANNELS, Pet, UserProfile, profile_matches
 
 DEPENDENCY = "user service"
 
@@ -30,11 +33,16 @@ register_check("user_service", reader.health)
 
 
 def _user_key(user_id: str) -> str:
-    return f"svc:user:{user_id}"
+    return f"svc:{{user:{user_id}}}:profile"
 
 
 def _pets_key(user_id: str) -> str:
-    return f"svc:user-pets:{user_id}"
+    return f"svc:{{user:{user_id}}}:pets"
+
+
+def invalidate_user(user_id: str) -> None:
+    """Forget what we cached about this user and their pets (call when we learn they changed)."""
+    cache.delete_many([_user_key(str(user_id)), _pets_key(str(user_id))])
 
 
 def _parse_pets(body: Any) -> list[dict[str, str]]:
@@ -55,7 +63,8 @@ def _parse_user(body: Any) -> dict[str, Any]:
         "email": body.get("email") or "",
         "phone": body.get("phone") or "",
         "channels": channels,
-        "locale": str(preferences.get("locale") or "en"),
+        # `language` (issue 18); older answers said `locale`. Empty: not chosen (clinic's).
+        "locale": str(preferences.get("language") or preferences.get("locale") or ""),
     }
 
 
@@ -75,6 +84,12 @@ def _as_pets(user_id: str, rows: list[dict[str, str]] | None) -> list[Pet]:
         Pet(id=row["id"], owner_id=str(user_id), name=row["name"], species=row["species"])
         for row in rows or []
     ]
+
+
+def pets_of(*, user_id: str) -> list[Pet]:
+    """The user's pets (an unknown user has none). Raises DependencyUnavailable when the User
+    Service cannot answer and nothing is cached."""
+    return _as_pets(user_id, _fetch_pets(user_id).body)
 
 
 def pet_get(*, user_id: str, pet_id: str) -> Pet | None:
@@ -107,3 +122,32 @@ def user_get(*, user_id: str) -> UserProfile | None:
         locale=row["locale"],
         extra={"email": row["email"], "phone": row["phone"]},
     )
+
+
+# The User Service cannot search: the admin's finder asks about the owners of the bookings it
+# may show (the most recent first), at most this many per search, each answer cached.
+MATCH_LOOKUPS_MAX = 300
+
+
+def users_matching(*, text: str, among: Sequence[str]) -> set[str]:
+    matched: set[str] = set()
+    for user_id in list(among)[:MATCH_LOOKUPS_MAX]:
+        try:
+            profile = user_get(user_id=user_id)
+        except DependencyUnavailable:
+            continue  # not found rather than a failed search; the page says the source
+        if profile is not None and profile_matches(profile, text):
+            matched.add(profile.id)
+    return matched
+
+
+def pets_matching(*, text: str, owners: Sequence[str]) -> set[str]:
+    needle = text.strip().casefold()
+    matched: set[str] = set()
+    for user_id in list(owners)[:MATCH_LOOKUPS_MAX]:
+        try:
+            pets = pets_of(user_id=user_id)
+        except DependencyUnavailable:
+            continue
+        matched.update(pet.id for pet in pets if needle and needle in pet.name.casefold())
+    return matched

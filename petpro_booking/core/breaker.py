@@ -9,7 +9,8 @@ one probe, and with Redis down its `CircuitRedisStorage` answers a fixed state. 
 names were left, so the dependency went; the names stay the same ("closed", "open",
 "half-open").
 
-Redis layout per breaker (`petpro:breaker:<name>:…`):
+Redis layout per breaker (`petpro:breaker:{<name>}:…`; the name is the Redis Cluster hash tag,
+so the admission script's two keys live on one node):
 * `failures` — sorted set, one member per failure, score = its time; trimmed to the window.
 * `open_until` — epoch seconds the cool-down ends; present = tripped. Its TTL (cool-down plus
   `HALF_OPEN_MEMORY_SECONDS`) lets a forgotten breaker fall back to closed.
@@ -34,6 +35,7 @@ import redis
 from django.conf import settings
 
 from . import metrics
+from .redis_client import AnyRedis, redis_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +140,9 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, client: redis.Redis, name: str) -> None:
+    def __init__(self, client: AnyRedis, name: str) -> None:
         self._client = client
-        base = f"petpro:breaker:{name}"
+        base = f"petpro:breaker:{{{name}}}"
         self._failures = f"{base}:failures"
         self._open_until = f"{base}:open_until"
         self._probe = f"{base}:probe"
@@ -183,16 +185,16 @@ class RedisStore:
         return (float(raw_until) if raw_until is not None else None), int(failures)
 
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[str, AnyRedis] = {}
 _clients_lock = threading.Lock()
 
 
-def _redis_client(url: str) -> redis.Redis:
+def _redis_client(url: str) -> AnyRedis:
     """One client (connection pool) per URL and process, with short socket timeouts so an
     unreachable Redis costs a call at most a fraction of its budget."""
     with _clients_lock:
         if url not in _clients:
-            _clients[url] = redis.Redis.from_url(
+            _clients[url] = redis_from_url(
                 url,
                 socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
@@ -227,7 +229,7 @@ class WindowedCircuitBreaker:
         self._redis_url = redis_url
         self._clock = clock
         self._memory = MemoryStore()
-        self._redis_store: RedisStore | None = None
+        self._redis_stores: dict[str, RedisStore] = {}  # by URL
         self._redis_down_until = 0.0
         self._store_lock = threading.Lock()
 
@@ -254,9 +256,9 @@ class WindowedCircuitBreaker:
         if not url or time.monotonic() < self._redis_down_until:
             return None
         with self._store_lock:
-            if self._redis_store is None:
-                self._redis_store = RedisStore(_redis_client(url), self.name)
-            return self._redis_store
+            if url not in self._redis_stores:
+                self._redis_stores[url] = RedisStore(_redis_client(url), self.name)
+            return self._redis_stores[url]
 
     def _on_store(self, operation: str, action: Callable[[Any], T]) -> tuple[T, bool]:
         """Run `action` on the shared store, or on the in-process one if Redis fails.

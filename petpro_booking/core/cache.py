@@ -1,51 +1,100 @@
-"""Cache helpers: generation-keyed entries so one bump invalidates a whole family."""
+"""Cache helpers: generation-keyed entries so one bump invalidates a whole family, and the two
+cache levels (this process's LRU, then Redis) for values read on every request.
+
+A family's generation is a counter in Redis (`gen:<family>`). Every key written has a TTL
+(so Redis may run `volatile-lru`): a generation lives GENERATION_TTL_SECONDS, far longer than
+anything keyed under it, and when its key is missing (first use, evicted, expired) it starts
+again from the clock in microseconds, never from 0, so it cannot come back to a number that
+entries still in the cache were keyed under.
+
+With LOCAL_CACHE_ENABLED the generations are also held in the process for
+LOCAL_CACHE_GENERATION_SECONDS (0.5 s): a bump in another process is seen within a second (the
+"generation check"; no pub/sub listener thread per process), a bump in this process at once.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
 
 from . import metrics
+from .local_cache import MISSING, local_cache
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Far longer than any entry keyed by a generation (search pages live 5 minutes).
+GENERATION_TTL_SECONDS = 7 * 86400
 
 
 def _generation_key(family: str) -> str:
     return f"gen:{family}"
 
 
-def generation(family: str) -> int:
-    """The family's generation; a family never bumped is at 0 (so the first INCR moves it)."""
-    value = cache.get(_generation_key(family))
+def _fresh_generation() -> int:
+    """Where a generation starts when its key is missing: the clock in microseconds, above
+    every number it can have reached before (a bump is one INCR)."""
+    return time.time_ns() // 1000
+
+
+def _read_generation(family: str) -> int:
+    key = _generation_key(family)
+    value = cache.get(key)
     if value is None:
-        cache.add(_generation_key(family), 0, timeout=None)
-        value = cache.get(_generation_key(family)) or 0
-    return int(value)
+        cache.add(key, _fresh_generation(), timeout=GENERATION_TTL_SECONDS)
+        value = cache.get(key)
+    return int(value or 0)  # 0: Redis unreachable (nothing is cached then either)
+
+
+def generation(family: str) -> int:
+    """The family's generation: from this process's LRU (at most
+    LOCAL_CACHE_GENERATION_SECONDS old) or from Redis."""
+    local = local_cache()
+    if local is None:
+        return _read_generation(family)
+    value = local.get(("gen", family))
+    if value is MISSING:
+        value = _read_generation(family)
+        local.set(("gen", family), value, ttl=settings.LOCAL_CACHE_GENERATION_SECONDS)
+    return value
 
 
 def bump_generation(*families: str) -> None:
     """Invalidate every entry keyed under each of `families` (entries age out on their own
-    TTL). On Redis all bumps go in one pipelined round trip; a Redis outage is counted and
-    skipped (the cached entries then live out their TTL)."""
+    TTL). On Redis all bumps go in one pipelined round trip (each family's two commands
+    touch one key: one node of a cluster); a Redis outage is counted and skipped (the cached
+    entries then live out their TTL)."""
+    local = local_cache()
+    if local is not None:
+        for family in families:
+            local.discard(("gen", family))
     if settings.CACHES["default"]["BACKEND"] != "django_redis.cache.RedisCache":
         for family in families:
-            try:
-                cache.incr(_generation_key(family))
-            except ValueError:
-                cache.add(_generation_key(family), 1, timeout=None)
+            key = _generation_key(family)
+            if not cache.add(key, _fresh_generation(), timeout=GENERATION_TTL_SECONDS):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, _fresh_generation(), timeout=GENERATION_TTL_SECONDS)
         return
     from django_redis import get_redis_connection
 
     try:
         pipe = get_redis_connection("default").pipeline(transaction=False)
         for family in families:
-            pipe.incr(cache.make_key(_generation_key(family)))  # a missing one reads as 0
+            key = cache.make_key(_generation_key(family))
+            # A missing key starts from the clock, with its TTL (INCR keeps it): a busy
+            # family's key expires a week after it was made and simply starts again.
+            pipe.set(key, _fresh_generation(), nx=True, ex=GENERATION_TTL_SECONDS)
+            pipe.incr(key)
         pipe.execute()
     except redis.RedisError as exc:
         metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="cache_invalidation").inc()
@@ -59,3 +108,27 @@ def keyed(prefix: str, families: list[str], params: dict[str, Any]) -> str:
         :32
     ]
     return f"{prefix}:{gens}:{digest}"
+
+
+def two_level_get(*, family: str, name: str, load: Callable[[], T | None], ttl: int) -> T | None:
+    """`load()`'s value through both levels: this process's LRU (LOCAL_CACHE_SECONDS), then
+    Redis (`ttl`), keyed under `family`'s generation, so `bump_generation(family)` makes every
+    level miss (other processes within LOCAL_CACHE_GENERATION_SECONDS). None is not cached:
+    what does not exist yet may be created without a bump."""
+    key = f"twolevel:{name}:g{generation(family)}"
+    local = local_cache()
+    if local is not None:
+        value = local.get(key)
+        if value is not MISSING:
+            metrics.LOCAL_CACHE.labels(result="hit").inc()
+            return value
+        metrics.LOCAL_CACHE.labels(result="miss").inc()
+    value = cache.get(key)
+    if value is None:
+        value = load()
+        if value is None:
+            return None
+        cache.set(key, value, timeout=ttl)
+    if local is not None:
+        local.set(key, value, ttl=settings.LOCAL_CACHE_SECONDS)
+    return value

@@ -12,7 +12,14 @@ from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import NotSupportedError, OperationalError, connections, models, transaction
+from django.db import (
+    DatabaseError,
+    NotSupportedError,
+    OperationalError,
+    connections,
+    models,
+    transaction,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import DatabaseDefault
 from psycopg import IsolationLevel
@@ -44,10 +51,43 @@ class PrimaryReplicaRouter:
         return db == "default"
 
 
+# Replicas that failed, by alias: skipped until this monotonic time (per process).
+_replica_down_until: dict[str, float] = {}
+
+
 def read_replica() -> str:
-    """A replica alias for lag-tolerant reads, or the primary when none is configured."""
+    """A replica alias for lag-tolerant reads (search), or the primary when none is configured
+    or none answers. The chosen replica's connection is opened (pooled connections are checked
+    first, CONN_HEALTH_CHECKS) before its alias is returned, so a lost replica costs at most
+    DB_REPLICA_POOL_TIMEOUT_SECONDS once; then it is skipped for DB_REPLICA_RETRY_SECONDS and
+    `petpro_replica_fallbacks_total` counts the reads sent to the primary instead.
+
+    Never use it for a read a write decides on (holds, confirms): a replica may lag."""
     aliases = settings.DATABASE_REPLICA_ALIASES
-    return random.choice(aliases) if aliases else "default"
+    if not aliases:
+        return "default"
+    now = time.monotonic()
+    candidates = [alias for alias in aliases if _replica_down_until.get(alias, 0.0) <= now]
+    random.shuffle(candidates)
+    for alias in candidates:
+        connection = connections[alias]
+        try:
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()
+            connection.ensure_connection()
+            return alias
+        except DatabaseError as exc:
+            _replica_down_until[alias] = time.monotonic() + settings.DB_REPLICA_RETRY_SECONDS
+            logger.warning(
+                "replica %s unreachable (%s); reading from the primary for %.0f s",
+                alias,
+                type(exc).__name__,
+                settings.DB_REPLICA_RETRY_SECONDS,
+            )
+            with contextlib.suppress(Exception):
+                connection.close()
+    metrics.REPLICA_FALLBACKS.inc()
+    return "default"
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.utils.translation import gettext
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -46,7 +47,9 @@ def _throttled_if_over_ip_limit(
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    """The envelope; the message in the request's language (Accept-Language: en, id) when the
+    catalogue has it, English otherwise. The code never changes."""
+    return {"error": {"code": code, "message": gettext(str(message)), "details": details or {}}}
 
 
 def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None:

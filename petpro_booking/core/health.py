@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from .tls import amqp_ssl_options
+
 logger = logging.getLogger(__name__)
 
 # Extra degraded-but-ready checks other modules add (e.g. circuit breakers): name -> report.
@@ -48,7 +50,11 @@ def check_event_broker() -> dict[str, Any]:
     from kombu import Connection
 
     try:
-        with Connection(settings.EVENT_BROKER_URL, connect_timeout=1) as conn:
+        with Connection(
+            settings.EVENT_BROKER_URL,
+            connect_timeout=1,
+            ssl=amqp_ssl_options(settings.EVENT_BROKER_URL, ca_file=settings.BROKER_CA_FILE),
+        ) as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
         return {"status": "ok"}
     except Exception as exc:

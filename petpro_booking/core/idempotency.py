@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -174,8 +174,20 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
     return extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER])(wrapper)
 
 
-def idempotency_keys_purge(*, older_than: dt.timedelta | None = None) -> int:
-    """Delete keys past their 24 h; returns how many."""
+def idempotency_keys_purge(
+    *, older_than: dt.timedelta | None = None, batch_size: int | None = None
+) -> int:
+    """Delete keys past their 24 h, in batches claimed with SKIP LOCKED (a key being replayed
+    right now is left for the next run); returns how many."""
     cutoff = timezone.now() - (older_than if older_than is not None else _ttl())
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    batch_size = batch_size or settings.RETENTION_BATCH_SIZE
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            expired = IdempotencyKey.objects.filter(created_at__lt=cutoff).order_by("id")
+            if connection.features.has_select_for_update_skip_locked:
+                expired = expired.select_for_update(skip_locked=True)
+            ids = list(expired.values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            deleted += IdempotencyKey.objects.filter(id__in=ids).delete()[0]

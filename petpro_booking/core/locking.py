@@ -36,6 +36,7 @@ from django.conf import settings
 
 from . import metrics
 from .errors import Contention
+from .redis_client import hash_tagged, is_cluster_url, redis_from_url
 
 logger = logging.getLogger(__name__)
 # python-redis-lock logs a warning for every non-blocking attempt that finds the lock taken;
@@ -174,7 +175,7 @@ class DistributedLockManager:
         self.namespace = namespace
         self._local = _InProcessLocks() if not redis_url else None
         self._client = (
-            redis.Redis.from_url(
+            redis_from_url(
                 redis_url,
                 socket_connect_timeout=0.5,
                 socket_timeout=0.5,
@@ -221,11 +222,14 @@ class DistributedLockManager:
 
     @contextmanager
     def _redis(self, key: str, deadline: float, operation: str) -> Iterator[None]:
+        # python-redis-lock's scripts touch `lock:<name>` and `lock-signal:<name>` together:
+        # the hash tag keeps both on one node of a cluster.
         lock = redis_lock.Lock(
             self._client,
-            f"{self.namespace}:{key}",
+            f"{self.namespace}:{hash_tagged(key)}",
             expire=self.ttl_seconds,
             auto_renewal=False,  # renewed by self._renewer instead
+            strict=not is_cluster_url(self.redis_url),  # a RedisCluster is no StrictRedis
         )
         try:
             acquired: bool | None = self._poll(lock, deadline)

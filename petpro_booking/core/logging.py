@@ -39,6 +39,8 @@ _PII_KEYS = frozenset(
         "pet_name",
         "provider_payload",
         "raw_body",
+        "reason",  # free text people write (cancel reasons, notes)
+        "internal_note",
         "recipient",
         "signature",
         "webhook_body",

@@ -90,3 +90,24 @@ TASK_FAILURES = Counter(
     "Celery tasks that failed for good (after their retries) and were dead-lettered.",
     ["task"],
 )
+# Set by the consistency job in a worker child: "mostrecent", so a result outlives the child.
+CONSISTENCY_VIOLATIONS = Gauge(
+    "petpro_consistency_violations",
+    "Rows breaking each invariant at the last consistency check (0 = holds).",
+    ["check"],
+    multiprocess_mode="mostrecent",
+)
+CONSISTENCY_LAST_RUN = Gauge(
+    "petpro_consistency_last_run_timestamp_seconds",
+    "When the consistency check last completed (Unix time).",
+    multiprocess_mode="mostrecent",
+)
+LOCAL_CACHE = Counter(
+    "petpro_local_cache_total",
+    "Read-model lookups in the in-process cache level (hit, or miss: then Redis).",
+    ["result"],
+)
+REPLICA_FALLBACKS = Counter(
+    "petpro_replica_fallbacks_total",
+    "Lag-tolerant reads sent to the primary because no read replica answered.",
+)

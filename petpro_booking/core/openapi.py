@@ -28,6 +28,13 @@ IF_MATCH = OpenApiParameter(
     required=False,
     description='The ETag (`"<version>"`) you read; a stale one is 412 version_conflict.',
 )
+LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="Path of the created resource.",
+)
 # Our ids are UUIDs; the router's pattern stays loose so a malformed one reaches the view and
 # gets the JSON 404 instead of Django's HTML one.
 UUID_PATH_PATTERN = r"[0-9a-fA-F-]{32,36}"

@@ -177,8 +177,9 @@ def windows_for(request: Request, *, now: float) -> list[Window]:
         windows.append(
             Window(
                 rate=rate,
-                current_key=f"throttle:{scope}:{ident}:{index}",
-                previous_key=f"throttle:{scope}:{ident}:{index - 1}",
+                # One hash tag per caller and scope: both windows on one cluster node.
+                current_key=f"throttle:{{{scope}:{ident}}}:{index}",
+                previous_key=f"throttle:{{{scope}:{ident}}}:{index - 1}",
                 elapsed=now - index * rate.period,
             )
         )

@@ -29,7 +29,7 @@ from integrations.messaging.messages import (
     OutboundMessage,
     messages_for,
 )
-from integrations.messaging.preferences import notification_channels
+from integrations.messaging.preferences import notification_channels, notification_language
 from integrations.messaging.validation import message_errors
 from petpro_booking.core import metrics
 
@@ -116,6 +116,10 @@ def _in_aggregate_order(claimed: Sequence[Event]) -> tuple[list[Event], int]:
     return ready, len(claimed) - len(ready)
 
 
+def _owner_language(user_id: str) -> str | None:
+    return notification_language(user_id=user_id)  # cached with the channels (User Service)
+
+
 def _channels_of_owner(user_id: str) -> tuple[str, ...]:
     try:
         return notification_channels(user_id=user_id)
@@ -147,7 +151,9 @@ def _plan(event: Event, channels: dict[str, tuple[str, ...]]) -> _Plan:
         return channels.get(user_id, CHANNELS)
 
     try:
-        built = messages_for(domain_event(event), channels_of=channels_of)
+        built = messages_for(
+            domain_event(event), channels_of=channels_of, language_of=_owner_language
+        )
     except Exception as exc:
         logger.exception("event %s (%s): messages not built", event.event_id, event.event_type)
         metrics.RELAY_INVALID_MESSAGES.labels(kind="unbuildable").inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from petpro_booking.core import metrics
@@ -53,3 +53,11 @@ def outbox_gauges_refresh() -> None:
     metrics.OUTBOX_BACKLOG.set(backlog.unpublished)
     metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds)
     metrics.OUTBOX_FAILED.set(backlog.failed)
+
+
+def outbox_id_bounds(*, from_id: int | None, to_id: int | None) -> tuple[int, int]:
+    """The event ids a republish range really covers (open ends closed by the table)."""
+    bounds = Event.objects.aggregate(first=Min("id"), last=Max("id"))
+    first = from_id if from_id is not None else (bounds["first"] or 0)
+    last = to_id if to_id is not None else (bounds["last"] or -1)
+    return first, last

@@ -8,7 +8,9 @@ from celery import shared_task
 from django.conf import settings
 
 from .nudge import RelayNudger
+from .partitions import ensure_partitions_ahead
 from .relay import outbox_relay
+from .retention import events_purge_published
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +48,12 @@ def relay_nudge(event_ids: list[int]) -> None:
             logger.warning("outbox relay nudge failed; the beat sweep will publish", exc_info=True)
         return
     _nudger.nudge()
+
+
+@shared_task(name="events.retention_events", soft_time_limit=3000, time_limit=3300)
+def retention_events() -> dict:
+    """Archive/drop published events past RETENTION_EVENTS_DAYS, then make sure the months
+    ahead have their partitions."""
+    report = events_purge_published().as_dict()
+    report["partitions_created"] = len(ensure_partitions_ahead())
+    return report

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import environ
 
+from petpro_booking.core.tls import amqp_ssl_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -37,6 +39,8 @@ MIDDLEWARE = [
     "petpro_booking.core.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Accept-Language (en, id) picks the language of API error messages; codes never change.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -77,6 +81,8 @@ def database_config(url: str) -> dict:
         config["ENGINE"] = "django.db.backends.postgresql"
         config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (Django refuses both)
         config["OPTIONS"] = {
+            # sslmode, sslrootcert, sslcert, sslkey ... from the URL's query string (TLS).
+            **config.get("OPTIONS", {}),
             "options": f"-c search_path={DB_SCHEMA},public",
             "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": 10},
         }
@@ -88,10 +94,26 @@ DATABASES = {"default": database_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Embedded mode: wait for the writer instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+# A replica that cannot hand out a connection within this long is skipped (reads go to the
+# primary) for DB_REPLICA_RETRY_SECONDS; pooled replica connections are checked before use.
+DB_REPLICA_POOL_TIMEOUT_SECONDS = env.float("DB_REPLICA_POOL_TIMEOUT_SECONDS", default=1.0)
+DB_REPLICA_RETRY_SECONDS = env.float("DB_REPLICA_RETRY_SECONDS", default=5.0)
+
+
+def replica_config(url: str) -> dict:
+    """A DATABASES entry for a read replica (core/db.py read_replica())."""
+    config = database_config(url)
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["OPTIONS"]["pool"]["timeout"] = DB_REPLICA_POOL_TIMEOUT_SECONDS
+        config["OPTIONS"]["connect_timeout"] = max(1, int(DB_REPLICA_POOL_TIMEOUT_SECONDS))
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
 DATABASE_REPLICA_ALIASES: list[str] = []
 for index, replica_url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[])):
     alias = f"replica_{index}"
-    DATABASES[alias] = database_config(replica_url)
+    DATABASES[alias] = replica_config(replica_url)
     DATABASE_REPLICA_ALIASES.append(alias)
 DATABASE_ROUTERS = ["petpro_booking.core.db.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -103,27 +125,43 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DB_SERIALIZABLE_ATTEMPTS = env.int("DB_SERIALIZABLE_ATTEMPTS", default=8)
 
 # --- Redis: cache, locks, throttles, breaker state ------------------------------------------
+# `redis://host:6379/0` is one node; `redis+cluster://host:6379[,host:port...]` a Redis Cluster
+# (petpro_booking/core/redis_client.py). Every key written has a TTL, so `volatile-lru` may evict.
 REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "petpro",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
-                # A cache outage must not break reads: the database answers instead.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
+DJANGO_REDIS_CONNECTION_FACTORY = "petpro_booking.core.redis_client.ConnectionFactory"
+
+
+def redis_cache(url: str, *, key_prefix: str = "petpro") -> dict:
+    """The default cache on Redis (one node or a cluster, by URL)."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        # A list: django-redis would read a comma in a cluster URL as a list of servers.
+        "LOCATION": [url],
+        "KEY_PREFIX": key_prefix,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            # A cache outage must not break reads: the database answers instead.
+            "IGNORE_EXCEPTIONS": True,
+        },
     }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL)}
     DJANGO_REDIS_IGNORE_EXCEPTIONS = True
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SLOT_SEARCH_CACHE_SECONDS = env.int("SLOT_SEARCH_CACHE_SECONDS", default=300)
+# The in-process level in front of Redis (petpro_booking/core/local_cache.py): cache
+# generations for LOCAL_CACHE_GENERATION_SECONDS (a bump elsewhere is seen within a second),
+# read-model values (keyed by generation) for LOCAL_CACHE_SECONDS; off: every read goes to Redis.
+LOCAL_CACHE_ENABLED = env.bool("LOCAL_CACHE_ENABLED", default=True)
+LOCAL_CACHE_MAX_ENTRIES = env.int("LOCAL_CACHE_MAX_ENTRIES", default=2048)
+LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=10.0)
+LOCAL_CACHE_GENERATION_SECONDS = env.float("LOCAL_CACHE_GENERATION_SECONDS", default=0.5)
 
 # --- Business timings ------------------------------------------------------------------------
 RESERVATION_TTL_SECONDS = env.int("RESERVATION_TTL_SECONDS", default=600)
@@ -136,12 +174,22 @@ SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)
 IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=60)
 
+# Consistency check (bookings/consistency.py): the outbox's oldest unpublished event may be this
+# old, a live hold this far past its expiry (the check's own interval), before they count.
+CONSISTENCY_OUTBOX_MAX_AGE_SECONDS = env.int("CONSISTENCY_OUTBOX_MAX_AGE_SECONDS", default=300)
+CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS = env.int(
+    "CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS", default=300
+)
+
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 # Eager tasks still pass through a producer of this in-memory broker (named host: no warning).
 CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://localhost/"
+# amqps:// brokers: the CA bundle that signed their certificates (default: the system's).
+BROKER_CA_FILE = env("BROKER_CA_FILE", default="")
+CELERY_BROKER_USE_SSL = amqp_ssl_options(CELERY_BROKER_URL, ca_file=BROKER_CA_FILE)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -190,6 +238,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
     "expire-holds": {"task": "reservations.reservations_expire_due", "schedule": 30.0},
+    # Retention (docs/security.md): published events by month, processed webhooks, history of
+    # long-closed bookings; partitions for the months ahead.
+    "retention-events": {"task": "events.retention_events", "schedule": 86400.0},
+    "retention-webhooks": {"task": "bookings.retention_webhooks", "schedule": 3600.0},
+    "retention-history": {"task": "bookings.retention_history", "schedule": 86400.0},
     # Idempotency keys older than 24 h.
     "purge-idempotency-keys": {
         "task": "core.idempotency_keys_purge",
@@ -207,11 +260,27 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
-    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed.
+    # Bookings unpaid past PAYMENT_DEADLINE_SECONDS are cancelled and their slot freed (every
+    # minute, or a quarter of a deadline shorter than 4 minutes).
     "cancel-unpaid-bookings": {
         "task": "bookings.payments_cancel_unpaid",
-        "schedule": 60.0,
+        "schedule": env.float(
+            "PAYMENT_DEADLINE_SWEEP_SECONDS",
+            default=min(60.0, max(1.0, PAYMENT_DEADLINE_SECONDS / 4)),
+        ),
         "options": {"expires": 50},
+    },
+    # The week view of clinics whose slots changed is computed before anyone asks.
+    "warm-search-cache": {
+        "task": "slots.tasks.search_cache_warm",
+        "schedule": env.float("SEARCH_WARM_INTERVAL_SECONDS", default=60.0),
+        "options": {"expires": 50},
+    },
+    # The invariants (manage.py check_consistency), reported as petpro_consistency_violations.
+    "check-consistency": {
+        "task": "bookings.consistency_check",
+        "schedule": env.float("CONSISTENCY_CHECK_INTERVAL_SECONDS", default=300.0),
+        "options": {"expires": 240},
     },
     # Refunds owed (late payments, cancelled paid bookings) that a provider outage postponed.
     "refund-owed-payments": {
@@ -272,6 +341,23 @@ CLINIC_CACHE_SECONDS = env.int("CLINIC_CACHE_SECONDS", default=1800)
 USER_CACHE_SECONDS = env.int("USER_CACHE_SECONDS", default=3600)
 SERVICE_CACHE_STALE_SECONDS = env.int("SERVICE_CACHE_STALE_SECONDS", default=86400)
 
+# --- Personal data (docs/security.md) ---------------------------------------------------------
+# Fernet keys (32 url-safe base64 bytes), newest first: new values are encrypted with the first,
+# reads accept any; `manage.py reencrypt_fields` moves every row to the first. Unset: a key
+# derived from DJANGO_SECRET_KEY (development only; production requires them).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# HMAC key of the lookup columns (search by pet name / email over encrypted columns).
+PERSONAL_DATA_LOOKUP_KEY = env("PERSONAL_DATA_LOOKUP_KEY", default="")
+# HMAC keys of the pseudonymous owner key in analytics messages, newest first.
+ANALYTICS_PSEUDONYM_KEYS = env.list("ANALYTICS_PSEUDONYM_KEYS", default=[])
+
+# Retention, per kind (docs/security.md, "Retention"). Empty archive dir: drop, no archive.
+RETENTION_EVENTS_DAYS = env.int("RETENTION_EVENTS_DAYS", default=400)
+RETENTION_EVENTS_ARCHIVE_DIR = env("RETENTION_EVENTS_ARCHIVE_DIR", default="")
+RETENTION_WEBHOOKS_DAYS = env.int("RETENTION_WEBHOOKS_DAYS", default=30)
+RETENTION_HISTORY_YEARS = env.int("RETENTION_HISTORY_YEARS", default=3)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+
 # --- Callers' tokens -------------------------------------------------------------------------
 JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-production")
 JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY", default="")
@@ -319,7 +405,13 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"bearerAuth": []}],
-    "ENUM_NAME_OVERRIDES": {},
+    # Named enums: generated clients (`make client`) get BookingStatus, not StatusDa1Enum.
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "bookings.models.BookingStatus",
+        "PaymentStatusEnum": "bookings.models.PaymentStatus",
+        "ReservationStatusEnum": "reservations.models.ReservationStatus",
+        "SlotStatusEnum": "slots.models.SlotStatus",
+    },
 }
 
 # --- Static, i18n, misc ----------------------------------------------------------------------
@@ -329,7 +421,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -22,6 +22,10 @@ if not (JWT_SIGNING_KEY or JWT_PUBLIC_KEY):
     raise environ.ImproperlyConfigured("Set JWT_SIGNING_KEY or JWT_PUBLIC_KEY")
 SERVICE_JWT_SIGNING_KEY = env("SERVICE_JWT_SIGNING_KEY")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET")
+# Personal data keys (docs/security.md): never derived from SECRET_KEY in production.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+PERSONAL_DATA_LOOKUP_KEY = env("PERSONAL_DATA_LOOKUP_KEY")
+ANALYTICS_PSEUDONYM_KEYS = env.list("ANALYTICS_PSEUDONYM_KEYS")
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING["root"]["level"] = LOG_LEVEL
 # The admin's and the API docs' static files, collected into the image, served by gunicorn.

@@ -1,26 +1,14 @@
 """Test settings: the production stack on localhost (PostgreSQL, Redis, RabbitMQ)."""
 
 from .base import *
-from .base import DATABASES, database_config, env
+from .base import DATABASES, database_config, env, redis_cache
 
 DATABASES["default"] = database_config(
     env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/petpro_booking")
 )
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/1")
-CACHES = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "petpro-test",
-        "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "SOCKET_CONNECT_TIMEOUT": 0.5,
-            "SOCKET_TIMEOUT": 0.5,
-            "IGNORE_EXCEPTIONS": True,
-        },
-    }
-}
+CACHES = {"default": redis_cache(REDIS_URL, key_prefix="petpro-test")}
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
 EVENT_BROKER_URL = env("EVENT_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
 # No relay after every commit of every test; the relay tests switch it on.

@@ -154,8 +154,9 @@ def test_clinic_staff_see_and_change_only_their_clinics(client, owner_pet, booki
 
 
 def test_booking_fields_cannot_be_edited_directly(support_browser, booking):
-    page = support_browser.get(f"{CHANGELIST}{booking.pk}/change/")
+    page = support_browser.get(f"{CHANGELIST}{booking.pk}/change/", follow=True)
     assert page.status_code == 200
+    assert page.redirect_chain[-1][0] == f"/admin/backoffice/bookings/{booking.pk}/"
     assert b'name="status"' not in page.content
     assert b"History" in page.content or b"history" in page.content
     response = support_browser.post(f"{CHANGELIST}{booking.pk}/change/", {"status": "completed"})

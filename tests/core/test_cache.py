@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from django.core.cache import cache
+from django_redis import get_redis_connection
+
 from petpro_booking.core import cache as cache_keys
 
 
 def test_a_bump_moves_every_family_named_read_first_or_not():
-    assert cache_keys.generation("slots:read-first") == 0
+    first = cache_keys.generation("slots:read-first")
     cache_keys.bump_generation("slots:read-first", "slots:never-read")
-    assert cache_keys.generation("slots:read-first") == 1
-    assert cache_keys.generation("slots:never-read") == 1  # a missing one counts from 0
+    assert cache_keys.generation("slots:read-first") == first + 1
+    never_read = cache_keys.generation("slots:never-read")
     cache_keys.bump_generation("slots:never-read")
-    assert cache_keys.generation("slots:never-read") == 2
+    assert cache_keys.generation("slots:never-read") == never_read + 1
+
+
+def test_generations_expire_and_never_restart_at_a_number_already_used():
+    client = get_redis_connection("default")
+    key = cache.make_key("gen:slots:evicted")
+    before = cache_keys.generation("slots:evicted")
+    cache_keys.bump_generation("slots:evicted")
+    assert 0 < client.ttl(key) <= cache_keys.GENERATION_TTL_SECONDS
+    client.delete(key)  # evicted (volatile-lru) or expired
+    cache_keys.bump_generation("slots:evicted")
+    assert cache_keys.generation("slots:evicted") > before + 1
+    assert client.ttl(key) > 0
 
 
 def test_keys_change_with_the_generation_and_the_parameters():
@@ -26,7 +41,9 @@ def test_the_embedded_local_memory_cache_counts_generations_the_same_way(setting
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gen"}
     }
-    assert cache_keys.generation("slots:local") == 0
+    first = cache_keys.generation("slots:local")
     cache_keys.bump_generation("slots:local", "slots:local-never-read")
-    assert cache_keys.generation("slots:local") == 1
-    assert cache_keys.generation("slots:local-never-read") == 1
+    assert cache_keys.generation("slots:local") == first + 1
+    never_read = cache_keys.generation("slots:local-never-read")
+    cache_keys.bump_generation("slots:local-never-read")
+    assert cache_keys.generation("slots:local-never-read") == never_read + 1

@@ -139,7 +139,7 @@ def test_unreachable_redis_runs_without_lock_and_counts_it(private_redis):
     time.sleep(REDIS_DOWN_COOLDOWN_SECONDS + 0.05)
     with manager.acquire("slot:down"):
         client = redis.Redis.from_url(private_redis.url)
-        assert client.exists("lock:petpro:slot:down") == 1  # a real lease again
+        assert client.exists("lock:petpro:{slot:down}") == 1  # a real lease again
     assert sample("petpro_redis_unavailable_fallbacks_total", labels) == before + 2
 
 
@@ -161,13 +161,13 @@ def test_lost_lease_is_dropped_and_its_release_only_logged(private_redis, caplog
     manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
     client = redis.Redis.from_url(private_redis.url)
     with manager.acquire("slot:lost"):
-        client.delete("lock:petpro:slot:lost")  # the lease ran out; now someone else holds it
-        client.set("lock:petpro:slot:lost", "someone-else")
+        client.delete("lock:petpro:{slot:lost}")  # the lease ran out; now someone else holds it
+        client.set("lock:petpro:{slot:lost}", "someone-else")
         manager._renewer.renew_all()
         assert manager._renewer.held() == 0
-    assert client.get("lock:petpro:slot:lost") == b"someone-else"  # not extended, not deleted
+    assert client.get("lock:petpro:{slot:lost}") == b"someone-else"  # not extended, not deleted
     messages = [record.getMessage() for record in caplog.records]
-    assert "Lease lock:petpro:slot:lost lost before its release" in messages
+    assert "Lease lock:petpro:{slot:lost} lost before its release" in messages
     assert "Lock slot:lost expired before its release (lease outlived)" in messages
 
 
@@ -213,7 +213,7 @@ def test_a_lease_whose_renewal_cannot_start_is_given_back(private_redis, monkeyp
     monkeypatch.setattr(manager._renewer, "add", no_thread)
     with pytest.raises(RuntimeError), manager.acquire("slot:no-thread"):
         pass
-    assert redis.Redis.from_url(private_redis.url).exists("lock:petpro:slot:no-thread") == 0
+    assert redis.Redis.from_url(private_redis.url).exists("lock:petpro:{slot:no-thread}") == 0
 
 
 def test_a_forked_child_starts_with_no_leases_and_its_own_renewer(private_redis):

@@ -48,8 +48,15 @@ def as_schema_message(tapped) -> OutboundMessage:
 def test_a_bookings_whole_life_arrives_on_the_right_queues(
     broker_tap, relay_on_commit, clinic_service
 ):
-    # The owner wants email and push only (User Service preferences, local adapter here).
-    LocalPetFactory(id="pet-1", owner__id="owner-1", owner__channels=["email", "push"], name="Rex")
+    # The owner wants email and push only, in Indonesian (User Service preferences, local
+    # adapter here).
+    LocalPetFactory(
+        id="pet-1",
+        owner__id="owner-1",
+        owner__channels=["email", "push"],
+        owner__locale="id",
+        name="Rex",
+    )
     owner = api_client_for(sub="owner-1", roles=["pet_owner"])
     staff = api_client_for(
         sub="staff-1", roles=["clinic_staff"], clinic_ids=[clinic_service.clinic_id]
@@ -122,6 +129,9 @@ def test_a_bookings_whole_life_arrives_on_the_right_queues(
     assert cancel_note.body["data"]["reason"] == "Vet is ill"
     assert cancel_note.body["data"]["pet_name"] == "Rex"
     assert cancel_note.body["data"]["clinic_name"] == clinic_service.clinic.name
+    assert {n.body["language"] for n in notes} == {"id"}
+    assert "dibatalkan" in cancel_note.body["text"]
+    assert "Alasan: Vet is ill." in cancel_note.body["text"]
     # AMQP properties: message_id and type mirror the body.
     assert all(m.properties["message_id"] == m.body["message_id"] for m in messages)
     assert cancel_note.properties["type"] == "BookingCancelled"

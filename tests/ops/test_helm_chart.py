@@ -22,6 +22,8 @@ REQUIRED_ALERTS = {
     "PetProOutboxBacklogOld",
     "PetProExpiryJobLagging",
     "PetProHealthCheckFailing",
+    "PetProConsistencyViolation",
+    "PetProConsistencyCheckNotRunning",
 }
 
 
@@ -134,6 +136,9 @@ def test_the_chart_has_every_workload_and_object():
     job = (CHART / "templates" / "job-migrate.yaml").read_text()
     assert "helm.sh/hook: pre-install,pre-upgrade" in job
     assert 'args: ["manage.py", "migrate", "--noinput"]' in job
+    warm = (CHART / "templates" / "job-warm-cache.yaml").read_text()
+    assert "helm.sh/hook: post-install,post-upgrade" in warm
+    assert 'args: ["manage.py", "warm_search_cache", "--all"]' in warm
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     assert "topologyKey: kubernetes.io/hostname" in helpers
     assert "topologyKey: topology.kubernetes.io/zone" in helpers

@@ -192,8 +192,9 @@ def test_clinic_endpoints(owner_client, clinic_service):
     detail = owner_client.get(f"/api/v1/clinics/{clinic_service.clinic_id}")
     assert detail.json()["name"] == clinic_service.clinic.name
     services = owner_client.get(f"/api/v1/clinics/{clinic_service.clinic_id}/services").json()
-    assert services[0]["id"] == clinic_service.id
-    assert services[0]["price"] == "45.00"
+    assert services["count"] == 1
+    assert services["results"][0]["id"] == clinic_service.id
+    assert services["results"][0]["price"] == "45.00"
     assert owner_client.get("/api/v1/clinics/nope").status_code == 404
     assert owner_client.get("/api/v1/clinics/nope/services").status_code == 404
 

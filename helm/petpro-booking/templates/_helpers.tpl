@@ -78,6 +78,11 @@ app.kubernetes.io/component: {{ .component }}
 - name: metrics
   emptyDir:
     sizeLimit: 64Mi
+{{- if .Values.tls.caSecret }}
+- name: ca-certificates
+  secret:
+    secretName: {{ .Values.tls.caSecret }}
+{{- end }}
 {{- end -}}
 
 {{- define "petpro.volumeMounts" -}}
@@ -85,6 +90,11 @@ app.kubernetes.io/component: {{ .component }}
   mountPath: /tmp
 - name: metrics
   mountPath: /var/run/petpro/metrics
+{{- if .Values.tls.caSecret }}
+- name: ca-certificates
+  mountPath: {{ .Values.tls.mountPath }}
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Preferred anti-affinity over nodes and zones for one component. */}}

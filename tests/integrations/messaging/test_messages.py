@@ -4,6 +4,7 @@ events an owner cares about, on the channels they prefer, validated before publi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -17,6 +18,8 @@ from integrations.messaging.messages import (
 )
 from integrations.messaging.preferences import notification_channels
 from integrations.messaging.validation import message_errors
+from petpro_booking.core import crypto
+from petpro_booking.core.crypto import owner_key
 
 from ...factories import LocalUserFactory
 
@@ -87,9 +90,34 @@ def test_analytics_message_has_exactly_the_design_fields_and_is_valid():
         "metadata",
     }
     assert message.body["occurred_at"] == "2026-03-28T23:30:00+00:00"
-    assert message.body["metadata"] == METADATA
+    owner = owner_key("owner-1")
+    assert message.body["metadata"] == {**METADATA, "actor": {"type": "user", "id": owner}}
     assert message.body["data"]["reference"] == "PP-7K3F9Q"
     assert message_errors(message) == []
+
+
+def test_analytics_carries_pseudonymous_keys_never_the_owner_or_the_pet(settings):
+    event = booking_event("BookingCancelled", reason="Rex bit the postman")
+    data = analytics_message(event).body["data"]
+    assert {"user_id", "pet_id", "pet_name", "reason"}.isdisjoint(data)
+    assert data["owner_key"] == owner_key("owner-1")
+    assert "owner-1" not in json.dumps(analytics_message(event).body)
+    assert "Rex" not in json.dumps(analytics_message(event).body)
+    # Rotation: a new key in front changes every key (and the key id before the dot).
+    settings.ANALYTICS_PSEUDONYM_KEYS = ["new-key", "old-key"]
+    crypto.reset_keys()
+    try:
+        rotated = analytics_message(event).body["data"]["owner_key"]
+    finally:
+        crypto.reset_keys()
+    assert rotated.split(".")[0] != data["owner_key"].split(".")[0]
+    assert rotated != data["owner_key"]
+
+
+def test_analytics_with_a_raw_owner_id_breaks_the_schema():
+    message = analytics_message(booking_event("BookingCreated"))
+    message.body["data"]["user_id"] = "owner-1"
+    assert message_errors(message)
 
 
 def test_booking_analytics_without_reference_breaks_the_schema():

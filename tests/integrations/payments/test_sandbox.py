@@ -7,10 +7,14 @@ import threading
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from integrations.models import SandboxPayment
 from integrations.payments import gateway, sandbox
 from integrations.payments.gateway import PaymentRejected
 from integrations.payments.webhook import webhook_event_parse, webhook_signature_valid
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -98,3 +102,26 @@ def test_refund_marks_refunded_and_tells_the_service(received):
 def test_unknown_payments_are_refused(received):
     with pytest.raises(PaymentRejected):
         gateway.payment_get(payment_id="sbx_nope")
+
+
+def test_state_is_shared_by_every_process_and_settled_by_a_reader(received, settings):
+    """A second provider (another process: no timers, no memory of the first) sees the payment,
+    and settles it when its settling time has passed and the first process's timer is gone."""
+    settings.PAYMENT_SANDBOX_DELAY_SECONDS = 60
+    payment = create("k-1")
+    sandbox.provider().close()  # the creating process dies before its timer fires
+    other = sandbox.SandboxPaymentProvider()
+    assert other.get_payment(payment_id=payment.payment_id).status == "pending"
+    assert (
+        other.create_payment(
+            idempotency_key="k-1",
+            booking_id="b-1",
+            amount=Decimal("45"),
+            currency="EUR",
+            description="checkup",
+            customer_id="owner-1",
+        ).payment_id
+        == payment.payment_id
+    )
+    SandboxPayment.objects.filter(payment_id=payment.payment_id).update(settles_at=timezone.now())
+    assert other.get_payment(payment_id=payment.payment_id).status == "succeeded"

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from petpro_booking.core.principal import SYSTEM
+from petpro_booking.core.progress import progress
 from petpro_booking.events.relay import outbox_relay
-from petpro_booking.events.selectors import outbox_backlog, outbox_failed_events
+from petpro_booking.events.selectors import (
+    outbox_backlog,
+    outbox_failed_events,
+    outbox_id_bounds,
+)
 from petpro_booking.events.services import outbox_republish
+
+# Ids re-queued per transaction: a huge range neither holds one long lock nor shows no progress.
+REPUBLISH_CHUNK = 5000
 
 
 class Command(BaseCommand):
@@ -77,12 +86,45 @@ class Command(BaseCommand):
     ) -> None:
         if from_id is None and to_id is None:
             raise CommandError("give --from-id and/or --to-id")
-        count = outbox_republish(
-            actor=SYSTEM, from_id=from_id, to_id=to_id, failed_only=failed_only
-        )
+        first, last = outbox_id_bounds(from_id=from_id, to_id=to_id)
+        chunks = range(first, last + 1, REPUBLISH_CHUNK) if first <= last else range(0)
+        count = 0
+        for start in progress(chunks, description="re-queueing events", stream=self.stdout):
+            count += outbox_republish(
+                actor=SYSTEM,
+                from_id=start,
+                to_id=min(start + REPUBLISH_CHUNK - 1, last),
+                failed_only=failed_only,
+            )
         self.stdout.write(f"re-queued {count} event(s)")
         if relay:
-            self._relay()
+            self._relay_all(count)
+
+    def _relay_all(self, expected: int) -> None:
+        """Relay batch after batch until the backlog is gone (or the broker fails)."""
+        published = 0
+        batches = _until_empty(outbox_relay)
+        for report in progress(
+            batches,
+            description="publishing",
+            total=-(-expected // settings.EVENT_RELAY_BATCH_SIZE) or None,
+            stream=self.stdout,
+        ):
+            published += report.published
+            if report.broker_error:
+                raise CommandError(f"broker failed: {report.broker_error}")
+        self.stdout.write(f"published {published} event(s)")
+
+
+def _until_empty(relay_once):
+    """Relay reports until one claims nothing or publishes nothing (set aside, deferred)."""
+    while True:
+        report = relay_once()
+        if not report.claimed:
+            return
+        yield report
+        if not report.published:
+            return
 
 
 def _dumps(value: dict) -> str:

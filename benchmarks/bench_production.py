@@ -1,0 +1,307 @@
+"""The service as production runs it next to a bare Django/DRF baseline, in the same run
+(issue 11 points 1 and 2): slot search cached and uncached, holds, and the 80/15/5 mix, at 16
+connections; throughput, p50/p95/p99 per request kind, 5xx, overbooking after every run, the
+outbox drained after every service run, the ratio service/baseline, the CPU split per process
+group from /proc; then search with and without the in-process cache layer
+(LOCAL_CACHE_ENABLED=0/1).
+
+`make bench` (`python -m benchmarks.run production`). Knobs (env): BENCH_SECONDS (per run,
+default 15), BENCH_ROUNDS (default 1), BENCH_TOGGLE=0 to skip the in-process layer table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import scenarios
+from .load import Load, Record, Summary, summarize
+from .topology import CpuSampler, Options, Topology, process_groups
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+TOGGLE = os.environ.get("BENCH_TOGGLE", "1") != "0"
+WARMUP_SECONDS = 3.0
+DRAIN_LIMIT_SECONDS = 5.0
+SLOTS = 40_000
+PEAK_RPS = 500  # the seed's peak hour
+SERVICE_GROUPS = (
+    "web",
+    "worker",
+    "beat",
+    "relay",
+    "PostgreSQL",
+    "Redis",
+    "RabbitMQ (shared node)",
+    "stubs",
+)
+
+# Scenario -> (mix class, slot region). Regions do not overlap: a hold never finds its slot
+# taken by an earlier run. The service and the baseline use the same region (own databases).
+SCENARIOS = {
+    "slot search, cached": (scenarios.CachedSearch, (0, 0)),
+    "slot search, every query new": (scenarios.UncachedSearch, (0, 0)),
+    "hold, POST /reservations": (scenarios.Holds, (4_000, 40_000)),
+    # The mix holds slots of the searched service: its holds invalidate the cached pages.
+    "mix 80 % search / 15 % hold / 5 % confirm": (scenarios.Mix, (0, 4_000)),
+}
+
+
+@dataclass
+class Run:
+    scenario: str
+    target: str  # "service" or "baseline"
+    records: list[Record]
+    cpu: dict[str, float]
+    wall: float
+    overbooking: str = ""
+    overbooking_ok: bool = True
+    drain: float | None = None
+    kinds: dict[str, Summary] = field(default_factory=dict)
+
+    @property
+    def total(self) -> Summary:
+        return summarize(self.records)
+
+    def server_cpu_ms(self) -> float:
+        """CPU ms per request of the service side (everything but the load generator)."""
+        groups = SERVICE_GROUPS if self.target == "service" else ("baseline web", "PostgreSQL")
+        return sum(self.cpu.get(g, 0.0) for g in groups) / max(1, len(self.records)) * 1000
+
+
+def one_run(stack: Topology, name: str, target: str, round_: int) -> Run:
+    kind, region = SCENARIOS[name]
+    # A region per round, so a later round's holds find free slots too.
+    width = region[1] - region[0]
+    region = (region[0] + round_ * width // ROUNDS, region[0] + (round_ + 1) * width // ROUNDS)
+    port = stack.ports.web if target == "service" else stack.ports.baseline
+    load = Load(port, scenarios.factory(kind, stack.seed, region), seconds=SECONDS)
+    with CpuSampler(process_groups(stack, load.pids)) as sampler:
+        records = load.run()
+    run = Run(name, target, records, sampler.result(), sampler.seconds)
+    for record_kind in sorted({r.kind for r in records}):
+        run.kinds[record_kind] = summarize(records, record_kind)
+    if target == "service":
+        run.drain = stack.drain_seconds(load.ended, limit=30)
+        check = stack.overbooking()
+    else:
+        check = stack.baseline_overbooking()
+    run.overbooking, run.overbooking_ok = str(check), check.ok
+    return run
+
+
+def warm_up(stack: Topology) -> None:
+    for port in (stack.ports.web, stack.ports.baseline):
+        Load(
+            port,
+            scenarios.factory(scenarios.CachedSearch, stack.seed, (0, 0)),
+            seconds=WARMUP_SECONDS,
+        ).run()
+
+
+def fmt(value: float) -> str:
+    return "-" if value != value else f"{value:.1f}"  # NaN: no such request
+
+
+def kind_cells(run: Run) -> str:
+    parts = []
+    for kind, summary in run.kinds.items():
+        parts.append(
+            f"{kind} {summary.count:,}: {fmt(summary.p50)} / {fmt(summary.p95)} / "
+            f"{fmt(summary.p99)}"
+        )
+    return "<br>".join(parts)
+
+
+def statuses(run: Run) -> str:
+    total = summarize(run.records)
+    return ", ".join(f"{code or 'no answer'}: {n:,}" for code, n in sorted(total.statuses.items()))
+
+
+def drained(run: Run) -> str:
+    if run.target != "service":
+        return ""
+    if run.drain is None:
+        return "; outbox NOT drained within 30 s"
+    return f"; outbox drained {run.drain:.2f} s after the load"
+
+
+def report(runs: list[Run], toggle: list[Run], stack: Topology, problems: list[str]) -> str:
+    rows = []
+    for name in SCENARIOS:
+        for round_ in range(ROUNDS):
+            pair = [r for r in runs if r.scenario == name][2 * round_ : 2 * round_ + 2]
+            base, service = (
+                next(r for r in pair if r.target == t) for t in ("baseline", "service")
+            )
+            ratio = service.total.rate / base.total.rate if base.total.rate else float("nan")
+            label = name + (f" (round {round_ + 1})" if ROUNDS > 1 else "")
+            rows.append(
+                f"| {label} | {base.total.rate:,.0f} rps; {kind_cells(base)} "
+                f"| {service.total.rate:,.0f} rps; {kind_cells(service)} | **{ratio:.2f}x** "
+                f"| {service.total.server_errors} / {base.total.server_errors} "
+                f"| {'0' if service.overbooking_ok and base.overbooking_ok else 'FOUND'} "
+                f"| {'not drained' if service.drain is None else f'{service.drain:.2f} s'} |"
+            )
+    table = "\n".join(
+        [
+            "| same run, 16 connections | bare Django/DRF: rps; kind count: p50 / p95 / p99 ms "
+            "| this service (full production stack): rps; kind count: p50 / p95 / p99 ms "
+            "| ratio | 5xx service / baseline | overbooking | outbox drained after |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    groups = list(process_groups(stack, list).keys())
+    cpu_rows = []
+    for run in runs:
+        if not run.records:
+            continue
+        cores = " | ".join(f"{run.cpu.get(g, 0.0) / run.wall:.2f}" for g in groups)
+        cpu_rows.append(f"| {run.scenario}, {run.target} | {cores} | {run.server_cpu_ms():.2f} |")
+    cpu_table = "\n".join(
+        [
+            "| run | " + " | ".join(groups) + " | server CPU ms / request |",
+            "|---|" + "---|" * len(groups) + "---|",
+            *cpu_rows,
+        ]
+    )
+    mix = [r for r in runs if r.target == "service" and r.scenario.startswith("mix")]
+    peak = ""
+    if mix:
+        cpu_ms = sum(r.server_cpu_ms() for r in mix) / len(mix)
+        rabbit_ms = sum(
+            r.cpu.get("RabbitMQ (shared node)", 0.0) / max(1, len(r.records)) * 1000 for r in mix
+        ) / len(mix)
+        cores = cpu_ms * PEAK_RPS / 1000
+        own = (cpu_ms - rabbit_ms) * PEAK_RPS / 1000
+        peak = (
+            f"**Cores for the seed's peak of {PEAK_RPS} requests/s** (the mix): the service "
+            f"side (web, worker, beat, relay, its PostgreSQL backends, Redis, RabbitMQ, stubs) "
+            f"used {cpu_ms:.2f} CPU ms per request of the mix, so {PEAK_RPS} requests/s need "
+            f"**{cores:.1f} cores** of CPU time, {cores / 0.7:.1f} cores at a 70 % utilisation "
+            f"target; without RabbitMQ (the whole shared node's CPU, other developers' "
+            f"traffic included) {own:.1f} cores. PostgreSQL's background processes are left "
+            f"out (they serve every database on the server). On a machine whose cores are "
+            f"oversubscribed, CPU per request is inflated (context switches, cold caches): "
+            f"take the quiet machine's figure."
+        )
+    checks = "\n".join(
+        f"* {r.scenario}, {r.target}: {r.overbooking}{drained(r)}" for r in runs + toggle
+    )
+    toggle_table = ""
+    if toggle:
+        toggle_rows = [
+            f"| {r.scenario} | {r.total.rate:,.0f} | {fmt(r.total.p50)} | {fmt(r.total.p95)} "
+            f"| {fmt(r.total.p99)} | {r.total.server_errors} |"
+            for r in toggle
+        ]
+        toggle_table = "\n".join(
+            [
+                "### Search with and without the in-process layer",
+                "",
+                "The same stack, web restarted with `LOCAL_CACHE_ENABLED=0`, `=1`, `=0`, `=1` (the "
+                "in-process LRU in front of Redis of issue 16; the setting changes nothing "
+                "where it does not exist yet). 16 connections, "
+                f"{SECONDS:.0f} s each.",
+                "",
+                "| run | rps | p50 ms | p95 ms | p99 ms | 5xx |",
+                "|---|---|---|---|---|---|",
+                *toggle_rows,
+            ]
+        )
+    verdict = "\n".join(f"* **{p}**" for p in problems) or "* none"
+    relay = (
+        f"a long-running relay process (`manage.py {' '.join(stack.relay_command)}`)"
+        if stack.relay_command
+        else "no separate process: the relay runs in the Celery worker, as production runs it "
+        "(beat's sweep every 5 s plus the after-commit nudges)"
+    )
+    return f"""## Production topology vs. a bare Django/DRF baseline (issue 11)
+
+**Not final: measured on a 2-core machine shared with seven other developers' work. The lead
+re-runs `make bench` on a quiet machine.**
+
+What runs (`benchmarks/topology.py`): production settings
+(`petpro_booking.settings.production`); gunicorn with `petpro_booking/gunicorn_conf.py`,
+{stack.options.gunicorn_workers} workers x {stack.options.gunicorn_threads} threads; a Celery
+worker (prefork, concurrency {stack.options.celery_concurrency}) and Celery beat; relay:
+{relay}; RabbitMQ (vhost `wt-bench`) as event broker and Celery broker; a private
+redis-server (127.0.0.1:{stack.ports.redis}) as cache, locks and throttles; User, Clinic and
+Payment Service stubs (`benchmarks/stubs.py`, {stack.options.stub_latency_ms:g} ms per answer);
+{stack.options.owners} owners with a pet each, in turn; throttles at 10⁸/min (evaluated, never
+rejecting). Next to it the bare baseline (`benchmarks/baseline/`: a hold is one transaction —
+row lock, conditional UPDATE, INSERT; search is a ModelSerializer list of 20 with DRF's
+page-number pagination) under gunicorn with the same workers and threads, on its own database
+with the same slots. Load: `benchmarks/load.py`, 16 keep-alive connections (2 processes x 8
+threads, closed loop), {SECONDS:.0f} s per run, baseline then service for each scenario, after
+a {WARMUP_SECONDS:.0f} s warm-up. Holds take a slot of their own (capacity 1); the mix's
+searches are ten popular pages, its confirms confirm the client's own holds. Latencies in ms.
+
+{table}
+
+Targets of issue 11 (same run): hold ≥ 0.7x with p95 ≤ 60 ms; mix ≥ 0.7x, search p95 ≤ 40 ms,
+writes p95 ≤ 100 ms; cached search ≥ 1.5x, uncached ≥ 0.9x; zero 5xx, zero overbooking, outbox
+drained within {DRAIN_LIMIT_SECONDS:.0f} s.
+
+Problems found by this run:
+{verdict}
+
+CPU split (cores used on average during each run, from /proc/<pid>/stat, sampled every 0.5 s;
+"PostgreSQL" is the backends of the two benchmark databases, its background processes are
+shared by every database; RabbitMQ is the whole shared node):
+
+{cpu_table}
+
+{peak}
+
+Checks after every run (counters against the rows they count and against capacity):
+{checks}
+
+{toggle_table}
+
+Command: `make bench` (`python -m benchmarks.run production`; `BENCH_SECONDS`, `BENCH_ROUNDS`,
+`BENCH_TOGGLE=0` to vary)."""
+
+
+def run() -> tuple[str, list[str]]:
+    problems: list[str] = []
+    runs: list[Run] = []
+    toggle: list[Run] = []
+    with Topology(Options(slots=SLOTS)) as stack:
+        warm_up(stack)
+        for name in SCENARIOS:
+            for round_ in range(ROUNDS):
+                for target in ("baseline", "service"):
+                    print(f"-- {name}, {target}", flush=True)
+                    runs.append(one_run(stack, name, target, round_))
+        if TOGGLE:
+            # Off, on, off, on: a shared machine's drift shows as a difference between rounds.
+            for round_, value in ((1, "0"), (1, "1"), (2, "0"), (2, "1")):
+                stack.web_restart({"LOCAL_CACHE_ENABLED": value})
+                for name in ("slot search, cached", "slot search, every query new"):
+                    run_ = one_run(stack, name, "service", 0)
+                    run_.scenario = f"{name}, LOCAL_CACHE_ENABLED={value} (round {round_})"
+                    toggle.append(run_)
+        for run_ in runs + toggle:
+            where = f"{run_.scenario}, {run_.target}"
+            if not run_.overbooking_ok:
+                problems.append(
+                    f"overbooking or counter mismatch after {where}: {run_.overbooking}"
+                )
+            if run_.total.server_errors:
+                problems.append(f"{run_.total.server_errors} 5xx in {where}")
+            if run_.total.no_answer:
+                problems.append(f"{run_.total.no_answer} requests without an answer in {where}")
+            if run_.target == "service" and (
+                run_.drain is None or run_.drain > DRAIN_LIMIT_SECONDS
+            ):
+                problems.append(
+                    f"outbox not drained within {DRAIN_LIMIT_SECONDS:.0f} s after {where}"
+                )
+            if not run_.records:
+                problems.append(f"no request completed in {where}")
+        section = report(runs, toggle, stack, problems)
+        time.sleep(0)
+    return section, problems

@@ -1,0 +1,33 @@
+"""`manage.py erase_person USER_ID --by NAME`: erase a person's data (right to erasure)."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from bookings.personal_data import person_erase
+from petpro_booking.core.principal import Principal
+
+
+class Command(BaseCommand):
+    help = (
+        "Cancel the person's future bookings, then pseudonymise their bookings, holds, "
+        "history, payments, events and idempotency records; publish PersonErased; audit it."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("user_id")
+        parser.add_argument(
+            "--by", required=True, help="who asks for it (support agent), kept in the audit row"
+        )
+
+    def handle(self, *args, **options) -> None:
+        user_id = options["user_id"].strip()
+        if not user_id or user_id.startswith("erased-"):
+            raise CommandError("give the id of a person who has not been erased")
+        actor = Principal(sub=f"cli:{options['by']}"[:64], roles=frozenset({"support"}))
+        audit = person_erase(actor=actor, user_id=user_id)
+        self.stdout.write(
+            json.dumps({"audit_id": audit.pk, "pseudonym": audit.pseudonym, "counts": audit.counts})
+        )

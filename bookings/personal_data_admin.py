@@ -1,0 +1,71 @@
+"""Support admin actions on bookings for the owner's personal data: export it as one JSON
+document, erase it (after a confirmation page). Support only; they call the same functions as
+the API and `manage.py erase_person`."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from petpro_booking.core.admin_access import admin_principal
+
+from .personal_data import person_data_export, person_erase
+
+
+class ErasureConfirmForm(forms.Form):
+    confirm = forms.BooleanField(
+        label="Erase these owners' personal data",
+        help_text="Cancels their future bookings, then pseudonymises everything else. "
+        "It cannot be undone.",
+    )
+
+
+def _support(request: HttpRequest):
+    principal = admin_principal(request.user)
+    if principal is None or not principal.is_support:
+        raise PermissionDenied
+    return principal
+
+
+def _owners(queryset: QuerySet) -> list[str]:
+    return sorted(set(queryset.values_list("user_id", flat=True)))
+
+
+@admin.action(description="Export the owners' personal data (JSON, support)")
+def export_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    _support(request)
+    document = {"owners": [person_data_export(user_id=u) for u in _owners(queryset)]}
+    response = HttpResponse(
+        json.dumps(document, indent=2, ensure_ascii=False), content_type="application/json"
+    )
+    response["Content-Disposition"] = 'attachment; filename="personal-data.json"'
+    return response
+
+
+@admin.action(description="Erase the owners' personal data (support, asks to confirm)")
+def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    principal = _support(request)
+    if "apply" in request.POST:
+        form = ErasureConfirmForm(request.POST)
+        if form.is_valid():
+            for user_id in _owners(queryset):
+                if user_id.startswith("erased-"):
+                    continue
+                audit = person_erase(actor=principal, user_id=user_id)
+                modeladmin.message_user(
+                    request,
+                    f"Owner erased (audit {audit.pk}, now {audit.pseudonym}).",
+                    messages.SUCCESS,
+                )
+            return None
+    else:
+        form = ErasureConfirmForm()
+    bookings = list(queryset.select_related("slot").order_by("slot__start_at", "id"))
+    return modeladmin._form_page(
+        request, bookings, form, action="erase_owner_data", title="Erase personal data"
+    )

@@ -1,0 +1,41 @@
+"""One timestamp format for the API (UTC, ISO 8601, `Z`) and clinic-local wall-clock times."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def api_timestamp(value: dt.datetime) -> str:
+    """The API's one format for instants, as DRF's DateTimeField renders them: UTC with `Z`."""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def clinic_zone(name: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def local_time(value: dt.datetime, zone_name: str) -> str:
+    """The clinic's wall-clock time with its offset, e.g. `2026-12-09T09:00:00+07:00`."""
+    return value.astimezone(clinic_zone(zone_name)).isoformat()
+
+
+def local_fields(
+    *,
+    start_at: dt.datetime,
+    end_at: dt.datetime,
+    zone_name: str,
+    clinic_name: str,
+    service_name: str,
+) -> dict[str, str]:
+    """What slots and bookings carry so an app can show them without another call."""
+    return {
+        "timezone": zone_name,
+        "start_local": local_time(start_at, zone_name),
+        "end_local": local_time(end_at, zone_name),
+        "clinic_name": clinic_name,
+        "service_name": service_name,
+    }

@@ -1,0 +1,119 @@
+"""Retention of the event store: published events older than RETENTION_EVENTS_DAYS are
+archived (one gzip JSON Lines file per day) or dropped. On PostgreSQL `events` is partitioned
+by month and a whole month is detached and dropped at once; elsewhere (SQLite, the embedded
+mode) rows go in batches claimed with SKIP LOCKED where the database has it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import partitions
+from .models import Event
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_FIELDS = (
+    "id",
+    "event_id",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "event_type",
+    "payload",
+    "metadata",
+    "created_at",
+    "published_at",
+)
+
+
+@dataclass
+class PurgeReport:
+    archived: int = 0
+    deleted: int = 0
+    partitions_dropped: int = 0
+    partitions_kept: int = 0  # old months that still hold unpublished (failed) events
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return str(value) if not isinstance(value, int | str | dict | list | None) else value
+
+
+def archive_rows(rows: Iterable[dict[str, Any]], directory: str) -> int:
+    """Append rows to `<directory>/events-YYYY-MM-DD.jsonl.gz`, one file per day of
+    `created_at` (gzip members appended: a file written by several runs still reads as one)."""
+    by_day: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        day = row["created_at"].astimezone(dt.UTC).date().isoformat()
+        by_day[day].append(
+            json.dumps({k: _jsonable(row[k]) for k in ARCHIVE_FIELDS}, ensure_ascii=False)
+        )
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    for day, lines in by_day.items():
+        with gzip.open(target / f"events-{day}.jsonl.gz", "at", encoding="utf-8") as archive:
+            archive.write("\n".join(lines) + "\n")
+    return sum(len(lines) for lines in by_day.values())
+
+
+def _purge_partitions(cutoff: dt.datetime, archive_dir: str, report: PurgeReport) -> None:
+    for partition in partitions.partitions_ending_before(cutoff):
+        if partitions.has_unpublished(partition):
+            report.partitions_kept += 1
+            logger.warning("retention: %s still has unpublished events; kept", partition.name)
+            continue
+        if archive_dir:
+            for batch in partitions.rows_of(partition, ARCHIVE_FIELDS):
+                report.archived += archive_rows(batch, archive_dir)
+        report.deleted += partitions.drop(partition)
+        report.partitions_dropped += 1
+
+
+def _purge_in_batches(
+    cutoff: dt.datetime, archive_dir: str, batch_size: int, report: PurgeReport
+) -> None:
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    while True:
+        with transaction.atomic():
+            old = Event.objects.filter(published_at__isnull=False, created_at__lt=cutoff)
+            if skip_locked:
+                old = old.select_for_update(skip_locked=True)
+            rows = list(old.order_by("id").values(*ARCHIVE_FIELDS)[:batch_size])
+            if not rows:
+                return
+            if archive_dir:
+                report.archived += archive_rows(rows, archive_dir)
+            Event.objects.filter(id__in=[row["id"] for row in rows]).delete()
+            report.deleted += len(rows)
+
+
+def events_purge_published(*, now: dt.datetime | None = None) -> PurgeReport:
+    """Archive (when RETENTION_EVENTS_ARCHIVE_DIR is set) and remove published events older
+    than RETENTION_EVENTS_DAYS. Partitioned: whole months ending before the cutoff, so an event
+    lives up to a month longer than the limit. Unpublished events are never removed."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.RETENTION_EVENTS_DAYS)
+    archive_dir = settings.RETENTION_EVENTS_ARCHIVE_DIR
+    report = PurgeReport()
+    if partitions.is_partitioned():
+        _purge_partitions(cutoff, archive_dir, report)
+    else:
+        _purge_in_batches(cutoff, archive_dir, settings.RETENTION_BATCH_SIZE, report)
+    if report.deleted:
+        logger.info("retention: events %s", report.as_dict())
+    return report

@@ -1,0 +1,172 @@
+"""Retention: old published events leave a month at a time (archived as gzip JSON Lines per
+day, or dropped), unpublished ones never; processed webhooks and the history of long-closed
+bookings; uniqueness of aggregate versions across partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import uuid
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from bookings.models import BookingHistory, ProcessedWebhook
+from bookings.retention import booking_history_pseudonymise_closed, processed_webhooks_purge
+from bookings.services import booking_cancel
+from petpro_booking.core.crypto import owner_key
+from petpro_booking.events import partitions
+from petpro_booking.events.models import Event
+from petpro_booking.events.retention import (
+    PurgeReport,
+    _purge_in_batches,
+    events_purge_published,
+)
+from petpro_booking.events.services import event_append
+
+from ..bookings.conftest import OWNER, book_on, second_slot  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def months_ago(n: int) -> dt.datetime:
+    start = partitions.month_start(NOW)
+    for _ in range(n):
+        start = (start - dt.timedelta(days=1)).replace(day=1)
+    return start
+
+
+def old_events(month: dt.datetime, count: int, *, published: bool) -> list[Event]:
+    partitions.ensure_partitions(since=month, through=month)
+    aggregate = f"slot-{uuid.uuid4()}"
+    return Event.objects.bulk_create(
+        Event(
+            aggregate_type="slot",
+            aggregate_id=aggregate,
+            aggregate_version=n + 1,
+            event_type="SlotUpdated",
+            payload={"slot_id": aggregate, "n": n},
+            metadata={},
+            created_at=month + dt.timedelta(days=n % 3, hours=n),
+            published_at=month + dt.timedelta(days=n % 3, hours=n, seconds=1)
+            if published
+            else None,
+        )
+        for n in range(count)
+    )
+
+
+def table_exists(name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        return cursor.fetchone()[0] is not None
+
+
+def test_a_month_past_retention_is_archived_per_day_and_dropped(settings, tmp_path):
+    settings.RETENTION_EVENTS_DAYS = 400
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    expired = old_events(months_ago(15), 6, published=True)
+    stuck = old_events(months_ago(16), 2, published=False)  # never published: kept
+    recent = old_events(months_ago(2), 3, published=True)
+    old_name = partitions.partition_name(months_ago(15))
+
+    report = events_purge_published()
+
+    assert report.partitions_dropped >= 1
+    assert report.partitions_kept == 1
+    assert report.deleted == report.archived == 6
+    assert not table_exists(old_name)  # the month went as a table, not row by row
+    assert table_exists(partitions.partition_name(months_ago(16)))
+    remaining = set(Event.objects.values_list("event_id", flat=True))
+    assert {e.event_id for e in stuck + recent} <= remaining
+    assert not {e.event_id for e in expired} & remaining
+    files = sorted(tmp_path.glob("events-*.jsonl.gz"))
+    assert len(files) == 3  # the six events fell on three days
+    archived = []
+    for path in files:
+        with gzip.open(path, "rt") as archive:
+            archived += [json.loads(line) for line in archive]
+    assert sorted(row["event_id"] for row in archived) == sorted(str(e.event_id) for e in expired)
+    assert {row["event_type"] for row in archived} == {"SlotUpdated"}
+
+
+def test_without_an_archive_path_old_months_are_only_dropped(settings, tmp_path):
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
+    old_events(months_ago(15), 4, published=True)
+    report = events_purge_published()
+    assert (report.deleted, report.archived) == (4, 0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_row_by_row_path_of_sqlite_archives_and_deletes_in_batches(settings, tmp_path):
+    expired = old_events(months_ago(14), 5, published=True)
+    old_events(months_ago(14), 2, published=False)
+    report = PurgeReport()
+    _purge_in_batches(timezone.now() - dt.timedelta(days=30), str(tmp_path), 2, report)
+    assert (report.deleted, report.archived) == (5, 5)
+    assert not Event.objects.filter(id__in=[e.id for e in expired]).exists()
+    assert Event.objects.filter(published_at__isnull=True).count() == 2
+
+
+def test_an_aggregate_version_is_unique_across_months():
+    old_events(months_ago(3), 1, published=True)
+    aggregate = Event.objects.get().aggregate_id
+    with (
+        pytest.raises(IntegrityError, match="events_aggregate_version_uniq"),
+        transaction.atomic(),
+    ):
+        event_append(
+            aggregate_type="slot",
+            aggregate_id=aggregate,
+            event_type="SlotUpdated",
+            data={"slot_id": aggregate},
+            aggregate_version=1,
+        )
+    with transaction.atomic():
+        event_append(
+            aggregate_type="slot", aggregate_id=aggregate, event_type="SlotUpdated", data={}
+        )
+    assert sorted(Event.objects.values_list("aggregate_version", flat=True)) == [1, 2]
+
+
+def test_the_months_ahead_have_their_partitions():
+    names = {p.name for p in partitions.partitions()}
+    month = partitions.month_start(NOW)
+    for _ in range(partitions.MONTHS_AHEAD + 1):
+        assert partitions.partition_name(month) in names
+        month = partitions.next_month(month)
+    assert partitions.ensure_partitions_ahead() == []  # idempotent
+
+
+def test_processed_webhooks_older_than_30_days_go():
+    ProcessedWebhook.objects.create(event_id="evt-old")
+    ProcessedWebhook.objects.create(event_id="evt-new")
+    ProcessedWebhook.objects.filter(event_id="evt-old").update(
+        received_at=timezone.now() - dt.timedelta(days=31)
+    )
+    assert processed_webhooks_purge() == 1
+    assert list(ProcessedWebhook.objects.values_list("event_id", flat=True)) == ["evt-new"]
+
+
+def test_history_of_long_closed_bookings_is_pseudonymised(owner_pet, slot, second_slot):  # noqa: F811
+    old = book_on(slot)
+    booking_cancel(actor=OWNER, booking_id=old.id, reason="Rex is scared of vets")
+    recent = book_on(second_slot)
+    booking_cancel(actor=OWNER, booking_id=recent.id, reason="Rex is ill")
+    old.__class__.objects.filter(id=old.id).update(
+        updated_at=timezone.now() - dt.timedelta(days=4 * 365)
+    )
+
+    assert booking_history_pseudonymise_closed() == 2  # created + cancelled, both by the owner
+    assert booking_history_pseudonymise_closed() == 0  # nothing left to do
+
+    rows = list(BookingHistory.objects.filter(booking=old).order_by("id"))
+    assert [r.to_status for r in rows] == ["confirmed", "cancelled"]
+    assert {r.reason for r in rows} == {""}
+    assert {r.actor_id for r in rows} == {owner_key("actor:owner-1")}
+    kept = BookingHistory.objects.filter(booking=recent).order_by("id").last()
+    assert (kept.reason, kept.actor_id) == ("Rex is ill", "owner-1")
