@@ -44,7 +44,7 @@ def _fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0003_payment_refund_requested"),
+        ("bookings", "0005_i17_person_erasures"),
         ("events", "0002_relay_bookkeeping"),
     ]
 
