@@ -15,10 +15,10 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -34,6 +34,7 @@ from . import services
 from .backoffice.selectors import names_annotated
 from .models import Booking, BookingHistory, PaymentRecord
 from .personal_data_admin import erase_owner_data, export_owner_data
+from .selectors import owner_no_shows
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -158,7 +159,10 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
 
     # Names, not ids (the ids are on the booking's page); times in the clinic's zone.
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return names_annotated(super().get_queryset(request))
+        queryset = names_annotated(super().get_queryset(request))
+        if self._is_support(request):  # the owner's no-show score, below
+            queryset = queryset.annotate(owner_no_show_count=owner_no_shows())
+        return queryset
 
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
         """A booking's page is its whole story (bookings.backoffice); no edit form."""
@@ -198,6 +202,83 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     @admin.display(description="Pet")
     def pet_name(self, booking: Booking) -> str:
         return _people_of(booking).pet(booking.user_id, booking.pet_id)
+
+    # --- the owner's no-show score (support only: it counts visits at every clinic) ---------
+
+    def get_list_display(self, request: HttpRequest):
+        shown = list(super().get_list_display(request))
+        if self._is_support(request):
+            shown.insert(shown.index("owner_name") + 1, "owner_no_show_score")
+        return shown
+
+    @admin.display(description="Owner's no-shows", ordering="owner_no_show_count")
+    def owner_no_show_score(self, booking: Booking) -> int:
+        """Visits this owner missed, at any clinic (bookings marked no-show)."""
+        return getattr(booking, "owner_no_show_count", 0)
+
+    @staticmethod
+    def _is_support(request: HttpRequest) -> bool:
+        principal = admin_principal(request.user)
+        return principal is not None and principal.is_support
+
+    # --- cancel the visits of one slot (linked from the slot admin and the schedule) -------
+
+    def get_urls(self):
+        return [
+            path(
+                "cancel-slot-visits/<uuid:slot_id>/",
+                self.admin_site.admin_view(self.cancel_slot_visits_view),
+                name="bookings_booking_cancel_slot_visits",
+            ),
+            *super().get_urls(),
+        ]
+
+    def cancel_slot_visits_view(self, request: HttpRequest, slot_id) -> HttpResponse:
+        """Staff action "cancel the visits of this slot": asks for a reason, then
+        `booking_cancel_slot_visits` closes the slot and cancels each live booking."""
+        principal = self._principal(request)
+        slot = get_object_or_404(Slot.objects.select_related("clinic", "service"), pk=slot_id)
+        if not principal.can_manage_clinic(slot.clinic_id):
+            raise PermissionDenied
+        bookings = list(
+            Booking.objects.filter(slot=slot, status__in=services.HOLDS_A_UNIT).order_by(
+                "created_at", "id"
+            )
+        )
+        form = BookingActionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                outcome = services.booking_cancel_slot_visits(
+                    actor=principal, slot_id=slot.pk, reason=form.cleaned_data["reason"]
+                )
+            except ApplicationError as exc:
+                self.message_user(request, f"Nothing cancelled: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Slot {slot} closed; {len(outcome.cancelled)} visits cancelled "
+                    "(owners notified, paid ones refunded).",
+                    messages.SUCCESS,
+                )
+                for booking, refusal in outcome.failed:
+                    self.message_user(
+                        request,
+                        f"{booking.reference}: not cancelled, {refusal.message}",
+                        messages.ERROR,
+                    )
+            return HttpResponseRedirect(reverse("admin:slots_slot_change", args=[slot.pk]))
+        return TemplateResponse(
+            request,
+            "admin/bookings/cancel_slot_visits.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Cancel the visits of this slot",
+                "slot": slot,
+                "bookings": bookings,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
 
     # Changes happen only through the actions below (services); no add, edit or delete form.
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -20,6 +20,7 @@ from integrations.users.gateway import invalidate_user
 from petpro_booking.core.crypto import owner_key
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.principal import Principal
+from petpro_booking.core.throttles import throttle_key_prefix
 from petpro_booking.events.models import Event
 from petpro_booking.events.services import event_append
 from reservations.models import Reservation, ReservationStatus
@@ -220,7 +221,7 @@ def _forget_cached(user_id: str) -> None:
     delete_pattern = getattr(cache, "delete_pattern", None)  # django-redis; locmem expires
     if delete_pattern is not None:
         escaped = "".join(f"[{c}]" if c in "*?[]\\" else c for c in user_id)
-        delete_pattern(f"throttle:user:{escaped}:*")
+        delete_pattern(f"{throttle_key_prefix('user', escaped)}*")
 
 
 def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:

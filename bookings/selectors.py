@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 
-from .models import Booking, PaymentRecord
+from .models import Booking, BookingStatus, PaymentRecord
 from .services.history import BOOKING_AGGREGATE
 
 
@@ -81,6 +82,19 @@ def history_item(event: Event) -> dict[str, Any]:
         "actor": event.metadata.get("actor", {}),
         "data": event.payload,
     }
+
+
+def owner_no_shows() -> Coalesce:
+    """Per booking row: how many visits its owner missed, at any clinic (the no-show score
+    support sees in the admin)."""
+    missed = (
+        Booking.objects.filter(user_id=OuterRef("user_id"), status=BookingStatus.NO_SHOW)
+        .order_by()
+        .values("user_id")
+        .annotate(missed=Count("id"))
+        .values("missed")[:1]
+    )
+    return Coalesce(Subquery(missed), Value(0))
 
 
 def booking_payment_for(*, principal: Principal, booking_id: uuid.UUID | str) -> PaymentRecord:

@@ -10,9 +10,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.openapi import LOCATION, UUID_PATH_PATTERN, error_responses
+from petpro_booking.core.openapi import (
+    LOCATION,
+    UUID_PATH_PATTERN,
+    conflict_response,
+    error_responses,
+)
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import IsPetOwner, request_principal
+from slots.rules import HOLD_REFUSAL_CODES
 
 from . import selectors, services
 from .serializers import ReservationCreateInput, ReservationOutput, reservation_body
@@ -39,12 +45,23 @@ class ReservationViewSet(viewsets.ViewSet):
     @extend_schema(
         request=ReservationCreateInput,
         parameters=[LOCATION],
-        responses={201: ReservationOutput, **error_responses(400, 403, 404, 409, 422)},
+        responses={
+            201: ReservationOutput,
+            **error_responses(400, 403, 404, 422),
+            409: conflict_response(
+                "HoldRefused",
+                [*HOLD_REFUSAL_CODES, "slot_busy"],
+                "The hold is refused; the code says why (docs/bookings.md, Booking rules).",
+            ),
+        },
         description="Hold one unit of the slot for RESERVATION_TTL_SECONDS (10 min by default) "
         "for one of your pets. 400 `invalid_pet` when the pet is not yours or the service does "
-        "not accept its species; 404 when the slot does not exist; 409 `slot_unavailable` when "
-        "the slot is full, closed or already started; 409 `slot_busy` when the slot's lock was "
-        "not obtained in time (retry). Confirm it with POST /reservations/{id}/confirm.",
+        "not accept its species; 404 when the slot does not exist. 409 with its own code for "
+        "each rule: `clinic_inactive`, `service_inactive`, `slot_started`, `too_late_to_book` "
+        "(inside the service's `min_notice_minutes`), `beyond_booking_horizon` (the slot's "
+        "clinic-local date is more than `booking_horizon_days` ahead), `slot_unavailable` (full "
+        "or closed); `details.reason` repeats the rule. 409 `slot_busy` when the slot's lock "
+        "was not obtained in time (retry). Confirm it with POST /reservations/{id}/confirm.",
     )
     @idempotent
     def create(self, request: Request) -> Response:

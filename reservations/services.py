@@ -23,12 +23,13 @@ from django.utils import timezone
 from integrations.users import pet_get
 from petpro_booking.core import metrics
 from petpro_booking.core.db import RowInserter, RowReader
-from petpro_booking.core.errors import NotFound
+from petpro_booking.core.errors import Conflict, NotFound
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append, events_append
 from slots.errors import SlotUnavailable
 from slots.locking import SlotBusy, slot_locked_now, slot_rows_lock, slot_write
 from slots.models import Slot
+from slots.rules import slot_hold_check, species_accepted
 from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
 
 from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
@@ -122,19 +123,17 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     pet = pet_get(user_id=actor.sub, pet_id=pet_id)
     if pet is None:
         raise InvalidPet("This pet is not one of yours.", details={"pet_id": ["Not your pet."]})
-    accepted = {species.lower() for species in slot.service.species}
-    if accepted and pet.species.lower() not in accepted:
+    if not species_accepted(accepted=slot.service.species, species=pet.species):
+        accepted = ", ".join(sorted({species.lower() for species in slot.service.species}))
         raise InvalidPet(
             f"{slot.service.name} does not accept a {pet.species}.",
-            details={"pet_id": [f"Species accepted: {', '.join(sorted(accepted))}."]},
+            details={"pet_id": [f"Species accepted: {accepted}."]},
         )
-    if not (slot.clinic.active and slot.service.active):
+    try:
+        slot_hold_check(slot=slot, now=timezone.now())
+    except Conflict:
         metrics.HOLDS.labels(outcome="unavailable").inc()
-        raise SlotUnavailable("The clinic no longer offers this service.")
-
-    if slot.start_at <= timezone.now():
-        metrics.HOLDS.labels(outcome="unavailable").inc()
-        raise SlotUnavailable("This slot has already started.")
+        raise
 
     def hold(slot: Slot) -> Reservation | None:
         # The conditional UPDATE locks the slot row and takes a unit when there is room: the

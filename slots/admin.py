@@ -7,8 +7,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from petpro_booking.core.admin_access import (
@@ -66,14 +67,55 @@ class GenerateSlotsForm(forms.Form):
 
 @admin.register(ClinicService)
 class ClinicServiceAdmin(ClinicScopedAdmin):
-    list_display = ["name", "clinic", "duration_minutes", "price", "currency", "requires_payment"]
+    list_display = [
+        "name",
+        "clinic",
+        "duration_minutes",
+        "price",
+        "currency",
+        "requires_payment",
+        "min_notice_minutes",
+        "booking_horizon_days",
+    ]
     list_filter = ["clinic", "requires_payment"]
     search_fields = ["name", "id"]
     actions = ["generate_slots"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "clinic",
+                    "name",
+                    "duration_minutes",
+                    "price",
+                    "currency",
+                    "species",
+                    "requires_payment",
+                    "cancellation_window_hours",
+                    "active",
+                ]
+            },
+        ),
+        (
+            "Booking rules (empty: the BOOKING_* setting applies)",
+            {
+                "fields": [
+                    "min_notice_minutes",
+                    "booking_horizon_days",
+                    "buffer_before_minutes",
+                    "buffer_after_minutes",
+                ]
+            },
+        ),
+    ]
 
     def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
+        principal = admin_principal(request.user)
+        if principal is None:
+            raise PermissionDenied
+        services.clinic_service_save(actor=principal, service=obj)
 
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)
@@ -173,7 +215,7 @@ class SlotAdmin(ClinicScopedAdmin):
     list_filter = ["clinic", "service", "status", ("start_at", admin.DateFieldListFilter)]
     date_hierarchy = "start_at"
     list_select_related = ["clinic", "service"]
-    actions = ["close_slots"]
+    actions = ["close_slots", "cancel_slot_visits"]
 
     @admin.display(description="Starts (clinic time)", ordering="start_at")
     def starts_local(self, slot: Slot) -> str:
@@ -239,6 +281,17 @@ class SlotAdmin(ClinicScopedAdmin):
             services.slot_close(actor=principal, slot_id=slot.pk)
             closed += 1
         self.message_user(request, f"{closed} slots closed.")
+
+    @admin.action(description="Cancel the visits of the selected slot (asks for a reason)")
+    def cancel_slot_visits(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Opens the bookings admin's page for it (the bookings app owns cancelling)."""
+        slots = list(queryset[:2])
+        if len(slots) != 1:
+            self.message_user(request, "Select exactly one slot.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(
+            reverse("admin:bookings_booking_cancel_slot_visits", args=[slots[0].pk])
+        )
 
 
 @admin.register(ClinicStaff)

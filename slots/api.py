@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.urls import reverse
@@ -10,9 +11,9 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from petpro_booking.core.clock import local_fields
+from integrations.users import pet_get
+from petpro_booking.core.errors import PermissionDeniedError, ValidationFailed
 from petpro_booking.core.http import etag_for, if_match_version
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import IF_MATCH, LOCATION, UUID_PATH_PATTERN, error_responses
@@ -59,28 +60,52 @@ class ClinicViewSet(viewsets.ViewSet):
         return paginator.get_paginated_response(ClinicServiceOutput(page, many=True).data)
 
 
-def _slot_response(slot, status_code: int = status.HTTP_200_OK) -> Response:
-    body = SlotOutput(
-        {
-            "id": slot.id,
-            "clinic_id": slot.clinic_id,
-            "service_id": slot.service_id,
-            "start_at": slot.start_at,
-            "end_at": slot.end_at,
-            "capacity": slot.capacity,
-            "available_capacity": slot.available_capacity,
-            "status": slot.status,
-            "version": slot.version,
-            **local_fields(
-                start_at=slot.start_at,
-                end_at=slot.end_at,
-                zone_name=slot.clinic.timezone,
-                clinic_name=slot.clinic.name,
-                service_name=slot.service.name,
-            ),
-        }
-    ).data
-    return Response(body, status=status_code, headers={"ETag": etag_for(slot.version)})
+def _slot_response(slot_id, status_code: int = status.HTTP_200_OK) -> Response:
+    body = selectors.slot_detail(slot_id=slot_id)
+    return Response(body, status=status_code, headers={"ETag": etag_for(body["version"])})
+
+
+class _CountedPage:
+    """One page the selector already read, shaped so DRF's paginator builds the links: it
+    knows the total and hands back the page's rows for the page's slice."""
+
+    def __init__(self, *, count: int, rows: list[dict[str, Any]]) -> None:
+        self._count, self._rows = count, rows
+
+    def count(self) -> int:  # Django's Paginator asks for count() first
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        return self._rows
+
+
+def _search_filters(request: Request, query: dict[str, Any]) -> dict[str, Any]:
+    """The selector's filters: a pet becomes its species; the full list is for staff."""
+    filters = {k: v for k, v in query.items() if v is not None and k != "pet_id"}
+    if query.get("pet_id"):
+        principal = request_principal(request)
+        pet = pet_get(user_id=principal.sub, pet_id=query["pet_id"])
+        if pet is None:
+            raise ValidationFailed(
+                "This pet is not one of yours.",
+                code="invalid_pet",
+                details={"pet_id": ["Not your pet."]},
+            )
+        filters["species"] = pet.species
+    if filters.get("species"):
+        filters["species"] = filters["species"].lower()
+    if filters.pop("include_unbookable", False):
+        principal = request_principal(request)
+        clinic_id = filters.get("clinic_id")
+        if not (principal.is_support or (clinic_id and principal.can_manage_clinic(clinic_id))):
+            raise PermissionDeniedError(
+                "Unbookable slots are listed for support, and for staff with their clinic_id."
+            )
+        filters["include_unbookable"] = True
+    return filters
 
 
 class SlotViewSet(viewsets.ViewSet):
@@ -90,39 +115,32 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         parameters=[SlotSearchQuery],
-        responses={200: SlotOutput(many=True)},
-        description="Slots with `available_capacity`, oldest start first; cached for 5 minutes "
-        "and invalidated whenever a slot of that clinic changes.",
+        responses={200: SlotOutput(many=True), **error_responses(400, 403, 404)},
+        description="Slots a hold could get now, oldest start first, with `available_capacity` "
+        "(expired holds count free even before the expiry job runs). By default slots nobody "
+        "can book now are left out (closed, inactive clinic or service, started, inside the "
+        "service's notice, beyond its horizon); full ones stay with `available_capacity` 0. "
+        "`pet_id` or `species` keeps the slots that pet could book. Cached up to 5 minutes, "
+        "invalidated whenever a slot, service or clinic changes and never served past the "
+        "instant it would change on its own (a hold expiring, a slot entering its notice or "
+        "horizon). A page past the last is 404.",
     )
     def list(self, request: Request) -> Response:
         query = SlotSearchQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
         page, page_size = params.pop("page"), params.pop("page_size")
-        filters = {k: v for k, v in params.items() if v is not None}
-        result = selectors.slot_search_page(filters=filters, page=page, page_size=page_size)
-        url = request.build_absolute_uri()
-        last_page = max(1, -(-result["count"] // page_size))
-        next_url = replace_query_param(url, "page", page + 1) if page < last_page else None
-        previous_url = None
-        if page > 1:
-            previous_url = (
-                remove_query_param(url, "page")
-                if page == 2
-                else replace_query_param(url, "page", page - 1)
-            )
-        return Response(
-            {
-                "count": result["count"],
-                "next": next_url,
-                "previous": previous_url,
-                "results": result["results"],
-            }
+        result = selectors.slot_search_page(
+            filters=_search_filters(request, params), page=page, page_size=page_size
         )
+        paginator = PagePagination()
+        page_of = cast(Any, _CountedPage(count=result["count"], rows=result["results"]))
+        rows: list[dict[str, Any]] = paginator.paginate_queryset(page_of, request, view=self) or []
+        return paginator.get_paginated_response(rows)
 
     @extend_schema(responses={200: SlotOutput})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return _slot_response(selectors.slot_get(slot_id=pk))
+        return _slot_response(pk)
 
     @extend_schema(
         request=SlotCreateInput,
@@ -135,7 +153,7 @@ class SlotViewSet(viewsets.ViewSet):
         body = SlotCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         slot = services.slot_create(actor=request_principal(request), **body.validated_data)
-        response = _slot_response(slot, status.HTTP_201_CREATED)
+        response = _slot_response(slot.id, status.HTTP_201_CREATED)
         response["Location"] = reverse("slot-detail", args=[slot.id])
         return response
 
@@ -155,7 +173,7 @@ class SlotViewSet(viewsets.ViewSet):
             expected_version=if_match_version(request),
             **body.validated_data,
         )
-        return _slot_response(slot)
+        return _slot_response(slot.id)
 
     @extend_schema(
         request=SlotGenerateInput,

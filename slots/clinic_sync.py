@@ -85,6 +85,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
                         "species": list(service.species),
                         "requires_payment": service.requires_payment,
                         "cancellation_window_hours": service.cancellation_window_hours,
+                        **dict(service.rules),  # booking rules, only those it sends
                         "active": True,
                         "synced_at": now,
                     },

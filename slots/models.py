@@ -40,6 +40,21 @@ class ClinicService(models.Model):
     species = models.JSONField(default=list, help_text='Species accepted, e.g. ["dog", "cat"]')
     requires_payment = models.BooleanField(default=False)
     cancellation_window_hours = models.PositiveIntegerField(default=24)
+    # Booking rules (slots/rules.py); empty means the setting BOOKING_<RULE> applies.
+    min_notice_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="No hold on a slot starting sooner than this."
+    )
+    booking_horizon_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="No hold on a slot whose clinic-local date is more than this many days ahead.",
+    )
+    buffer_before_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Free time kept before each slot of this service."
+    )
+    buffer_after_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Free time kept after each slot (cleaning, theatre)."
+    )
     active = models.BooleanField(default=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)

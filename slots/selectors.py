@@ -4,41 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, QuerySet
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core import metrics
-from petpro_booking.core.clock import local_fields
+from petpro_booking.core.clock import api_timestamp, local_fields
 from petpro_booking.core.db import read_replica
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 
 from .clinic_sync import clinic_is_stale, clinic_read_through
-from .models import Clinic, ClinicService, Slot, SlotStatus
+from .models import Clinic, ClinicService, Slot
+from .rules import (
+    BEYOND_BOOKING_HORIZON,
+    SLOT_FULL,
+    notice_edge,
+    rules_of,
+    slot_refusal,
+    species_accepted,
+)
 from .services import clinic_read_model_family, slot_search_family
 
 logger = logging.getLogger(__name__)
-
-SLOT_FIELDS = (
-    "id",
-    "clinic_id",
-    "service_id",
-    "start_at",
-    "end_at",
-    "capacity",
-    "booked_count",
-    "held_count",
-    "status",
-    "version",
-    "clinic__name",
-    "clinic__timezone",
-    "service__name",
-)
 
 
 def clinic_list() -> QuerySet[Clinic]:
@@ -79,88 +75,353 @@ def clinic_service_list(*, clinic_id: str) -> list[ClinicService]:
 
 def slot_get(*, slot_id: uuid.UUID | str) -> Slot:
     try:
-        return Slot.objects.select_related("clinic", "service").get(
-            id=uuid_or_not_found(slot_id, what="slot")
-        )
+        return Slot.objects.get(id=uuid_or_not_found(slot_id, what="slot"))
     except Slot.DoesNotExist:
         raise NotFound("No such slot.") from None
 
 
-def slot_search(
+# Availability search in one pass of SQL: the same rules as slots/rules.py (a test compares
+# them slot by slot), the expired part of `held_count` counted free at read time, and the next
+# instant the answer changes on its own (a hold expiring, a slot entering the notice or the
+# horizon, a slot starting) so a cached page never outlives it.
+_SEARCH_BASE = """
+WITH svc AS MATERIALIZED (
+    -- per service, once: its rules as instants (the horizon in the clinic's calendar)
+    SELECT sv.id AS service_id, c.active AS clinic_active, sv.active AS service_active,
+        c.name AS clinic_name, c.timezone, sv.name AS service_name,
+        make_interval(mins => coalesce(sv.min_notice_minutes, %(notice)s)) AS notice,
+        ((%(now)s AT TIME ZONE c.timezone)::date
+            + coalesce(sv.booking_horizon_days, %(horizon)s) + 1)::timestamp
+            AT TIME ZONE c.timezone AS horizon_end,
+        ((%(now)s AT TIME ZONE c.timezone)::date + 1)::timestamp
+            AT TIME ZONE c.timezone AS next_midnight
+    FROM clinic_services sv JOIN clinics c ON c.id = sv.clinic_id
+    WHERE {service_where}
+), base AS (
+    SELECT s.id, s.clinic_id, s.service_id, s.start_at, s.end_at, s.capacity, s.status,
+        s.version, s.held_count, svc.next_midnight, svc.clinic_name, svc.timezone,
+        svc.service_name,
+        s.capacity - s.booked_count - s.held_count + CASE WHEN s.held_count > 0 THEN (
+            SELECT count(*) FROM reservations r
+            WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s
+        ) ELSE 0 END AS free,
+        s.start_at - svc.notice AS notice_edge,
+        CASE
+            WHEN NOT svc.clinic_active THEN 'clinic_inactive'
+            WHEN NOT svc.service_active THEN 'service_inactive'
+            WHEN s.start_at <= %(now)s THEN 'slot_started'
+            WHEN s.start_at - svc.notice < %(now)s THEN 'too_late_to_book'
+            WHEN s.start_at >= svc.horizon_end THEN 'beyond_booking_horizon'
+            WHEN s.status <> 'open' THEN 'slot_closed'
+        END AS rule_reason
+    FROM slots s JOIN svc ON svc.service_id = s.service_id
+    WHERE {where}
+), rows AS (
+    SELECT *, coalesce(rule_reason, CASE WHEN free <= 0 THEN 'slot_full' END) AS reason
+    FROM base
+)
+"""
+# One statement, one round trip: the summary over every matching slot, then the page.
+_SEARCH_PAGE = """, summary AS (
+    SELECT count(*) FILTER (WHERE {visible}) AS total,
+        least(
+            min(CASE WHEN rule_reason IS NULL AND held_count > 0 THEN (
+                SELECT min(r.expires_at) FROM reservations r
+                WHERE r.slot_id = rows.id AND r.status = 'held' AND r.expires_at > %(now)s
+            ) END),
+            min(notice_edge) FILTER (WHERE rule_reason IS NULL AND notice_edge >= %(now)s),
+            min(start_at) FILTER (WHERE %(staff)s AND start_at > %(now)s),
+            min(next_midnight) FILTER (WHERE rule_reason = 'beyond_booking_horizon')
+        ) AS next_change
+    FROM rows
+)
+SELECT summary.total, summary.next_change, page.id, page.clinic_id, page.service_id,
+    page.start_at, page.end_at, page.capacity, page.status, page.version, page.free,
+    page.reason, page.timezone, page.clinic_name, page.service_name
+FROM summary LEFT JOIN LATERAL (
+    SELECT * FROM rows WHERE {visible} ORDER BY start_at, id LIMIT %(limit)s OFFSET %(offset)s
+) page ON TRUE
+"""
+
+
+def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) for the search `filters` (see slot_search_page)."""
+    where, service_where, params = ["TRUE"], ["TRUE"], {}
+    for name, clause in (
+        ("clinic_id", "sv.clinic_id = %(clinic_id)s"),
+        ("service_id", "sv.id = %(service_id)s"),
+    ):
+        if filters.get(name) is not None:
+            service_where.append(clause)
+    for name, clause in (
+        ("slot_id", "s.id = %(slot_id)s"),
+        ("clinic_id", "s.clinic_id = %(clinic_id)s"),
+        ("service_id", "s.service_id = %(service_id)s"),
+        ("start_from", "s.start_at >= %(start_from)s"),
+        ("start_to", "s.start_at < %(start_to)s"),
+    ):
+        if filters.get(name) is not None:
+            where.append(clause)
+            params[name] = filters[name]
+    if filters.get("species"):
+        service_where.append(
+            "(jsonb_array_length(sv.species) = 0 OR EXISTS (SELECT 1 FROM "
+            "jsonb_array_elements_text(sv.species) AS accepted(name) "
+            "WHERE lower(accepted.name) = %(species)s))"
+        )
+        params["species"] = filters["species"].lower()
+    staff = bool(filters.get("include_unbookable"))
+    visible = ["TRUE" if staff else "rule_reason IS NULL"]
+    if filters.get("available") is True:
+        visible.append("reason IS NULL")
+    elif filters.get("available") is False:
+        visible.append("reason IS NOT NULL")
+    base = _SEARCH_BASE.format(where=" AND ".join(where), service_where=" AND ".join(service_where))
+    condition = " AND ".join(visible)
+    params["staff"] = staff
+    return base.rstrip() + _SEARCH_PAGE.format(visible=condition), params
+
+
+def slot_row(
     *,
-    clinic_id: str | None = None,
-    service_id: str | None = None,
-    start_from: dt.datetime | None = None,
-    start_to: dt.datetime | None = None,
-    available: bool | None = None,
-    using: str = "default",
-) -> QuerySet[Slot]:
-    slots = Slot.objects.using(using).all()
-    if clinic_id:
-        slots = slots.filter(clinic_id=clinic_id)
-    if service_id:
-        slots = slots.filter(service_id=service_id)
-    if start_from:
-        slots = slots.filter(start_at__gte=start_from)
-    if start_to:
-        slots = slots.filter(start_at__lt=start_to)
-    if available is True:
-        slots = slots.filter(
-            status=SlotStatus.OPEN, capacity__gt=F("booked_count") + F("held_count")
-        )
-    elif available is False:
-        slots = slots.exclude(
-            status=SlotStatus.OPEN, capacity__gt=F("booked_count") + F("held_count")
-        )
-    return slots.order_by("start_at", "id")
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def slot_row(values: dict[str, Any]) -> dict[str, Any]:
-    """The API shape of a slot from a `.values()` row (a plain function: 10x a serializer)."""
-    available = 0
-    if values["status"] == SlotStatus.OPEN:
-        available = max(0, values["capacity"] - values["booked_count"] - values["held_count"])
+    id: Any,
+    clinic_id: str,
+    service_id: str,
+    start_at: dt.datetime,
+    end_at: dt.datetime,
+    capacity: int,
+    status: str,
+    version: int,
+    free: int,
+    reason: str | None,
+    zone_name: str,
+    clinic_name: str,
+    service_name: str,
+) -> dict[str, Any]:
+    """The API shape of a slot (SlotOutput documents it), for search and detail alike: a
+    plain function, ten times cheaper than a serializer on the hot path. `available_capacity`
+    is what a hold at that instant could take: 0 when any rule refuses the slot."""
     return {
-        "id": str(values["id"]),
-        "clinic_id": values["clinic_id"],
-        "service_id": values["service_id"],
-        "start_at": _iso(values["start_at"]),
-        "end_at": _iso(values["end_at"]),
-        "capacity": values["capacity"],
-        "available_capacity": available,
-        "status": values["status"],
-        "version": values["version"],
+        "id": str(id),
+        "clinic_id": clinic_id,
+        "service_id": service_id,
+        "start_at": api_timestamp(start_at),
+        "end_at": api_timestamp(end_at),
+        "capacity": capacity,
+        "available_capacity": max(0, free) if reason is None else 0,
+        "status": status,
+        "version": version,
+        "bookable": reason is None,
+        "reason": reason,
         **local_fields(
-            start_at=values["start_at"],
-            end_at=values["end_at"],
-            zone_name=values["clinic__timezone"],
-            clinic_name=values["clinic__name"],
-            service_name=values["service__name"],
+            start_at=start_at,
+            end_at=end_at,
+            zone_name=zone_name,
+            clinic_name=clinic_name,
+            service_name=service_name,
         ),
     }
 
 
+def slot_search(
+    *,
+    filters: dict[str, Any],
+    page: int,
+    page_size: int,
+    now: dt.datetime | None = None,
+    using: str = "default",
+) -> dict[str, Any]:
+    """One page `{"count", "results", "valid_until"}` straight from the database; the
+    answer holds until `valid_until` (epoch seconds, None: no change due) unless a slot,
+    clinic or service changes."""
+    now = now or timezone.now()
+    if connections[using].vendor != "postgresql":
+        return slot_search_evaluated(
+            filters=filters, page=page, page_size=page_size, now=now, using=using
+        )
+    sql, params = _search_sql(filters)
+    params.update(
+        now=now,
+        notice=settings.BOOKING_MIN_NOTICE_MINUTES,
+        horizon=settings.BOOKING_HORIZON_DAYS,
+        limit=page_size,
+        offset=(page - 1) * page_size,
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    count, next_change = found[0][0], found[0][1]
+    rows = [
+        slot_row(
+            id=row[2],
+            clinic_id=row[3],
+            service_id=row[4],
+            start_at=row[5],
+            end_at=row[6],
+            capacity=row[7],
+            status=row[8],
+            version=row[9],
+            free=row[10],
+            reason=row[11],
+            zone_name=row[12],
+            clinic_name=row[13],
+            service_name=row[14],
+        )
+        for row in found
+        if row[2] is not None
+    ]
+    return {
+        "count": count,
+        "results": rows,
+        "valid_until": next_change.timestamp() if next_change is not None else None,
+    }
+
+
+def _expired_holds(slot_ids: list[uuid.UUID], *, now: dt.datetime, using: str) -> dict[str, int]:
+    """Per slot, its holds past their expiry that the expiry job has not expired yet. Reads the
+    holds table by name: holds are part of a slot's availability, the app is not imported."""
+    if not slot_ids:
+        return {}
+    marks = ", ".join(["%s"] * len(slot_ids))
+    with connections[using].cursor() as cursor:
+        sql = f"SELECT slot_id, count(*) FROM reservations WHERE status = 'held' AND expires_at <= %s AND slot_id IN ({marks}) GROUP BY slot_id"  # noqa: E501, S608 (placeholders only)
+        cursor.execute(sql, [now, *(slot_id.hex for slot_id in slot_ids)])
+        return {uuid.UUID(str(slot_id)).hex: count for slot_id, count in cursor.fetchall()}
+
+
+def _next_hold_expiry(slot_ids: list[uuid.UUID], *, now: dt.datetime, using: str) -> Any:
+    if not slot_ids:
+        return None
+    marks = ", ".join(["%s"] * len(slot_ids))
+    with connections[using].cursor() as cursor:
+        sql = f"SELECT min(expires_at) FROM reservations WHERE status = 'held' AND expires_at > %s AND slot_id IN ({marks})"  # noqa: E501, S608 (placeholders only)
+        cursor.execute(sql, [now, *(slot_id.hex for slot_id in slot_ids)])
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite hands back text
+        value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return value
+
+
+def slot_search_evaluated(
+    *, filters: dict[str, Any], page: int, page_size: int, now: dt.datetime, using: str
+) -> dict[str, Any]:
+    """`slot_search` with the rules evaluated in Python by slots/rules.py, row by row: for a
+    database without time zones in SQL (SQLite, the embedded mode), and the reference the
+    PostgreSQL query is tested against. Reads every slot the filters match."""
+    slots = Slot.objects.using(using).select_related("clinic", "service")
+    for name, lookup in (
+        ("slot_id", "id"),
+        ("clinic_id", "clinic_id"),
+        ("service_id", "service_id"),
+        ("start_from", "start_at__gte"),
+        ("start_to", "start_at__lt"),
+    ):
+        if filters.get(name) is not None:
+            slots = slots.filter(**{lookup: filters[name]})
+    found = [
+        slot
+        for slot in slots.order_by("start_at", "id")
+        if not filters.get("species")
+        or species_accepted(accepted=slot.service.species, species=filters["species"])
+    ]
+    expired = _expired_holds([s.id for s in found if s.held_count > 0], now=now, using=using)
+    staff = bool(filters.get("include_unbookable"))
+    visible, edges, watched = [], [], []
+    for slot in found:
+        rules = rules_of(slot.service)
+        zone = ZoneInfo(slot.clinic.timezone)
+        free = slot.capacity - slot.booked_count - slot.held_count + expired.get(slot.id.hex, 0)
+        reason = slot_refusal(
+            start_at=slot.start_at,
+            status=slot.status,
+            available=free,
+            clinic_active=slot.clinic.active,
+            service_active=slot.service.active,
+            zone=zone,
+            rules=rules,
+            now=now,
+        )
+        rule_refused = reason not in (None, SLOT_FULL)
+        if reason == BEYOND_BOOKING_HORIZON:  # the horizon moves at the clinic's midnight
+            tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+            edges.append(dt.datetime.combine(tomorrow, dt.time(), zone).astimezone(dt.UTC))
+        if not rule_refused:
+            edges.append(notice_edge(start_at=slot.start_at, rules=rules))
+            if slot.held_count > 0:
+                watched.append(slot.id)
+        if staff and slot.start_at > now:
+            edges.append(slot.start_at)
+        shown = staff or not rule_refused
+        if filters.get("available") is True:
+            shown = shown and reason is None
+        elif filters.get("available") is False:
+            shown = shown and reason is not None
+        if shown:
+            visible.append((slot, free, reason))
+    edges.append(_next_hold_expiry(watched, now=now, using=using))
+    future = [edge for edge in edges if edge is not None and edge >= now]
+    offset = (page - 1) * page_size
+    return {
+        "count": len(visible),
+        "results": [
+            slot_row(
+                id=slot.id,
+                clinic_id=slot.clinic_id,
+                service_id=slot.service_id,
+                start_at=slot.start_at,
+                end_at=slot.end_at,
+                capacity=slot.capacity,
+                status=slot.status,
+                version=slot.version,
+                free=free,
+                reason=reason,
+                zone_name=slot.clinic.timezone,
+                clinic_name=slot.clinic.name,
+                service_name=slot.service.name,
+            )
+            for slot, free, reason in visible[offset : offset + page_size]
+        ],
+        "valid_until": min(future).timestamp() if future else None,
+    }
+
+
 def slot_search_page(*, filters: dict[str, Any], page: int, page_size: int) -> dict[str, Any]:
-    """One page of search results `{"count", "results"}`, cached for
-    SLOT_SEARCH_CACHE_SECONDS and invalidated by any change to a slot of that clinic."""
+    """One page of search results `{"count", "results"}`, cached for at most
+    SLOT_SEARCH_CACHE_SECONDS, invalidated by any change to a slot, service or clinic of that
+    clinic, and never served past the instant it would change on its own (`valid_until`)."""
+    ttl = settings.SLOT_SEARCH_CACHE_SECONDS
+    if ttl <= 0:  # cache off: no generation reads either
+        return slot_search(filters=filters, page=page, page_size=page_size, using=read_replica())
     clinic_id = filters.get("clinic_id")
     families = [slot_search_family(clinic_id if clinic_id else "*")]
     key = cache_keys.keyed(
         "slotsearch", families, {**filters, "page": page, "page_size": page_size}
     )
     cached = cache.get(key)
-    if cached is not None:
+    now = timezone.now()
+    if cached is not None and (
+        cached["valid_until"] is None or cached["valid_until"] > now.timestamp()
+    ):
         metrics.SLOT_SEARCH_CACHE.labels(result="hit").inc()
         return cached
     metrics.SLOT_SEARCH_CACHE.labels(result="miss").inc()
-    slots = slot_search(**filters, using=read_replica())
-    count = slots.count()
-    offset = (page - 1) * page_size
-    rows = [slot_row(v) for v in slots.values(*SLOT_FIELDS)[offset : offset + page_size]]
-    result = {"count": count, "results": rows}
-    cache.set(key, result, timeout=settings.SLOT_SEARCH_CACHE_SECONDS)
+    result = slot_search(
+        filters=filters, page=page, page_size=page_size, now=now, using=read_replica()
+    )
+    if result["valid_until"] is not None:
+        ttl = min(ttl, result["valid_until"] - now.timestamp())
+    if ttl > 0:
+        cache.set(key, result, timeout=max(1, math.ceil(ttl)))
     return result
+
+
+def slot_detail(*, slot_id: uuid.UUID | str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One slot in the search's shape (bookable, reason), read from the database."""
+    slot = slot_get(slot_id=slot_id)
+    found = slot_search(
+        filters={"clinic_id": slot.clinic_id, "slot_id": slot.id, "include_unbookable": True},
+        page=1,
+        page_size=1,
+        now=now,
+    )
+    return found["results"][0]

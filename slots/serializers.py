@@ -7,6 +7,7 @@ from rest_framework import serializers
 from petpro_booking.core.fields import AwareDateTimeField
 
 from .models import Clinic, ClinicService, SlotStatus
+from .rules import REASONS
 
 
 class ClinicOutput(serializers.ModelSerializer):
@@ -34,6 +35,9 @@ class ClinicServiceOutput(serializers.ModelSerializer):
 
 
 class SlotOutput(serializers.Serializer):
+    """Documents the slot's shape; `selectors.slot_row` renders it (one output style for
+    search and detail, a plain function on the hot path)."""
+
     id = serializers.UUIDField()
     clinic_id = serializers.CharField()
     service_id = serializers.CharField()
@@ -43,6 +47,13 @@ class SlotOutput(serializers.Serializer):
     available_capacity = serializers.IntegerField()
     status = serializers.ChoiceField(choices=SlotStatus.choices)
     version = serializers.IntegerField()
+    bookable = serializers.BooleanField(help_text="A hold now would get a unit.")
+    reason = serializers.ChoiceField(
+        choices=REASONS,
+        allow_null=True,
+        help_text="Why not bookable (null when bookable): a hold answers 409 with this code, "
+        "`slot_unavailable` for `slot_closed` and `slot_full`.",
+    )
     timezone = serializers.CharField(help_text="The clinic's IANA time zone")
     start_local = serializers.CharField(help_text="start_at in the clinic's time, with offset")
     end_local = serializers.CharField(help_text="end_at in the clinic's time, with offset")
@@ -55,7 +66,28 @@ class SlotSearchQuery(serializers.Serializer):
     service_id = serializers.CharField(required=False, max_length=64)
     start_from = AwareDateTimeField(required=False, help_text="ISO 8601 with offset")
     start_to = AwareDateTimeField(required=False, help_text="ISO 8601 with offset; exclusive")
-    available = serializers.BooleanField(required=False, allow_null=True, default=None)
+    available = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: only slots a hold would get now; false: only those it would not.",
+    )
+    pet_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="Only slots this pet (one of the caller's) could book; 400 `invalid_pet` "
+        "for a pet that is not the caller's.",
+    )
+    species = serializers.CharField(
+        required=False, max_length=32, help_text="Only slots of services taking this species."
+    )
+    include_unbookable = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Staff of `clinic_id` and support: also list slots no one can book now "
+        "(closed, inactive clinic or service, started, inside the notice, beyond the horizon), "
+        "each with `bookable` false and its `reason`. 403 for anyone else.",
+    )
     page = serializers.IntegerField(required=False, min_value=1, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 

@@ -22,6 +22,7 @@ from petpro_booking.events.services import event_append
 
 from .errors import CapacityConflict, NotClinicStaff
 from .models import Clinic, ClinicService, Slot, SlotStatus
+from .rules import BookingRules, buffered_window, rules_of
 
 SLOT_AGGREGATE = "slot"
 
@@ -106,6 +107,23 @@ def slot_create(
     _service_of(clinic_id=clinic_id, service_id=service_id)
     try:
         with transaction.atomic():
+            rules = rules_of(_lock_service(service_id))
+            clash = _buffer_clashes(
+                service_id=service_id, windows=[(start_at, end_at)], rules=rules
+            )
+            if clash:
+                raise ValidationFailed(
+                    "This slot overlaps a neighbouring slot of the service or its buffer time "
+                    f"({rules.buffer_before_minutes} min before, {rules.buffer_after_minutes} "
+                    "min after each slot).",
+                    details={
+                        "start_at": [
+                            f"Too close to the slot starting {clash[0].isoformat()}: keep "
+                            f"{rules.buffer_before_minutes} min before and "
+                            f"{rules.buffer_after_minutes} min after each slot free."
+                        ]
+                    },
+                )
             slot = Slot.objects.create(
                 clinic_id=clinic_id,
                 service_id=service_id,
@@ -136,8 +154,50 @@ class WeeklyWindow:
     end: dt.time
 
 
+def _lock_service(service_id: str) -> ClinicService:
+    """Slot creation of one service, one at a time: the buffer check sees every neighbour."""
+    return ClinicService.objects.select_for_update().get(id=service_id)
+
+
+def _buffer_clashes(
+    *,
+    service_id: str,
+    windows: list[tuple[dt.datetime, dt.datetime]],
+    rules: BookingRules,
+) -> list[dt.datetime]:
+    """Starts of the `windows` (start, end) whose buffered time overlaps that of an existing
+    slot of the service. Only with buffers set: without them slots may touch or overlap, as
+    before."""
+    if not windows or not (rules.buffer_before_minutes or rules.buffer_after_minutes):
+        return []
+    reach = dt.timedelta(minutes=rules.buffer_before_minutes + rules.buffer_after_minutes)
+    neighbours = list(
+        Slot.objects.filter(
+            service_id=service_id,
+            start_at__lt=max(end for _, end in windows) + reach,
+            end_at__gt=min(start for start, _ in windows) - reach,
+        ).values_list("start_at", "end_at")
+    )
+    clashes = []
+    for start, end in windows:
+        mine = buffered_window(start_at=start, end_at=end, rules=rules)
+        for other_start, other_end in neighbours:
+            if other_start == start:
+                continue  # the same start is the unique constraint's case, said elsewhere
+            theirs = buffered_window(start_at=other_start, end_at=other_end, rules=rules)
+            if mine[0] < theirs[1] and theirs[0] < mine[1]:
+                clashes.append(start)
+                break
+    return clashes
+
+
 def _local_starts(
-    *, day: dt.date, window: WeeklyWindow, duration: dt.timedelta, zone: ZoneInfo
+    *,
+    day: dt.date,
+    window: WeeklyWindow,
+    duration: dt.timedelta,
+    zone: ZoneInfo,
+    gap: dt.timedelta = dt.timedelta(0),
 ) -> list[dt.datetime]:
     """Slot starts of one window on one local day, as aware UTC datetimes.
 
@@ -153,7 +213,7 @@ def _local_starts(
         as_utc = local.astimezone(dt.UTC)
         if as_utc.astimezone(zone).replace(tzinfo=None) == cursor:  # exists on that day
             starts.append(as_utc)
-        cursor += duration
+        cursor += duration + gap
     return starts
 
 
@@ -184,22 +244,36 @@ def slot_generate(
     service = _service_of(clinic_id=clinic_id, service_id=service_id)
     zone = ZoneInfo(service.clinic.timezone)
     duration = dt.timedelta(minutes=service.duration_minutes)
+    rules = rules_of(service)
+    # Consecutive slots keep the buffers between them: after this one, before the next.
+    gap = dt.timedelta(minutes=rules.buffer_after_minutes + rules.buffer_before_minutes)
 
     wanted: list[dt.datetime] = []
     day = date_from
     while day <= date_to:
         for window in weekly:
             if window.weekday == day.isoweekday():
-                wanted.extend(_local_starts(day=day, window=window, duration=duration, zone=zone))
+                wanted.extend(
+                    _local_starts(day=day, window=window, duration=duration, zone=zone, gap=gap)
+                )
         day += dt.timedelta(days=1)
     if not wanted:
         return 0
 
     with transaction.atomic():
+        _lock_service(service_id)
         existing = set(
             Slot.objects.filter(
                 clinic_id=clinic_id, service_id=service_id, start_at__in=wanted
             ).values_list("start_at", flat=True)
+        )
+        # A start kept already is skipped; one too close to another existing slot too.
+        existing.update(
+            _buffer_clashes(
+                service_id=service_id,
+                windows=[(start, start + duration) for start in wanted if start not in existing],
+                rules=rules,
+            )
         )
         new_slots = [
             Slot(
@@ -301,7 +375,19 @@ def clinic_upsert(
     )
     transaction.on_commit(lambda: invalidate_clinic(clinic_id))
     clinic_read_model_changed(clinic_id=clinic_id)
+    invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
     return clinic
+
+
+def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicService:
+    """Save a service edited in the admin (embedded mode: its rules, name, price...); its
+    clinic's cached searches go, as the rules decide what is bookable."""
+    _require_manager(actor, service.clinic_id)
+    with transaction.atomic():
+        service.save()
+        invalidate_slot_search(clinic_id=service.clinic_id)
+        clinic_read_model_changed(clinic_id=service.clinic_id)
+    return service
 
 
 # --- Capacity counters (DESIGN.md §4 layer 2) -------------------------------------------------

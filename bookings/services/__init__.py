@@ -43,6 +43,7 @@ from .refunds import (
     payment_refund_schedule_if_paid,
     payments_refund_owed,
 )
+from .visits import SlotVisitsCancelled, booking_cancel_slot_visits
 
 __all__ = [
     "BOOKING_AGGREGATE",
@@ -52,8 +53,10 @@ __all__ = [
     "RESCHEDULABLE",
     "TRANSITIONS",
     "BookingEvent",
+    "SlotVisitsCancelled",
     "booking_cancel",
     "booking_cancel_for_payment_deadline",
+    "booking_cancel_slot_visits",
     "booking_complete",
     "booking_confirm_reservation",
     "booking_event_data",

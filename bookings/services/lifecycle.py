@@ -29,6 +29,7 @@ from slots.services import slot_convert_hold, slot_return_booking, slot_take_boo
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
 from ..models import Booking, BookingStatus, CancelReason
+from ..visit_rules import booking_close_check
 from .history import (
     RESCHEDULABLE,
     BookingEvent,
@@ -320,6 +321,7 @@ def _booking_close(
 
     def decide(slot: Slot) -> Booking:
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=slot)
+        booking_close_check(booking=booking, slot=slot, to_status=to_status, now=timezone.now())
         return booking_transition(
             booking=booking,
             to_status=to_status,

@@ -64,6 +64,12 @@ from .history import (
     booking_transition,
 )
 from .lifecycle import booking_cancel
+from .payment_deadline import (
+    bookings_past_payment_deadline,
+    payment_deadline_extend,
+    payment_deadline_of,
+    payment_deadline_start,
+)
 from .refunds import payment_refund_request
 
 logger = logging.getLogger(__name__)
@@ -79,11 +85,6 @@ WEBHOOK_STATUSES = {
 JOB_BATCH = 100
 # Pending payments older than this are no longer asked about (the provider has given up too).
 RECONCILE_MAX_AGE = dt.timedelta(days=7)
-
-
-def payment_deadline_of(booking: Booking) -> dt.datetime:
-    """Unpaid bookings are cancelled this long after their creation (PAYMENT_DEADLINE_SECONDS)."""
-    return booking.created_at + dt.timedelta(seconds=settings.PAYMENT_DEADLINE_SECONDS)
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ def _payment_record_for_attempt(*, booking_id: uuid.UUID) -> PaymentRecord:
             .first()
         )
         if record is None:
+            payment_deadline_start(booking=booking, now=timezone.now())
             record = PaymentRecord.objects.create(
                 booking=booking,
                 idempotency_key=f"booking-{booking.id}-{uuid.uuid4().hex[:12]}",
@@ -481,17 +483,20 @@ def payments_reconcile_stale(*, batch_size: int = JOB_BATCH) -> dict[str, int]:
 # --- the payment deadline --------------------------------------------------------------------
 
 
-def _reconcile_booking(*, booking_id: uuid.UUID) -> None:
+def _reconcile_booking(*, booking_id: uuid.UUID) -> bool:
     """Last look before cancelling: a payment whose webhook was lost must confirm, not lose,
-    the booking. Raises PaymentServiceUnavailable when the provider cannot be asked."""
+    the booking. True when the provider still processes one of its payments. Raises
+    PaymentServiceUnavailable when the provider cannot be asked."""
     records = PaymentRecord.objects.filter(booking_id=booking_id, status__in=LIVE_STATUSES).exclude(
         payment_id=None
     )
+    processing = False
     for record_id in list(records.values_list("id", flat=True)):
         try:
-            payment_reconcile(record_id=record_id)
+            processing |= payment_reconcile(record_id=record_id) == "still_pending"
         except PaymentRejected as exc:
             logger.error("payment %s unknown to the provider: %s", record_id, exc.details)
+    return processing
 
 
 def booking_cancel_for_payment_deadline(*, booking_id: uuid.UUID | str) -> str:
@@ -520,25 +525,29 @@ def booking_cancel_for_payment_deadline(*, booking_id: uuid.UUID | str) -> str:
 
 
 def bookings_cancel_unpaid(*, batch_size: int = JOB_BATCH) -> dict[str, int]:
-    """The deadline job: bookings `pending_payment` for longer than PAYMENT_DEADLINE_SECONDS
-    are cancelled, after one last look at the provider for each (skipped for the rest of the
-    run once the provider is down: the late-payment path catches what that misses)."""
-    cutoff = timezone.now() - dt.timedelta(seconds=settings.PAYMENT_DEADLINE_SECONDS)
+    """The deadline job: unpaid bookings past their deadline (payment_deadline.py) are
+    cancelled, after one last look at the provider for each (skipped for the rest of the run
+    once the provider is down: the late-payment path catches what that misses). One whose
+    payment the provider still processes gets more time instead, up to the maximum."""
     due = (
-        Booking.objects.filter(status=BookingStatus.PENDING_PAYMENT, created_at__lte=cutoff)
+        Booking.objects.filter(bookings_past_payment_deadline(now=timezone.now()))
         .order_by("created_at")
         .values_list("id", flat=True)[:batch_size]
     )
     ask_provider = True
     counts: dict[str, int] = {}
     for booking_id in list(due):
+        processing = False
         if ask_provider:
             try:
-                _reconcile_booking(booking_id=booking_id)
+                processing = _reconcile_booking(booking_id=booking_id)
             except PaymentServiceUnavailable:
                 ask_provider = False
             except (VersionConflict, SlotBusy, InvalidTransition):
                 pass
-        outcome = booking_cancel_for_payment_deadline(booking_id=booking_id)
+        if processing and payment_deadline_extend(booking_id=booking_id):
+            outcome = "extended"
+        else:
+            outcome = booking_cancel_for_payment_deadline(booking_id=booking_id)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

@@ -54,6 +54,28 @@ class ServiceInfo:
     species: tuple[str, ...]
     requires_payment: bool
     cancellation_window_hours: int
+    # Booking rules, when the Clinic Service sends them (None: keep ours).
+    rules: tuple[tuple[str, int], ...] = ()
+
+
+RULE_FIELDS = (
+    "min_notice_minutes",
+    "booking_horizon_days",
+    "buffer_before_minutes",
+    "buffer_after_minutes",
+)
+
+
+def _parse_rules(service: dict[str, Any]) -> list[tuple[str, int]]:
+    """The booking rules the service sends, each a whole number >= 0; absent ones are left out."""
+    rules = []
+    for name in RULE_FIELDS:
+        if service.get(name) is not None:
+            value = int(service[name])
+            if value < 0:
+                raise ValueError(f"service {service.get('id')!r}: {name} below 0")
+            rules.append((name, value))
+    return rules
 
 
 def _clinic_key(clinic_id: str) -> str:
@@ -97,6 +119,7 @@ def _parse_services(body: Any) -> list[dict[str, Any]]:
                 "species": [str(s).lower() for s in service.get("species") or []],
                 "requires_payment": bool(service.get("requires_payment", False)),
                 "cancellation_window_hours": window,
+                "rules": _parse_rules(service),
             }
         )
     return rows
@@ -143,6 +166,7 @@ def clinic_services(
             species=tuple(row["species"]),
             requires_payment=row["requires_payment"],
             cancellation_window_hours=row["cancellation_window_hours"],
+            rules=tuple((name, value) for name, value in row.get("rules", ())),
         )
         for row in rows
     ]

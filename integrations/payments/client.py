@@ -260,6 +260,8 @@ def _required_str(body: dict[str, Any], key: str) -> str:
 
 def _status(body: dict[str, Any], *, default: str | None = None) -> str:
     status = str(body.get("status") or default or "")
+    if status == "processing":  # 3-D Secure, a bank transfer under way: still pending to us
+        return "pending"
     if status not in PROVIDER_STATUSES:
         raise PaymentServiceUnavailable(
             f"The payment service answered an unknown status {status!r}.", reason="bad_answer"

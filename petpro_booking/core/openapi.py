@@ -64,6 +64,24 @@ def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
     }
 
 
+def conflict_response(name: str, codes: list[str], description: str) -> OpenApiResponse:
+    """A 409 whose envelope names the codes this operation can answer with (an enum)."""
+    envelope = inline_serializer(
+        name=name,
+        fields={
+            "error": inline_serializer(
+                name=f"{name}Body",
+                fields={
+                    "code": serializers.ChoiceField(choices=codes),
+                    "message": serializers.CharField(),
+                    "details": serializers.DictField(),
+                },
+            )
+        },
+    )
+    return OpenApiResponse(response=envelope, description=description)
+
+
 class ErrorDocumentingAutoSchema(AutoSchema):
     """Adds the error envelope for the statuses every operation can answer."""
 

@@ -164,6 +164,12 @@ class Window:
         return self.rate.period * 2 + 1
 
 
+def throttle_key_prefix(scope: str, ident: str) -> str:
+    """The cache-key prefix of one caller's windows in one scope (`user`, `ip`). One hash tag
+    per caller and scope: both windows on one cluster node."""
+    return f"throttle:{{{scope}:{ident}}}:"
+
+
 def windows_for(request: Request, *, now: float) -> list[Window]:
     """The limits this request counts against: its user's (if authenticated) and its IP's."""
     limits: list[tuple[str, str, Rate]] = []
@@ -177,9 +183,8 @@ def windows_for(request: Request, *, now: float) -> list[Window]:
         windows.append(
             Window(
                 rate=rate,
-                # One hash tag per caller and scope: both windows on one cluster node.
-                current_key=f"throttle:{{{scope}:{ident}}}:{index}",
-                previous_key=f"throttle:{{{scope}:{ident}}}:{index - 1}",
+                current_key=f"{throttle_key_prefix(scope, ident)}{index}",
+                previous_key=f"{throttle_key_prefix(scope, ident)}{index - 1}",
                 elapsed=now - index * rate.period,
             )
         )

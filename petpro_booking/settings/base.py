@@ -166,9 +166,21 @@ LOCAL_CACHE_GENERATION_SECONDS = env.float("LOCAL_CACHE_GENERATION_SECONDS", def
 # --- Business timings ------------------------------------------------------------------------
 RESERVATION_TTL_SECONDS = env.int("RESERVATION_TTL_SECONDS", default=600)
 PAYMENT_DEADLINE_SECONDS = env.int("PAYMENT_DEADLINE_SECONDS", default=1800)
+# Holds that follow the payment (bookings/services/payment_deadline.py): starting to pay gives
+# PAYMENT_DEADLINE_SECONDS from then, never past creation + PAYMENT_DEADLINE_CAP_SECONDS; a
+# payment the provider still processes at the deadline extends it by
+# PAYMENT_PENDING_EXTENSION_SECONDS, never past creation + PAYMENT_DEADLINE_MAX_SECONDS.
+PAYMENT_DEADLINE_CAP_SECONDS = env.int("PAYMENT_DEADLINE_CAP_SECONDS", default=3600)
+PAYMENT_PENDING_EXTENSION_SECONDS = env.int("PAYMENT_PENDING_EXTENSION_SECONDS", default=600)
+PAYMENT_DEADLINE_MAX_SECONDS = env.int("PAYMENT_DEADLINE_MAX_SECONDS", default=4 * 3600)
 LOCK_TTL_SECONDS = env.int("LOCK_TTL_SECONDS", default=30)
 LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
 SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
+# Booking rules of a service whose own value is unset (slots/rules.py, docs/bookings.md).
+BOOKING_MIN_NOTICE_MINUTES = env.int("BOOKING_MIN_NOTICE_MINUTES", default=0)
+BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=365)
+BOOKING_BUFFER_BEFORE_MINUTES = env.int("BOOKING_BUFFER_BEFORE_MINUTES", default=0)
+BOOKING_BUFFER_AFTER_MINUTES = env.int("BOOKING_BUFFER_AFTER_MINUTES", default=0)
 # Idempotency-Key: responses replayed this long; a claim with no answer after IN_FLIGHT seconds
 # (its process died) may be taken over.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=86400)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.utils import timezone
 
 from bookings.models import Booking
 from bookings.services import booking_confirm_reservation
@@ -39,6 +40,14 @@ def book_on(slot: Slot, *, owner: Principal = OWNER, pet_id: str = "pet-1") -> B
 def counters(slot: Slot) -> tuple[int, int]:
     slot.refresh_from_db()
     return slot.booked_count, slot.held_count
+
+
+def let_slot_start(slot: Slot, *, ago: dt.timedelta = dt.timedelta(minutes=5)) -> Slot:
+    """Move a booked slot's start into the past, so its visit may be completed or missed."""
+    start = timezone.now() - ago
+    Slot.objects.filter(id=slot.id).update(start_at=start, end_at=start + dt.timedelta(minutes=30))
+    slot.refresh_from_db()
+    return slot
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import Booking, PaymentRecord
@@ -74,9 +75,14 @@ def last_event(booking: Booking, event_type: str) -> Event:
 
 
 def age_booking(booking: Booking, *, seconds: float) -> None:
-    """Pretend the booking was created `seconds` ago (its payment deadline counts from then)."""
-    Booking.objects.filter(id=booking.id).update(
-        created_at=timezone.now() - dt.timedelta(seconds=seconds)
+    """Pretend the booking was created `seconds` ago (its payment deadline counts from then,
+    or from when its payment started, which moves back by as much)."""
+    now = timezone.now()
+    Booking.objects.filter(id=booking.id).update(created_at=now - dt.timedelta(seconds=seconds))
+    Booking.objects.filter(id=booking.id, payment_deadline_at__isnull=False).update(
+        payment_deadline_at=F("payment_deadline_at")
+        - (now - booking.created_at)
+        - dt.timedelta(seconds=seconds)
     )
 
 

@@ -11,7 +11,7 @@ from petpro_booking.events.models import Event
 from slots.models import ClinicStaff
 
 from ..factories import ClinicFactory
-from .conftest import book_on, counters
+from .conftest import book_on, counters, let_slot_start
 
 # The services open their own SERIALIZABLE transactions, so tests cannot wrap them in one.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,6 +95,7 @@ def test_cancel_action_asks_for_a_reason_then_goes_through_the_service(
 
 
 def test_stale_action_is_refused(support_browser, booking):
+    let_slot_start(booking.slot)
     seen_version = booking.version  # a second agent opens the form now...
     act(support_browser, "complete_bookings", booking, reason="attended")
     booking.refresh_from_db()
@@ -124,6 +125,7 @@ def test_reschedule_and_no_show_actions(support_browser, booking, slot, second_s
     assert booking.slot_id == second_slot.id
     assert counters(slot) == (0, 0)
     assert counters(second_slot) == (1, 0)
+    let_slot_start(second_slot)
     act(support_browser, "no_show_bookings", booking, reason="did not come")
     booking.refresh_from_db()
     assert booking.status == "no_show"

@@ -20,7 +20,7 @@ from slots.models import ClinicStaff
 
 from ..factories import ClinicFactory, ClinicServiceFactory, LocalUserFactory, SlotFactory
 from ..integrations.stub_server import running_stub
-from .conftest import OTHER_OWNER, book_on
+from .conftest import OTHER_OWNER, book_on, let_slot_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -270,6 +270,7 @@ def test_story_page_actions_go_through_the_services(
     no_reason = support_browser.post(page_url, {"action": "complete", "reason": ""})
     assert no_reason.status_code == 200
     assert b"This field is required" in no_reason.content
+    let_slot_start(other)  # a visit is closed once its slot has started
     support_browser.post(page_url, {"action": "complete", "reason": "seen by Dr. Weber"})
     unpaid_booking.refresh_from_db()
     assert unpaid_booking.status == "completed"

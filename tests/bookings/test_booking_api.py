@@ -16,7 +16,7 @@ from slots.models import SlotStatus
 
 from ..conftest import api_client_for
 from ..factories import ClinicServiceFactory, SlotFactory
-from .conftest import book_on, counters, hold_on
+from .conftest import book_on, counters, hold_on, let_slot_start
 
 # The services open their own SERIALIZABLE transactions, so tests cannot wrap them in one.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -380,6 +380,7 @@ def test_cancelled_booking_cannot_be_rescheduled(booking, owner_client, second_s
 
 
 def test_staff_completes_and_marks_no_show(booking, staff_client, owner_client, second_slot, slot):
+    let_slot_start(slot)
     assert owner_client.post(f"/api/v1/bookings/{booking.id}/complete").status_code == 403
     response = staff_client.post(f"/api/v1/bookings/{booking.id}/complete")
     assert response.status_code == 200
@@ -390,6 +391,7 @@ def test_staff_completes_and_marks_no_show(booking, staff_client, owner_client, 
     assert again.json()["error"]["code"] == "invalid_transition"
 
     other = book_on(second_slot)
+    let_slot_start(second_slot)
     response = staff_client.post(
         f"/api/v1/bookings/{other.id}/no-show", {"reason": "did not come"}, format="json"
     )

@@ -3,6 +3,8 @@ confirms), the payment deadline, late payments (re-booked or refunded) and refun
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
@@ -35,6 +37,11 @@ def payment_id(owner_client, unpaid_booking, payment_stub) -> str:
 
 def past_deadline(booking: Booking) -> None:
     age_booking(booking, seconds=django_settings.PAYMENT_DEADLINE_SECONDS + 60)
+
+
+def past_every_extension(booking: Booking) -> None:
+    """A payment the provider still processes gets more time, up to the maximum: past it."""
+    age_booking(booking, seconds=django_settings.PAYMENT_DEADLINE_MAX_SECONDS + 60)
 
 
 def status_of(booking: Booking) -> str:
@@ -131,7 +138,7 @@ def test_the_deadline_job_looks_at_the_provider_first(unpaid_booking, payment_id
 def test_late_success_rebooks_when_the_slot_still_has_room(
     unpaid_booking, payment_id, payment_stub, paid_slot
 ):
-    past_deadline(unpaid_booking)
+    past_every_extension(unpaid_booking)  # still pending at the provider
     assert tasks.payments_cancel_unpaid.delay().get() == {"cancelled": 1}
     payment_stub.settle(payment_id, "succeeded")
 
@@ -153,7 +160,7 @@ def test_late_success_rebooks_when_the_slot_still_has_room(
 def test_late_success_after_the_deadline_is_refunded_when_the_slot_is_gone(
     unpaid_booking, payment_id, payment_stub, paid_slot, other_pet
 ):
-    past_deadline(unpaid_booking)
+    past_every_extension(unpaid_booking)  # still pending at the provider
     assert tasks.payments_cancel_unpaid.delay().get() == {"cancelled": 1}
     book_paid(paid_slot, owner=OTHER_OWNER, pet_id="pet-2")  # the freed unit is taken
     payment_stub.settle(payment_id, "succeeded")
@@ -180,7 +187,7 @@ def test_late_success_after_the_deadline_is_refunded_when_the_slot_is_gone(
 def test_late_success_found_by_reconciliation_is_handled_too(
     unpaid_booking, payment_id, payment_stub
 ):
-    past_deadline(unpaid_booking)
+    past_every_extension(unpaid_booking)  # still pending at the provider
     tasks.payments_cancel_unpaid.delay().get()
     payment_stub.settle(payment_id, "succeeded")
     age_payments(unpaid_booking, seconds=django_settings.PAYMENT_RECONCILE_AFTER_SECONDS + 1)
@@ -280,3 +287,73 @@ def test_payment_jobs_are_on_beat(entry):
     task_name = django_settings.CELERY_BEAT_SCHEDULE[entry]["task"]
     celery_app.loader.import_default_modules()
     assert task_name in celery_app.tasks
+
+
+# --- holds that follow the payment -----------------------------------------------------------
+
+
+def deadline_of(booking: Booking):
+    from bookings.services import payment_deadline_of
+
+    booking.refresh_from_db()
+    return payment_deadline_of(booking)
+
+
+def deadline_notes(booking: Booking) -> list[str]:
+    return list(
+        BookingHistory.objects.filter(booking=booking, reason__contains="payment deadline")
+        .order_by("id")
+        .values_list("reason", flat=True)
+    )
+
+
+@pytest.mark.parametrize("capped", [False, True])
+def test_starting_to_pay_counts_the_deadline_from_then_within_the_cap(
+    settings, owner_client, unpaid_booking, payment_stub, capped
+):
+    started_after = 1500  # of the 1800 s an unpaid booking gets
+    if capped:
+        settings.PAYMENT_DEADLINE_CAP_SECONDS = 2400
+    age_booking(unpaid_booking, seconds=started_after)
+    unpaid_booking.refresh_from_db()
+    before = dt.datetime.now(dt.UTC)
+    assert owner_client.post(payment_url(unpaid_booking)).status_code == 201
+
+    deadline = deadline_of(unpaid_booking)
+    if capped:
+        cap = dt.timedelta(seconds=django_settings.PAYMENT_DEADLINE_CAP_SECONDS)
+        assert deadline == unpaid_booking.created_at + cap
+    else:
+        window = dt.timedelta(seconds=django_settings.PAYMENT_DEADLINE_SECONDS)
+        assert before + window <= deadline <= dt.datetime.now(dt.UTC) + window
+    assert deadline_notes(unpaid_booking) == [
+        f"payment_started: payment deadline {deadline.isoformat()}"
+    ]
+    # The job leaves it alone until then, though its creation is longer ago than the deadline.
+    assert tasks.payments_cancel_unpaid.delay().get() == {}
+
+
+def test_a_payment_still_processing_extends_the_deadline_up_to_the_maximum(
+    unpaid_booking, payment_id, payment_stub, paid_slot
+):
+    payment_stub.settle(payment_id, "processing")  # 3-D Secure under way
+    past_deadline(unpaid_booking)
+
+    assert tasks.payments_cancel_unpaid.delay().get() == {"extended": 1}
+    assert status_of(unpaid_booking) == "pending_payment"
+    extension = dt.timedelta(seconds=django_settings.PAYMENT_PENDING_EXTENSION_SECONDS)
+    assert deadline_of(unpaid_booking) > dt.datetime.now(dt.UTC) + extension - dt.timedelta(
+        seconds=30
+    )
+    assert deadline_notes(unpaid_booking)[-1].startswith("payment_processing: payment deadline")
+    assert tasks.payments_cancel_unpaid.delay().get() == {}  # not due again yet
+
+    # Past the maximum the booking goes, paying or not.
+    age_booking(unpaid_booking, seconds=django_settings.PAYMENT_DEADLINE_MAX_SECONDS + 60)
+    assert tasks.payments_cancel_unpaid.delay().get() == {"cancelled": 1}
+    assert status_of(unpaid_booking) == "cancelled"
+    notes = deadline_notes(unpaid_booking)
+    assert [note.split(":")[0] for note in notes] == [
+        "payment_started",
+        "payment_processing",
+    ]

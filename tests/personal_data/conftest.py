@@ -102,5 +102,5 @@ def person(clinic) -> Person:
     assert answer.status_code == 201, answer.content
     live_hold = Reservation.objects.get(id=answer.json()["id"])
     # What the User Service client caches about an owner (the cache shared with it).
-    cache.set("svc:user:owner-1", {"id": "owner-1", "email": EMAIL, "phone": PHONE})
+    cache.set("svc:{user:owner-1}:profile", {"id": "owner-1", "email": EMAIL, "phone": PHONE})
     return Person(bookings=bookings, live_hold=live_hold, bystander_booking=bystander_booking)

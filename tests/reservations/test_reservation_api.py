@@ -76,7 +76,7 @@ def test_started_slot_is_409(owner_client, owner_pet, clinic_service):
     )
     response = hold(owner_client, started)
     assert response.status_code == 409
-    assert response.json()["error"]["code"] == "slot_unavailable"
+    assert response.json()["error"]["code"] == "slot_started"
     started.refresh_from_db()
     assert started.held_count == 0
 

@@ -193,3 +193,45 @@ def test_close_and_noop_update(slot):
     assert closed.available_capacity == 0
     same = slot_update(actor=SYSTEM, slot_id=slot.id, status=SlotStatus.CLOSED)
     assert same.version == closed.version  # nothing changed, nothing written
+
+
+def test_buffers_space_generated_slots_and_refuse_a_manual_neighbour(clinic_service):
+    clinic_service.duration_minutes = 60
+    clinic_service.buffer_after_minutes = 15
+    clinic_service.buffer_before_minutes = 5
+    clinic_service.save()
+    monday = dt.date(2027, 3, 1)
+    created = slot_generate(
+        actor=SYSTEM,
+        clinic_id=clinic_service.clinic_id,
+        service_id=clinic_service.id,
+        date_from=monday,
+        date_to=monday,
+        weekly=[WeeklyWindow(weekday=1, start=dt.time(9), end=dt.time(12))],
+    )
+    starts = [
+        s.astimezone(dt.timezone(dt.timedelta(hours=1))).strftime("%H:%M")
+        for s in Slot.objects.order_by("start_at").values_list("start_at", flat=True)
+    ]
+    assert created == 2
+    assert starts == ["09:00", "10:20"]  # 60 min + 15 after + 5 before; 11:40 would not fit
+    first_end = Slot.objects.order_by("start_at").first().end_at
+    with pytest.raises(ValidationFailed) as refused:
+        slot_create(
+            actor=SYSTEM,
+            clinic_id=clinic_service.clinic_id,
+            service_id=clinic_service.id,
+            start_at=first_end + dt.timedelta(minutes=19),
+            end_at=first_end + dt.timedelta(minutes=79),
+        )
+    assert "start_at" in refused.value.details
+    # At the edge: 15 min after the last slot plus 5 min before the new one is allowed.
+    last_end = Slot.objects.order_by("start_at").last().end_at
+    slot_create(
+        actor=SYSTEM,
+        clinic_id=clinic_service.clinic_id,
+        service_id=clinic_service.id,
+        start_at=last_end + dt.timedelta(minutes=20),
+        end_at=last_end + dt.timedelta(minutes=80),
+    )
+    assert Slot.objects.count() == 3

@@ -284,3 +284,25 @@ def test_refresh_command_can_import_a_clinic_not_yet_known(clinic_service_stub, 
     assert "refreshed 1," in capsys.readouterr().out
     assert Clinic.objects.get(id="c-9").name == "Nine"
     assert ClinicService.objects.filter(clinic_id="c-9").count() == 1
+
+
+def test_booking_rules_are_taken_when_the_clinic_service_sends_them(clinic_service_stub, owner):
+    clinic = stale_clinic()
+    ClinicServiceFactory(id="s-1", clinic=clinic, min_notice_minutes=30, buffer_after_minutes=5)
+    ClinicServiceFactory(id="s-2", clinic=clinic, min_notice_minutes=45)
+    with_rules = {**SERVICE_BODY, "min_notice_minutes": 1440, "booking_horizon_days": 60}
+    without = {**SERVICE_BODY, "id": "s-2"}
+    serve_clinic(clinic_service_stub, services=[with_rules, without])
+
+    owner.get("/api/v1/clinics/c-7")
+
+    sent = ClinicService.objects.get(id="s-1")
+    assert (sent.min_notice_minutes, sent.booking_horizon_days) == (1440, 60)
+    assert sent.buffer_after_minutes == 5  # not sent: ours stays
+    assert ClinicService.objects.get(id="s-2").min_notice_minutes == 45
+
+
+def test_a_negative_rule_from_the_clinic_service_is_not_used(clinic_service_stub, owner):
+    serve_clinic(clinic_service_stub, services=[{**SERVICE_BODY, "min_notice_minutes": -5}])
+    assert owner.get("/api/v1/clinics/c-7").status_code == 503
+    assert not ClinicService.objects.filter(id="s-1").exists()

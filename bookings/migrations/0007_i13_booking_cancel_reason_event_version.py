@@ -44,7 +44,7 @@ def _fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0005_i17_person_erasures"),
+        ("bookings", "0006_i14_payment_deadline"),
         ("events", "0002_relay_bookkeeping"),
     ]
 

@@ -1,0 +1,130 @@
+"""Closing visits: complete/no-show only once the slot started; a no-show score per owner for
+support; staff cancel every visit of a slot (a vet falls ill) through the normal cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from bookings.errors import InvalidTransition
+from bookings.models import Booking, BookingHistory
+from bookings.services import booking_cancel_slot_visits, booking_complete, booking_mark_no_show
+from petpro_booking.core.errors import PermissionDeniedError, ValidationFailed
+from petpro_booking.events.models import Event
+from slots.models import Slot
+
+from .conftest import OTHER_OWNER, SUPPORT, book_on, counters, let_slot_start, staff_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_complete_and_no_show_are_refused_before_the_slot_starts(
+    booking, slot, staff_client, support_client
+):
+    for path in ("complete", "no-show"):
+        response = staff_client.post(f"/api/v1/bookings/{booking.id}/{path}")
+        assert response.status_code == 409
+        error = response.json()["error"]
+        assert error["code"] == "invalid_transition"
+        assert error["details"]["reason"] == "slot_not_started"
+    booking.refresh_from_db()
+    assert booking.status == "confirmed"
+
+    let_slot_start(slot, ago=dt.timedelta(seconds=1))  # just past the edge
+    response = support_client.post(f"/api/v1/bookings/{booking.id}/complete")
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+
+
+def test_no_show_score_shown_to_support_only(client, owner_pet, other_pet, slot, second_slot):
+    first = book_on(slot)
+    second = book_on(second_slot)
+    book_on(
+        Slot.objects.create(
+            clinic=slot.clinic,
+            service=slot.service,
+            start_at=second_slot.start_at + dt.timedelta(days=2),
+            end_at=second_slot.end_at + dt.timedelta(days=2),
+        ),
+        owner=OTHER_OWNER,
+        pet_id="pet-2",
+    )
+    for booking in (first, second):
+        let_slot_start(booking.slot)
+        booking_mark_no_show(actor=SUPPORT, booking_id=booking.id, reason="did not come")
+
+    support = User.objects.create_user("helpdesk", password="pw", is_staff=True)
+    support.groups.add(Group.objects.get_or_create(name="support")[0])
+    client.force_login(support)
+    page = client.get("/admin/bookings/booking/")
+    assert "owner_no_show_score" in page.context["cl"].list_display
+    scores = {b.user_id: b.owner_no_show_count for b in page.context["cl"].result_list}
+    assert scores == {"owner-1": 2, "owner-2": 0}
+
+
+def test_cancel_the_visits_of_a_slot(owner_pet, other_pet, clinic_service):
+    from ..factories import SlotFactory
+
+    slot = SlotFactory(service=clinic_service, capacity=3)
+    visits = [book_on(slot), book_on(slot, owner=OTHER_OWNER, pet_id="pet-2")]
+    gone = book_on(slot)
+    staff = staff_of(slot.clinic_id)
+    from bookings.services import booking_cancel
+
+    booking_cancel(actor=staff, booking_id=gone.id, reason="owner called")
+
+    with pytest.raises(ValidationFailed):
+        booking_cancel_slot_visits(actor=staff, slot_id=slot.id, reason="  ")
+    with pytest.raises(PermissionDeniedError):
+        booking_cancel_slot_visits(
+            actor=staff_of("clinic-elsewhere"), slot_id=slot.id, reason="vet ill"
+        )
+
+    outcome = booking_cancel_slot_visits(actor=staff, slot_id=slot.id, reason="vet is ill")
+    assert sorted(b.id for b in outcome.cancelled) == sorted(v.id for v in visits)
+    assert outcome.failed == []
+    slot.refresh_from_db()
+    assert slot.status == "closed"
+    assert counters(slot) == (0, 0)
+    for visit in visits:
+        assert Booking.objects.get(id=visit.id).status == "cancelled"
+        history = BookingHistory.objects.filter(booking_id=visit.id).last()
+        assert (history.to_status, history.reason) == ("cancelled", "vet is ill")
+        event = Event.objects.filter(aggregate_id=str(visit.id)).order_by("-id").first()
+        assert event.event_type == "BookingCancelled"
+        assert event.payload["reason"] == "vet is ill"
+
+    again = booking_cancel_slot_visits(actor=staff, slot_id=slot.id, reason="vet is ill")
+    assert again.cancelled == []
+    assert again.failed == []
+
+
+def test_cancel_slot_visits_admin_page(client, owner_pet, slot):
+    visit = book_on(slot)
+    support = User.objects.create_user("helpdesk", password="pw", is_staff=True)
+    support.groups.add(Group.objects.get_or_create(name="support")[0])
+    client.force_login(support)
+
+    chosen = client.post(
+        "/admin/slots/slot/",
+        {"action": "cancel_slot_visits", "_selected_action": [str(slot.pk)]},
+    )
+    url = f"/admin/bookings/booking/cancel-slot-visits/{slot.pk}/"
+    assert chosen.status_code == 302
+    assert chosen["Location"] == url
+    form = client.get(url)
+    assert visit.reference.encode() in form.content
+    assert b'name="reason"' in form.content
+
+    done = client.post(url, {"reason": "vet is ill"}, follow=True)
+    assert done.status_code == 200
+    assert any("1 visits cancelled" in str(m) for m in done.context["messages"])
+    visit.refresh_from_db()
+    assert visit.status == "cancelled"
+
+
+def test_invalid_transition_is_still_the_code_before_start(booking):
+    with pytest.raises(InvalidTransition):
+        booking_complete(actor=SUPPORT, booking_id=booking.id)

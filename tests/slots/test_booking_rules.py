@@ -1,0 +1,295 @@
+"""Booking rules through the API: each allowed at its edge and refused just past it, in the
+clinic's time zone across both DST changes of Europe/Berlin (2027-03-28 and 2027-10-31), and
+search agreeing with the hold on every case."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from reservations.models import Reservation
+from slots.models import Slot
+
+from ..conftest import api_client_for
+from ..factories import ClinicFactory, ClinicServiceFactory, LocalPetFactory, SlotFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def berlin(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=BERLIN)
+
+
+# (case, service rules, clinic active, service active, now, slot start, expected refusal)
+CASES = [
+    # 24 h notice: the night of 27/28 March 2027 has 23 hours, so 10:00 the next day is too soon.
+    (
+        "notice edge across spring DST",
+        {"min_notice_minutes": 1440},
+        True,
+        True,
+        berlin(2027, 3, 27, 10, 0),
+        berlin(2027, 3, 28, 11, 0),
+        None,
+    ),
+    (
+        "notice one minute short across spring DST",
+        {"min_notice_minutes": 1440},
+        True,
+        True,
+        berlin(2027, 3, 27, 10, 0),
+        berlin(2027, 3, 28, 10, 59),
+        "too_late_to_book",
+    ),
+    # Autumn: that night has 25 hours; 24 h notice ends at 09:00 local.
+    (
+        "notice edge across autumn DST",
+        {"min_notice_minutes": 1440},
+        True,
+        True,
+        berlin(2027, 10, 30, 10, 0),
+        berlin(2027, 10, 31, 9, 0),
+        None,
+    ),
+    (
+        "notice one minute short across autumn DST",
+        {"min_notice_minutes": 1440},
+        True,
+        True,
+        berlin(2027, 10, 30, 10, 0),
+        berlin(2027, 10, 31, 8, 59),
+        "too_late_to_book",
+    ),
+    # Horizon 1 day = up to the end of tomorrow, clinic-local, however long that night is.
+    (
+        "horizon last minute of the day across spring DST",
+        {"booking_horizon_days": 1},
+        True,
+        True,
+        berlin(2027, 3, 27, 12, 0),
+        berlin(2027, 3, 28, 23, 59),
+        None,
+    ),
+    (
+        "horizon next local day across spring DST",
+        {"booking_horizon_days": 1},
+        True,
+        True,
+        berlin(2027, 3, 27, 12, 0),
+        berlin(2027, 3, 29, 0, 0),
+        "beyond_booking_horizon",
+    ),
+    (
+        "horizon last minute of the day across autumn DST (25 h ahead)",
+        {"booking_horizon_days": 1},
+        True,
+        True,
+        berlin(2027, 10, 30, 23, 30),
+        berlin(2027, 10, 31, 23, 59),
+        None,
+    ),
+    (
+        "horizon next local day across autumn DST",
+        {"booking_horizon_days": 1},
+        True,
+        True,
+        berlin(2027, 10, 30, 23, 30),
+        berlin(2027, 11, 1, 0, 0),
+        "beyond_booking_horizon",
+    ),
+    (
+        "a second before the start",
+        {},
+        True,
+        True,
+        berlin(2027, 3, 28, 3, 29, 59),
+        berlin(2027, 3, 28, 3, 30),
+        None,
+    ),
+    (
+        "at the start",
+        {},
+        True,
+        True,
+        berlin(2027, 3, 28, 3, 30),
+        berlin(2027, 3, 28, 3, 30),
+        "slot_started",
+    ),
+    (
+        "clinic inactive",
+        {},
+        False,
+        True,
+        berlin(2027, 3, 1, 9, 0),
+        berlin(2027, 3, 2, 9, 0),
+        "clinic_inactive",
+    ),
+    (
+        "service inactive",
+        {},
+        True,
+        False,
+        berlin(2027, 3, 1, 9, 0),
+        berlin(2027, 3, 2, 9, 0),
+        "service_inactive",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rules", "clinic_active", "service_active", "now", "start", "refusal"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_rule_edge_hold_and_search_agree(rules, clinic_active, service_active, now, start, refusal):
+    clinic = ClinicFactory(id="clinic-rules", timezone="Europe/Berlin", active=clinic_active)
+    service = ClinicServiceFactory(
+        id="svc-rules", clinic=clinic, species=["dog"], active=service_active, **rules
+    )
+    LocalPetFactory(owner__id="owner-1", id="pet-1", species="dog")
+    slot = SlotFactory(service=service, start_at=start, end_at=start + dt.timedelta(minutes=30))
+
+    with time_machine.travel(now, tick=False):
+        owner = api_client_for(sub="owner-1", roles=["pet_owner"])
+        staff = api_client_for(sub="staff-1", roles=["clinic_staff"], clinic_ids=[clinic.id])
+        seen = owner.get("/api/v1/slots", {"clinic_id": clinic.id}).json()
+        listed = staff.get(
+            "/api/v1/slots", {"clinic_id": clinic.id, "include_unbookable": "true"}
+        ).json()
+        response = owner.post(
+            "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+        )
+
+    assert [row["reason"] for row in listed["results"]] == [refusal]
+    if refusal is None:
+        assert response.status_code == 201, response.json()
+        assert [row["id"] for row in seen["results"]] == [str(slot.id)]
+        assert seen["results"][0]["available_capacity"] == 1
+        assert seen["results"][0]["bookable"] is True
+    else:
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == refusal
+        assert response.json()["error"]["details"]["reason"] == refusal
+        assert seen["count"] == 0  # search leaves out what the hold refuses
+        assert listed["results"][0]["bookable"] is False
+        assert listed["results"][0]["available_capacity"] == 0
+        assert not Reservation.objects.exists()
+        assert Slot.objects.get(id=slot.id).held_count == 0
+
+
+def test_rules_unset_fall_back_to_settings(settings, owner_pet, clinic_service):
+    settings.BOOKING_MIN_NOTICE_MINUTES = 120
+    soon = SlotFactory(
+        service=clinic_service, start_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    )
+    owner = api_client_for(sub="owner-1", roles=["pet_owner"])
+    response = owner.post(
+        "/api/v1/reservations", {"slot_id": str(soon.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["details"] == {
+        "reason": "too_late_to_book",
+        "start_at": soon.start_at.isoformat(),
+        "min_notice_minutes": 120,
+    }
+    clinic_service.min_notice_minutes = 30  # the service's own value wins
+    clinic_service.save()
+    response = owner.post(
+        "/api/v1/reservations", {"slot_id": str(soon.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert response.status_code == 201
+
+
+def test_species_stays_400_and_search_filters_by_pet(owner_client, owner_pet, clinic):
+    cats_only = ClinicServiceFactory(id="svc-cats", clinic=clinic, species=["Cat"])
+    anyone = ClinicServiceFactory(id="svc-any", clinic=clinic, species=[])
+    cat_slot = SlotFactory(service=cats_only)
+    open_slot = SlotFactory(service=anyone)
+
+    response = owner_client.post(
+        "/api/v1/reservations", {"slot_id": str(cat_slot.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_pet"
+
+    for query in ({"pet_id": "pet-1"}, {"species": "DOG"}):
+        found = owner_client.get("/api/v1/slots", {"clinic_id": clinic.id, **query}).json()
+        assert [row["id"] for row in found["results"]] == [str(open_slot.id)]
+    cats = owner_client.get("/api/v1/slots", {"clinic_id": clinic.id, "species": "cat"}).json()
+    assert {row["id"] for row in cats["results"]} == {str(cat_slot.id), str(open_slot.id)}
+
+    someone_elses = owner_client.get("/api/v1/slots", {"pet_id": "pet-of-someone-else"})
+    assert someone_elses.status_code == 400
+    assert someone_elses.json()["error"]["code"] == "invalid_pet"
+
+
+def test_include_unbookable_is_for_staff_of_the_clinic_and_support(
+    owner_client, staff_client, other_staff_client, support_client, slot
+):
+    Slot.objects.filter(id=slot.id).update(status="closed")
+    params = {"clinic_id": slot.clinic_id, "include_unbookable": "true"}
+    assert owner_client.get("/api/v1/slots", params).status_code == 403
+    assert other_staff_client.get("/api/v1/slots", params).status_code == 403
+    assert staff_client.get("/api/v1/slots", {"include_unbookable": "true"}).status_code == 403
+    for client in (staff_client, support_client):
+        body = client.get("/api/v1/slots", params).json()
+        assert [(r["bookable"], r["reason"]) for r in body["results"]] == [(False, "slot_closed")]
+    assert owner_client.get("/api/v1/slots", {"clinic_id": slot.clinic_id}).json()["count"] == 0
+
+
+def test_search_sql_matches_the_rules_slot_by_slot():
+    """The PostgreSQL query and slots/rules.py evaluated row by row give the same pages, reasons
+    and next-change instant, for a mix of rules, states and filters around both DST changes."""
+    from reservations.models import Reservation as Hold
+    from slots.selectors import slot_search, slot_search_evaluated
+
+    berlin_clinic = ClinicFactory(id="c-berlin", timezone="Europe/Berlin")
+    lisbon = ClinicFactory(id="c-lisbon", timezone="Europe/Lisbon")
+    closed_clinic = ClinicFactory(id="c-closed", active=False)
+    services = [
+        ClinicServiceFactory(id="s-notice", clinic=berlin_clinic, min_notice_minutes=1440),
+        ClinicServiceFactory(
+            id="s-horizon", clinic=berlin_clinic, booking_horizon_days=1, species=["cat"]
+        ),
+        ClinicServiceFactory(id="s-lisbon", clinic=lisbon, booking_horizon_days=2, species=[]),
+        ClinicServiceFactory(id="s-off", clinic=lisbon, active=False),
+        ClinicServiceFactory(id="s-closed-clinic", clinic=closed_clinic),
+    ]
+    now = berlin(2027, 10, 30, 9, 0)
+    for service in services:
+        for hours in (-1, 0, 20, 23, 24, 25, 26, 40, 49, 60):
+            start = now + dt.timedelta(hours=hours, minutes=hours % 3 * 10)
+            slot = SlotFactory(
+                service=service, start_at=start, end_at=start + dt.timedelta(minutes=30)
+            )
+            if hours == 40:
+                Slot.objects.filter(id=slot.id).update(status="closed")
+            if hours in (25, 26):  # full with a hold that expires before or after `now`
+                expires = now + dt.timedelta(minutes=-5 if hours == 25 else 5)
+                Slot.objects.filter(id=slot.id).update(held_count=1)
+                Hold.objects.create(
+                    slot=slot, user_id="u", pet_id="p", status="held", expires_at=expires
+                )
+    for filters in (
+        {},
+        {"include_unbookable": True},
+        {"available": True},
+        {"available": False, "include_unbookable": True},
+        {"species": "dog"},
+        {"clinic_id": "c-lisbon", "include_unbookable": True},
+    ):
+        for at in (now, now + dt.timedelta(hours=15, minutes=1)):
+            for page in (1, 2):
+                kwargs = {"filters": filters, "page": page, "page_size": 7, "now": at}
+                in_sql = slot_search(**kwargs)
+                in_python = slot_search_evaluated(**kwargs, using="default")
+                assert in_sql == in_python, (filters, at, page)
+    assert (
+        slot_search(filters={"include_unbookable": True}, page=1, page_size=100, now=now)["count"]
+        == 50
+    )
