@@ -42,14 +42,18 @@ class Booking(models.Model):
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
     cancel_reason = models.CharField(
-        max_length=20, choices=CancelReason.choices, blank=True, default=CancelReason.NONE
+        max_length=20,
+        choices=CancelReason.choices,
+        blank=True,
+        default=CancelReason.NONE,
+        db_default=CancelReason.NONE,
     )
     version = models.PositiveIntegerField(default=1)
     # When an unpaid booking is cancelled; empty: created_at + PAYMENT_DEADLINE_SECONDS. Moved
     # by starting to pay and by a payment the provider still processes (payment_deadline.py).
     payment_deadline_at = models.DateTimeField(null=True, blank=True)
     # The aggregate_version of the booking's last event (bookings/services/history.py).
-    event_version = models.PositiveIntegerField(default=0)
+    event_version = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

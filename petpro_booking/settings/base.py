@@ -284,7 +284,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # The week view of clinics whose slots changed is computed before anyone asks.
     "warm-search-cache": {
-        "task": "slots.tasks.search_cache_warm",
+        "task": "slots.search_cache_warm",
         "schedule": env.float("SEARCH_WARM_INTERVAL_SECONDS", default=60.0),
         "options": {"expires": 50},
     },

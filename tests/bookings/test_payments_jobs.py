@@ -300,11 +300,9 @@ def deadline_of(booking: Booking):
 
 
 def deadline_notes(booking: Booking) -> list[str]:
-    return list(
-        BookingHistory.objects.filter(booking=booking, reason__contains="payment deadline")
-        .order_by("id")
-        .values_list("reason", flat=True)
-    )
+    # Reasons are encrypted at rest: no text lookup in SQL, compare after decryption.
+    reasons = BookingHistory.objects.filter(booking=booking).order_by("id")
+    return [r for r in reasons.values_list("reason", flat=True) if "payment deadline" in r]
 
 
 @pytest.mark.parametrize("capped", [False, True])
