@@ -389,6 +389,13 @@ def slot_search_page(*, filters: dict[str, Any], page: int, page_size: int) -> d
     """One page of search results `{"count", "results"}`, cached for at most
     SLOT_SEARCH_CACHE_SECONDS, invalidated by any change to a slot, service or clinic of that
     clinic, and never served past the instant it would change on its own (`valid_until`)."""
+    # One cache key per question: an unset filter and a false `include_unbookable` are the
+    # same question (the API leaves it out, the warming job passes it).
+    filters = {
+        key: value
+        for key, value in filters.items()
+        if value is not None and not (key == "include_unbookable" and not value)
+    }
     ttl = settings.SLOT_SEARCH_CACHE_SECONDS
     if ttl <= 0:  # cache off: no generation reads either
         return slot_search(filters=filters, page=page, page_size=page_size, using=read_replica())

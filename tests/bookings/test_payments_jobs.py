@@ -300,9 +300,9 @@ def deadline_of(booking: Booking):
 
 
 def deadline_notes(booking: Booking) -> list[str]:
-    # Reasons are encrypted at rest: no text lookup in SQL, compare after decryption.
+    # Reasons are encrypted at rest: compared after decryption, not in SQL.
     reasons = BookingHistory.objects.filter(booking=booking).order_by("id")
-    return [r for r in reasons.values_list("reason", flat=True) if "payment deadline" in r]
+    return [row.reason for row in reasons if "payment deadline" in row.reason]
 
 
 @pytest.mark.parametrize("capped", [False, True])

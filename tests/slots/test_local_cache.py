@@ -3,6 +3,7 @@ from two processes, and the search cache warming (beat job and deploy command)."
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -14,11 +15,13 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.local_cache import MISSING, LocalLRU
 from reservations.services import reservation_create
+from slots.models import Slot
 from slots.search_warming import search_cache_warm, week_view_query
 from slots.selectors import clinic_get, clinic_service_list
 from slots.services import clinic_upsert, slot_search_family
@@ -148,6 +151,9 @@ def test_another_process_sees_a_change_within_a_second(clinic_service):
 def test_the_week_view_is_warmed_after_a_change_and_on_deploy(
     owner_pet, slot, django_assert_num_queries
 ):
+    # Inside the week view whatever the factory's sequence has reached in this session.
+    start = (timezone.now() + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    Slot.objects.filter(id=slot.id).update(start_at=start, end_at=start + dt.timedelta(minutes=30))
     client = api_client_for(sub="owner-1", roles=["pet_owner"])
     query = week_view_query(clinic=slot.clinic, service_id=slot.service_id, available=True)
 
