@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -22,11 +23,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.users.names import PeopleNames, people_names
+from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
-from slots.admin import ClinicScopedAdmin
-from slots.admin_access import admin_principal
 from slots.display import local_label
 from slots.models import Slot, SlotStatus
 
@@ -94,7 +94,7 @@ class BookingActionForm(forms.Form):
 
 class SlotChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj) -> str:
-        free = obj.capacity - obj.booked_count - obj.held_count
+        free = obj.available_capacity
         return f"{local_label(obj.start_at, obj.clinic.timezone)}, {free} free"
 
 
@@ -374,7 +374,7 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
                 "form": form,
                 "bookings": bookings,
                 "action": action,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "opts": self.model._meta,
             },
         )

@@ -29,9 +29,10 @@ from django.utils import timezone
 
 from petpro_booking.core import metrics
 from petpro_booking.core.db import run_serializable
-from petpro_booking.core.locking import lock_manager, slot_lock_key
+from petpro_booking.core.locking import lock_manager
 from petpro_booking.core.principal import SYSTEM
 from reservations.models import ReservationStatus
+from slots.locking import slot_lock_key
 from slots.models import Slot
 from slots.services import slot_counters_correct
 

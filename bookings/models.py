@@ -18,6 +18,15 @@ class BookingStatus(models.TextChoices):
     NO_SHOW = "no_show", "No show"
 
 
+class CancelReason(models.TextChoices):
+    """Why a booking was cancelled, where behaviour depends on it (a late payment re-books a
+    booking the payment deadline cancelled); the words of the person go to the history."""
+
+    NONE = "", "Not cancelled"
+    REQUESTED = "requested", "Cancelled by the owner, staff or support"
+    PAYMENT_DEADLINE = "payment_deadline", "Not paid by the payment deadline"
+
+
 class Booking(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     reference = models.CharField(max_length=9, unique=True)  # "PP-" and 6 characters
@@ -32,10 +41,19 @@ class Booking(models.Model):
     status = models.CharField(max_length=20, choices=BookingStatus.choices)
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
+    cancel_reason = models.CharField(
+        max_length=20,
+        choices=CancelReason.choices,
+        blank=True,
+        default=CancelReason.NONE,
+        db_default=CancelReason.NONE,
+    )
     version = models.PositiveIntegerField(default=1)
     # When an unpaid booking is cancelled; empty: created_at + PAYMENT_DEADLINE_SECONDS. Moved
     # by starting to pay and by a payment the provider still processes (payment_deadline.py).
     payment_deadline_at = models.DateTimeField(null=True, blank=True)
+    # The aggregate_version of the booking's last event (bookings/services/history.py).
+    event_version = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -7,9 +7,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
 from petpro_booking.core.errors import ApplicationError
-from slots.admin import ClinicScopedAdmin
-from slots.admin_access import admin_principal
 
 from . import services
 from .models import PaymentRecord

@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from slots.admin_access import admin_principal
+from petpro_booking.core.admin_access import admin_principal
 
 from .personal_data import person_data_export, person_erase
 

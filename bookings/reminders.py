@@ -11,7 +11,7 @@ import logging
 import uuid
 
 from celery import shared_task
-from django.db.models import CharField, Exists, F, OuterRef
+from django.db.models import CharField, Exists, OuterRef
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -21,7 +21,7 @@ from petpro_booking.core.principal import SYSTEM
 from petpro_booking.events.models import Event
 
 from .models import Booking, BookingStatus
-from .services import booking_event_append
+from .services import BookingEvent, booking_events_append
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +74,10 @@ def appointment_reminder_send(*, booking_id: uuid.UUID, now: dt.datetime | None 
             return False
         if _reminders_of(str(booking.id), str(booking.slot_id)).exists():
             return False
-        # A new row version (values unchanged, ETag too) makes any SERIALIZABLE writer of this
-        # booking that waited on our lock fail with 40001 and retry on a fresh snapshot,
-        # instead of computing the next aggregate_version from a stale one.
-        Booking.objects.filter(id=booking.id).update(updated_at=F("updated_at"))
-        booking_event_append(
-            booking=booking, event_type=REMINDER_EVENT, actor=SYSTEM, from_status=booking.status
+        # Moves the booking's event_version in its row: any SERIALIZABLE writer of this
+        # booking that waited on our lock fails with 40001 and retries on a fresh snapshot.
+        booking_events_append(
+            booking=booking, actor=SYSTEM, events=[BookingEvent(REMINDER_EVENT, booking.status)]
         )
         return True
 

@@ -13,12 +13,12 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from petpro_booking.core.errors import NotFound
+from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 
 from .models import Booking, BookingStatus, PaymentRecord
-
-BOOKING_AGGREGATE = "booking"
+from .services.history import BOOKING_AGGREGATE
 
 
 def _visible_filter(principal: Principal) -> Q | None:
@@ -57,10 +57,7 @@ def booking_list_for(
 
 
 def booking_get_for(*, principal: Principal, booking_id: uuid.UUID | str) -> Booking:
-    try:
-        key = uuid.UUID(str(booking_id))
-    except ValueError:
-        raise NotFound("No such booking.") from None
+    key = uuid_or_not_found(booking_id, what="booking")
     booking = booking_list_for(principal=principal).filter(id=key).first()
     if booking is None:
         raise NotFound("No such booking.")

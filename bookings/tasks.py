@@ -30,7 +30,7 @@ def payments_refund_owed() -> dict[str, int]:
     return services.payments_refund_owed()
 
 
-@shared_task(name="bookings.payment_refund")
+@shared_task(name="bookings.payment_refund_owed")
 def payment_refund_owed_task(record_id: str) -> str:
     """Refund one payment owed back; scheduled after the commit that owed it."""
     return services.payment_refund_owed(record_id=record_id)

@@ -2,7 +2,7 @@
 
 `gunicorn petpro_booking.wsgi -c petpro_booking/gunicorn_conf.py`. Every worker writes its metric
 samples to PROMETHEUS_MULTIPROC_DIR, /metrics sums them, and `child_exit` marks a dead worker so
-its gauges stop counting (FIELD-NOTES: without this each scrape shows one worker's numbers).
+its gauges stop counting (without this each scrape shows one worker's numbers).
 """
 
 import os

@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from integrations.users.names import people_names
+from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
 from petpro_booking.core.admin_search import LookupHashSearchMixin
-from slots.admin_access import admin_principal, visible_clinic_ids
 from slots.display import local_label
 
 from .models import OwnerLimit, Reservation

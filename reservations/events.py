@@ -1,5 +1,5 @@
 """Event payloads of holds and the "appointment" fields every reservation and booking event
-carries (events-contract: consumers never query our tables)."""
+carries (docs/events.md: consumers never query our tables)."""
 
 from __future__ import annotations
 

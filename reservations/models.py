@@ -44,6 +44,14 @@ class Reservation(models.Model):
                 condition=Q(status="held"),
             ),
             models.Index(fields=["slot", "status"], name="reservations_slot_status_idx"),
+            # The lazy expiry inside a SERIALIZABLE write (a full slot's hold, reschedule, a
+            # late payment) reads one slot's held holds past expiry: a small index whose
+            # predicate locks cover only those rows, not the slot's whole history.
+            models.Index(
+                fields=["slot", "expires_at"],
+                name="reservations_slot_held_idx",
+                condition=Q(status="held"),
+            ),
             models.Index(fields=["user_id", "created_at"], name="reservations_user_idx"),
         ]
 

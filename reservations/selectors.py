@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from petpro_booking.core.errors import NotFound
+from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import Principal
 
 from .models import Reservation, ReservationStatus
@@ -16,10 +16,11 @@ from .models import Reservation, ReservationStatus
 
 def reservation_get_for(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
     """The caller's own hold; anyone else's is 404, as if it did not exist."""
-    try:
-        return Reservation.objects.get(id=reservation_id, user_id=actor.sub)
-    except (Reservation.DoesNotExist, ValueError, DjangoValidationError):
-        raise NotFound("No such reservation.") from None
+    key = uuid_or_none(reservation_id)
+    reservation = Reservation.objects.filter(id=key, user_id=actor.sub).first() if key else None
+    if reservation is None:
+        raise NotFound("No such reservation.")
+    return reservation
 
 
 def reservation_list_live_for(*, actor: Principal) -> QuerySet[Reservation]:

@@ -1,13 +1,14 @@
 """Every write of holds: create, release, expire (job and lazy), and the fenced confirm step.
 
-Lock order, followed by every writer of holds and by the expiry job: the slot row first
-(`SELECT ... FOR UPDATE`), then the reservation rows of that slot. Holding the slot row means
-no one else changes that slot's holds meanwhile, and two writers never wait on each other in
-a circle.
+Every writer goes through the slot-write gateway (`slots.locking.slot_write`). Lock order,
+followed by every writer of holds and by the expiry job: the slot row first, then the
+reservation rows of that slot. Holding the slot row means no one else changes that slot's holds
+meanwhile, and two writers never wait on each other in a circle.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import uuid
 from collections import Counter
@@ -21,12 +22,12 @@ from django.utils import timezone
 
 from integrations.users import pet_get
 from petpro_booking.core import metrics
-from petpro_booking.core.db import RowInserter, RowReader, run_serializable
+from petpro_booking.core.db import RowInserter, RowReader
 from petpro_booking.core.errors import Conflict, NotFound
-from petpro_booking.core.locking import SlotBusy, lock_manager, slot_lock_key
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append, events_append
 from slots.errors import SlotUnavailable
+from slots.locking import SlotBusy, slot_locked_now, slot_rows_lock, slot_write
 from slots.models import Slot
 from slots.rules import slot_hold_check, species_accepted
 from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
@@ -38,18 +39,6 @@ from .models import Reservation, ReservationStatus
 from .selectors import reservation_get_for
 
 EXPIRY_BATCH_SIZE = 200
-
-
-def _lock_slot(slot_id: uuid.UUID | str) -> dt.datetime:
-    """Lock the slot row for this transaction; returns the database's clock (transaction
-    start), the one clock every expiry decision uses."""
-    return (
-        Slot.objects.select_for_update()
-        .filter(id=slot_id)
-        .annotate(db_now=Now())
-        .values_list("db_now", flat=True)
-        .get()
-    )
 
 
 # The hold path's read and write, on every hold: SQL built once, not per request.
@@ -101,18 +90,19 @@ def _expire_locked(
         aggregate_type=RESERVATION_AGGREGATE,
         event_type="ReservationExpired",
         items=[(r.id, reservation_event_data(r, slot=slots[r.slot_id])) for r in reservations],
+        versions=[r.version for r in reservations],
         actor=SYSTEM,
     )
     metrics.EXPIRED_HOLDS.labels(how=how).inc(len(reservations))
     return len(reservations)
 
 
-def reservation_expire_stale(*, slot: Slot, now: dt.datetime | None = None) -> int:
+def reservation_expire_stale(*, slot: Slot) -> int:
     """Lazy expiry of one slot's holds past their expiry, so they never block anyone, even
-    before the job runs. The caller has locked the slot row in this transaction; `slot` needs
-    `clinic` and `service` loaded (event payloads). Returns how many holds expired."""
-    if now is None:
-        now = _lock_slot(slot.id)
+    before the job runs. `slot` is row-locked in this transaction by the slot-write gateway
+    (clinic and service loaded for the event payloads, its `db_now` the clock every expiry
+    decision uses). Returns how many holds expired."""
+    now = slot_locked_now(slot)
     stale = list(
         Reservation.objects.select_for_update().filter(
             slot_id=slot.id, status=ReservationStatus.HELD, expires_at__lte=now
@@ -146,14 +136,14 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         metrics.HOLDS.labels(outcome="unavailable").inc()
         raise
 
-    def hold() -> Reservation | None:
+    def hold(slot: Slot) -> Reservation | None:
         hold_limits_check(owner_id=actor.sub)  # fair use, inside the transaction (issue 12)
         # The conditional UPDATE locks the slot row and takes a unit when there is room: the
-        # common case costs one statement. Only a full slot pays for the lazy expiry (holds
-        # past their expiry never block anyone), then tries once more.
+        # common case costs one statement (hence lock_rows=False). Only a full slot pays for
+        # the row lock and the lazy expiry (holds past their expiry never block anyone), then
+        # tries once more.
         if not slot_take_hold(slot_id=slot.id):
-            now = _lock_slot(slot.id)
-            if not reservation_expire_stale(slot=slot, now=now):
+            if not reservation_expire_stale(slot=slot_rows_lock(slot.id)[slot.id]):
                 return None
             if not slot_take_hold(slot_id=slot.id):
                 return None  # closed: the lazy expiries commit all the same
@@ -170,10 +160,8 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
         return reservation
 
-    key = slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
     try:
-        with lock_manager().acquire(key):
-            reservation = run_serializable(hold, name="reservation_create")
+        reservation = slot_write(slot, name="reservation_create", decide=hold, lock_rows=False)
     except SlotBusy:
         metrics.HOLDS.labels(outcome="busy").inc()
         raise
@@ -188,10 +176,9 @@ def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) ->
     """The owner gives the hold back (DELETE). Releasing a hold that is already released or
     expired changes nothing; a hold past its expiry is recorded as expired, not released."""
     seen = reservation_get_for(actor=actor, reservation_id=reservation_id)
-    slot = _slot_with_names(seen.slot_id)
 
-    def release() -> Reservation:
-        now = _lock_slot(slot.id)
+    def release(slot: Slot) -> Reservation:
+        now = slot_locked_now(slot)
         current = Reservation.objects.select_for_update().get(id=seen.id)
         if current.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
             return current
@@ -212,27 +199,25 @@ def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) ->
         _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
         return current
 
-    key = slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
-    with lock_manager().acquire(key):
-        return run_serializable(release, name="reservation_release")
+    return slot_write(_slot_with_names(seen.slot_id), name="reservation_release", decide=release)
 
 
 def reservation_mark_confirmed(
     *,
     reservation: Reservation,
     actor: Principal,
-    slot: Slot | None = None,
+    slot: Slot,
     seen_version: int | None = None,
 ) -> Reservation:
-    """The fenced step of confirm-into-booking; call it INSIDE the booking's transaction.
+    """The fenced step of confirm-into-booking; call it INSIDE the booking's slot write, with
+    `slot` the hold's slot as the gateway row-locked it (the lock order of every hold writer).
 
-    Locks the slot row first (the lock order of every hold writer; a no-op when the caller
-    holds it already), then moves the hold to `confirmed` only if it is still the version the
-    caller saw (`seen_version`, default `reservation.version`), still held and not past its
-    expiry by the database clock — so a stale or paused caller's write fails instead of
-    landing (DESIGN.md §4 layer 3). Appends ReservationConfirmed. It does NOT touch the slot
-    counters: the caller converts the held unit with `slots.services.slot_convert_hold` in the
-    same transaction. `slot` (with clinic and service loaded) saves a query.
+    Moves the hold to `confirmed` only if it is still the version the caller saw
+    (`seen_version`, default `reservation.version`), still held and not past its expiry by the
+    database clock — so a stale or paused caller's write fails instead of landing (DESIGN.md §4
+    layer 3). Appends ReservationConfirmed. It does NOT touch the slot counters: the caller
+    converts the held unit with `slots.services.slot_convert_hold` in the same transaction.
+    One UPDATE and one INSERT when it succeeds (the row is read again only to say why not).
 
     Raises 409 `reservation_expired` (past expiry, or expired) or `reservation_not_held`
     (released, confirmed, or changed since `seen_version`; `details.status` says which).
@@ -241,24 +226,29 @@ def reservation_mark_confirmed(
         raise RuntimeError("reservation_mark_confirmed must run inside the booking transaction")
     if seen_version is None:
         seen_version = reservation.version
-    now = _lock_slot(reservation.slot_id)
+    if slot.id != reservation.slot_id:
+        raise ValueError("reservation_mark_confirmed needs the hold's own slot")
+    now = slot_locked_now(slot)
     changed = Reservation.objects.filter(
         id=reservation.id,
         version=seen_version,
         status=ReservationStatus.HELD,
         expires_at__gt=now,
     ).update(status=ReservationStatus.CONFIRMED, version=F("version") + 1, updated_at=now)
-    current = Reservation.objects.get(id=reservation.id)
     if not changed:
+        current = Reservation.objects.get(id=reservation.id)
         if current.status == ReservationStatus.EXPIRED or (
             current.status == ReservationStatus.HELD and current.expires_at <= now
         ):
             raise ReservationExpired(details={"expires_at": current.expires_at.isoformat()})
         raise ReservationNotHeld(details={"status": current.status, "version": current.version})
-    if slot is None or slot.id != current.slot_id:
-        slot = _slot_with_names(current.slot_id)
-    _append(current, slot=slot, event_type="ReservationConfirmed", actor=actor)
-    return current
+    # A copy: the caller's instance stays as it saw it, for a retried attempt of its decision.
+    confirmed = copy.copy(reservation)
+    confirmed.status = ReservationStatus.CONFIRMED
+    confirmed.version = seen_version + 1
+    confirmed.updated_at = now
+    _append(confirmed, slot=slot, event_type="ReservationConfirmed", actor=actor)
+    return confirmed
 
 
 def _expire_batch(*, batch_size: int) -> tuple[int, int]:

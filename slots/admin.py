@@ -13,81 +13,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from petpro_booking.core.admin_access import (
+    ClinicScopedAdmin,
+    admin_principal,
+)
 from petpro_booking.core.errors import ApplicationError
 
 from . import services
-from .admin_access import admin_principal, visible_clinic_ids
 from .display import clinic_zone, local_label
 from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
-
-
-class ClinicScopedAdmin(admin.ModelAdmin):
-    """Clinic staff see only rows of their clinics; support sees all."""
-
-    clinic_field = "clinic_id"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset = super().get_queryset(request)
-        clinic_ids = visible_clinic_ids(request.user)
-        if clinic_ids is None:
-            return queryset
-        return queryset.filter(**{f"{self.clinic_field}__in": clinic_ids})
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return admin_principal(request.user) is not None
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return admin_principal(request.user) is not None
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        principal = admin_principal(request.user)
-        if principal is None:
-            return False
-        return obj is None or principal.can_manage_clinic(getattr(obj, self.clinic_field))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return admin_principal(request.user) is not None
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # history matters: close slots, don't delete them
-
-    def get_readonly_fields(self, request: HttpRequest, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None and "id" not in readonly:
-            readonly.append("id")  # a changed primary key would save over another row
-        return readonly
-
-    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
-        """Clinic, service and slot choices: only those of the clinics this user manages."""
-        clinic_ids = visible_clinic_ids(request.user)
-        if clinic_ids is not None:
-            scoped = {
-                "clinic": ("id__in", Clinic),
-                "service": ("clinic_id__in", ClinicService),
-                "slot": ("clinic_id__in", Slot),
-            }
-            if db_field.name in scoped:
-                lookup, model = scoped[db_field.name]
-                kwargs["queryset"] = model._default_manager.filter(**{lookup: clinic_ids})
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
-        """The form checks the principal may manage the clinic it names, so a refused save is
-        a form error (nothing saved, nothing logged), not a success message."""
-        form_class = super().get_form(request, obj, change=change, **kwargs)
-        principal = admin_principal(request.user)
-        clinic_field = self.clinic_field.removesuffix("_id")
-
-        class ScopedForm(form_class):  # type: ignore[valid-type, misc]
-            def clean(self):
-                cleaned = super().clean()
-                clinic = cleaned.get(clinic_field) if clinic_field != "id" else None
-                clinic_id = getattr(clinic, "pk", clinic)
-                if clinic_id and (principal is None or not principal.can_manage_clinic(clinic_id)):
-                    raise ValidationError("You may not manage this clinic.")
-                return cleaned
-
-        return form_class if clinic_field == "id" else ScopedForm
 
 
 class ClinicServiceOwned:

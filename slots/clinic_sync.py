@@ -1,7 +1,9 @@
-"""The clinics read-model fed by the Clinic Service (CLINIC_SERVICE_URL set): a clinic and its
+"""The clinics read-model: its one write (`clinic_upsert`) and its sync from the clinics
+gateway. When an outside service feeds clinics (CLINIC_SERVICE_URL set), a clinic and its
 services are fetched on first use and when the local copy is older than CLINIC_CACHE_SECONDS,
-and refreshed in bulk by `manage.py refresh_clinics` and the beat job. With the URL unset the
-local tables are the source and nothing here calls out.
+and refreshed in bulk by `manage.py refresh_clinics` and the beat job. With the local adapter
+the tables are the source and nothing here calls out (the gateway says which; no mode check
+here).
 
 When the Clinic Service cannot answer, a clinic we already know keeps being served from its
 local rows (search, reads, holds on existing slots go on); one we have never seen is a 503
@@ -18,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.clinics import client as clinic_client
+from integrations.clinics import gateway as clinic_source
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
 from .models import Clinic, ClinicService
@@ -49,7 +51,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     """(local clinic, whether the Clinic Service knows it)."""
     # No stale answers here: the local rows are the long-lived copy, and marking them synced
     # from an old answer would hide that the Clinic Service has not been heard from.
-    info = clinic_client.clinic_get(clinic_id=clinic_id, refresh=refresh, allow_stale=False)
+    info = clinic_source.clinic_get(clinic_id=clinic_id, refresh=refresh, allow_stale=False)
     now = timezone.now()
     if info is None:
         Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
@@ -59,7 +61,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
             logger.warning("clinic %s is unknown to the Clinic Service; marked inactive", clinic_id)
         return clinic, False
     services = (
-        clinic_client.clinic_services(clinic_id=clinic_id, refresh=refresh, allow_stale=False) or []
+        clinic_source.clinic_services(clinic_id=clinic_id, refresh=refresh, allow_stale=False) or []
     )
     try:
         with transaction.atomic():
@@ -94,7 +96,7 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     except ValidationFailed as exc:  # e.g. a time zone we cannot use
         logger.error("clinic %s from the Clinic Service is not usable: %s", clinic_id, exc.details)
         raise DependencyUnavailable(
-            clinic_client.DEPENDENCY, "The clinic service answered with data we cannot use."
+            clinic_source.DEPENDENCY, "The clinic service answered with data we cannot use."
         ) from exc
     clinic.synced_at = now
     return clinic, True
@@ -104,7 +106,9 @@ def clinic_read_through(*, clinic_id: str) -> Clinic | None:
     """The local clinic, fetched or refreshed first when the Clinic Service is configured and
     the local copy is missing or stale. None when the clinic does not exist."""
     clinic = Clinic.objects.filter(id=clinic_id).first()
-    if not settings.CLINIC_SERVICE_URL or (clinic is not None and not clinic_is_stale(clinic)):
+    if not clinic_source.clinics_fed_from_outside() or (
+        clinic is not None and not clinic_is_stale(clinic)
+    ):
         return clinic
     try:
         return clinic_sync_from_service(clinic_id=clinic_id)
@@ -119,7 +123,7 @@ def clinic_service_ensure_synced(*, clinic_id: str, service_id: str) -> None:
     """Before a write that needs a clinic's service (slot create/generate): with the Clinic
     Service configured, make sure the clinic is known and fresh, and ask again once if the
     service is still missing (it may have been added since the last sync)."""
-    if not settings.CLINIC_SERVICE_URL:
+    if not clinic_source.clinics_fed_from_outside():
         return
     known_before = Clinic.objects.filter(id=clinic_id).first()
     clinic = clinic_read_through(clinic_id=clinic_id)
@@ -140,8 +144,8 @@ class RefreshReport:
 def clinics_refresh(*, clinic_ids: list[str] | None = None) -> RefreshReport:
     """Re-read the given clinics (default: every clinic the read-model knows) from the Clinic
     Service, skipping cached answers. A clinic the service cannot answer for keeps its rows.
-    Does nothing without CLINIC_SERVICE_URL."""
-    if not settings.CLINIC_SERVICE_URL:
+    Does nothing when the local tables are the source."""
+    if not clinic_source.clinics_fed_from_outside():
         return RefreshReport()
     ids = clinic_ids or list(Clinic.objects.order_by("id").values_list("id", flat=True))
     refreshed = unknown = failed = 0

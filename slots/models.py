@@ -141,6 +141,17 @@ class Slot(models.Model):
 
     @property
     def available_capacity(self) -> int:
-        if self.status != SlotStatus.OPEN:
-            return 0
-        return max(0, self.capacity - self.booked_count - self.held_count)
+        return available_capacity(
+            status=self.status,
+            capacity=self.capacity,
+            booked_count=self.booked_count,
+            held_count=self.held_count,
+        )
+
+
+def available_capacity(*, status: str, capacity: int, booked_count: int, held_count: int) -> int:
+    """The one rule for what is left to take: nothing on a closed slot, never below zero
+    (a capacity lowered under what is taken, or holds past expiry not yet expired)."""
+    if status != SlotStatus.OPEN:
+        return 0
+    return max(0, capacity - booked_count - held_count)

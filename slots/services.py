@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations.clinics.client import invalidate_clinic
+from integrations.clinics.gateway import invalidate_clinic
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found

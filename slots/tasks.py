@@ -7,7 +7,7 @@ from celery import shared_task
 from .clinic_sync import clinics_refresh as refresh_from_clinic_service
 
 
-@shared_task(name="slots.tasks.clinics_refresh", ignore_result=True)
+@shared_task(name="slots.clinics_refresh", ignore_result=True)
 def clinics_refresh() -> dict[str, int]:
     """Beat job (CELERY_BEAT_SCHEDULE "refresh-clinics"): re-read known clinics from the Clinic
     Service; a no-op without CLINIC_SERVICE_URL."""
@@ -15,7 +15,7 @@ def clinics_refresh() -> dict[str, int]:
     return {"refreshed": report.refreshed, "unknown": report.unknown, "failed": report.failed}
 
 
-@shared_task(name="slots.tasks.search_cache_warm", ignore_result=True)
+@shared_task(name="slots.search_cache_warm", ignore_result=True)
 def search_cache_warm() -> int:
     """Beat job (CELERY_BEAT_SCHEDULE "warm-search-cache"): recompute the week view of the
     clinics whose slots changed since the last run."""

@@ -1,24 +1,30 @@
 """Every write of the bookings app; import from here, not from the modules.
 
-`lifecycle` holds the status machine (`booking_transition`) and the changes people make;
-payment-driven changes live in their own module next to it.
+`history` is the status machine and the record of every change (transition table, history rows,
+booking events); `lifecycle` the changes people make (confirm, cancel, reschedule, complete,
+no-show); `payments` what the Payment Service tells us and the payment deadline; `refunds`
+paying back what is owed. Imports go one way: payments → lifecycle → refunds → history.
 """
 
-from .lifecycle import (
+from .history import (
     BOOKING_AGGREGATE,
     HOLDS_A_UNIT,
     RESCHEDULABLE,
     TRANSITIONS,
+    BookingEvent,
+    booking_event_data,
+    booking_events_append,
+    booking_history_note,
+    booking_transition,
+    transition_allowed,
+)
+from .lifecycle import (
     booking_cancel,
     booking_complete,
     booking_confirm_reservation,
-    booking_event_append,
-    booking_event_data,
     booking_mark_no_show,
     booking_reference_new,
     booking_reschedule,
-    booking_transition,
-    transition_allowed,
 )
 from .payments import (
     LATE_PAYMENT_REASON,
@@ -46,14 +52,16 @@ __all__ = [
     "PAYMENT_DEADLINE_REASON",
     "RESCHEDULABLE",
     "TRANSITIONS",
+    "BookingEvent",
     "SlotVisitsCancelled",
     "booking_cancel",
     "booking_cancel_for_payment_deadline",
     "booking_cancel_slot_visits",
     "booking_complete",
     "booking_confirm_reservation",
-    "booking_event_append",
     "booking_event_data",
+    "booking_events_append",
+    "booking_history_note",
     "booking_mark_no_show",
     "booking_reference_new",
     "booking_reschedule",

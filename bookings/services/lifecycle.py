@@ -1,8 +1,8 @@
 """A booking's life: confirm a hold into a booking, cancel, reschedule, complete, no-show.
 
-Every status move goes through `booking_transition`: the transition table says which moves
-exist, the UPDATE is fenced on the version and status the caller saw, and the history row and
-the event are written in the same transaction (DESIGN.md §3, §4, §5).
+Each change is one slot write (`slots.locking.slot_write`: Redis lock, SERIALIZABLE
+transaction, slot rows locked) whose `decide` checks, decides and writes; the status move,
+history row and events are `history.py`'s.
 """
 
 from __future__ import annotations
@@ -10,69 +10,41 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from petpro_booking.core import metrics
-from petpro_booking.core.db import run_serializable
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
-from petpro_booking.core.locking import lock_manager, slot_lock_key
+from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import Principal
-from petpro_booking.events.services import event_append
-from reservations.events import appointment_data
+from reservations.errors import ReservationNotHeld
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_expire_stale, reservation_mark_confirmed
 from slots.errors import SlotUnavailable
+from slots.locking import slot_write
 from slots.models import Slot
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
 from ..limits import booking_limits_check
-from ..models import Booking, BookingHistory, BookingStatus
+from ..models import Booking, BookingStatus, CancelReason
 from ..visit_rules import booking_close_check
-from .refunds import payment_refund_schedule_if_paid
-
-BOOKING_AGGREGATE = "booking"
-
-# The only moves a booking's status can make. Reschedule keeps the status (see RESCHEDULABLE).
-TRANSITIONS: dict[str, frozenset[str]] = {
-    BookingStatus.PENDING_PAYMENT: frozenset({BookingStatus.CONFIRMED, BookingStatus.CANCELLED}),
-    BookingStatus.CONFIRMED: frozenset(
-        {BookingStatus.CANCELLED, BookingStatus.COMPLETED, BookingStatus.NO_SHOW}
-    ),
-    # A payment that lands after the deadline cancelled the booking re-books it (payments).
-    BookingStatus.CANCELLED: frozenset({BookingStatus.CONFIRMED}),
-    BookingStatus.COMPLETED: frozenset(),
-    BookingStatus.NO_SHOW: frozenset(),
-}
-# Moves only the service itself may make (never a person, through the API or admin).
-SYSTEM_ONLY_TRANSITIONS = frozenset({(BookingStatus.CANCELLED, BookingStatus.CONFIRMED)})
-RESCHEDULABLE = frozenset({BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED})
-# Bookings in these statuses hold one unit of their slot's booked_count.
-HOLDS_A_UNIT = frozenset(
-    {
-        BookingStatus.PENDING_PAYMENT,
-        BookingStatus.CONFIRMED,
-        BookingStatus.COMPLETED,
-        BookingStatus.NO_SHOW,
-    }
+from .history import (
+    RESCHEDULABLE,
+    BookingEvent,
+    booking_change_record,
+    booking_events_write,
+    booking_history_write,
+    booking_transition,
+    transition_allowed,
 )
+from .refunds import payment_refund_schedule_if_paid
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 REFERENCE_LENGTH = 6
 REFERENCE_ATTEMPTS = 5
-
-
-def transition_allowed(*, from_status: str, to_status: str, actor: Principal) -> bool:
-    if to_status not in TRANSITIONS.get(from_status, frozenset()):
-        return False
-    if (from_status, to_status) in SYSTEM_ONLY_TRANSITIONS:
-        return actor.actor["type"] == "system"
-    return True
 
 
 def booking_reference_new() -> str:
@@ -80,191 +52,18 @@ def booking_reference_new() -> str:
     return "PP-" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
 
 
-def booking_event_data(
-    *,
-    booking: Booking,
-    from_status: str,
-    reason: str = "",
-    extra_data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The `data` of a booking event (events-contract.md): booking fields + appointment.
-
-    Load `slot__clinic`, `slot__service` and `reservation` with the booking (select_related)
-    or this costs three queries.
-    """
-    data: dict[str, Any] = {
-        "booking_id": str(booking.id),
-        "reference": booking.reference,
-        "reservation_id": str(booking.reservation_id),
-        "status": booking.status,
-        "from_status": from_status,
-        "amount": str(booking.amount),
-        "currency": booking.currency,
-        **appointment_data(
-            slot=booking.slot,
-            user_id=booking.user_id,
-            pet_id=booking.pet_id,
-            pet_name=booking.reservation.pet_name,
-        ),
-    }
-    if reason:
-        data["reason"] = reason
-    if extra_data:
-        data.update(extra_data)
-    return data
-
-
-def _require_transaction() -> None:
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("booking changes must run inside the caller's transaction")
-
-
-def booking_event_append(
-    *,
-    booking: Booking,
-    event_type: str,
-    actor: Principal,
-    from_status: str,
-    reason: str = "",
-    extra_data: dict[str, Any] | None = None,
-) -> None:
-    """Append one booking event (for a second event of the same change, e.g. BookingPaid
-    followed by BookingConfirmed). Runs inside the caller's transaction."""
-    event_append(
-        aggregate_type=BOOKING_AGGREGATE,
-        aggregate_id=booking.id,
-        event_type=event_type,
-        data=booking_event_data(
-            booking=booking, from_status=from_status, reason=reason, extra_data=extra_data
-        ),
-        actor=actor,
-    )
-
-
-def _history_write(
-    *, booking: Booking, from_status: str, actor: Principal, reason: str, internal_note: str = ""
-) -> None:
-    who = actor.actor
-    BookingHistory.objects.create(
-        booking=booking,
-        from_status=from_status,
-        to_status=booking.status,
-        actor_type=who["type"],
-        actor_id=who["id"],
-        reason=reason,
-        internal_note=internal_note,
-    )
-
-
-def _fenced_write(
-    *, booking: Booking, to_status: str, changes: dict[str, Any] | None = None
-) -> None:
-    """UPDATE the booking only if it still has the version and status the caller saw."""
-    now = timezone.now()
-    updated = Booking.objects.filter(
-        id=booking.id, version=booking.version, status=booking.status
-    ).update(status=to_status, version=F("version") + 1, updated_at=now, **(changes or {}))
-    if updated != 1:
-        current = Booking.objects.filter(id=booking.id).values("status", "version").first()
-        if current is None:
-            raise NotFound("No such booking.")
-        if current["status"] != booking.status:
-            raise InvalidTransition(
-                f"The booking is {current['status']} now.",
-                details={"status": current["status"], "requested": to_status},
-            )
-        raise VersionConflict(details={"current_version": current["version"]})
-    booking.status = to_status
-    booking.version += 1
-    booking.updated_at = now
-    for field, value in (changes or {}).items():
-        setattr(booking, field, value)
-
-
-def booking_transition(
-    *,
-    booking: Booking,
-    to_status: str,
-    actor: Principal,
-    reason: str = "",
-    event_type: str,
-    extra_data: dict[str, Any] | None = None,
-    internal_note: str = "",
-) -> Booking:
-    """Move `booking` to `to_status` if the transition table allows it, fenced on the
-    version and status the caller read (a stale caller gets 409 invalid_transition when the
-    status moved, 412 version_conflict otherwise), and write the history row and the event.
-
-    Must run inside the caller's transaction, which also makes any counter change that goes
-    with the move (freeing or taking a unit of the slot) — this helper touches no slot.
-    """
-    _require_transaction()
-    from_status = booking.status
-    if not transition_allowed(from_status=from_status, to_status=to_status, actor=actor):
-        raise InvalidTransition(
-            f"A {from_status} booking cannot become {to_status}.",
-            details={"status": from_status, "requested": to_status},
-        )
-    _fenced_write(booking=booking, to_status=to_status)
-    _history_write(
-        booking=booking,
-        from_status=from_status,
-        actor=actor,
-        reason=reason,
-        internal_note=internal_note,
-    )
-    if internal_note:  # staff and support read it in the history; owners never (selectors)
-        extra_data = {**(extra_data or {}), "internal_note": internal_note}
-    booking_event_append(
-        booking=booking,
-        event_type=event_type,
-        actor=actor,
-        from_status=from_status,
-        reason=reason,
-        extra_data=extra_data,
-    )
-    transaction.on_commit(lambda: metrics.BOOKINGS.labels(change=to_status).inc())
-    return booking
-
-
 # --- reading a booking for a change ----------------------------------------------------------
-
-
-def _slot_key(slot: Slot) -> str:
-    return slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
-
-
-def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def _booking_for_change(*, actor: Principal, booking_id: uuid.UUID | str) -> Booking:
     """The booking if `actor` may see it; 404 otherwise (never reveal others' bookings)."""
-    key = _as_uuid(booking_id)
+    key = uuid_or_none(booking_id)
     booking = Booking.objects.select_related("slot").filter(id=key).first() if key else None
     if booking is None or not (
         booking.user_id == actor.sub or actor.can_manage_clinic(booking.clinic_id)
     ):
         raise NotFound("No such booking.")
     return booking
-
-
-def _lock_slots(*slot_ids: uuid.UUID) -> dict[uuid.UUID, Slot]:
-    """Row-lock the slots in id order (the one order every writer of two slots follows)."""
-    return {
-        slot.id: slot
-        # of=("self",): lock the slot rows only, not their clinic and service rows (which
-        # would queue every booking write of a clinic behind one another).
-        for slot in Slot.objects.select_for_update(of=("self",))
-        .select_related("clinic", "service")
-        .filter(id__in=slot_ids)
-        .order_by("id")
-    }
 
 
 def _lock_booking(
@@ -311,9 +110,12 @@ def _check_change_rights(*, booking: Booking, actor: Principal, reason: str) -> 
 # --- confirm a hold into a booking -----------------------------------------------------------
 
 
-def _booking_insert(*, reservation: Reservation, slot: Slot, status: str) -> Booking:
+def _booking_insert(
+    *, reservation: Reservation, slot: Slot, status: str, event_version: int
+) -> Booking:
     """Insert the booking under a fresh reference, drawing again on the rare collision (a
-    savepoint keeps the surrounding SERIALIZABLE transaction usable)."""
+    savepoint keeps the surrounding SERIALIZABLE transaction usable). `event_version`: how
+    many events the caller appends for its creation."""
     for _ in range(REFERENCE_ATTEMPTS):
         try:
             with transaction.atomic():
@@ -328,6 +130,7 @@ def _booking_insert(*, reservation: Reservation, slot: Slot, status: str) -> Boo
                     status=status,
                     amount=slot.service.price,
                     currency=slot.service.currency,
+                    event_version=event_version,
                 )
         except IntegrityError as exc:
             if "reference" not in str(exc):
@@ -342,50 +145,50 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
     409 reservation_expired past expiry, reservation_not_held when released or expired,
     invalid_transition when it is already confirmed.
     """
-    key = _as_uuid(reservation_id)
+    key = uuid_or_none(reservation_id)
     seen = Reservation.objects.select_related("slot").filter(id=key).first() if key else None
     if seen is None or seen.user_id != actor.sub:
         raise NotFound("No such reservation.")
 
-    def decision() -> Booking:
-        slot = _lock_slots(seen.slot_id)[seen.slot_id]
-        reservation = Reservation.objects.select_for_update().get(id=seen.id)
-        if reservation.status == ReservationStatus.CONFIRMED:
-            made = Booking.objects.only("id", "reference").get(reservation_id=reservation.id)
-            raise InvalidTransition(
-                "This reservation is already confirmed into a booking.",
-                details={
-                    "status": reservation.status,
-                    "requested": "confirmed",
-                    "booking_id": str(made.id),
-                    "reference": made.reference,
-                },
-            )
-        # Fenced on the version, status and expiry seen here: if the expiry job took the hold
-        # first, this fails and nothing below happens.
+    def decide(slot: Slot) -> Booking:
+        # Fenced on the version, status and expiry read before the lock (a held hold's version
+        # never changes): if the expiry job or another confirm took the hold first, this fails
+        # and nothing below happens.
         status = (
             BookingStatus.PENDING_PAYMENT
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
-        booking_limits_check(reservation=reservation, slot=slot, status=status)  # fair use
-        reservation = reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
+        booking_limits_check(reservation=seen, slot=slot, status=status)  # fair use (issue 12)
+        try:
+            reservation = reservation_mark_confirmed(reservation=seen, slot=slot, actor=actor)
+        except ReservationNotHeld as exc:
+            if exc.details.get("status") != ReservationStatus.CONFIRMED:
+                raise
+            made = Booking.objects.only("id", "reference").get(reservation_id=seen.id)
+            raise InvalidTransition(
+                "This reservation is already confirmed into a booking.",
+                details={
+                    "status": ReservationStatus.CONFIRMED,
+                    "requested": "confirmed",
+                    "booking_id": str(made.id),
+                    "reference": made.reference,
+                },
+            ) from None
         slot_convert_hold(slot_id=slot.id)
-        booking = _booking_insert(reservation=reservation, slot=slot, status=status)
-        booking.slot, booking.reservation = slot, reservation
-        _history_write(booking=booking, from_status="", actor=actor, reason="")
-        booking_event_append(
-            booking=booking, event_type="BookingCreated", actor=actor, from_status=""
-        )
+        events = [BookingEvent("BookingCreated", "")]
         if status == BookingStatus.CONFIRMED:
-            booking_event_append(
-                booking=booking, event_type="BookingConfirmed", actor=actor, from_status=""
-            )
+            events.append(BookingEvent("BookingConfirmed", ""))
+        booking = _booking_insert(
+            reservation=reservation, slot=slot, status=status, event_version=len(events)
+        )
+        booking.slot, booking.reservation = slot, reservation
+        booking_history_write(booking=booking, from_status="", actor=actor, reason="")
+        booking_events_write(booking=booking, actor=actor, events=events, after=0)
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc())
         return booking
 
-    with lock_manager().acquire(_slot_key(seen.slot)):
-        return run_serializable(decision, name="booking_confirm")
+    return slot_write(seen.slot, name="booking_confirm", decide=decide)
 
 
 # --- cancel ----------------------------------------------------------------------------------
@@ -397,16 +200,17 @@ def booking_cancel(
     booking_id: uuid.UUID | str,
     reason: str = "",
     expected_version: int | None = None,
+    cancel_reason: str = CancelReason.REQUESTED,
     internal_note: str = "",
 ) -> Booking:
     """Cancel and give the unit back to the slot. Owners within the cancellation window;
     staff of the clinic and support always, with a reason (shown to the owner) and, if they
-    like, an internal note (never shown to the owner)."""
+    like, an internal note (never shown to the owner). `cancel_reason` records why where
+    behaviour depends on it (the payment deadline job passes PAYMENT_DEADLINE)."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
 
-    def decision() -> Booking:
-        slot = _lock_slots(seen.slot_id)[seen.slot_id]
+    def decide(slot: Slot) -> Booking:
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=slot)
         if not transition_allowed(
             from_status=booking.status, to_status=BookingStatus.CANCELLED, actor=actor
@@ -426,11 +230,11 @@ def booking_cancel(
             reason=reason,
             event_type="BookingCancelled",
             extra_data={"refund_requested": refund_requested},
+            changes={"cancel_reason": cancel_reason},
             internal_note=internal_note.strip() if not actor.is_owner else "",
         )
 
-    with lock_manager().acquire(_slot_key(seen.slot)):
-        return run_serializable(decision, name="booking_cancel")
+    return slot_write(seen.slot, name="booking_cancel", decide=decide)
 
 
 # --- reschedule ------------------------------------------------------------------------------
@@ -449,7 +253,7 @@ def booking_reschedule(
     two reschedules crossing the same pair of slots queue instead of deadlocking."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
-    target_id = _as_uuid(slot_id)
+    target_id = uuid_or_none(slot_id)
     target = Slot.objects.filter(id=target_id).first() if target_id else None
     if target is None:
         raise ValidationFailed(details={"slot_id": ["No such slot."]})
@@ -462,9 +266,7 @@ def booking_reschedule(
     if target.start_at <= timezone.now():
         raise ValidationFailed(details={"slot_id": ["This slot has already started."]})
 
-    def decision() -> Booking:
-        slots = _lock_slots(seen.slot_id, target.id)
-        previous, new_slot = slots[seen.slot_id], slots[target.id]
+    def decide(previous: Slot, new_slot: Slot) -> Booking:
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=previous)
         if booking.status not in RESCHEDULABLE:
             raise InvalidTransition(
@@ -478,16 +280,12 @@ def booking_reschedule(
             raise SlotUnavailable()
         slot_return_booking(slot_id=previous.id)
         status = booking.status
-        _fenced_write(booking=booking, to_status=status, changes={"slot_id": new_slot.id})
         booking.slot = new_slot
-        _history_write(booking=booking, from_status=status, actor=actor, reason=reason)
-        booking_event_append(
-            booking=booking,
-            event_type="BookingRescheduled",
-            actor=actor,
-            from_status=status,
-            reason=reason,
-            extra_data={
+        moved = BookingEvent(
+            "BookingRescheduled",
+            status,
+            reason,
+            {
                 "previous_slot_id": str(previous.id),
                 "previous_start_at": previous.start_at.isoformat(),
                 "previous_start_local": previous.start_at.astimezone(
@@ -495,12 +293,19 @@ def booking_reschedule(
                 ).isoformat(),
             },
         )
+        booking_change_record(
+            booking=booking,
+            to_status=status,
+            actor=actor,
+            reason=reason,
+            events=[moved],
+            changes={"slot_id": new_slot.id},
+        )
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="rescheduled").inc())
         return booking
 
-    # acquire() takes the keys in sorted order whatever order they are given in.
-    with lock_manager().acquire(_slot_key(seen.slot), _slot_key(target)):
-        return run_serializable(decision, name="booking_reschedule")
+    # The gateway takes the Redis keys sorted and the rows by id, whatever the order here.
+    return slot_write(seen.slot, target, name="booking_reschedule", decide=decide)
 
 
 # --- complete / no-show ----------------------------------------------------------------------
@@ -519,8 +324,7 @@ def _booking_close(
     if not actor.can_manage_clinic(seen.clinic_id):
         raise NotBookingManager()
 
-    def decision() -> Booking:
-        slot = Slot.objects.select_related("clinic", "service").get(id=seen.slot_id)
+    def decide(slot: Slot) -> Booking:
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=slot)
         booking_close_check(booking=booking, slot=slot, to_status=to_status, now=timezone.now())
         return booking_transition(
@@ -531,7 +335,7 @@ def _booking_close(
             event_type=event_type,
         )
 
-    return run_serializable(decision, name=f"booking_{to_status}")
+    return slot_write(seen.slot, name=f"booking_{to_status}", decide=decide)
 
 
 def booking_complete(

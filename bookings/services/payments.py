@@ -5,8 +5,9 @@ deadline, and handle payments that arrive after it.
 Network calls to the provider never run inside a transaction: the payment record (with its
 idempotency key, fixed at the first attempt) is written in one short transaction, the provider
 is called, and its answer is recorded in another. Every booking change goes through the
-lifecycle's fenced `booking_transition`, under the slot lock and the SERIALIZABLE retry loop,
-in the same slot-then-booking order as the other writers.
+status machine of `history.py` (`booking_transition`), inside one slot write
+(`slots.locking.slot_write`) in the same slot-then-booking order as the other writers. The
+webhook's path goes one way: receive → process → `_payment_apply` (slot write) → history.
 """
 
 from __future__ import annotations
@@ -34,42 +35,48 @@ from integrations.payments.webhook import (
     webhook_signature_valid_any,
 )
 from petpro_booking.core import metrics
-from petpro_booking.core.db import run_serializable
 from petpro_booking.core.errors import (
     NotFound,
     PermissionDeniedError,
     ValidationFailed,
     VersionConflict,
 )
-from petpro_booking.core.locking import SlotBusy, lock_manager, slot_lock_key
+from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import SYSTEM, Principal
 from reservations.services import reservation_expire_stale
+from slots.locking import SlotBusy, SlotRef, slot_write
 from slots.models import Slot, SlotStatus
 from slots.services import slot_return_booking, slot_take_booking
 
 from ..errors import InvalidSignature, InvalidTransition
 from ..models import (
     Booking,
-    BookingHistory,
     BookingStatus,
+    CancelReason,
     PaymentRecord,
     PaymentStatus,
     ProcessedWebhook,
 )
-from .lifecycle import booking_cancel, booking_event_append, booking_transition
+from .history import (
+    BookingEvent,
+    booking_events_append,
+    booking_history_note,
+    booking_transition,
+)
+from .lifecycle import booking_cancel
 from .payment_deadline import (
     bookings_past_payment_deadline,
     payment_deadline_extend,
     payment_deadline_of,
     payment_deadline_start,
 )
-from .refunds import booking_history_note, payment_refund_request
+from .refunds import payment_refund_request
 
 logger = logging.getLogger(__name__)
 # Events an operator should see and alert on (refused webhooks that were correctly signed).
 security_log = logging.getLogger("petpro.security")
 
-PAYMENT_DEADLINE_REASON = "payment_deadline"
+PAYMENT_DEADLINE_REASON = CancelReason.PAYMENT_DEADLINE.value
 LATE_PAYMENT_REASON = "late_payment"
 REFUNDED_REASON = "payment_refunded"
 LIVE_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PENDING)
@@ -83,21 +90,12 @@ JOB_BATCH = 100
 RECONCILE_MAX_AGE = dt.timedelta(days=7)
 
 
-def _uuid_or_none(value: uuid.UUID | str) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 # --- create ----------------------------------------------------------------------------------
 
 
 def _booking_to_pay(*, actor: Principal, booking_id: uuid.UUID | str) -> Booking:
     """The booking if its owner asks; 404 for whoever may not see it, 403 for staff."""
-    key = _uuid_or_none(booking_id)
+    key = uuid_or_none(booking_id)
     booking = Booking.objects.filter(id=key).first() if key else None
     if booking is None or not (
         booking.user_id == actor.sub or actor.can_manage_clinic(booking.clinic_id)
@@ -299,14 +297,8 @@ def _payment_apply(
     """Apply the provider's word about one payment: one SERIALIZABLE decision under the slot
     lock (slot row, then booking, then payment record), idempotent by the record's status."""
     seen = record.booking
-    key = slot_lock_key(clinic_id=seen.clinic_id, service_id=seen.service_id, slot_id=seen.slot_id)
 
-    def decision() -> str:
-        slot = (
-            Slot.objects.select_for_update(of=("self",))
-            .select_related("clinic", "service")
-            .get(id=seen.slot_id)
-        )
+    def decide(slot: Slot) -> str:
         booking = (
             Booking.objects.select_for_update(of=("self",))
             .select_related("reservation")
@@ -349,8 +341,12 @@ def _payment_apply(
             return "refunded"
         return "still_pending"
 
-    with lock_manager().acquire(key, operation="payment_apply"):
-        outcome = run_serializable(decision, name="payment_apply")
+    outcome = slot_write(
+        SlotRef(seen.slot_id, seen.clinic_id, seen.service_id),
+        name="payment_apply",
+        decide=decide,
+        operation="payment_apply",
+    )
     metrics.PAYMENTS.labels(outcome=outcome).inc()
     return outcome
 
@@ -401,13 +397,13 @@ def _apply_success(
             actor=SYSTEM,
             event_type="BookingPaid",
             extra_data={"payment_id": payment_id},
-        )
-        booking_event_append(
-            booking=booking,
-            event_type="BookingConfirmed",
-            actor=SYSTEM,
-            from_status=BookingStatus.PENDING_PAYMENT,
-            extra_data={"payment_id": payment_id},
+            then=[
+                BookingEvent(
+                    "BookingConfirmed",
+                    BookingStatus.PENDING_PAYMENT,
+                    extra_data={"payment_id": payment_id},
+                )
+            ],
         )
         return "confirmed"
     if booking.status == BookingStatus.CANCELLED:
@@ -421,24 +417,13 @@ def _apply_success(
     return "duplicate_payment_refunded"
 
 
-def _cancelled_for_deadline(booking: Booking) -> bool:
-    reason = (
-        BookingHistory.objects.filter(booking=booking, to_status=BookingStatus.CANCELLED)
-        .exclude(from_status=BookingStatus.CANCELLED)
-        .order_by("-at", "-id")
-        .values_list("reason", flat=True)
-        .first()
-    )
-    return reason == PAYMENT_DEADLINE_REASON
-
-
 def _apply_late_success(*, booking: Booking, slot: Slot, record: PaymentRecord) -> str:
     """A success for a cancelled booking (DESIGN §8 "Late payments"): when the deadline
     cancelled it and its slot still has room, the booking is taken again; otherwise the
     payment is refunded. Either way it is in the history and in the events."""
     payment_id = record.payment_id
     if (
-        _cancelled_for_deadline(booking)
+        booking.cancel_reason == CancelReason.PAYMENT_DEADLINE
         and slot.status == SlotStatus.OPEN
         and slot.start_at > timezone.now()
     ):
@@ -451,14 +436,15 @@ def _apply_late_success(*, booking: Booking, slot: Slot, record: PaymentRecord) 
                 reason=LATE_PAYMENT_REASON,
                 event_type="BookingPaid",
                 extra_data={"payment_id": payment_id, "late": True},
-            )
-            booking_event_append(
-                booking=booking,
-                event_type="BookingConfirmed",
-                actor=SYSTEM,
-                from_status=BookingStatus.CANCELLED,
-                reason=LATE_PAYMENT_REASON,
-                extra_data={"payment_id": payment_id},
+                then=[
+                    BookingEvent(
+                        "BookingConfirmed",
+                        BookingStatus.CANCELLED,
+                        LATE_PAYMENT_REASON,
+                        {"payment_id": payment_id},
+                    )
+                ],
+                changes={"cancel_reason": CancelReason.NONE},
             )
             return "late_rebooked"
     booking_history_note(
@@ -466,13 +452,17 @@ def _apply_late_success(*, booking: Booking, slot: Slot, record: PaymentRecord) 
         reason=f"{LATE_PAYMENT_REASON}: payment {payment_id} arrived after the booking was "
         "cancelled; refund requested",
     )
-    booking_event_append(
+    booking_events_append(
         booking=booking,
-        event_type="BookingPaid",
         actor=SYSTEM,
-        from_status=booking.status,
-        reason=LATE_PAYMENT_REASON,
-        extra_data={"payment_id": payment_id, "late": True, "refund_requested": True},
+        events=[
+            BookingEvent(
+                "BookingPaid",
+                booking.status,
+                LATE_PAYMENT_REASON,
+                {"payment_id": payment_id, "late": True, "refund_requested": True},
+            )
+        ],
     )
     payment_refund_request(record=record)
     return "late_refunded"
@@ -485,7 +475,7 @@ def payment_reconcile(*, record_id: uuid.UUID | str) -> str:
     """Ask the provider about one payment (GET /payments/{id}) and apply its answer, exactly as
     a webhook would: a lost webhook still confirms the booking. Also the support action
     "re-check with provider". Raises PaymentServiceUnavailable when it cannot be asked."""
-    key = _uuid_or_none(record_id)
+    key = uuid_or_none(record_id)
     record = PaymentRecord.objects.select_related("booking").filter(id=key).first() if key else None
     if record is None:
         raise NotFound("No such payment record.")
@@ -572,6 +562,7 @@ def booking_cancel_for_payment_deadline(*, booking_id: uuid.UUID | str) -> str:
             booking_id=booking.id,
             reason=PAYMENT_DEADLINE_REASON,
             expected_version=booking.version,
+            cancel_reason=CancelReason.PAYMENT_DEADLINE,
         )
     except (VersionConflict, InvalidTransition):
         return "changed"

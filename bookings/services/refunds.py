@@ -22,26 +22,13 @@ from integrations.payments.gateway import (
     payment_refund,
 )
 from petpro_booking.core import metrics
-from petpro_booking.core.principal import SYSTEM
 
-from ..models import Booking, BookingHistory, BookingStatus, PaymentRecord, PaymentStatus
+from ..models import Booking, BookingStatus, PaymentRecord, PaymentStatus
+from .history import booking_history_note
 
 logger = logging.getLogger(__name__)
 
 REFUND_SWEEP_BATCH = 100
-
-
-def booking_history_note(*, booking: Booking, reason: str) -> None:
-    """A history row that records a payment fact without a status move (from = to)."""
-    who = SYSTEM.actor
-    BookingHistory.objects.create(
-        booking=booking,
-        from_status=booking.status,
-        to_status=booking.status,
-        actor_type=who["type"],
-        actor_id=who["id"],
-        reason=reason,
-    )
 
 
 def payment_refund_request(*, record: PaymentRecord) -> None:

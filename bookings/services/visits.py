@@ -13,7 +13,8 @@ from slots.selectors import slot_get
 from slots.services import slot_close
 
 from ..models import Booking
-from .lifecycle import HOLDS_A_UNIT, booking_cancel
+from .history import HOLDS_A_UNIT
+from .lifecycle import booking_cancel
 
 
 @dataclass

@@ -4,7 +4,8 @@
 `GET /api/v1/clinics/{id}/services` -> `[{"id", "name", "duration_minutes", "price",
 "currency", "species", "requires_payment", "cancellation_window_hours"}]`.
 Returns plain dataclasses (integrations never touch an app's tables: slots.clinic_sync puts
-them into the read-model). Answers are cached CLINIC_CACHE_SECONDS (30 min); see
+them into the read-model). Call it through `gateway`, which picks this or the local adapter.
+Answers are cached CLINIC_CACHE_SECONDS (30 min); see
 integrations.service_http for retries, breaker and stale answers.
 """
 
@@ -24,6 +25,7 @@ from petpro_booking.core.health import register_check
 from ..service_http import ServiceReader
 
 DEPENDENCY = "clinic service"
+FED_FROM_OUTSIDE = True  # the adapter flag the gateway reports (gateway.py)
 
 reader = ServiceReader(
     dependency=DEPENDENCY,

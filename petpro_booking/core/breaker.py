@@ -1,13 +1,13 @@
 """Circuit breakers for calls to other services: failures counted in a sliding time window,
 state shared by every worker through Redis, one probe at a time when half-open.
 
-Why not `pybreaker.CircuitBreaker` itself (FIELD-NOTES): it counts *consecutive* failures (a
-single success resets the count, so a flapping dependency never trips it, while five failures
-an hour apart do), it holds one RLock around the guarded call (every thread of a worker waits
-for the slowest call), its half-open state lets every caller through instead of one probe, and
-with Redis down `CircuitRedisStorage` answers a fixed state. This module keeps pybreaker's
-vocabulary (`STATE_*`, `CircuitBreakerError`) so callers written for it still work, and
-replaces the counting rule.
+Why not pybreaker's `CircuitBreaker`: it counts *consecutive*
+failures (a single success resets the count, so a flapping dependency never trips it, while
+five failures an hour apart do), it holds one RLock around the guarded call (every thread of a
+worker waits for the slowest call), its half-open state lets every caller through instead of
+one probe, and with Redis down its `CircuitRedisStorage` answers a fixed state. Only its state
+names were left, so the dependency went; the names stay the same ("closed", "open",
+"half-open").
 
 Redis layout per breaker (`petpro:breaker:{<name>}:…`; the name is the Redis Cluster hash tag,
 so the admission script's two keys live on one node):
@@ -31,7 +31,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import pybreaker
 import redis
 from django.conf import settings
 
@@ -40,9 +39,9 @@ from .redis_client import AnyRedis, redis_from_url
 
 logger = logging.getLogger(__name__)
 
-CLOSED = pybreaker.STATE_CLOSED
-OPEN = pybreaker.STATE_OPEN
-HALF_OPEN = pybreaker.STATE_HALF_OPEN
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half-open"
 STATE_GAUGE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 HALF_OPEN_MEMORY_SECONDS = 600
@@ -52,7 +51,7 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 0.25
 T = TypeVar("T")
 
 
-class BreakerOpen(pybreaker.CircuitBreakerError):
+class BreakerOpen(Exception):
     """The call was refused without trying: the breaker is open (or half-open with its one
     probe already in flight)."""
 
@@ -284,7 +283,7 @@ class WindowedCircuitBreaker:
     # --- the guarded call ---------------------------------------------------------------
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `func` if the breaker lets it through; any exception it raises is a failure.
-        Raises BreakerOpen (a pybreaker.CircuitBreakerError) without calling `func`."""
+        Raises BreakerOpen without calling `func`."""
         now = self._clock()
         admitted, _ = self._on_store(
             "admit", lambda store: store.admit(now=now, lease=self.probe_lease_seconds)

@@ -25,6 +25,7 @@ from django.db.models.expressions import DatabaseDefault
 from psycopg import IsolationLevel
 
 from . import metrics
+from .errors import Contention
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,12 +128,22 @@ def _serializable(using: str) -> Iterator[None]:
             driver.isolation_level = None
 
 
+class SerializationGaveUp(Contention):
+    """Every attempt of a SERIALIZABLE decision failed on 40001/40P01: a 409 the caller may
+    retry (the contenders have moved on by then), never a 500. Counted in
+    `petpro_serializable_gave_up_total{operation}`."""
+
+    code = "write_contention"
+
+
 def run_serializable(decision: Callable[[], T], *, name: str, using: str = "default") -> T:
     """Run `decision` in one durable SERIALIZABLE transaction, retrying the whole of it on
     serialization failures and deadlocks (they may surface at COMMIT, hence the outer loop).
 
     `decision` must be free of side effects outside the database; schedule those with
-    `transaction.on_commit` so a retried attempt does not repeat them.
+    `transaction.on_commit` so a retried attempt does not repeat them. When the attempts
+    (DB_SERIALIZABLE_ATTEMPTS) run out it raises SerializationGaveUp (409), not the driver
+    error.
     """
     attempts = settings.DB_SERIALIZABLE_ATTEMPTS
     for attempt in range(1, attempts + 1):
@@ -140,10 +151,12 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
             with _serializable(using):
                 return decision()
         except OperationalError as exc:
-            if not is_retryable(exc) or attempt == attempts:
-                if is_retryable(exc):
-                    metrics.SERIALIZABLE_GAVE_UP.labels(operation=name).inc()
+            if not is_retryable(exc):
                 raise
+            if attempt == attempts:
+                metrics.SERIALIZABLE_GAVE_UP.labels(operation=name).inc()
+                logger.warning("%s: %d serializable attempts failed", name, attempts)
+                raise SerializationGaveUp(details={"operation": name}) from exc
             metrics.SERIALIZABLE_RETRIES.labels(operation=name).inc()
             # Full jitter, capped: contenders spread out instead of colliding again.
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))

@@ -55,6 +55,19 @@ class Conflict(ApplicationError):
     default_message = "The request conflicts with the current state."
 
 
+class Contention(Conflict):
+    """409, retryable: others are changing the same thing right now (a lock not free in time,
+    a SERIALIZABLE transaction that kept failing to serialize). Apps name their own kind
+    (`slots.locking.SlotBusy`); `details.retry_after_seconds` says when to try again."""
+
+    code = "busy"
+    default_message = "Others are changing this right now; retry in a moment."
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.details.setdefault("retry_after_seconds", 1)
+
+
 class VersionConflict(ApplicationError):
     status_code = 412
     code = "version_conflict"

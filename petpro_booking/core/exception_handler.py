@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from .errors import ApplicationError
+from .errors import ApplicationError, Contention
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,12 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     """DRF's EXCEPTION_HANDLER: the only place an exception becomes an HTTP response."""
     if isinstance(exc, ApplicationError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry = None
+        if isinstance(exc, Contention):
+            retry = {"Retry-After": str(exc.details.get("retry_after_seconds", 1))}
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=retry
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -1,4 +1,4 @@
-"""HTTP conditional requests: versions as ETags and If-Match (DESIGN.md §4 layer 5)."""
+"""Request values: our ids (UUIDs), and versions as ETags and If-Match (DESIGN.md §4 layer 5)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,22 @@ from rest_framework.request import Request
 from .errors import NotFound, ValidationFailed
 
 
-def uuid_or_not_found(value: object, *, what: str = "resource") -> uuid.UUID:
-    """Our ids are UUIDs; anything else in the path names nothing, so it is a 404."""
+def uuid_or_none(value: object) -> uuid.UUID | None:
+    """The one parser of our ids (UUIDs): None for anything that is not one."""
     if isinstance(value, uuid.UUID):
         return value
     try:
         return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"No such {what}.") from None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def uuid_or_not_found(value: object, *, what: str = "resource") -> uuid.UUID:
+    """Our ids are UUIDs; anything else in the path names nothing, so it is a 404."""
+    parsed = uuid_or_none(value)
+    if parsed is None:
+        raise NotFound(f"No such {what}.")
+    return parsed
 
 
 def etag_for(version: int) -> str:

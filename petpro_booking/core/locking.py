@@ -1,11 +1,12 @@
 """Slot locks (DESIGN.md §4 layer 1): Redis leases that line contenders up, never trusted alone.
 
-`with lock_manager().acquire(slot_lock_key(...)):` takes every key in sorted order with a
+`with lock_manager().acquire(*keys):` takes every key in sorted order with a
 bounded wait (exponential backoff with full jitter) and releases them all. The lock only keeps
 the database from seeing a crowd; correctness comes from the SERIALIZABLE transaction, the
 conditional counter UPDATEs, the fenced status changes and the CHECK constraints. Hence:
 
-* on timeout the caller gets 409 `slot_busy` (retryable);
+* on timeout it raises `LockBusy` (409, retryable; the slot-write gateway `slots/locking.py`
+  names it `slot_busy`);
 * when Redis is unreachable the block runs without a lock (database guard alone) and
   `petpro_redis_unavailable_fallbacks_total{operation="slot_lock"}` counts it;
 * a holder paused past its lease loses the lock to the next contender; its later writes fail
@@ -34,7 +35,7 @@ import redis_lock
 from django.conf import settings
 
 from . import metrics
-from .errors import Conflict
+from .errors import Contention
 from .redis_client import hash_tagged, is_cluster_url, redis_from_url
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,10 @@ BACKOFF_CAP_SECONDS = 0.02
 REDIS_DOWN_COOLDOWN_SECONDS = 1.0
 
 
-class SlotBusy(Conflict):
-    code = "slot_busy"
-    default_message = "Someone else is changing this slot right now; retry in a moment."
+class LockBusy(Contention):
+    """A lock was not free within the wait (LOCK_WAIT_SECONDS)."""
 
-
-def slot_lock_key(*, clinic_id: str, service_id: str, slot_id: object) -> str:
-    """The slot's lock name; the slot id is its Redis Cluster hash tag (redis_client.py)."""
-    return f"slot:{clinic_id}:{service_id}:{{{slot_id}}}"
+    code = "lock_busy"
 
 
 def backoff_delays(*, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS):
@@ -217,7 +214,7 @@ class DistributedLockManager:
         assert self._local is not None
         if not self._local.try_acquire(key, max(0.0, deadline - time.monotonic())):
             metrics.LOCK_TIMEOUTS.inc()
-            raise SlotBusy(details={"retry_after_seconds": 1})
+            raise LockBusy()
         try:
             yield
         finally:
@@ -247,7 +244,7 @@ class DistributedLockManager:
             return
         if not acquired:
             metrics.LOCK_TIMEOUTS.inc()
-            raise SlotBusy(details={"retry_after_seconds": 1})
+            raise LockBusy()
         try:
             yield
         finally:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.apps import apps
 from django.db import DatabaseError, connections
-from django.db.models import Count, Min, Q
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -30,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from . import health, metrics
+from . import health
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -46,11 +44,6 @@ DB_POOL_WAITING = Gauge(
     "Requests waiting for a pooled database connection, summed over live processes.",
     ["alias"],
     multiprocess_mode="livesum",
-)
-EXPIRY_LAG = Gauge(
-    "petpro_expiry_lag_seconds",
-    "How long the oldest still-held reservation is past its expires_at (0 when none is).",
-    multiprocess_mode="livemostrecent",
 )
 HEALTH_CHECK_UP = Gauge(
     "petpro_health_check_up",
@@ -160,31 +153,27 @@ def ensure_db_pool_sampler() -> None:
 # --- gauges read at scrape time ----------------------------------------------------------------
 
 
+_scrape_refreshers: dict[str, Callable[[], None]] = {}
+
+
+def on_scrape(name: str, refresh: Callable[[], None]) -> None:
+    """Register `refresh()` to set an app's gauges at every scrape (from its AppConfig.ready):
+    the apps own their gauges and queries, so core knows no app (DESIGN.md §1). Registering
+    a name again replaces it."""
+    _scrape_refreshers[name] = refresh
+
+
 def refresh_scrape_gauges() -> None:
-    """Outbox backlog and age, expiry lag and readiness checks, as of this scrape.
+    """The apps' gauges (outbox backlog and age, expiry lag, ...) and the readiness checks, as
+    of this scrape.
 
     `set()` at scrape time because a `set_function` gauge is invisible in multiprocess mode
-    (the scrape reads the workers' files, it calls no function). Read by model label, so core
-    imports no app module (DESIGN.md §1): two aggregates over partial indexes."""
-    now = timezone.now()
-    try:
-        event_model = apps.get_model("events", "Event")
-        outbox = event_model.objects.filter(published_at__isnull=True).aggregate(
-            backlog=Count("id", filter=Q(failed_at__isnull=True)),
-            oldest=Min("created_at", filter=Q(failed_at__isnull=True)),
-            set_aside=Count("id", filter=Q(failed_at__isnull=False)),
-        )
-        metrics.OUTBOX_BACKLOG.set(outbox["backlog"])
-        oldest = outbox["oldest"]
-        metrics.OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds() if oldest else 0)
-        metrics.OUTBOX_FAILED.set(outbox["set_aside"])
-        reservation_model = apps.get_model("reservations", "Reservation")
-        overdue = reservation_model.objects.filter(status="held", expires_at__lt=now).aggregate(
-            oldest=Min("expires_at")
-        )["oldest"]
-        EXPIRY_LAG.set((now - overdue).total_seconds() if overdue else 0)
-    except DatabaseError:
-        logger.warning("metrics: database gauges not refreshed (database unavailable)")
+    (the scrape reads the workers' files, it calls no function)."""
+    for name, refresh in list(_scrape_refreshers.items()):
+        try:
+            refresh()
+        except DatabaseError:
+            logger.warning("metrics: gauges not refreshed (database unavailable)", gauges=name)
     for name, report in health.run_checks().items():
         HEALTH_CHECK_UP.labels(check=name).set(
             1 if report.get("status") in ("ok", "not_configured") else 0

@@ -42,15 +42,6 @@ class IsPetOwner(BasePermission):
         return principal is not None and principal.is_owner
 
 
-class IsStaffOrSupport(BasePermission):
-    message = "Only clinic staff and support may do this."
-
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        # Service tokens read; they never act through the API (DESIGN §8, issue 12).
-        return principal is not None and (principal.is_clinic_staff or principal.is_support)
-
-
 class ReadOnlyOrStaff(BasePermission):
     """Anyone authenticated reads; only staff and support write (service tokens read only)."""
 

@@ -5,6 +5,6 @@ from celery import shared_task
 from .idempotency import idempotency_keys_purge as purge
 
 
-@shared_task(name="petpro_booking.core.tasks.idempotency_keys_purge")
+@shared_task(name="core.idempotency_keys_purge")
 def idempotency_keys_purge() -> int:
     return purge()

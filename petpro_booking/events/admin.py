@@ -9,22 +9,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from petpro_booking.core.principal import ROLE_SUPPORT, Principal
+from petpro_booking.core.admin_access import support_principal as support_of
+from petpro_booking.core.principal import Principal
 
 from .models import Event
 from .selectors import outbox_backlog
 from .services import outbox_republish
 
-SUPPORT_GROUP = "support"  # the same group slots/admin_access.py uses (events imports no app)
-
 
 def support_principal(request: HttpRequest) -> Principal | None:
-    user = request.user
-    if not (user.is_authenticated and user.is_active):
-        return None
-    if user.is_superuser or user.groups.filter(name=SUPPORT_GROUP).exists():
-        return Principal(sub=f"admin:{user.pk}", roles=frozenset({ROLE_SUPPORT}))
-    return None
+    return support_of(request.user)
 
 
 class OutboxStateFilter(admin.SimpleListFilter):

@@ -1,5 +1,5 @@
 """App config for the event store: wires the relay nudge after every commit that appended
-events. (The outbox backlog gauges are refreshed at scrape time by core/metrics_export.py.)"""
+events, and registers the outbox gauges refreshed at every scrape."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ class EventsConfig(AppConfig):
     verbose_name = "Event store"
 
     def ready(self) -> None:
+        from petpro_booking.core.metrics_export import on_scrape
+
+        from .selectors import outbox_gauges_refresh
         from .services import on_event_appended
         from .tasks import relay_nudge
 
         on_event_appended(relay_nudge)
+        on_scrape("outbox", outbox_gauges_refresh)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
+from petpro_booking.core import metrics
+
 from .models import Event
 
 
@@ -43,6 +45,14 @@ def outbox_failed_events(*, limit: int = 20) -> list[Event]:
             :limit
         ]
     )
+
+
+def outbox_gauges_refresh() -> None:
+    """The outbox gauges, set at every scrape (registered in apps.py)."""
+    backlog = outbox_backlog()
+    metrics.OUTBOX_BACKLOG.set(backlog.unpublished)
+    metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds)
+    metrics.OUTBOX_FAILED.set(backlog.failed)
 
 
 def outbox_id_bounds(*, from_id: int | None, to_id: int | None) -> tuple[int, int]:

@@ -10,14 +10,13 @@ from django.db import transaction
 from django.db.models import Max
 
 from petpro_booking.core.db import RowInserter
-from petpro_booking.core.principal import Principal
+from petpro_booking.core.principal import SYSTEM, Principal
 
 from .context import current_context
 from .models import Event
 
 logger = logging.getLogger(__name__)
 _on_append_hooks: list = []
-SYSTEM_ACTOR = {"type": "system", "id": "booking-service"}
 # Every change appends an event (every hold too): its INSERT is built once, not per call.
 _EVENT_INSERT = RowInserter(Event)
 
@@ -39,7 +38,11 @@ def event_append(
     """Append one event. Must run inside the transaction of the change it records, so the
     event exists exactly when the change does (transactional outbox). A caller that knows
     the aggregate's new version (its row's `version` moves with each event) passes it and
-    saves the query for the last one; the unique constraint still guards it."""
+    saves the query for the last one; the unique constraint still guards it.
+
+    Every writer that runs at SERIALIZABLE passes it (DESIGN.md §4): the `SELECT MAX` read
+    takes predicate locks on the shared index pages of `events` and was one of the sources of
+    serialization failures between holds and confirms (issue 11)."""
     connection = transaction.get_connection(Event.objects.db)
     if not connection.in_atomic_block:
         raise RuntimeError("event_append must run inside the transaction of its change")
@@ -54,7 +57,7 @@ def event_append(
     metadata = current_context()
     if actor is not None:
         metadata["actor"] = actor.actor
-    metadata.setdefault("actor", {"type": "system", "id": "booking-service"})
+    metadata.setdefault("actor", SYSTEM.actor)
     event = _EVENT_INSERT.insert(
         Event(
             aggregate_type=aggregate_type,
@@ -76,36 +79,39 @@ def events_append(
     aggregate_type: str,
     event_type: str,
     items: list[tuple[str | uuid.UUID, dict[str, Any]]],
+    versions: list[int] | None = None,
     actor: Principal | None = None,
 ) -> list[Event]:
     """Append one `event_type` event to each of many aggregates (`items`: aggregate id and
     data), like `event_append` but with one version query and one INSERT for the whole batch
     (the hold expiry job). Same rules: inside the transaction of the change, with the
-    aggregates' rows locked by the caller."""
+    aggregates' rows locked by the caller; `versions` (one per item) saves the version query."""
     if not items:
         return []
     connection = transaction.get_connection(Event.objects.db)
     if not connection.in_atomic_block:
         raise RuntimeError("events_append must run inside the transaction of its change")
     keys = [str(aggregate_id) for aggregate_id, _ in items]
-    last = dict(
-        Event.objects.filter(aggregate_id__in=keys)
-        .values("aggregate_id")
-        .annotate(v=Max("aggregate_version"))
-        .values_list("aggregate_id", "v")
-    )
+    if versions is None:
+        last = dict(
+            Event.objects.filter(aggregate_id__in=keys)
+            .values("aggregate_id")
+            .annotate(v=Max("aggregate_version"))
+            .values_list("aggregate_id", "v")
+        )
+        versions = [(last.get(key) or 0) + 1 for key in keys]
     metadata = current_context()
-    metadata["actor"] = actor.actor if actor is not None else SYSTEM_ACTOR
+    metadata["actor"] = (actor or SYSTEM).actor
     events = Event.objects.bulk_create(
         Event(
             aggregate_type=aggregate_type,
             aggregate_id=key,
-            aggregate_version=(last.get(key) or 0) + 1,
+            aggregate_version=version,
             event_type=event_type,
             payload=data,
             metadata=metadata,
         )
-        for key, (_, data) in zip(keys, items, strict=True)
+        for key, (_, data), version in zip(keys, items, versions, strict=True)
     )
     if _on_append_hooks:
         event_ids = [event.id for event in events]

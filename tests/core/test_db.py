@@ -16,6 +16,7 @@ from django.db import (
 )
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from integrations.models import LocalPet
 from petpro_booking.core import db
@@ -95,9 +96,19 @@ def test_run_serializable_gives_up_after_the_bound(settings):
         calls.append(1)
         raise wrapped("40P01")
 
-    with pytest.raises(OperationalError):
+    gave_up_before = (
+        REGISTRY.get_sample_value("petpro_serializable_gave_up_total", {"operation": "test"}) or 0.0
+    )
+    with pytest.raises(db.SerializationGaveUp) as gave_up:
         db.run_serializable(always_conflicts, name="test")
     assert len(calls) == 2
+    # A retryable 409 for the caller (never a 500), counted, with the driver error as cause.
+    assert gave_up.value.status_code == 409
+    assert isinstance(gave_up.value.__cause__, OperationalError)
+    assert (
+        REGISTRY.get_sample_value("petpro_serializable_gave_up_total", {"operation": "test"})
+        == gave_up_before + 1
+    )
 
 
 def _field_values(instance) -> dict:

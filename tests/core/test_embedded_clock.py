@@ -45,7 +45,7 @@ def test_the_clock_runs_a_job_on_its_interval_and_survives_a_failing_one():
             Job(name="broken", task="no.such.task", interval=0.05, due=now),
             Job(
                 name="purge",
-                task="petpro_booking.core.tasks.idempotency_keys_purge",
+                task="core.idempotency_keys_purge",
                 interval=0.05,
                 due=now,
             ),

@@ -148,7 +148,7 @@ def test_metrics_expose_the_business_metrics_after_a_booking_flow(
     assert delta("petpro_lock_wait_seconds_count") >= 3
     # Celery task metrics (eager here; the worker exposes the same on its metrics port).
     assert delta(
-        "petpro_celery_tasks_total", task="reservations.tasks.reservations_expire_due"
+        "petpro_celery_tasks_total", task="reservations.reservations_expire_due"
     ) == pytest.approx(1)
     # Scrape-time gauges: the outbox holds the flow's events (the relay is off in tests).
     assert value(after, "petpro_outbox_backlog") >= 8

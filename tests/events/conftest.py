@@ -159,7 +159,7 @@ def _wait_port(host: str, port: int, *, open_: bool, timeout: float = 60.0) -> N
 @contextlib.contextmanager
 def rabbitmq_stopped() -> Iterator[None]:
     """Stop the RabbitMQ application (the node stays up) and always start it again; waits
-    for port 5672 both ways (rabbitmqctl answers before the port listens: FIELD-NOTES)."""
+    for port 5672 both ways (rabbitmqctl answers before the port listens)."""
     parsed = urlparse(settings.EVENT_BROKER_URL)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 5672
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)

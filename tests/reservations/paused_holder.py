@@ -18,10 +18,11 @@ def main(reservation_id: str, redis_url: str) -> None:
     from django.db import transaction
 
     from petpro_booking.core.errors import ApplicationError
-    from petpro_booking.core.locking import DistributedLockManager, slot_lock_key
+    from petpro_booking.core.locking import DistributedLockManager
     from petpro_booking.core.principal import Principal
     from reservations.models import Reservation
     from reservations.services import reservation_mark_confirmed
+    from slots.locking import slot_lock_key, slot_rows_lock
     from slots.services import slot_convert_hold
 
     manager = DistributedLockManager(redis_url=redis_url, ttl_seconds=1, wait_seconds=2)
@@ -35,7 +36,10 @@ def main(reservation_id: str, redis_url: str) -> None:
         sys.stdin.readline()
         try:
             with transaction.atomic():
-                reservation_mark_confirmed(reservation=seen, actor=owner, seen_version=seen.version)
+                slot = slot_rows_lock(seen.slot_id)[seen.slot_id]
+                reservation_mark_confirmed(
+                    reservation=seen, actor=owner, slot=slot, seen_version=seen.version
+                )
                 slot_convert_hold(slot_id=seen.slot_id)
             outcome = "confirmed"
         except ApplicationError as exc:

@@ -21,12 +21,18 @@ from reservations.services import (
     reservation_release,
 )
 from reservations.tasks import reservations_expire_due
+from slots.locking import slot_rows_lock
 from slots.models import Slot
 
 from ..factories import SlotFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OWNER = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
+
+
+def locked_slot(reservation: Reservation) -> Slot:
+    """The hold's slot row-locked as the slot-write gateway hands it to a decision."""
+    return slot_rows_lock(reservation.slot_id)[reservation.slot_id]
 
 
 def expire_now(*reservations: Reservation) -> None:
@@ -38,7 +44,9 @@ def expire_now(*reservations: Reservation) -> None:
 def test_confirm_step_moves_a_held_reservation_once(owner_pet, slot):
     reservation = reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
     with transaction.atomic():
-        confirmed = reservation_mark_confirmed(reservation=reservation, actor=OWNER)
+        confirmed = reservation_mark_confirmed(
+            reservation=reservation, actor=OWNER, slot=locked_slot(reservation)
+        )
     assert (confirmed.status, confirmed.version) == ("confirmed", 2)
     assert Event.objects.filter(
         aggregate_id=str(reservation.id), event_type="ReservationConfirmed"
@@ -46,7 +54,9 @@ def test_confirm_step_moves_a_held_reservation_once(owner_pet, slot):
     # The counters are the caller's business (slot_convert_hold): untouched here.
     assert Slot.objects.get(id=slot.id).held_count == 1
     with pytest.raises(ReservationNotHeld) as second, transaction.atomic():
-        reservation_mark_confirmed(reservation=reservation, actor=OWNER, seen_version=2)
+        reservation_mark_confirmed(
+            reservation=reservation, actor=OWNER, slot=locked_slot(reservation), seen_version=2
+        )
     assert second.value.details["status"] == "confirmed"
 
 
@@ -55,7 +65,9 @@ def test_confirm_step_is_fenced_on_the_version_seen(owner_pet, slot):
     stale_copy = Reservation.objects.get(id=reservation.id)
     reservation_release(actor=OWNER, reservation_id=reservation.id)
     with pytest.raises(ReservationNotHeld), transaction.atomic():
-        reservation_mark_confirmed(reservation=stale_copy, actor=OWNER)
+        reservation_mark_confirmed(
+            reservation=stale_copy, actor=OWNER, slot=locked_slot(stale_copy)
+        )
     assert Reservation.objects.get(id=reservation.id).status == "released"
 
 
@@ -63,14 +75,16 @@ def test_confirm_step_refuses_a_hold_past_expiry(owner_pet, slot):
     reservation = reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
     expire_now(reservation)
     with pytest.raises(ReservationExpired), transaction.atomic():
-        reservation_mark_confirmed(reservation=reservation, actor=OWNER)
+        reservation_mark_confirmed(
+            reservation=reservation, actor=OWNER, slot=locked_slot(reservation)
+        )
     assert Reservation.objects.get(id=reservation.id).status == "held"  # the job's to expire
 
 
 def test_confirm_step_needs_the_callers_transaction(owner_pet, slot):
     reservation = reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
     with pytest.raises(RuntimeError):
-        reservation_mark_confirmed(reservation=reservation, actor=OWNER)
+        reservation_mark_confirmed(reservation=reservation, actor=OWNER, slot=slot)
 
 
 def test_expiry_job_expires_due_holds_in_batches(owner_pet, clinic_service):

@@ -171,4 +171,4 @@ def test_the_week_view_is_warmed_after_a_change_and_on_deploy(
         page = client.get("/api/v1/slots", query).json()
     assert page["results"] == []
     schedule = django_settings.CELERY_BEAT_SCHEDULE["warm-search-cache"]
-    assert schedule["task"] == "slots.tasks.search_cache_warm"
+    assert schedule["task"] == "slots.search_cache_warm"

@@ -8,7 +8,7 @@ import petpro_booking.core.model_fields
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0006_i14_payment_deadline"),
+        ("bookings", "0007_i13_booking_cancel_reason_event_version"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reservations", "0003_i17_pet_name_encrypted"),
+        ("reservations", "0004_i13_reservations_slot_held_idx"),
     ]
 
     operations = [
