@@ -9,7 +9,7 @@ export DJANGO_SETTINGS_MODULE ?= petpro_booking.settings.local
 help:
 	@echo "make run    - embedded default with demo data on http://127.0.0.1:8000"
 	@echo "make test   - the whole suite against PostgreSQL, Redis, RabbitMQ on localhost"
-	@echo "make lint   - ruff, mypy, hadolint"
+	@echo "make lint   - ruff, mypy, hadolint, pip-audit"
 	@echo "make bench  - production topology vs. a bare DRF baseline (~6 min); docs/benchmarks.md"
 	@echo "make soak   - the peak-hour mix for 10 min at 80 % of the measured maximum"
 	@echo "make bench-history - operations under faults (Redis, kill -9, RabbitMQ), checked"
@@ -40,6 +40,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings waitlist integrations
 	$(BIN)/hadolint Dockerfile
+	# Known vulnerabilities in the pinned dependencies (asks PyPI's advisory database).
+	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
 
 messages: install
 	$(BIN)/python -m petpro_booking.core.catalogue

@@ -84,6 +84,7 @@ class BookingViewSet(viewsets.ViewSet):
             booking_id=pk,
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
+            internal_note=body.validated_data["internal_note"],
         )
         return _booking_response(booking)
 
@@ -153,10 +154,11 @@ class BookingViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str) -> Response:
-        events = selectors.booking_events(principal=request_principal(request), booking_id=pk)
+        principal = request_principal(request)
+        events = selectors.booking_events(principal=principal, booking_id=pk)
         paginator = PagePagination()
         page = paginator.paginate_queryset(events, request, view=self)
-        items = [selectors.history_item(event) for event in page or []]
+        items = [selectors.history_item(event, viewer=principal) for event in page or []]
         return paginator.get_paginated_response(HistoryItemOutput(items, many=True).data)
 
 

@@ -42,14 +42,18 @@ class Booking(models.Model):
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
     cancel_reason = models.CharField(
-        max_length=20, choices=CancelReason.choices, blank=True, default=CancelReason.NONE
+        max_length=20,
+        choices=CancelReason.choices,
+        blank=True,
+        default=CancelReason.NONE,
+        db_default=CancelReason.NONE,
     )
     version = models.PositiveIntegerField(default=1)
-    # The aggregate_version of the booking's last event (bookings/services/history.py).
-    event_version = models.PositiveIntegerField(default=0)
     # When an unpaid booking is cancelled; empty: created_at + PAYMENT_DEADLINE_SECONDS. Moved
     # by starting to pay and by a payment the provider still processes (payment_deadline.py).
     payment_deadline_at = models.DateTimeField(null=True, blank=True)
+    # The aggregate_version of the booking's last event (bookings/services/history.py).
+    event_version = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -135,7 +139,10 @@ class BookingHistory(models.Model):
     to_status = models.CharField(max_length=20)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64)
-    reason = EncryptedTextField(blank=True)  # free text: encrypted at rest
+    # `reason` is written for the owner (shown in their history and notifications);
+    # `internal_note` is for staff and support only (issue 12). Both free text: encrypted.
+    reason = EncryptedTextField(blank=True)
+    internal_note = EncryptedTextField(blank=True, default="", db_default="")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

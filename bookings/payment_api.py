@@ -45,7 +45,8 @@ class WebhookEventInput(serializers.Serializer):
 
 class WebhookAck(serializers.Serializer):
     status = serializers.CharField(
-        help_text="What happened: confirmed, failed, refunded, duplicate (a replayed event_id, "
+        help_text="What happened: confirmed, failed, refunded, refunded_cancelled (a booking "
+        "that held its unit was cancelled by the refund), duplicate (a replayed event_id, "
         "nothing changed), already_applied, late_rebooked, late_refunded, ..."
     )
 

@@ -286,7 +286,7 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
         )
         Booking.objects.filter(id__in=booking_ids).update(user_id=pseudonym)
         history = BookingHistory.objects.filter(booking_id__in=booking_ids)
-        history.exclude(actor_type=ActorType.SYSTEM).update(reason="")
+        history.exclude(actor_type=ActorType.SYSTEM).update(reason="", internal_note="")
         history.filter(actor_id=user_id).update(actor_id=pseudonym)
         payments = 0
         for payment in PaymentRecord.objects.filter(booking_id__in=booking_ids):

@@ -74,13 +74,25 @@ def booking_events(*, principal: Principal, booking_id: uuid.UUID | str) -> Quer
     )
 
 
-def history_item(event: Event) -> dict[str, Any]:
-    """One history entry: `{event_type, occurred_at, actor, data}`."""
+# What an owner never sees in their booking's history (issue 12): staff's internal notes.
+OWNER_HIDDEN_DATA = frozenset({"internal_note"})
+
+
+def history_item(event: Event, *, viewer: Principal | None = None) -> dict[str, Any]:
+    """One history entry: `{event_type, occurred_at, actor, data}`. Shown to an owner, the
+    actor is only a role (`{"type": "staff"}`), unless it is the owner themselves, and
+    internal notes are left out; staff, support and services see everything."""
+    actor = dict(event.metadata.get("actor", {}))
+    data = event.payload
+    if viewer is not None and viewer.is_owner and not (viewer.is_support or viewer.is_clinic_staff):
+        if not (actor.get("type") == "user" and actor.get("id") == viewer.sub):
+            actor = {"type": actor.get("type", "system")}
+        data = {k: v for k, v in data.items() if k not in OWNER_HIDDEN_DATA}
     return {
         "event_type": event.event_type,
         "occurred_at": event.created_at,
-        "actor": event.metadata.get("actor", {}),
-        "data": event.payload,
+        "actor": actor,
+        "data": data,
     }
 
 

@@ -95,7 +95,14 @@ class BookingCancelInput(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
-        help_text="Required for clinic staff and support.",
+        help_text="Required for clinic staff and support. Shown to the owner.",
+    )
+    internal_note = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Staff and support only; never shown to the owner.",
     )
 
 

@@ -93,6 +93,11 @@ class ServiceReader:
         self._http_lock = threading.Lock()
 
     @property
+    def audience(self) -> str:
+        """The callee's name in our tokens' `aud`: USER_SERVICE_URL -> "user-service"."""
+        return self.url_setting.removesuffix("_URL").lower().replace("_", "-")
+
+    @property
     def configured(self) -> bool:
         return bool(getattr(settings, self.url_setting))
 
@@ -111,7 +116,9 @@ class ServiceReader:
     # --- one attempt, inside the breaker --------------------------------------------------
     def _attempt(self, url: str, timeout: float, parse: Callable[[Any], Any]) -> tuple[int, Any]:
         response = self._client().get(
-            url, headers={"Authorization": f"Bearer {service_token()}"}, timeout=timeout
+            url,
+            headers={"Authorization": f"Bearer {service_token(audience=self.audience)}"},
+            timeout=timeout,
         )
         if response.status_code >= 500:
             raise ServerError(response.status_code)

@@ -12,7 +12,7 @@ from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from slots.display import local_label
 
-from .models import Reservation
+from .models import OwnerLimit, Reservation
 from .selectors import reservation_list_admin
 
 
@@ -84,3 +84,37 @@ class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(OwnerLimit)
+class OwnerLimitAdmin(admin.ModelAdmin):
+    """Support raises (or lowers) the fair-use limits of one owner; empty keeps the default."""
+
+    list_display = [
+        "user_id",
+        "max_live_holds",
+        "max_unpaid_bookings",
+        "max_bookings_per_pet_per_day",
+        "reason",
+        "updated_at",
+    ]
+    search_fields = ["user_id"]
+
+    def _is_support(self, request: HttpRequest) -> bool:
+        principal = admin_principal(request.user)
+        return principal is not None and principal.is_support
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._is_support(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._is_support(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)

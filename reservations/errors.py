@@ -16,3 +16,10 @@ class ReservationExpired(Conflict):
 class ReservationNotHeld(Conflict):
     code = "reservation_not_held"
     default_message = "The reservation is not held any more."
+
+
+class LimitExceeded(Conflict):
+    """A fair-use limit (DESIGN §8): details name the limit and its maximum."""
+
+    code = "limit_exceeded"
+    default_message = "A fair-use limit is reached."

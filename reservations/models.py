@@ -57,3 +57,22 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
+
+
+class OwnerLimit(models.Model):
+    """Support's per-owner override of the fair-use limits (reservations/limits.py); an empty
+    field keeps the default from settings."""
+
+    user_id = models.CharField(max_length=64, unique=True)
+    max_live_holds = models.PositiveIntegerField(null=True, blank=True)
+    max_unpaid_bookings = models.PositiveIntegerField(null=True, blank=True)
+    max_bookings_per_pet_per_day = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True, help_text="why this owner may do more")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "owner_limits"
+        ordering = ["user_id"]
+
+    def __str__(self) -> str:
+        return self.user_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -23,8 +24,22 @@ from .display import clinic_zone, local_label
 from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
 
 
+class ClinicServiceOwned:
+    """With CLINIC_SERVICE_URL set the Clinic Service owns clinics and services: read-only here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        if settings.CLINIC_SERVICE_URL:
+            return False
+        return super().has_add_permission(request)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        if settings.CLINIC_SERVICE_URL:
+            return False
+        return super().has_change_permission(request, obj)  # type: ignore[misc]
+
+
 @admin.register(Clinic)
-class ClinicAdmin(ClinicScopedAdmin):
+class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     clinic_field = "id"
     list_display = ["name", "id", "timezone", "active"]
     search_fields = ["name", "id"]
@@ -66,7 +81,7 @@ class GenerateSlotsForm(forms.Form):
 
 
 @admin.register(ClinicService)
-class ClinicServiceAdmin(ClinicScopedAdmin):
+class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     list_display = [
         "name",
         "clinic",
@@ -238,7 +253,7 @@ class SlotAdmin(ClinicScopedAdmin):
         return response
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        readonly = ["booked_count", "held_count", "version"]
+        readonly = ["booked_count", "held_count", "version"]  # the id is not editable at all
         if obj is not None:  # only capacity and status change after creation
             readonly += ["clinic", "service", "start_at", "end_at"]
         return readonly

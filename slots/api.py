@@ -34,7 +34,9 @@ from .serializers import (
 
 
 class ClinicViewSet(viewsets.ViewSet):
-    lookup_value_regex = r"[^/]+"
+    # Opaque ids of the Clinic Service, at most 64 characters; a NUL byte (which PostgreSQL
+    # cannot store) or anything longer matches no route and is a 404.
+    lookup_value_regex = r"[^/\x00]{1,64}"
     pagination_class = PagePagination
 
     @extend_schema(responses={200: ClinicOutput(many=True)})

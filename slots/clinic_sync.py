@@ -15,51 +15,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from integrations.clinics import gateway as clinic_source
-from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
 from .models import Clinic, ClinicService
+from .services import clinic_read_model_changed, clinic_upsert
 
 logger = logging.getLogger(__name__)
-
-
-def clinic_read_model_family(clinic_id: str) -> str:
-    return f"clinic:{clinic_id}"
-
-
-def clinic_read_model_changed(*, clinic_id: str) -> None:
-    """Drop the cached clinic and its services (both cache levels, every process within a
-    second): now, and again once the change is committed (a reader between the two may
-    have cached the old rows)."""
-    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
-    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
-
-
-def clinic_upsert(
-    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
-) -> Clinic:
-    """Insert or refresh a clinic of the read-model (admin in embedded mode, and the sync)."""
-    try:
-        ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
-    clinic, _ = Clinic.objects.update_or_create(
-        id=clinic_id,
-        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
-    )
-    transaction.on_commit(lambda: clinic_source.invalidate_clinic(clinic_id))
-    from .services import invalidate_slot_search  # services imports this module
-
-    clinic_read_model_changed(clinic_id=clinic_id)
-    invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
-    return clinic
 
 
 def clinic_is_stale(clinic: Clinic, *, now: dt.datetime | None = None) -> bool:

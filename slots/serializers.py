@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from rest_framework import serializers
 
-from petpro_booking.core.fields import AwareDateTimeField
+from petpro_booking.core.fields import AwareDateTimeField, BoundedDateField
 
 from .models import Clinic, ClinicService, SlotStatus
 from .rules import REASONS
@@ -88,7 +90,8 @@ class SlotSearchQuery(serializers.Serializer):
         "(closed, inactive clinic or service, started, inside the notice, beyond the horizon), "
         "each with `bookable` false and its `reason`. 403 for anyone else.",
     )
-    page = serializers.IntegerField(required=False, min_value=1, default=1)
+    # Bounded so "(page - 1) * page_size" stays a number PostgreSQL takes as an OFFSET.
+    page = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 
     def validate(self, attrs):
@@ -105,6 +108,15 @@ class SlotCreateInput(serializers.Serializer):
     end_at = AwareDateTimeField()
     capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
 
+    def validate(self, attrs):
+        if attrs["end_at"] - attrs["start_at"] > dt.timedelta(days=1):
+            raise serializers.ValidationError({"end_at": ["A slot lasts at most a day."]})
+        return attrs
+
+
+# One call's weekly schedule: a handful of windows per weekday is plenty.
+MAX_WEEKLY_WINDOWS = 50
+
 
 class WeeklyWindowInput(serializers.Serializer):
     weekday = serializers.IntegerField(min_value=1, max_value=7, help_text="1 = Monday ... 7")
@@ -115,10 +127,14 @@ class WeeklyWindowInput(serializers.Serializer):
 class SlotGenerateInput(serializers.Serializer):
     clinic_id = serializers.CharField(max_length=64)
     service_id = serializers.CharField(max_length=64)
-    date_from = serializers.DateField(help_text="clinic-local date, inclusive")
-    date_to = serializers.DateField(help_text="clinic-local date, inclusive")
+    date_from = BoundedDateField(help_text="clinic-local date, inclusive")
+    date_to = BoundedDateField(help_text="clinic-local date, inclusive")
     capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
-    weekly = WeeklyWindowInput(many=True, allow_empty=False)
+    weekly = WeeklyWindowInput(
+        many=True,
+        allow_empty=False,
+        max_length=MAX_WEEKLY_WINDOWS,  # type: ignore[call-arg]  # ListSerializer takes it
+    )
 
 
 class SlotGenerateOutput(serializers.Serializer):

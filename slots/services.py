@@ -13,21 +13,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from integrations.clinics.gateway import invalidate_clinic
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
-from .clinic_sync import (  # the read-model's write and cache names, re-exported
-    clinic_read_model_changed as clinic_read_model_changed,
-)
-from .clinic_sync import clinic_read_model_family as clinic_read_model_family
-from .clinic_sync import clinic_service_ensure_synced
-from .clinic_sync import clinic_upsert as clinic_upsert
 from .errors import CapacityConflict, NotClinicStaff
 from .locking import units_freed
-from .models import ClinicService, Slot, SlotStatus
+from .models import Clinic, ClinicService, Slot, SlotStatus
 from .rules import BookingRules, buffered_window, rules_of
 
 SLOT_AGGREGATE = "slot"
@@ -53,6 +48,18 @@ def slot_search_family(clinic_id: str) -> str:
     return f"slots:{clinic_id}"
 
 
+def clinic_read_model_family(clinic_id: str) -> str:
+    return f"clinic:{clinic_id}"
+
+
+def clinic_read_model_changed(*, clinic_id: str) -> None:
+    """Drop the cached clinic and its services (both cache levels, every process within a
+    second): now, and again once the change is committed (a reader between the two may
+    have cached the old rows)."""
+    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
+    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
+
+
 def invalidate_slot_search(*, clinic_id: str) -> None:
     """Drop cached searches of this clinic (and the clinic-less ones) once the change is
     committed; reservations and bookings call it too, as every hold changes availability."""
@@ -69,6 +76,9 @@ def _require_manager(actor: Principal, clinic_id: str) -> None:
 
 
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
+    # Imported here: clinic_sync builds on clinic_upsert below.
+    from .clinic_sync import clinic_service_ensure_synced
+
     clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
     try:
         return ClinicService.objects.select_related("clinic").get(
@@ -247,6 +257,16 @@ def slot_generate(
                 wanted.extend(
                     _local_starts(day=day, window=window, duration=duration, zone=zone, gap=gap)
                 )
+        if len(wanted) > settings.SLOT_GENERATE_MAX_SLOTS:
+            # One call must not write (and emit events for) an unbounded number of rows.
+            raise ValidationFailed(
+                details={
+                    "weekly": [
+                        f"At most {settings.SLOT_GENERATE_MAX_SLOTS} slots at once; "
+                        "split the period or use longer windows."
+                    ]
+                }
+            )
         day += dt.timedelta(days=1)
     if not wanted:
         return 0
@@ -354,6 +374,24 @@ def slot_close(
     return slot_update(
         actor=actor, slot_id=slot_id, expected_version=expected_version, status=SlotStatus.CLOSED
     )
+
+
+def clinic_upsert(
+    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
+) -> Clinic:
+    """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
+    try:
+        ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
+    clinic, _ = Clinic.objects.update_or_create(
+        id=clinic_id,
+        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
+    )
+    transaction.on_commit(lambda: invalidate_clinic(clinic_id))
+    clinic_read_model_changed(clinic_id=clinic_id)
+    invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
+    return clinic
 
 
 def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicService:

@@ -19,7 +19,9 @@ COMPLETE = {
     "CELERY_BROKER_URL": "amqp://rabbitmq//",
     "EVENT_BROKER_URL": "amqp://rabbitmq//",
     "JWT_SIGNING_KEY": "k",
-    "SERVICE_JWT_SIGNING_KEY": "k",
+    "JWT_ISSUER": "https://auth.petpro.example",
+    "JWT_AUDIENCE": "booking-service",
+    "SERVICE_JWT_SIGNING_KEY": "another-key",
     "PAYMENT_WEBHOOK_SECRET": "w",
     "PAYMENT_SERVICE_URL": "http://payments:8080",
     "PAYMENT_API_KEY": "key",
@@ -29,9 +31,15 @@ COMPLETE = {
 }
 
 
-def load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in COMPLETE and "_URL" not in k}
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+def load(
+    env: dict[str, str], code: str = "print(settings.DEBUG)"
+) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in COMPLETE and "_URL" not in k and not k.startswith(("SECURE_", "JWT_"))
+    }
+    code = "import django; django.setup(); from django.conf import settings; " + code
     return subprocess.run(
         [sys.executable, "-c", code],
         env={**clean, **env},
@@ -70,3 +78,74 @@ def test_sandbox_payments_only_when_asked_for():
         k: v for k, v in COMPLETE.items() if k not in ("PAYMENT_SERVICE_URL", "PAYMENT_API_KEY")
     }
     assert load({**without_payments, "PAYMENT_SANDBOX": "true"}).returncode == 0
+
+
+@pytest.mark.parametrize("missing", ["JWT_ISSUER", "JWT_AUDIENCE"])
+def test_tokens_without_issuer_or_audience_are_refused(missing):
+    result = load({k: v for k, v in COMPLETE.items() if k != missing})
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_service_key_equal_to_the_user_token_key_is_refused():
+    result = load({**COMPLETE, "SERVICE_JWT_SIGNING_KEY": COMPLETE["JWT_SIGNING_KEY"]})
+    assert result.returncode != 0
+    assert "SERVICE_JWT_SIGNING_KEY" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "empty",
+    [
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "EVENT_BROKER_URL",
+        "PAYMENT_SERVICE_URL",
+        "PAYMENT_API_KEY",
+        "PAYMENT_WEBHOOK_SECRET",
+        "SERVICE_JWT_SIGNING_KEY",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+    ],
+)
+def test_present_but_empty_is_refused_like_missing(empty):
+    result = load({**COMPLETE, empty: ""})
+    assert result.returncode != 0
+    assert empty in result.stderr
+
+
+def test_empty_payment_url_never_falls_back_to_the_sandbox():
+    """Even with the demo switch on, an explicitly empty URL is a mistake, not a wish."""
+    result = load({**COMPLETE, "PAYMENT_SERVICE_URL": "", "PAYMENT_SANDBOX": "true"})
+    assert result.returncode != 0
+    assert "PAYMENT_SERVICE_URL" in result.stderr
+
+
+def test_production_sends_hsts_redirects_to_https_and_has_a_csp():
+    code = (
+        "print(settings.SECURE_HSTS_SECONDS, settings.SECURE_SSL_REDIRECT, "
+        "'csp.middleware.CSPMiddleware' in settings.MIDDLEWARE, "
+        "settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['script-src'])"
+    )
+    result = load(COMPLETE, code)
+    assert result.returncode == 0, result.stderr
+    hsts, redirect, csp, script_src = result.stdout.split(" ", 3)
+    assert int(hsts) >= 31536000
+    assert (redirect, csp) == ("True", "True")
+    assert "http" not in script_src  # our own origin only, no third-party script
+
+
+def test_ssl_redirect_and_hsts_can_be_left_to_the_ingress():
+    code = "print(settings.SECURE_HSTS_SECONDS, settings.SECURE_SSL_REDIRECT)"
+    result = load({**COMPLETE, "SECURE_SSL_REDIRECT": "false", "SECURE_HSTS_SECONDS": "0"}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "False"]
+
+
+def test_demo_data_is_refused_under_production_settings():
+    code = "from django.core.management import call_command; call_command('load_demo_data')"
+    result = load(COMPLETE, code)
+    assert result.returncode != 0
+    assert "production" in result.stderr

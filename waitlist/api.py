@@ -59,7 +59,13 @@ class WaitlistViewSet(viewsets.ViewSet):
             **error_responses(400, 403, 404, 422),
             409: conflict_response(
                 "WaitlistRefused",
-                [*HOLD_REFUSAL_CODES, "slot_available", "already_waiting", "already_booked"],
+                [
+                    *HOLD_REFUSAL_CODES,
+                    "slot_available",
+                    "already_waiting",
+                    "already_booked",
+                    "limit_exceeded",
+                ],
                 "Not put in line; the code says why (docs/bookings.md, Waiting list).",
             ),
         },
@@ -115,9 +121,10 @@ class SlotAvailabilityView(APIView):
         "`slot_full` (details: booked, held, when the earliest hold expires), `slot_closed` "
         "(when the clinic closed it), `too_late_to_book`, `beyond_booking_horizon`, "
         "`slot_started`, `clinic_inactive`, `service_inactive`, `invalid_pet`, "
-        "`species_not_accepted`, `already_booked`, `already_held`. Also the caller's place "
-        "on the slot's waiting list and up to 5 bookable slots of the same service and "
-        "clinic. Read from the current rows and the event store, never cached.",
+        "`species_not_accepted`, `already_booked`, `already_held`, `limit_exceeded` (your "
+        "live-hold limit). Also the caller's place on the slot's waiting list and up to 5 "
+        "bookable slots of the same service and clinic. Read from the current rows and the "
+        "event store, never cached.",
     )
     def get(self, request: Request, slot_id: str) -> Response:
         query = AvailabilityQuery(data=request.query_params)

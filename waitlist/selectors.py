@@ -17,6 +17,7 @@ from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_none, uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
+from reservations.limits import limits_for
 from reservations.models import Reservation, ReservationStatus
 from slots import rules as booking_rules
 from slots.models import Slot
@@ -249,6 +250,19 @@ def _own_reasons(
                     "reservation_id": str(hold.id),
                     "expires_at": api_timestamp(hold.expires_at),
                 },
+            }
+        )
+    maximum = limits_for(owner_id=actor.sub).live_holds
+    live = Reservation.objects.filter(
+        user_id=actor.sub, status=ReservationStatus.HELD, expires_at__gt=now
+    ).count()
+    if hold is None and live >= maximum:
+        found.append(
+            {
+                "code": "limit_exceeded",
+                "message": f"You already hold {live} slots, the most one owner may hold at once "
+                f"({maximum}); confirm or release one first.",
+                "details": {"limit": "live_holds_per_owner", "max": maximum},
             }
         )
     return found

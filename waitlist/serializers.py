@@ -77,6 +77,7 @@ class AvailabilityReason(serializers.Serializer):
             "species_not_accepted",
             "already_booked",
             "already_held",
+            "limit_exceeded",
         ]
     )
     message = serializers.CharField()

@@ -33,6 +33,7 @@ from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append
 from reservations.errors import InvalidPet
+from reservations.limits import limit_refuse, limits_for
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_hold_for, reservation_release_locked
 from slots.locking import slot_write
@@ -125,6 +126,7 @@ def waitlist_join(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) ->
         )
         if mine:
             raise AlreadyBooked(details={"slot_id": str(slot.id)})
+        _join_limits_check(owner_id=actor.sub, now=now)
         try:
             with transaction.atomic():
                 entry = WaitlistEntry.objects.create(
@@ -137,6 +139,18 @@ def waitlist_join(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) ->
         return entry
 
     return slot_write(slot, name="waitlist_join", decide=join)
+
+
+def _join_limits_check(*, owner_id: str, now: dt.datetime) -> None:
+    """Fair use (issue 12): a place in line is a hold to come, so live holds and waiting
+    entries together stay within the owner's live-hold limit (409 limit_exceeded)."""
+    maximum = limits_for(owner_id=owner_id).live_holds
+    holds = Reservation.objects.filter(
+        user_id=owner_id, status=ReservationStatus.HELD, expires_at__gt=now
+    ).count()
+    waiting = WaitlistEntry.objects.filter(user_id=owner_id, status=EntryStatus.WAITING).count()
+    if holds + waiting >= maximum:
+        raise limit_refuse(limit="live_holds_per_owner", maximum=maximum)
 
 
 def _entry_for(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:

@@ -157,9 +157,10 @@ def booking_events_append(
 
 
 def booking_history_write(
-    *, booking: Booking, from_status: str, actor: Principal, reason: str
+    *, booking: Booking, from_status: str, actor: Principal, reason: str, internal_note: str = ""
 ) -> None:
-    """The history row of a change: from `from_status` to the booking's status now."""
+    """The history row of a change: from `from_status` to the booking's status now. `reason`
+    is shown to the owner; `internal_note` only to staff and support."""
     who = actor.actor
     BookingHistory.objects.create(
         booking=booking,
@@ -168,6 +169,7 @@ def booking_history_write(
         actor_type=who["type"],
         actor_id=who["id"],
         reason=reason,
+        internal_note=internal_note,
     )
 
 
@@ -214,6 +216,7 @@ def booking_change_record(
     reason: str,
     events: Sequence[BookingEvent],
     changes: dict[str, Any] | None = None,
+    internal_note: str = "",
 ) -> Booking:
     """Write a change of the booking (fenced), its history row and its events, in the
     caller's transaction. No transition check: `booking_transition` is the status machine;
@@ -222,7 +225,13 @@ def booking_change_record(
     from_status = booking.status
     after = booking.event_version
     booking_fenced_write(booking=booking, to_status=to_status, events=len(events), changes=changes)
-    booking_history_write(booking=booking, from_status=from_status, actor=actor, reason=reason)
+    booking_history_write(
+        booking=booking,
+        from_status=from_status,
+        actor=actor,
+        reason=reason,
+        internal_note=internal_note,
+    )
     booking_events_write(booking=booking, actor=actor, events=events, after=after)
     return booking
 
@@ -237,6 +246,7 @@ def booking_transition(
     extra_data: dict[str, Any] | None = None,
     then: Sequence[BookingEvent] = (),
     changes: dict[str, Any] | None = None,
+    internal_note: str = "",
 ) -> Booking:
     """Move `booking` to `to_status` if the transition table allows it, fenced on the
     version and status the caller read (a stale caller gets 409 invalid_transition when the
@@ -252,6 +262,8 @@ def booking_transition(
             f"A {from_status} booking cannot become {to_status}.",
             details={"status": from_status, "requested": to_status},
         )
+    if internal_note:  # staff and support read it in the history; owners never (selectors)
+        extra_data = {**(extra_data or {}), "internal_note": internal_note}
     first = BookingEvent(event_type, from_status, reason, extra_data or {})
     booking_change_record(
         booking=booking,
@@ -260,6 +272,7 @@ def booking_transition(
         reason=reason,
         events=[first, *then],
         changes=changes,
+        internal_note=internal_note,
     )
     transaction.on_commit(lambda: metrics.BOOKINGS.labels(change=to_status).inc())
     return booking

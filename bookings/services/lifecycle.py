@@ -28,6 +28,7 @@ from slots.models import Slot
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
+from ..limits import booking_limits_check
 from ..models import Booking, BookingStatus, CancelReason
 from ..visit_rules import booking_close_check
 from .history import (
@@ -153,27 +154,28 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         # Fenced on the version, status and expiry read before the lock (a held hold's version
         # never changes): if the expiry job or another confirm took the hold first, this fails
         # and nothing below happens.
-        try:
-            reservation = reservation_mark_confirmed(reservation=seen, slot=slot, actor=actor)
-        except ReservationNotHeld as exc:
-            if exc.details.get("status") == ReservationStatus.CONFIRMED:
-                made = Booking.objects.only("id", "reference").get(reservation_id=seen.id)
-                raise InvalidTransition(
-                    "This reservation is already confirmed into a booking.",
-                    details={
-                        "status": ReservationStatus.CONFIRMED,
-                        "requested": "confirmed",
-                        "booking_id": str(made.id),
-                        "reference": made.reference,
-                    },
-                ) from None
-            raise
-        slot_convert_hold(slot_id=slot.id)
         status = (
             BookingStatus.PENDING_PAYMENT
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
+        booking_limits_check(reservation=seen, slot=slot, status=status)  # fair use (issue 12)
+        try:
+            reservation = reservation_mark_confirmed(reservation=seen, slot=slot, actor=actor)
+        except ReservationNotHeld as exc:
+            if exc.details.get("status") != ReservationStatus.CONFIRMED:
+                raise
+            made = Booking.objects.only("id", "reference").get(reservation_id=seen.id)
+            raise InvalidTransition(
+                "This reservation is already confirmed into a booking.",
+                details={
+                    "status": ReservationStatus.CONFIRMED,
+                    "requested": "confirmed",
+                    "booking_id": str(made.id),
+                    "reference": made.reference,
+                },
+            ) from None
+        slot_convert_hold(slot_id=slot.id)
         events = [BookingEvent("BookingCreated", "")]
         if status == BookingStatus.CONFIRMED:
             events.append(BookingEvent("BookingConfirmed", ""))
@@ -199,9 +201,11 @@ def booking_cancel(
     reason: str = "",
     expected_version: int | None = None,
     cancel_reason: str = CancelReason.REQUESTED,
+    internal_note: str = "",
 ) -> Booking:
     """Cancel and give the unit back to the slot. Owners within the cancellation window;
-    staff of the clinic and support always, with a reason. `cancel_reason` records why where
+    staff of the clinic and support always, with a reason (shown to the owner) and, if they
+    like, an internal note (never shown to the owner). `cancel_reason` records why where
     behaviour depends on it (the payment deadline job passes PAYMENT_DEADLINE)."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
@@ -227,6 +231,7 @@ def booking_cancel(
             event_type="BookingCancelled",
             extra_data={"refund_requested": refund_requested},
             changes={"cancel_reason": cancel_reason},
+            internal_note=internal_note.strip() if not actor.is_owner else "",
         )
 
     return slot_write(seen.slot, name="booking_cancel", decide=decide)

@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..models import Booking, BookingStatus
-from .refunds import booking_history_note
+from .history import booking_history_note
 
 DEADLINE_STARTED = "payment_started"
 DEADLINE_EXTENDED = "payment_processing"

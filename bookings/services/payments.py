@@ -32,7 +32,7 @@ from integrations.payments.webhook import (
     WebhookEvent,
     WebhookMalformed,
     webhook_event_parse,
-    webhook_signature_valid,
+    webhook_signature_valid_any,
 )
 from petpro_booking.core import metrics
 from petpro_booking.core.errors import (
@@ -46,7 +46,7 @@ from petpro_booking.core.principal import SYSTEM, Principal
 from reservations.services import reservation_expire_stale
 from slots.locking import SlotBusy, SlotRef, slot_write
 from slots.models import Slot, SlotStatus
-from slots.services import slot_take_booking
+from slots.services import slot_return_booking, slot_take_booking
 
 from ..errors import InvalidSignature, InvalidTransition
 from ..models import (
@@ -73,9 +73,12 @@ from .payment_deadline import (
 from .refunds import payment_refund_request
 
 logger = logging.getLogger(__name__)
+# Events an operator should see and alert on (refused webhooks that were correctly signed).
+security_log = logging.getLogger("petpro.security")
 
 PAYMENT_DEADLINE_REASON = CancelReason.PAYMENT_DEADLINE.value
 LATE_PAYMENT_REASON = "late_payment"
+REFUNDED_REASON = "payment_refunded"
 LIVE_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PENDING)
 WEBHOOK_STATUSES = {
     "payment.succeeded": PaymentStatus.SUCCEEDED,
@@ -204,8 +207,10 @@ def payment_create_for_booking(*, actor: Principal, booking_id: uuid.UUID | str)
 def payment_webhook_receive(*, body: bytes, signature: str | None) -> str:
     """The Payment Service's webhook: verify the signature over the raw body (401
     `invalid_signature` and nothing changes), then process the event once per `event_id`."""
-    if not webhook_signature_valid(
-        body=body, signature=signature, secret=settings.PAYMENT_WEBHOOK_SECRET
+    if not webhook_signature_valid_any(
+        body=body,
+        signature=signature,
+        secrets=(settings.PAYMENT_WEBHOOK_SECRET, settings.PAYMENT_WEBHOOK_SECRET_PREVIOUS),
     ):
         metrics.PAYMENTS.labels(outcome="webhook_invalid_signature").inc()
         raise InvalidSignature()
@@ -216,6 +221,46 @@ def payment_webhook_receive(*, body: bytes, signature: str | None) -> str:
             "The webhook body is not a payment event.", details={"body": [str(exc)]}
         ) from exc
     return payment_webhook_process(event=event)
+
+
+def webhook_booking_check(*, event: WebhookEvent, record: PaymentRecord) -> None:
+    """A signed body whose `booking_id` is not the payment's booking is refused before anything
+    changes (a provider bug or a replayed body edited by someone holding the secret), and is
+    logged as a security event."""
+    if event.booking_id and event.booking_id != str(record.booking_id):
+        security_log.warning(
+            "webhook_booking_mismatch",
+            extra={
+                "event_id": event.event_id,
+                "payment_id": event.payment_id,
+                "claimed_booking_id": event.booking_id,
+                "booking_id": str(record.booking_id),
+            },
+        )
+        metrics.PAYMENTS.labels(outcome="webhook_booking_mismatch").inc()
+        raise ValidationFailed(
+            "The webhook's booking_id is not the booking of this payment.",
+            details={"booking_id": ["Does not match the payment's booking."]},
+        )
+
+
+def booking_cancel_for_refund(*, booking: Booking, slot: Slot, payment_id: str | None) -> bool:
+    """payment.refunded on a booking that still holds its unit: the booking becomes
+    `cancelled` (cancelled-with-refund, docs/payments.md), its unit goes back to the slot and
+    BookingCancelled carries `refunded: true`. Runs inside the payment decision (slot and
+    booking locked). False when the booking no longer holds a unit (nothing to move)."""
+    if booking.status not in (BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED):
+        return False
+    slot_return_booking(slot_id=slot.id)
+    booking_transition(
+        booking=booking,
+        to_status=BookingStatus.CANCELLED,
+        actor=SYSTEM,
+        reason=REFUNDED_REASON,
+        event_type="BookingCancelled",
+        extra_data={"refund_requested": False, "refunded": True, "payment_id": payment_id},
+    )
+    return True
 
 
 def payment_webhook_process(*, event: WebhookEvent) -> str:
@@ -229,6 +274,7 @@ def payment_webhook_process(*, event: WebhookEvent) -> str:
     )
     if record is None:
         raise NotFound("No payment with this payment_id.", details={"payment_id": event.payment_id})
+    webhook_booking_check(event=event, record=record)
     return _payment_apply(
         record=record,
         status=WEBHOOK_STATUSES[event.type],
@@ -286,6 +332,8 @@ def _payment_apply(
             if current.status == PaymentStatus.REFUNDED:
                 return "already_applied"
             _record_status(current, PaymentStatus.REFUNDED, payload)
+            if booking_cancel_for_refund(booking=booking, slot=slot, payment_id=current.payment_id):
+                return "refunded_cancelled"
             booking_history_note(
                 booking=booking,
                 reason=f"payment {current.payment_id} refunded by the payment service",

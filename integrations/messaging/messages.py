@@ -1,6 +1,6 @@
 """The messages other services receive from us: one analytics message per domain event and
 notification requests per channel (DESIGN.md §6). Pure functions: everything comes from the
-event's payload (events-contract.md); only the owner's channel preferences are looked up, by
+event's payload (docs/events.md); only the owner's channel preferences are looked up, by
 the caller-supplied `channels_of`, and analytics pseudonyms are keyed from settings."""
 
 from __future__ import annotations

@@ -19,6 +19,15 @@ def webhook_sign(*, body: bytes, secret: str) -> str:
     return f"{SIGNATURE_PREFIX}{digest}"
 
 
+def webhook_signature_valid_any(
+    *, body: bytes, signature: str | None, secrets: tuple[str, ...]
+) -> bool:
+    """Valid under any of `secrets` (the current one and, during a rollover, the previous);
+    every secret is tried, so the time taken does not tell which one matched."""
+    results = [webhook_signature_valid(body=body, signature=signature, secret=s) for s in secrets]
+    return any(results)
+
+
 def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) -> bool:
     """True only when `signature` is the HMAC of the raw `body` (as received, before any JSON
     parsing) under `secret`. Compared in constant time; no secret means nothing is valid."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -84,3 +85,41 @@ class ClinicScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # history matters: close slots, cancel bookings, don't delete them
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and "id" not in readonly:
+            readonly.append("id")  # a changed primary key would save over another row
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        """Choices of a clinic, or of anything that belongs to a clinic (a service, a slot):
+        only those of the clinics this user manages."""
+        clinic_ids = visible_clinic_ids(request.user)
+        related = db_field.related_model
+        if clinic_ids is not None and related is not None:
+            if db_field.name == "clinic":
+                kwargs["queryset"] = related._default_manager.filter(id__in=clinic_ids)
+            elif any(field.attname == "clinic_id" for field in related._meta.concrete_fields):
+                kwargs["queryset"] = related._default_manager.filter(clinic_id__in=clinic_ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
+        """The form checks the principal may manage the clinic it names, so a refused save is
+        a form error (nothing saved, nothing logged), not a success message."""
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        principal = admin_principal(request.user)
+        clinic_field = self.clinic_field.removesuffix("_id")
+        if clinic_field == "id":
+            return form_class
+
+        class ScopedForm(form_class):  # type: ignore[valid-type, misc]
+            def clean(self):
+                cleaned = super().clean()
+                clinic = cleaned.get(clinic_field)
+                clinic_id = getattr(clinic, "pk", clinic)
+                if clinic_id and (principal is None or not principal.can_manage_clinic(clinic_id)):
+                    raise ValidationError("You may not manage this clinic.")
+                return cleaned
+
+        return ScopedForm

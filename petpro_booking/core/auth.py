@@ -14,6 +14,9 @@ from rest_framework import authentication, exceptions
 from .logging import bind_log_context
 from .principal import ROLES, Principal
 
+# Ids of other services' entities (users, clinics) are stored in columns of this length.
+MAX_ID_LENGTH = 64
+
 
 def _verification() -> tuple[str, list[str]]:
     if settings.JWT_PUBLIC_KEY:
@@ -33,7 +36,14 @@ def principal_from_token(token: str) -> Principal:
     else:
         options["verify_aud"] = False
     try:
-        claims = jwt.decode(token, key, algorithms=algorithms, options=options, **kwargs)
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            options=options,
+            leeway=settings.JWT_LEEWAY_SECONDS,
+            **kwargs,
+        )
     except jwt.ExpiredSignatureError as exc:
         raise exceptions.AuthenticationFailed("The token has expired.") from exc
     except jwt.PyJWTError as exc:
@@ -42,10 +52,16 @@ def principal_from_token(token: str) -> Principal:
     clinic_ids = claims.get("clinic_ids") or []
     if not isinstance(roles, list) or not set(roles) <= ROLES or not roles:
         raise exceptions.AuthenticationFailed("The token's roles are not valid.")
-    if not isinstance(clinic_ids, list):
+    if not isinstance(clinic_ids, list) or not all(
+        isinstance(c, str | int) and 0 < len(str(c)) <= MAX_ID_LENGTH for c in clinic_ids
+    ):
         raise exceptions.AuthenticationFailed("The token's clinic_ids are not valid.")
+    sub = claims["sub"]
+    if not isinstance(sub, str | int) or not 0 < len(str(sub)) <= MAX_ID_LENGTH:
+        # Longer than our user_id columns: refused here instead of failing at the INSERT.
+        raise exceptions.AuthenticationFailed("The token's sub is not valid.")
     return Principal(
-        sub=str(claims["sub"]),
+        sub=str(sub),
         roles=frozenset(roles),
         clinic_ids=frozenset(str(c) for c in clinic_ids),
     )

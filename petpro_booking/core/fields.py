@@ -13,7 +13,12 @@ class AwareDateTimeField(serializers.DateTimeField):
 
     default_error_messages = {
         "naive": "Give the time with an offset, like 2026-12-01T09:00:00+01:00.",
+        "out_of_range": "Give a time between the years 1970 and 2999.",
+        "bad_offset": "Give an offset between -14:00 and +14:00.",
     }
+    # No appointment lies outside these years; far dates overflow on every later conversion
+    # (UTC, the clinic's zone, "+ duration"), so they are refused at the door.
+    MIN_YEAR, MAX_YEAR = 1970, 2999
 
     def to_internal_value(self, value):
         if isinstance(value, str):
@@ -26,8 +31,34 @@ class AwareDateTimeField(serializers.DateTimeField):
         result = super().to_internal_value(value)
         if timezone.is_naive(result):
             self.fail("naive")
+        offset = result.utcoffset()
+        if offset is None or abs(offset) > dt.timedelta(hours=14):
+            # Python takes up to +-23:59, PostgreSQL only +-15:59: the real world's +-14:00.
+            self.fail("bad_offset")
+        try:
+            in_utc = result.astimezone(dt.UTC)
+        except OverflowError:
+            self.fail("out_of_range")
+        if not self.MIN_YEAR <= in_utc.year <= self.MAX_YEAR:
+            self.fail("out_of_range")
         return result
 
     def enforce_timezone(self, value):
         # Keep the caller's offset for validation; the database stores UTC either way.
         return value
+
+
+class BoundedDateField(serializers.DateField):
+    """A calendar date between the years 1970 and 2999 (see AwareDateTimeField)."""
+
+    default_error_messages = {
+        "out_of_range": AwareDateTimeField.default_error_messages["out_of_range"].replace(
+            "time", "date"
+        )
+    }
+
+    def to_internal_value(self, value):
+        result = super().to_internal_value(value)
+        if not AwareDateTimeField.MIN_YEAR <= result.year <= AwareDateTimeField.MAX_YEAR:
+            self.fail("out_of_range")
+        return result

@@ -40,7 +40,8 @@ def if_match_version(request: Request) -> int | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    # ASCII digits only (superscripts, Arabic-Indic digits pass isdigit()), at most 9 of them.
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
         raise ValidationFailed(
             'If-Match must be an ETag this API returned, like "3".',
             details={"If-Match": ["Not a version this API returned."]},

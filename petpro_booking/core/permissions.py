@@ -25,7 +25,13 @@ class IsAuthenticatedPrincipal(BasePermission):
     message = "Authentication credentials were not provided."
 
     def has_permission(self, request, view) -> bool:
-        return principal_of(request) is not None
+        principal = principal_of(request)
+        if principal is None:
+            return False
+        if principal.is_service and request.method not in SAFE_METHODS:
+            # Other services read through the API; they never act on slots or bookings.
+            raise exceptions.PermissionDenied("Service tokens may only read.")
+        return True
 
 
 class IsPetOwner(BasePermission):
@@ -37,7 +43,7 @@ class IsPetOwner(BasePermission):
 
 
 class ReadOnlyOrStaff(BasePermission):
-    """Anyone authenticated reads; only staff, support and services write."""
+    """Anyone authenticated reads; only staff and support write (service tokens read only)."""
 
     message = "Only clinic staff and support may change this."
 
@@ -47,4 +53,4 @@ class ReadOnlyOrStaff(BasePermission):
             return False
         if request.method in SAFE_METHODS:
             return True
-        return principal.is_clinic_staff or principal.is_support or principal.is_service
+        return principal.is_clinic_staff or principal.is_support

@@ -17,16 +17,18 @@ MAX_LIFETIME_SECONDS = 300  # DESIGN §7: exp <= 5 min
 REFRESH_MARGIN_SECONDS = 60
 
 _lock = threading.Lock()
-_cached: dict[str, tuple[str, float]] = {}  # signing key -> (token, expires at, epoch seconds)
+# (signing key, audience) -> (token, expires at, epoch seconds)
+_cached: dict[tuple[str, str], tuple[str, float]] = {}
 
 
-def service_token() -> str:
-    """A bearer token for calls to other PetPro services, cached per process."""
+def service_token(*, audience: str) -> str:
+    """A bearer token for calls to the PetPro service `audience` (its `aud`), cached per
+    process: a token stolen from one callee cannot be replayed against another."""
     key = settings.SERVICE_JWT_SIGNING_KEY
     lifetime = min(MAX_LIFETIME_SECONDS, settings.SERVICE_JWT_LIFETIME_SECONDS)
     now = time.time()
     with _lock:
-        cached = _cached.get(key)
+        cached = _cached.get((key, audience))
         if cached is not None and cached[1] - now > min(REFRESH_MARGIN_SECONDS, lifetime / 2):
             return cached[0]
         issued_at = int(now)
@@ -35,6 +37,7 @@ def service_token() -> str:
             {
                 "iss": ISSUER,
                 "sub": ISSUER,
+                "aud": audience,
                 "roles": [ROLE_SERVICE],
                 "iat": issued_at,
                 "exp": expires_at,
@@ -42,6 +45,7 @@ def service_token() -> str:
             key,
             algorithm="HS256",
         )
-        _cached.clear()  # one key in use at a time; a rotated key drops the old token
-        _cached[key] = (token, float(expires_at))
+        for stale in [k for k in _cached if k[0] != key]:
+            del _cached[stale]  # one key in use at a time; a rotated key drops the old tokens
+        _cached[(key, audience)] = (token, float(expires_at))
         return token

@@ -304,3 +304,10 @@ class RateLimitThrottle(BaseThrottle):
         if self._wait is None:
             return None
         return float(max(1, math.ceil(self._wait)))
+
+
+def login_client_ip(request: Request) -> str | None:
+    """The caller's address for django-axes (admin login lockout): the address the throttles
+    use, or None when there is none (a test client without REMOTE_ADDR)."""
+    address = client_ip(request)
+    return address if _parse_ip(address) is not None else None

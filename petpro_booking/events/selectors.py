@@ -47,17 +47,17 @@ def outbox_failed_events(*, limit: int = 20) -> list[Event]:
     )
 
 
-def outbox_id_bounds(*, from_id: int | None, to_id: int | None) -> tuple[int, int]:
-    """The event ids a republish range really covers (open ends closed by the table)."""
-    bounds = Event.objects.aggregate(first=Min("id"), last=Max("id"))
-    first = from_id if from_id is not None else (bounds["first"] or 0)
-    last = to_id if to_id is not None else (bounds["last"] or -1)
-    return first, last
-
-
 def outbox_gauges_refresh() -> None:
     """The outbox gauges, set at every scrape (registered in apps.py)."""
     backlog = outbox_backlog()
     metrics.OUTBOX_BACKLOG.set(backlog.unpublished)
     metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds)
     metrics.OUTBOX_FAILED.set(backlog.failed)
+
+
+def outbox_id_bounds(*, from_id: int | None, to_id: int | None) -> tuple[int, int]:
+    """The event ids a republish range really covers (open ends closed by the table)."""
+    bounds = Event.objects.aggregate(first=Min("id"), last=Max("id"))
+    first = from_id if from_id is not None else (bounds["first"] or 0)
+    last = to_id if to_id is not None else (bounds["last"] or -1)
+    return first, last

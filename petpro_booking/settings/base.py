@@ -25,6 +25,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "django_prometheus",
     "petpro_booking.core",
     "petpro_booking.events",
@@ -47,8 +49,50 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last but one: counts failed admin logins and refuses locked-out users and IPs.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# --- Admin login and browser-facing headers (docs/security.md) --------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: a locked-out user or IP is refused early
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed admin logins: after AXES_FAILURE_LIMIT failures a username, and separately an IP, is
+# locked out for AXES_COOLOFF_MINUTES. The client IP is the one the throttles use.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "petpro_booking.core.throttles.login_client_ip"
+AXES_VERBOSE = False
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Content Security Policy (django-csp): our own origin only. Swagger UI and the admin load their
+# scripts from our static files (drf-spectacular-sidecar), never from a CDN; Swagger UI sets
+# inline styles and shows data: images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 ROOT_URLCONF = "petpro_booking.urls"
 WSGI_APPLICATION = "petpro_booking.wsgi.application"
@@ -179,6 +223,12 @@ PAYMENT_DEADLINE_MAX_SECONDS = env.int("PAYMENT_DEADLINE_MAX_SECONDS", default=4
 LOCK_TTL_SECONDS = env.int("LOCK_TTL_SECONDS", default=30)
 LOCK_WAIT_SECONDS = env.float("LOCK_WAIT_SECONDS", default=5.0)
 SLOT_GENERATE_MAX_DAYS = env.int("SLOT_GENERATE_MAX_DAYS", default=92)
+# At most this many slots per generate call (92 days of one-minute windows would be 132,000).
+SLOT_GENERATE_MAX_SLOTS = env.int("SLOT_GENERATE_MAX_SLOTS", default=3000)
+# Fair use (issue 12): per owner, raised for one owner by support in the admin (Owner limits).
+FAIR_USE_MAX_LIVE_HOLDS = env.int("FAIR_USE_MAX_LIVE_HOLDS", default=5)
+FAIR_USE_MAX_UNPAID_BOOKINGS = env.int("FAIR_USE_MAX_UNPAID_BOOKINGS", default=3)
+FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = env.int("FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY", default=2)
 # Booking rules of a service whose own value is unset (slots/rules.py, docs/bookings.md).
 BOOKING_MIN_NOTICE_MINUTES = env.int("BOOKING_MIN_NOTICE_MINUTES", default=0)
 BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=365)
@@ -325,6 +375,8 @@ EVENT_CONFIRM_TIMEOUT_SECONDS = env.float("EVENT_CONFIRM_TIMEOUT_SECONDS", defau
 PAYMENT_SERVICE_URL = env("PAYMENT_SERVICE_URL", default="")
 PAYMENT_API_KEY = env("PAYMENT_API_KEY", default="")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="dev-webhook-secret")
+# Secret rotation: during a rollover the webhook is accepted signed with either secret.
+PAYMENT_WEBHOOK_SECRET_PREVIOUS = env("PAYMENT_WEBHOOK_SECRET_PREVIOUS", default="")
 # Payment Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx/429, and a
 # total deadline over every attempt so POST /bookings/{id}/payment answers within 10 s.
 PAYMENT_TIMEOUT_SECONDS = env.float("PAYMENT_TIMEOUT_SECONDS", default=3.0)
@@ -380,6 +432,8 @@ JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="dev-jwt-signing-key-not-for-pr
 JWT_PUBLIC_KEY = env("JWT_PUBLIC_KEY", default="")
 JWT_ISSUER = env("JWT_ISSUER", default="")
 JWT_AUDIENCE = env("JWT_AUDIENCE", default="")
+# Clock skew tolerated on exp/iat/nbf of callers' tokens.
+JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=30)
 
 # --- DRF -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -422,6 +476,10 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"bearerAuth": []}],
+    # Swagger UI from our own static files: works offline, loads no third-party script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Named enums: generated clients (`make client`) get BookingStatus, not StatusDa1Enum.
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "bookings.models.BookingStatus",

@@ -26,3 +26,8 @@ THROTTLE_IP_RATE = "100000/min"
 # thread's connection across tasks would pin it to a dead thread; worker subprocesses started
 # by the tests set CELERY_DB_REUSE_MAX explicitly (tests/events/test_celery_worker.py).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=0) or None
+# Suites make many holds and bookings as one owner: fair-use limits out of the way here; the
+# limit tests (tests/reservations/test_fair_use_limits.py) set their own.
+FAIR_USE_MAX_LIVE_HOLDS = 10_000
+FAIR_USE_MAX_UNPAID_BOOKINGS = 10_000
+FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = 10_000

@@ -175,10 +175,9 @@ def test_a_reservation_with_two_bookings_is_reported(busy_day, drop_constraint):
     booking = busy_day["booking"]
     sql(
         "INSERT INTO bookings (id, reference, slot_id, reservation_id, clinic_id, service_id, "
-        "user_id, pet_id, status, amount, currency, version, created_at, updated_at, "
-        "cancel_reason, event_version) "
+        "user_id, pet_id, status, amount, currency, version, created_at, updated_at) "
         "SELECT gen_random_uuid(), 'PP-ZZZZZZ', slot_id, reservation_id, clinic_id, "
-        "service_id, user_id, pet_id, 'cancelled', amount, currency, 1, now(), now(), '', 0 "
+        "service_id, user_id, pet_id, 'cancelled', amount, currency, 1, now(), now() "
         "FROM bookings WHERE id = %s",
         [booking.id],
     )

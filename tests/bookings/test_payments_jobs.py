@@ -259,9 +259,9 @@ def test_a_refund_postponed_by_an_outage_is_swept_later(
 
 
 def test_support_rechecks_a_payment_from_the_admin(unpaid_booking, payment_id, payment_stub):
-    User.objects.create_superuser("support-admin", "s@example.com", "pw")
+    user = User.objects.create_superuser("support-admin", "s@example.com", "pw")
     admin = APIClient()
-    admin.login(username="support-admin", password="pw")
+    admin.force_login(user)  # login() passes no request, which django-axes requires
     payment_stub.settle(payment_id, "succeeded")
     record = PaymentRecord.objects.get(payment_id=payment_id)
 

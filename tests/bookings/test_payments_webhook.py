@@ -166,10 +166,11 @@ def test_a_refund_is_recorded(webhook_client, unpaid_booking, payment_id, paymen
 
     response = deliver(webhook_client, *payment_stub.webhook(payment_id, "payment.refunded"))
 
-    assert response.json() == {"status": "refunded"}
+    # Issue 12: a refunded booking that held its unit is cancelled (cancelled-with-refund).
+    assert response.json() == {"status": "refunded_cancelled"}
     assert PaymentRecord.objects.get(payment_id=payment_id).status == "refunded"
-    reasons = BookingHistory.objects.filter(booking=unpaid_booking).values_list("reason", flat=True)
-    assert any("refunded by the payment service" in reason for reason in reasons)
+    rows = BookingHistory.objects.filter(booking=unpaid_booking, to_status="cancelled")
+    assert [row.reason for row in rows] == ["payment_refunded"]  # reason is encrypted: read it
 
 
 def test_an_unknown_payment_is_404_so_the_provider_delivers_it_again(

@@ -152,6 +152,18 @@ def test_counters_always_equal_live_rows(clinic_service):
             database=None,
         ),
     )
+    # Whether a random sequence lands a reschedule depends on the room its steps left (and so
+    # on luck): one more, on slots with room, makes sure the change itself is exercised.
+    first, second = (
+        SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=1)
+        for _ in range(2)
+    )
+    hold = reservation_create(actor=OWNERS[0], slot_id=first.id, pet_id="pet-1")
+    booking = booking_confirm_reservation(actor=OWNERS[0], reservation_id=hold.id)
+    booking_reschedule(actor=SUPPORT, booking_id=booking.id, slot_id=second.id, reason="move")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.booked_count, second.booked_count) == (0, 1)
     # The sequences did reach every kind of change (not just refusals).
     happened = set(
         Event.objects.filter(aggregate_type__in=["booking", "reservation"])

@@ -17,7 +17,6 @@ from petpro_booking.core.locking import (
     LockBusy,
     lock_manager,
 )
-from slots.locking import slot_lock_key
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -27,10 +26,6 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 @pytest.fixture
 def manager(private_redis):
     return DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
-
-
-def test_slot_lock_key_names_clinic_service_and_slot():
-    assert slot_lock_key(clinic_id="c1", service_id="s1", slot_id="x") == "slot:c1:s1:{x}"
 
 
 def test_lock_manager_follows_redis_url(settings):

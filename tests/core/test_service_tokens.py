@@ -11,13 +11,13 @@ from petpro_booking.core.service_tokens import service_token
 
 
 def claims_of(token: str, key: str, **options: bool) -> dict:
-    return jwt.decode(token, key, algorithms=["HS256"], options=options)
+    return jwt.decode(token, key, algorithms=["HS256"], options={"verify_aud": False, **options})
 
 
 def test_token_claims(settings):
     settings.SERVICE_JWT_SIGNING_KEY = "a-service-key-of-at-least-32-bytes!!"
 
-    claims = claims_of(service_token(), settings.SERVICE_JWT_SIGNING_KEY)
+    claims = claims_of(service_token(audience="user-service"), settings.SERVICE_JWT_SIGNING_KEY)
 
     assert claims["iss"] == claims["sub"] == "booking-service"
     assert claims["roles"] == ["service"]
@@ -28,18 +28,20 @@ def test_token_is_reused_until_near_expiry_and_follows_a_new_key(settings, monke
     settings.SERVICE_JWT_SIGNING_KEY = "first-service-key-of-at-least-32-bytes"
     start = time.time()
     monkeypatch.setattr(service_tokens.time, "time", lambda: start)
-    first = service_token()
+    first = service_token(audience="user-service")
 
     monkeypatch.setattr(service_tokens.time, "time", lambda: start + 239)
-    assert service_token() == first  # 61 s left: still good for a call and its retries
+    assert (
+        service_token(audience="user-service") == first
+    )  # 61 s left: still good for a call and its retries
     monkeypatch.setattr(service_tokens.time, "time", lambda: start + 241)
-    renewed = service_token()
+    renewed = service_token(audience="user-service")
     assert renewed != first
     claims = claims_of(renewed, settings.SERVICE_JWT_SIGNING_KEY, verify_iat=False)
     assert claims["exp"] == int(start + 241) + 300
 
     settings.SERVICE_JWT_SIGNING_KEY = "rotated-service-key-of-at-least-32-bytes"
-    rotated = service_token()
+    rotated = service_token(audience="user-service")
     claims = claims_of(rotated, "rotated-service-key-of-at-least-32-bytes", verify_iat=False)
     assert claims["sub"] == "booking-service"
 
@@ -48,6 +50,6 @@ def test_lifetime_setting_is_capped_at_five_minutes(settings):
     settings.SERVICE_JWT_SIGNING_KEY = "capped-service-key-of-at-least-32-bytes"
     settings.SERVICE_JWT_LIFETIME_SECONDS = 3600
 
-    claims = claims_of(service_token(), settings.SERVICE_JWT_SIGNING_KEY)
+    claims = claims_of(service_token(audience="user-service"), settings.SERVICE_JWT_SIGNING_KEY)
 
     assert claims["exp"] - claims["iat"] == 300

@@ -15,10 +15,9 @@ from bookings.services import booking_cancel, booking_complete, booking_mark_no_
 from petpro_booking.core.principal import Principal
 from reservations.models import Reservation
 from reservations.services import reservation_create, reservation_release
-from slots.models import Slot
 from waitlist.services import waitlist_join
 
-from ..bookings.conftest import SUPPORT, book_on, staff_of
+from ..bookings.conftest import SUPPORT, book_on, let_slot_start, staff_of
 from ..bookings.payment_fixtures import book_paid
 from ..conftest import api_client_for
 from ..factories import ClinicServiceFactory, LocalPetFactory, SlotFactory
@@ -87,15 +86,10 @@ def person(clinic) -> Person:
         actor=PERSON, booking_id=cancelled.id, reason=OWNER_REASON
     )
     done = book_on(slot(3), owner=PERSON)
-    missed = book_on(slot(4), owner=PERSON)
-    # Visits are closed once their slot has started (bookings/visit_rules.py).
-    began = timezone.now() - dt.timedelta(hours=2)
-    for hours, visit in enumerate((done, missed)):
-        Slot.objects.filter(id=visit.slot_id).update(
-            start_at=began - dt.timedelta(hours=hours),
-            end_at=began - dt.timedelta(hours=hours) + dt.timedelta(minutes=30),
-        )
+    let_slot_start(done.slot)  # a visit is closed once its slot has started
     bookings["completed"] = booking_complete(actor=staff, booking_id=done.id, reason=STAFF_REASON)
+    missed = book_on(slot(4), owner=PERSON)
+    let_slot_start(missed.slot)
     bookings["no_show"] = booking_mark_no_show(
         actor=SUPPORT, booking_id=missed.id, reason=STAFF_REASON
     )

@@ -29,6 +29,6 @@ def test_available_capacity(status, capacity, booked, held, left):
 def test_the_admins_slot_picker_counts_closed_slots_as_full_and_never_below_zero(slot):
     field = SlotChoiceField(queryset=Slot.objects.all())
     slot.status = SlotStatus.CLOSED
-    assert field.label_from_instance(slot).endswith(", 0 free")
+    assert ", 0 free" in field.label_from_instance(slot)
     slot.status, slot.capacity, slot.booked_count, slot.held_count = SlotStatus.OPEN, 1, 1, 1
-    assert field.label_from_instance(slot).endswith(", 0 free")
+    assert ", 0 free" in field.label_from_instance(slot)

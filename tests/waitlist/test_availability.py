@@ -120,3 +120,13 @@ def test_unknown_or_malformed_slot_is_404_and_anonymous_401(owners, slot, anon_c
     assert anon_client.get(f"/api/v1/slots/{slot.id}/availability").status_code == 401
     staff = api_client_for(sub="staff-1", roles=["clinic_staff"], clinic_ids=[slot.clinic_id])
     assert staff.get(f"/api/v1/slots/{slot.id}/availability").status_code == 200
+
+
+def test_your_limit(owners, clinic_service, settings):
+    settings.FAIR_USE_MAX_LIVE_HOLDS = 1
+    first, second = SlotFactory(service=clinic_service), SlotFactory(service=clinic_service)
+    assert hold(owners[1], first, "pet-1").status_code == 201
+    answer = availability(owners[1], second)
+    assert codes(answer) == ["limit_exceeded"]
+    assert answer["reasons"][0]["details"] == {"limit": "live_holds_per_owner", "max": 1}
+    assert availability(owners[2], second)["bookable"] is True

@@ -186,3 +186,17 @@ def test_a_reschedule_away_offers_the_old_unit(owners, slot):
     assert owners[2].get(f"/api/v1/waitlist/{entry['id']}").json()["status"] == "offered"
     slot.refresh_from_db()
     assert (slot.booked_count, slot.held_count) == (0, 1)
+
+
+def test_joining_counts_against_the_live_hold_limit(owners, clinic_service, settings):
+    settings.FAIR_USE_MAX_LIVE_HOLDS = 2
+    full = [SlotFactory(service=clinic_service) for _ in range(2)]
+    for index, slot in enumerate(full, start=2):
+        assert hold(owners[index], slot, f"pet-{index}").status_code == 201
+    mine = SlotFactory(service=clinic_service)
+    assert hold(owners[1], mine, "pet-1").status_code == 201
+    assert join(owners[1], full[0], "pet-1").status_code == 201
+    refused = join(owners[1], full[1], "pet-1")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "limit_exceeded"
+    assert refused.json()["error"]["details"]["limit"] == "live_holds_per_owner"

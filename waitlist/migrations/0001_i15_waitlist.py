@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("reservations", "0004_i15_merge_i13_i17"),
+        ("reservations", "0005_i12_owner_limits"),
         ("slots", "0003_i14_booking_rules"),
     ]
 

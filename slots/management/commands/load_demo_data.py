@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -110,6 +111,9 @@ class Command(BaseCommand):
         parser.add_argument("--quiet-tokens", action="store_true", help="do not print tokens")
 
     def handle(self, *args, **options) -> None:
+        if getattr(settings, "PRODUCTION", False):
+            # Demo users, known passwords and printed tokens have no place in production.
+            raise CommandError("load_demo_data refuses to run under production settings.")
         created = 0
         with transaction.atomic():
             for spec in CLINICS:

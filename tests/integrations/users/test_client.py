@@ -31,7 +31,7 @@ def test_pets_and_profile_come_from_the_user_service(user_service, settings):
     user_service.route("GET", PETS, body=PETS_BODY)
     user_service.route("GET", USER, body=USER_BODY)
 
-    pets = [gateway.pet_get(user_id="owner-1", pet_id=pet_id) for pet_id in ("pet-1", "pet-2")]
+    pets = gateway.pets_of(user_id="owner-1")
     profile = gateway.user_get(user_id="owner-1")
 
     assert [(p.id, p.owner_id, p.name, p.species) for p in pets] == [
@@ -47,31 +47,37 @@ def test_pets_and_profile_come_from_the_user_service(user_service, settings):
 def test_requests_carry_a_short_lived_service_token(user_service, settings):
     user_service.route("GET", PETS, body=PETS_BODY)
 
-    gateway.pet_get(user_id="owner-1", pet_id="pet-1")
+    gateway.pets_of(user_id="owner-1")
 
     header = user_service.requests[0].headers["authorization"]
     scheme, _, token = header.partition(" ")
-    claims = jwt.decode(token, settings.SERVICE_JWT_SIGNING_KEY, algorithms=["HS256"])
+    claims = jwt.decode(
+        token, settings.SERVICE_JWT_SIGNING_KEY, algorithms=["HS256"], audience="user-service"
+    )
     assert scheme == "Bearer"
     assert claims["iss"] == claims["sub"] == "booking-service"
     assert claims["roles"] == ["service"]
     assert 0 < claims["exp"] - time.time() <= 300
 
 
-def test_second_call_is_served_from_the_cache(user_service):
+def test_second_call_is_served_from_the_cache_until_invalidated(user_service):
     user_service.route("GET", PETS, body=PETS_BODY)
     user_service.route("GET", USER, body=USER_BODY)
 
     for _ in range(3):
-        assert gateway.pet_get(user_id="owner-1", pet_id="pet-2").name == "Tom"
+        assert len(gateway.pets_of(user_id="owner-1")) == 2
         assert gateway.user_get(user_id="owner-1").name == "Olga Owner"
     assert user_service.count("GET", PETS) == 1
     assert user_service.count("GET", USER) == 1
 
+    gateway.invalidate_user(user_id="owner-1")
+    gateway.pets_of(user_id="owner-1")
+    assert user_service.count("GET", PETS) == 2
+
 
 def test_unknown_user_is_none_and_not_retried(user_service):
     assert gateway.user_get(user_id="nobody") is None
-    assert gateway.pet_get(user_id="nobody", pet_id="pet-1") is None
+    assert gateway.pets_of(user_id="nobody") == []
     assert user_service.count("GET", "/api/v1/users/nobody") == 1
     assert client.reader.breaker.snapshot()["failures_in_window"] == 0
 
@@ -81,7 +87,7 @@ def test_a_hanging_user_service_costs_three_timeouts_within_the_budget(user_serv
 
     started = time.monotonic()
     with pytest.raises(DependencyUnavailable) as raised:
-        gateway.pet_get(user_id="owner-1", pet_id="pet-1")
+        gateway.pets_of(user_id="owner-1")
     elapsed = time.monotonic() - started
 
     assert raised.value.details == {"dependency": "user service"}
@@ -92,9 +98,9 @@ def test_a_hanging_user_service_costs_three_timeouts_within_the_budget(user_serv
 def test_5xx_is_retried_and_the_call_recovers(user_service):
     user_service.route("GET", PETS, body=PETS_BODY, fail_times=2, fail_status=502)
 
-    pet = gateway.pet_get(user_id="owner-1", pet_id="pet-2")
+    pets = gateway.pets_of(user_id="owner-1")
 
-    assert (pet.id, pet.name) == ("pet-2", "Tom")
+    assert [p.id for p in pets] == ["pet-1", "pet-2"]
     assert user_service.count("GET", PETS) == 3
     # the failed attempts counted toward the breaker, which stays closed below its threshold
     assert client.reader.breaker.snapshot() == {
@@ -110,11 +116,11 @@ def test_breaker_opens_on_failed_attempts_and_then_fails_fast(user_service, clie
 
     for _ in range(2):  # 3 failed attempts each; the 5th failure opens the breaker
         with pytest.raises(DependencyUnavailable):
-            gateway.pet_get(user_id="owner-1", pet_id="pet-1")
+            gateway.pets_of(user_id="owner-1")
     reached = user_service.count("GET", PETS)
     started = time.monotonic()
     with pytest.raises(DependencyUnavailable) as raised:
-        gateway.pet_get(user_id="owner-1", pet_id="pet-1")
+        gateway.pets_of(user_id="owner-1")
 
     assert reached == 5  # the 6th attempt was refused by the now-open breaker
     assert user_service.count("GET", PETS) == 5
@@ -153,7 +159,7 @@ def test_malformed_answer_is_a_failure_not_a_crash(user_service):
     user_service.route("GET", PETS, body={"unexpected": True})
 
     with pytest.raises(DependencyUnavailable):
-        gateway.pet_get(user_id="owner-1", pet_id="pet-1")
+        gateway.pets_of(user_id="owner-1")
     assert user_service.count("GET", PETS) == 1
     assert client.reader.breaker.snapshot()["failures_in_window"] == 1
 
@@ -162,7 +168,7 @@ def test_a_rejected_service_token_is_reported_without_tripping_the_breaker(user_
     user_service.route("GET", PETS, status=401, body={"detail": "bad token"})
 
     with pytest.raises(DependencyUnavailable):
-        gateway.pet_get(user_id="owner-1", pet_id="pet-1")
+        gateway.pets_of(user_id="owner-1")
     assert client.reader.breaker.snapshot()["failures_in_window"] == 0
 
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reservations", "0002_reservation_pet_name"),
+        ("reservations", "0003_i17_pet_name_encrypted"),
         ("slots", "0001_initial"),
     ]
 

@@ -44,7 +44,7 @@ def _fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookings", "0003_payment_refund_requested"),
+        ("bookings", "0006_i14_payment_deadline"),
         ("events", "0002_relay_bookkeeping"),
     ]
 
@@ -59,6 +59,7 @@ class Migration(migrations.Migration):
                     ("requested", "Cancelled by the owner, staff or support"),
                     ("payment_deadline", "Not paid by the payment deadline"),
                 ],
+                db_default="",
                 default="",
                 max_length=20,
             ),
@@ -66,7 +67,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="booking",
             name="event_version",
-            field=models.PositiveIntegerField(default=0),
+            field=models.PositiveIntegerField(db_default=0, default=0),
         ),
         migrations.RunPython(_fill, migrations.RunPython.noop),
     ]

@@ -1,0 +1,44 @@
+"""Fair use at confirm time (issue 12): unpaid bookings per owner and future bookings per pet
+on one day (the clinic's day). Called inside the confirm transaction (SERIALIZABLE)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
+
+from reservations.limits import limit_refuse, limits_for
+from reservations.models import Reservation
+from slots.models import Slot
+
+from .models import Booking, BookingStatus
+
+ACTIVE = (BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED)
+
+
+def booking_limits_check(*, reservation: Reservation, slot: Slot, status: str) -> None:
+    """Refuse a booking that would pass the owner's unpaid-booking limit or the pet's
+    bookings-per-day limit."""
+    limits = limits_for(owner_id=reservation.user_id)
+    if status == BookingStatus.PENDING_PAYMENT:
+        unpaid = Booking.objects.filter(
+            user_id=reservation.user_id, status=BookingStatus.PENDING_PAYMENT
+        ).count()
+        if unpaid >= limits.unpaid_bookings:
+            raise limit_refuse(limit="unpaid_bookings_per_owner", maximum=limits.unpaid_bookings)
+    zone = ZoneInfo(slot.clinic.timezone)
+    day = slot.start_at.astimezone(zone).date()
+    day_start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
+    day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    same_day = Booking.objects.filter(
+        user_id=reservation.user_id,
+        pet_id=reservation.pet_id,
+        status__in=ACTIVE,
+        slot__start_at__gte=max(day_start, timezone.now()),
+        slot__start_at__lt=day_end,
+    ).count()
+    if same_day >= limits.bookings_per_pet_per_day:
+        raise limit_refuse(
+            limit="bookings_per_pet_per_day", maximum=limits.bookings_per_pet_per_day
+        )
