@@ -17,6 +17,7 @@ from petpro_booking.core.errors import ApplicationError
 from petpro_booking.core.principal import Principal
 from reservations.models import Reservation
 from reservations.services import reservation_create, reservation_expire_due, reservation_release
+from slots.locking import SlotBusy
 from slots.models import Slot
 from waitlist.models import EntryStatus, WaitlistEntry
 from waitlist.services import waitlist_join
@@ -82,9 +83,14 @@ def test_many_freed_units_go_to_the_lines_in_fifo_order(clinic_service):
         if index < len(holders):
             sub = list(holders)[index]
             who, hold = holders[sub]
-            if sub in booked:
-                return booking_cancel(actor=who, booking_id=booked[sub].id)
-            return reservation_release(actor=who, reservation_id=hold.id)
+            for _ in range(20):  # what a client does with 409 slot_busy: retry
+                try:
+                    if sub in booked:
+                        return booking_cancel(actor=who, booking_id=booked[sub].id)
+                    return reservation_release(actor=who, reservation_id=hold.id)
+                except SlotBusy:
+                    continue
+            raise AssertionError("still busy after 20 attempts")
         who = outsiders[(index - len(holders)) % len(outsiders)]
         slot = slots[(index - len(holders)) % SLOTS]
         try:
@@ -93,9 +99,7 @@ def test_many_freed_units_go_to_the_lines_in_fifo_order(clinic_service):
             return exc.code
 
     results = released_together(len(holders) + 12, wave_one)
-    assert not [
-        r for r in results if isinstance(r, Exception) and not isinstance(r, ApplicationError)
-    ]
+    assert not [r for r in results[: len(holders)] if isinstance(r, Exception)]  # all freed
     assert all(r in ("slot_unavailable", "slot_busy") for r in results[len(holders) :])
     assert_invariants(slots)
     for slot in slots:
