@@ -38,7 +38,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings integrations
+	DJANGO_SETTINGS_MODULE=petpro_booking.settings.test $(BIN)/mypy petpro_booking slots reservations bookings waitlist integrations
 	$(BIN)/hadolint Dockerfile
 	# Known vulnerabilities in the pinned dependencies (asks PyPI's advisory database).
 	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
@@ -37,6 +39,27 @@ from .models import (
 from .services import booking_cancel
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PersonDataPart:
+    """Rows an app above bookings keeps about a person (the waiting list registers one, in its
+    AppConfig.ready; bookings never imports it): `export(user_id)` adds keys to the export,
+    `release(user_id)` ends what is live through that app's services before the erasure's
+    transaction, `erase(user_id, pseudonym)` pseudonymises its rows inside it."""
+
+    export: Callable[[str], dict[str, Any]]
+    release: Callable[[str], int]
+    erase: Callable[[str, str], int]
+
+
+_parts: list[PersonDataPart] = []
+
+
+def on_person_data(part: PersonDataPart) -> None:
+    if part not in _parts:
+        _parts.append(part)
+
 
 ERASURE_REASON = "personal data erased at the owner's request"
 ERASED = "[erased]"
@@ -85,7 +108,7 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
         .values("event_id", "event_type", "aggregate_id", "published_at")
     )
     profile = LocalUser.objects.filter(id=user_id).prefetch_related("pets").first()
-    return {
+    document = {
         "user_id": user_id,
         "generated_at": timezone.now().isoformat(),
         "profile": None
@@ -166,6 +189,9 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
             for row in notifications
         ],
     }
+    for part in _parts:
+        document.update(part.export(user_id))
+    return document
 
 
 # --- erasure ---------------------------------------------------------------------------------
@@ -235,6 +261,8 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
     subject_key = owner_key(user_id)
     cancelled = _cancel_future_bookings(actor=actor, user_id=user_id)
     released = _release_live_holds(user_id=user_id)
+    for part in _parts:
+        released += part.release(user_id)
     pseudonym = f"erased-{secrets.token_hex(8)}"
     with transaction.atomic():
         holds = list(
@@ -284,6 +312,8 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
                 principal=pseudonym, response_body=scrub(record.response_body, replacements)
             )
             idempotency += 1
+        for part in _parts:
+            part.erase(user_id, pseudonym)
         LocalUser.objects.filter(id=user_id).delete()  # embedded mode's copy of the profile
         counts = {
             "bookings_cancelled": cancelled,

@@ -12,6 +12,7 @@ from bookings.personal_data_api import MyDataView
 from petpro_booking.core import exception_handler, health, metrics_export
 from reservations.api import ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
+from waitlist.api import SlotAvailabilityView, WaitlistViewSet
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
@@ -19,6 +20,7 @@ router.register("clinics", ClinicViewSet, basename="clinic")
 router.register("slots", SlotViewSet, basename="slot")
 router.register("bookings", BookingViewSet, basename="booking")
 router.register("reservations", ReservationViewSet, basename="reservation")
+router.register("waitlist", WaitlistViewSet, basename="waitlist")
 
 urlpatterns = [
     # Before the router: /reservations/{id}/confirm belongs to bookings, not to the hold viewset.
@@ -31,6 +33,11 @@ urlpatterns = [
         "api/v1/bookings/<uuid:booking_id>/payment",
         BookingPaymentView.as_view(),
         name="booking-payment",
+    ),
+    path(
+        "api/v1/slots/<str:slot_id>/availability",
+        SlotAvailabilityView.as_view(),
+        name="slot-availability",
     ),
     path("api/v1/me/data", MyDataView.as_view(), name="me-data"),
     path("api/v1/payments/webhook", PaymentWebhookView.as_view(), name="payment-webhook"),

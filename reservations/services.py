@@ -172,32 +172,63 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     return reservation
 
 
+def reservation_hold_for(
+    *, slot: Slot, user_id: str, pet_id: str, pet_name: str, expires_at: dt.datetime
+) -> Reservation | None:
+    """A hold made by the service for an owner (a waiting-list offer), inside a slot write
+    that has the slot row locked: one unit taken by the same conditional UPDATE as any hold,
+    None when the slot is full or closed. Confirming it is the normal confirm."""
+    if not slot_take_hold(slot_id=slot.id):
+        return None
+    reservation = _RESERVATION_INSERT.insert(
+        Reservation(
+            slot=slot,
+            user_id=user_id,
+            pet_id=pet_id,
+            pet_name=pet_name,
+            status=ReservationStatus.HELD,
+            expires_at=expires_at,
+        )
+    )
+    _append(reservation, slot=slot, event_type="ReservationCreated", actor=SYSTEM)
+    return reservation
+
+
+def reservation_release_locked(
+    *, actor: Principal, reservation_id: uuid.UUID, slot: Slot
+) -> Reservation:
+    """Release a hold inside a slot write that has its slot row locked (`reservation_release`,
+    and the waiting list when an owner leaves with an offer). A released or expired hold is
+    returned unchanged; a confirmed one is 409 reservation_not_held."""
+    now = slot_locked_now(slot)
+    current = Reservation.objects.select_for_update().get(id=reservation_id)
+    if current.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
+        return current
+    if current.status != ReservationStatus.HELD:
+        raise ReservationNotHeld(
+            "A confirmed reservation is a booking now; cancel the booking instead.",
+            details={"status": current.status},
+        )
+    if current.expires_at <= now:
+        _expire_locked([current], slots={slot.id: slot}, now=now, how="lazy")
+        return current
+    Reservation.objects.filter(
+        id=current.id, status=ReservationStatus.HELD, version=current.version
+    ).update(status=ReservationStatus.RELEASED, version=F("version") + 1, updated_at=now)
+    current.status = ReservationStatus.RELEASED
+    current.version += 1
+    _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
+    slot_return_hold(slot_id=slot.id)
+    return current
+
+
 def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
     """The owner gives the hold back (DELETE). Releasing a hold that is already released or
     expired changes nothing; a hold past its expiry is recorded as expired, not released."""
     seen = reservation_get_for(actor=actor, reservation_id=reservation_id)
 
     def release(slot: Slot) -> Reservation:
-        now = slot_locked_now(slot)
-        current = Reservation.objects.select_for_update().get(id=seen.id)
-        if current.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
-            return current
-        if current.status != ReservationStatus.HELD:
-            raise ReservationNotHeld(
-                "A confirmed reservation is a booking now; cancel the booking instead.",
-                details={"status": current.status},
-            )
-        if current.expires_at <= now:
-            _expire_locked([current], slots={slot.id: slot}, now=now, how="lazy")
-            return current
-        Reservation.objects.filter(
-            id=current.id, status=ReservationStatus.HELD, version=current.version
-        ).update(status=ReservationStatus.RELEASED, version=F("version") + 1, updated_at=now)
-        slot_return_hold(slot_id=slot.id)
-        current.status = ReservationStatus.RELEASED
-        current.version += 1
-        _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
-        return current
+        return reservation_release_locked(actor=actor, reservation_id=seen.id, slot=slot)
 
     return slot_write(_slot_with_names(seen.slot_id), name="reservation_release", decide=release)
 

@@ -22,6 +22,12 @@ a unit, locks the slot row itself, so the common hold costs no extra round trip;
 gets the slots as the caller read them (before the lock) and locks rows itself when it needs to
 (`slot_rows_lock`).
 
+Units freed: every counter that gives a unit back (`slots.services`: a released or expired
+hold, a cancelled booking, a reschedule away, a raised capacity, a reopened slot) calls
+`units_freed` inside that write's transaction, with the slot row locked. Apps above slots
+register a hook with `on_unit_freed` (the waiting list, waitlist/apps.py) and act in the same
+transaction, so nobody else can take the unit in between; slots never imports them.
+
 Lock keys carry the slot id as a Redis Cluster hash tag (`...:{<slot_id>}`): python-redis-lock
 keeps two keys per lock (`lock:<name>` and `lock-signal:<name>`), and the tag puts both on the
 node that owns the slot, so one lock never spans two nodes.
@@ -69,6 +75,23 @@ class SlotRef(NamedTuple):
     id: Any
     clinic_id: str
     service_id: str
+
+
+UnitFreedHook = Callable[[uuid.UUID], None]
+_unit_freed_hooks: list[UnitFreedHook] = []
+
+
+def on_unit_freed(hook: UnitFreedHook) -> None:
+    """Register `hook(slot_id)`, called in the transaction that gave a unit of the slot back
+    (the slot row locked by that transaction). Registering twice is a no-op."""
+    if hook not in _unit_freed_hooks:
+        _unit_freed_hooks.append(hook)
+
+
+def units_freed(slot_id: uuid.UUID | str) -> None:
+    """Tell the registered hooks that the slot has a unit back (called by slots.services)."""
+    for hook in _unit_freed_hooks:
+        hook(uuid.UUID(str(slot_id)))
 
 
 def slot_lock_key(*, clinic_id: str, service_id: str, slot_id: object) -> str:

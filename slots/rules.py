@@ -78,6 +78,37 @@ def last_bookable_date(*, now: dt.datetime, zone: ZoneInfo, rules: BookingRules)
     return now.astimezone(zone).date() + dt.timedelta(days=rules.booking_horizon_days)
 
 
+def slot_refusals(
+    *,
+    start_at: dt.datetime,
+    status: str,
+    available: int,
+    clinic_active: bool,
+    service_active: bool,
+    zone: ZoneInfo,
+    rules: BookingRules,
+    now: dt.datetime,
+) -> list[str]:
+    """Every reason a hold at `now` would be refused, in the order of REASONS (empty: it
+    would get a unit). `available` is the free capacity, expired holds counted free."""
+    found = []
+    if not clinic_active:
+        found.append(CLINIC_INACTIVE)
+    if not service_active:
+        found.append(SERVICE_INACTIVE)
+    if start_at <= now:
+        found.append(SLOT_STARTED)
+    elif now > notice_edge(start_at=start_at, rules=rules):
+        found.append(TOO_LATE_TO_BOOK)
+    if start_at.astimezone(zone).date() > last_bookable_date(now=now, zone=zone, rules=rules):
+        found.append(BEYOND_BOOKING_HORIZON)
+    if status != "open":
+        found.append(SLOT_CLOSED)
+    if available <= 0:
+        found.append(SLOT_FULL)
+    return found
+
+
 def slot_refusal(
     *,
     start_at: dt.datetime,
@@ -91,21 +122,17 @@ def slot_refusal(
 ) -> str | None:
     """Why a hold at `now` would be refused (one of REASONS, the first that applies), or None
     when it would get a unit. `available` is the free capacity, expired holds counted free."""
-    if not clinic_active:
-        return CLINIC_INACTIVE
-    if not service_active:
-        return SERVICE_INACTIVE
-    if start_at <= now:
-        return SLOT_STARTED
-    if now > notice_edge(start_at=start_at, rules=rules):
-        return TOO_LATE_TO_BOOK
-    if start_at.astimezone(zone).date() > last_bookable_date(now=now, zone=zone, rules=rules):
-        return BEYOND_BOOKING_HORIZON
-    if status != "open":
-        return SLOT_CLOSED
-    if available <= 0:
-        return SLOT_FULL
-    return None
+    found = slot_refusals(
+        start_at=start_at,
+        status=status,
+        available=available,
+        clinic_active=clinic_active,
+        service_active=service_active,
+        zone=zone,
+        rules=rules,
+        now=now,
+    )
+    return found[0] if found else None
 
 
 class TooLateToBook(Conflict):

@@ -21,6 +21,7 @@ from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
 from .errors import CapacityConflict, NotClinicStaff
+from .locking import units_freed
 from .models import Clinic, ClinicService, Slot, SlotStatus
 from .rules import BookingRules, buffered_window, rules_of
 
@@ -349,6 +350,7 @@ def slot_update(
             changes["status"] = status
         if not changes:
             return slot
+        previous_capacity = slot.capacity
         Slot.objects.filter(id=slot.id).update(version=F("version") + 1, **changes)
         slot.refresh_from_db()
         event_append(
@@ -359,6 +361,9 @@ def slot_update(
             actor=actor,
         )
         invalidate_slot_search(clinic_id=slot.clinic_id)
+        raised = "capacity" in changes and changes["capacity"] > previous_capacity
+        if raised or changes.get("status") == SlotStatus.OPEN:
+            units_freed(slot.id)  # more room, or room again: the waiting list's turn
     return slot
 
 
@@ -457,8 +462,8 @@ def slot_take_hold(*, slot_id: uuid.UUID | str) -> bool:
 
 def slot_return_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:
     """`count` held units go back (release or expiry of holds)."""
-    if count:
-        _slot_counter_update(_RETURN_HOLD_SQL, slot_id=slot_id, count=count)
+    if count and _slot_counter_update(_RETURN_HOLD_SQL, slot_id=slot_id, count=count):
+        units_freed(slot_id)
 
 
 def slot_return_holds(*, held_by_slot: dict[uuid.UUID, int], clinic_ids: set[str]) -> None:
@@ -474,6 +479,8 @@ def slot_return_holds(*, held_by_slot: dict[uuid.UUID, int], clinic_ids: set[str
         )
     for clinic_id in clinic_ids:
         invalidate_slot_search(clinic_id=clinic_id)
+    for slot_id in sorted(held_by_slot):
+        units_freed(slot_id)
 
 
 def slot_convert_hold(*, slot_id: uuid.UUID | str) -> None:
@@ -489,7 +496,8 @@ def slot_take_booking(*, slot_id: uuid.UUID | str) -> bool:
 
 def slot_return_booking(*, slot_id: uuid.UUID | str) -> None:
     """A booked unit goes back (cancel, reschedule away from this slot)."""
-    _slot_counter_update(_RETURN_BOOKING_SQL, slot_id=slot_id)
+    if _slot_counter_update(_RETURN_BOOKING_SQL, slot_id=slot_id):
+        units_freed(slot_id)
 
 
 def slot_counters_correct(
@@ -519,3 +527,5 @@ def slot_counters_correct(
         actor=actor,
     )
     invalidate_slot_search(clinic_id=slot.clinic_id)
+    if booked_count + held_count < previous["booked_count"] + previous["held_count"]:
+        units_freed(slot.id)  # the repair gave units back: the waiting list's turn

@@ -50,6 +50,7 @@ def test_every_error_default_message_has_an_indonesian_translation():
     import petpro_booking.core.idempotency  # noqa: F401
     import reservations.errors  # noqa: F401
     import slots.errors  # noqa: F401
+    import waitlist.errors  # noqa: F401
 
     untranslated = []
     with translation.override("id"):

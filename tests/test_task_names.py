@@ -14,6 +14,7 @@ LABELS = {
     "slots": "slots",
     "reservations": "reservations",
     "bookings": "bookings",
+    "waitlist": "waitlist",
 }
 
 

@@ -33,6 +33,7 @@ NOTIFICATION_TEMPLATES: dict[str, str] = {
     "BookingRescheduled": "booking_rescheduled",
     "ReservationExpired": "reservation_expired",
     "AppointmentReminderDue": "appointment_reminder",
+    "WaitlistOffered": "waitlist_offer",
 }
 APPOINTMENT_FIELDS = (
     "clinic_id",
@@ -54,6 +55,7 @@ TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     "booking_rescheduled": ("previous_slot_id", "previous_start_at", "previous_start_local"),
     "reservation_expired": ("reservation_id", "expires_at"),
     "appointment_reminder": (),
+    "waitlist_offer": ("reservation_id", "entry_id", "expires_at", "expires_local"),
 }
 
 
@@ -157,6 +159,7 @@ def notification_data(template: str, payload: dict[str, Any]) -> dict[str, Any]:
     for local_name, utc_name in (
         ("start_local", "start_at"),
         ("previous_start_local", "previous_start_at"),
+        ("expires_local", "expires_at"),
     ):
         if local_name in wanted and local_name not in data:
             local = _local_time(payload.get(utc_name), zone)

@@ -30,6 +30,7 @@ SUBJECTS = {
     "booking_rescheduled": _("Your visit has moved: %(service)s for %(pet)s"),
     "reservation_expired": _("Your hold has expired: %(service)s for %(pet)s"),
     "appointment_reminder": _("Reminder: %(service)s for %(pet)s tomorrow"),
+    "waitlist_offer": _("A place is free for you: %(service)s for %(pet)s"),
 }
 TEXTS = {
     "booking_confirmed": _(
@@ -49,6 +50,10 @@ TEXTS = {
     ),
     "appointment_reminder": _(
         "See you soon: %(pet)s has %(service)s at %(clinic)s on %(start)s. Reference %(reference)s."
+    ),
+    "waitlist_offer": _(
+        "You are next on the waiting list: %(service)s at %(clinic)s on %(start)s is held for "
+        "%(pet)s until %(expires)s. Confirm it before then, or it goes to the next in line."
     ),
 }
 AMOUNT_LINE = _("Amount: %(amount)s.")
@@ -107,6 +112,7 @@ def notification_words(template: str, data: dict[str, Any], *, reference: Any, l
             "clinic": data.get("clinic_name") or "",
             "start": local_datetime(data.get("start_at"), zone),
             "previous_start": local_datetime(data.get("previous_start_at"), zone),
+            "expires": local_datetime(data.get("expires_at"), zone),
             "reference": reference or "",
         }
         subject = str(SUBJECTS[template]) % values

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "slots",
     "reservations",
     "bookings",
+    "waitlist",
 ]
 
 MIDDLEWARE = [
@@ -209,6 +210,8 @@ LOCAL_CACHE_GENERATION_SECONDS = env.float("LOCAL_CACHE_GENERATION_SECONDS", def
 
 # --- Business timings ------------------------------------------------------------------------
 RESERVATION_TTL_SECONDS = env.int("RESERVATION_TTL_SECONDS", default=600)
+# How long a waiting-list offer (a hold made for the first in line) lasts (docs/bookings.md).
+WAITLIST_OFFER_SECONDS = env.int("WAITLIST_OFFER_SECONDS", default=900)
 PAYMENT_DEADLINE_SECONDS = env.int("PAYMENT_DEADLINE_SECONDS", default=1800)
 # Holds that follow the payment (bookings/services/payment_deadline.py): starting to pay gives
 # PAYMENT_DEADLINE_SECONDS from then, never past creation + PAYMENT_DEADLINE_CAP_SECONDS; a
@@ -300,6 +303,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # Holds past their expiry give their unit back (lazily too, on the next hold of the slot).
     "expire-holds": {"task": "reservations.reservations_expire_due", "schedule": 30.0},
+    # Waiting list: entries of started slots end, units nobody was offered are offered.
+    "waitlist-sweep": {"task": "waitlist.waitlist_sweep", "schedule": 60.0},
     # Retention (docs/security.md): published events by month, processed webhooks, history of
     # long-closed bookings; partitions for the months ahead.
     "retention-events": {"task": "events.retention_events", "schedule": 86400.0},

@@ -15,6 +15,7 @@ from bookings.services import booking_cancel, booking_complete, booking_mark_no_
 from petpro_booking.core.principal import Principal
 from reservations.models import Reservation
 from reservations.services import reservation_create, reservation_release
+from waitlist.services import waitlist_join
 
 from ..bookings.conftest import SUPPORT, book_on, let_slot_start, staff_of
 from ..bookings.payment_fixtures import book_paid
@@ -103,6 +104,10 @@ def person(clinic) -> Person:
     )
     assert answer.status_code == 201, answer.content
     live_hold = Reservation.objects.get(id=answer.json()["id"])
+    # In line for a slot the bystander holds (the waiting list keeps the owner and the pet).
+    full = slot(7)
+    reservation_create(actor=BYSTANDER, slot_id=full.id, pet_id="pet-2")
+    waitlist_join(actor=PERSON, slot_id=full.id, pet_id="pet-1")
     # What the User Service client caches about an owner (the cache shared with it).
     cache.set("svc:{user:owner-1}:profile", {"id": "owner-1", "email": EMAIL, "phone": PHONE})
     return Person(bookings=bookings, live_hold=live_hold, bystander_booking=bystander_booking)

@@ -21,6 +21,7 @@ from petpro_booking.events.models import Event
 from petpro_booking.events.relay import outbox_relay
 from reservations.models import Reservation
 from slots.models import Slot
+from waitlist.models import WaitlistEntry
 
 from ..conftest import api_client_for
 from ..events.conftest import broker_tap, private_exchange  # noqa: F401  (fixtures)
@@ -44,6 +45,7 @@ def every_row_as_text() -> str:
             cursor.execute(f'SELECT t::text FROM "{table}" t')  # noqa: S608
             text.extend(row[0] for row in cursor.fetchall())
     text += [r.pet_name for r in Reservation.objects.all()]
+    text += [f"{w.pet_name} {w.end_reason}" for w in WaitlistEntry.objects.all()]
     text += [h.reason for h in BookingHistory.objects.all()]
     text += [f"{u.name} {u.email} {u.phone}" for u in LocalUser.objects.all()]
     text += [p.name for p in LocalPet.objects.all()]
@@ -131,6 +133,7 @@ def test_erasure_leaves_nothing_personal_and_keeps_the_numbers(person, broker_ta
         "payments": [],
         "history": [],
         "notifications": [],
+        "waitlist": [],
     }
     answer = api_client_for(sub="owner-1", roles=["pet_owner"]).get("/api/v1/me/data")
     assert answer.json()["bookings"] == []

@@ -35,8 +35,10 @@ def test_an_owner_gets_everything_we_hold_about_them_and_nothing_of_others(perso
     templates = sorted(n["template"] for n in document["notifications"])
     assert templates.count("booking_confirmed") == 4
     assert "booking_cancelled" in templates
-    # Every event id names a real event of that very booking or hold, in order.
-    for item in document["bookings"] + document["holds"]:
+    (waiting,) = document["waitlist"]
+    assert (waiting["status"], waiting["pet_name"]) == ("waiting", PET_NAME)
+    # Every event id names a real event of that very booking, hold or waiting-list entry.
+    for item in document["bookings"] + document["holds"] + document["waitlist"]:
         stored = Event.objects.filter(aggregate_id=item["id"]).order_by("id")
         assert item["event_ids"] == [str(e.event_id) for e in stored]
         assert item["event_ids"]

@@ -41,6 +41,7 @@ WORDS = {
         "booking_rescheduled": ("has moved", "moved from"),
         "reservation_expired": ("hold has expired", "the time is free again"),
         "appointment_reminder": ("Reminder", "See you soon"),
+        "waitlist_offer": ("A place is free for you", "next on the waiting list"),
     },
     "id": {
         "booking_confirmed": ("Kunjungan Anda sudah dipesan", "sudah dipesan untuk"),
@@ -48,6 +49,7 @@ WORDS = {
         "booking_rescheduled": ("Jadwal kunjungan Anda berubah", "dipindahkan dari"),
         "reservation_expired": ("telah berakhir", "waktunya tersedia lagi"),
         "appointment_reminder": ("Pengingat", "Sampai jumpa"),
+        "waitlist_offer": ("Ada tempat untuk Anda", "berikutnya di daftar tunggu"),
     },
 }
 WHEN = {"en": "Wednesday, 9 December 2026, 4:00 PM WIB", "id": "Rabu, 9 Desember 2026, 16.00 WIB"}
@@ -62,6 +64,18 @@ def event_for(template: str, **overrides) -> DomainEvent:
             previous_start_local="2026-12-08T16:00:00+07:00",
         )
     event = booking_event(TEMPLATE_OF[template], **{**JAKARTA, **extra, **overrides})
+    if template == "waitlist_offer":
+        data = {k: v for k, v in event.data.items() if k not in ("booking_id", "reference")}
+        entry_id = str(uuid.uuid4())
+        return DomainEvent(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            aggregate_type="waitlist_entry",
+            aggregate_id=entry_id,
+            occurred_at=OCCURRED,
+            # The offer ends 09:15 UTC = 16:15 in Jakarta (WIB), written in the clinic's zone.
+            data={**data, "entry_id": entry_id, "expires_at": "2026-12-09T09:15:00+00:00"},
+        )
     if template == "reservation_expired":
         data = {k: v for k, v in event.data.items() if k not in ("booking_id", "reference")}
         return DomainEvent(
@@ -95,7 +109,11 @@ def test_every_template_in_both_languages(template, language):
     if template == "booking_rescheduled":
         previous = {"en": "Tuesday, 8 December 2026, 4:00 PM WIB", "id": "Selasa, 8 Desember 2026"}
         assert previous[language] in body["text"]
-    if template != "reservation_expired":
+    if template == "waitlist_offer":
+        until = {"en": "4:15 PM WIB", "id": "16.15 WIB"}
+        assert until[language] in body["text"]
+        assert body["data"]["expires_local"] == "2026-12-09T16:15:00+07:00"
+    if template not in ("reservation_expired", "waitlist_offer"):
         assert "PP-7K3F9Q" in body["text"]
 
 

@@ -1,0 +1,89 @@
+"""Admin: each slot's waiting line and the offers made, oldest first (filter by slot); staff
+of the slot's clinic and support remove entries with a reason, through the service."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
+from petpro_booking.core.errors import ApplicationError
+from slots.display import local_label
+
+from . import services
+from .models import WaitlistEntry
+
+
+class RemoveForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=500,
+        help_text="Written into the entry and its WaitlistLeft event.",
+    )
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(ClinicScopedAdmin):
+    clinic_field = "slot__clinic_id"
+    list_display = [
+        "slot_start",
+        "status",
+        "user_id",
+        "pet_name",
+        "joined_at",
+        "offered_at",
+        "offer_expires_at",
+        "reservation",
+        "ended_at",
+        "end_reason",
+    ]
+    list_filter = ["status", "slot__clinic", "slot__service"]
+    search_fields = ["=slot__id", "=user_id", "=pet_id"]  # names are encrypted
+    ordering = ["slot__start_at", "joined_at", "id"]  # one slot's line reads oldest first
+    list_select_related = ["slot", "slot__clinic"]
+    readonly_fields = [field.name for field in WaitlistEntry._meta.fields]
+    actions = ["remove_entries"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # owners join through the API
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # read-only; the action changes entries
+
+    @admin.display(description="slot start (clinic time)", ordering="slot__start_at")
+    def slot_start(self, entry: WaitlistEntry) -> str:
+        return local_label(entry.slot.start_at, entry.slot.clinic.timezone)
+
+    @admin.action(description="Remove selected entries from the waiting list (asks for a reason)")
+    def remove_entries(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        principal = admin_principal(request.user)
+        if principal is None:
+            return None
+        form = RemoveForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for entry in queryset:
+                try:
+                    services.waitlist_remove(
+                        actor=principal, entry_id=entry.id, reason=form.cleaned_data["reason"]
+                    )
+                except ApplicationError as exc:
+                    self.message_user(request, f"{entry.id}: {exc.message}", messages.ERROR)
+                else:
+                    self.message_user(request, f"{entry.id}: removed.", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/waitlist/remove_entries.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Remove from the waiting list",
+                "form": form,
+                "entries": list(queryset.select_related("slot")),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )

@@ -1,0 +1,268 @@
+"""Every read of the waiting list, and the "why can't I book this?" answer of a slot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from bookings.models import Booking, BookingStatus
+from integrations.users import pet_get
+from petpro_booking.core.clock import api_timestamp
+from petpro_booking.core.errors import NotFound
+from petpro_booking.core.http import uuid_or_none, uuid_or_not_found
+from petpro_booking.core.principal import Principal
+from petpro_booking.events.models import Event
+from reservations.limits import limits_for
+from reservations.models import Reservation, ReservationStatus
+from slots import rules as booking_rules
+from slots.models import Slot
+from slots.selectors import slot_search
+
+from .models import EntryStatus, WaitlistEntry
+
+NEXT_SLOTS = 5
+
+
+def waitlist_list_for(*, actor: Principal) -> QuerySet[WaitlistEntry]:
+    """The caller's entries, newest first."""
+    return (
+        WaitlistEntry.objects.filter(user_id=actor.sub)
+        .select_related("reservation")
+        .order_by("-joined_at", "-id")
+    )
+
+
+def waitlist_get_for(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:
+    key = uuid_or_none(entry_id)
+    entry = (
+        WaitlistEntry.objects.select_related("reservation").filter(id=key).first() if key else None
+    )
+    if entry is None or entry.user_id != actor.sub:
+        raise NotFound("No such waiting-list entry.")
+    return entry
+
+
+def waitlist_position(entry: WaitlistEntry) -> int | None:
+    """1 for the first in line; None once the entry is not waiting (offered or ended)."""
+    if entry.status != EntryStatus.WAITING:
+        return None
+    ahead = WaitlistEntry.objects.filter(
+        Q(joined_at__lt=entry.joined_at) | Q(joined_at=entry.joined_at, id__lt=entry.id),
+        slot_id=entry.slot_id,
+        status=EntryStatus.WAITING,
+    ).count()
+    return ahead + 1
+
+
+def waitlist_of_slot(*, slot_id: uuid.UUID | str) -> QuerySet[WaitlistEntry]:
+    """A slot's line and its offers, oldest first (the admin's view)."""
+    return (
+        WaitlistEntry.objects.filter(slot_id=slot_id)
+        .select_related("reservation")
+        .order_by("joined_at", "id")
+    )
+
+
+# --- "why can't I book this?" ----------------------------------------------------------------
+
+
+def _local(value: dt.datetime, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _closed_by(slot: Slot) -> dict[str, Any]:
+    """When and by whom the slot was closed: its last SlotUpdated event that changed the
+    status (the event store; no column keeps it)."""
+    events = Event.objects.filter(
+        aggregate_type="slot", aggregate_id=str(slot.id), event_type="SlotUpdated"
+    ).order_by("-aggregate_version", "-id")
+    for event in events[:20]:
+        if "status" in (event.payload or {}).get("changed", []):
+            actor = (event.metadata or {}).get("actor") or {}
+            return {"closed_at": api_timestamp(event.created_at), "closed_by": actor.get("type")}
+    return {}
+
+
+def slot_availability(
+    *, actor: Principal, slot_id: uuid.UUID | str, pet_id: str | None = None
+) -> dict[str, Any]:
+    """`{bookable, reasons: [{code, message, details}], waitlist_position, next_slots}` for
+    the caller (and one of their pets), from the current rows and the event store, with the
+    same rules as a hold (slots/rules.py) and the same free count (expired holds free)."""
+    try:
+        slot = Slot.objects.select_related("clinic", "service").get(
+            id=uuid_or_not_found(slot_id, what="slot")
+        )
+    except Slot.DoesNotExist:
+        raise NotFound("No such slot.") from None
+    now = timezone.now()
+    zone = ZoneInfo(slot.clinic.timezone)
+    rules = booking_rules.rules_of(slot.service)
+    holds = Reservation.objects.filter(slot_id=slot.id, status=ReservationStatus.HELD).aggregate(
+        live=Count("id", filter=Q(expires_at__gt=now)),
+        stale=Count("id", filter=Q(expires_at__lte=now)),
+        earliest=Min("expires_at", filter=Q(expires_at__gt=now)),
+    )
+    free = slot.capacity - slot.booked_count - slot.held_count + holds["stale"]
+    codes = booking_rules.slot_refusals(
+        start_at=slot.start_at,
+        status=slot.status,
+        available=free,
+        clinic_active=slot.clinic.active,
+        service_active=slot.service.active,
+        zone=zone,
+        rules=rules,
+        now=now,
+    )
+    reasons = [_rule_reason(code, slot=slot, rules=rules, zone=zone, holds=holds) for code in codes]
+    species = None
+    if pet_id:
+        pet = pet_get(user_id=actor.sub, pet_id=pet_id)
+        if pet is None:
+            reasons.append(
+                {"code": "invalid_pet", "message": "This pet is not one of yours.", "details": {}}
+            )
+        elif not booking_rules.species_accepted(accepted=slot.service.species, species=pet.species):
+            reasons.append(
+                {
+                    "code": "species_not_accepted",
+                    "message": f"{slot.service.name} does not accept a {pet.species}.",
+                    "details": {"accepted": sorted(s.lower() for s in slot.service.species)},
+                }
+            )
+        else:
+            species = pet.species
+    reasons.extend(_own_reasons(actor=actor, slot=slot, now=now, zone=zone))
+    entry = WaitlistEntry.objects.filter(
+        slot_id=slot.id, user_id=actor.sub, status__in=[EntryStatus.WAITING]
+    ).first()
+    next_filters: dict[str, Any] = {
+        "clinic_id": slot.clinic_id,
+        "service_id": slot.service_id,
+        "start_from": now,
+        "available": True,
+    }
+    if species:
+        next_filters["species"] = species
+    found = slot_search(filters=next_filters, page=1, page_size=NEXT_SLOTS + 1, now=now)
+    return {
+        "slot_id": str(slot.id),
+        "bookable": not reasons,
+        "reasons": reasons,
+        "waitlist_position": waitlist_position(entry) if entry else None,
+        "waitlist_entry_id": str(entry.id) if entry else None,
+        "next_slots": [row for row in found["results"] if row["id"] != str(slot.id)][:NEXT_SLOTS],
+    }
+
+
+def _rule_reason(
+    code: str, *, slot: Slot, rules: booking_rules.BookingRules, zone: ZoneInfo, holds: dict
+) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if code == booking_rules.SLOT_FULL:
+        earliest = holds["earliest"]
+        details = {
+            "capacity": slot.capacity,
+            "booked": slot.booked_count,
+            "held": holds["live"],
+            "earliest_hold_expires_at": api_timestamp(earliest) if earliest else None,
+        }
+        message = (
+            f"All {slot.capacity} places are taken: {slot.booked_count} booked, "
+            f"{holds['live']} held."
+        )
+        if earliest:
+            message += f" The earliest hold expires at {_local(earliest, zone)}."
+    elif code == booking_rules.SLOT_CLOSED:
+        details = _closed_by(slot)
+        message = "The clinic has closed this slot."
+    elif code == booking_rules.TOO_LATE_TO_BOOK:
+        edge = booking_rules.notice_edge(start_at=slot.start_at, rules=rules)
+        details = {
+            "min_notice_minutes": rules.min_notice_minutes,
+            "last_hold_at": api_timestamp(edge),
+        }
+        message = (
+            f"Too soon: this service is booked at least {rules.min_notice_minutes} minutes "
+            f"ahead (until {_local(edge, zone)})."
+        )
+    elif code == booking_rules.BEYOND_BOOKING_HORIZON:
+        opens = slot.start_at.astimezone(zone).date() - dt.timedelta(
+            days=rules.booking_horizon_days
+        )
+        details = {
+            "booking_horizon_days": rules.booking_horizon_days,
+            "opens_on": opens.isoformat(),
+        }
+        message = (
+            f"Too far ahead: bookings open {rules.booking_horizon_days} days before, "
+            f"on {opens.isoformat()}."
+        )
+    elif code == booking_rules.SLOT_STARTED:
+        message = "This slot has already started."
+    elif code == booking_rules.CLINIC_INACTIVE:
+        message = "The clinic does not take bookings."
+    else:
+        message = "The clinic no longer offers this service."
+    return {"code": code, "message": message, "details": details}
+
+
+def _own_reasons(
+    *, actor: Principal, slot: Slot, now: dt.datetime, zone: ZoneInfo
+) -> list[dict[str, Any]]:
+    found = []
+    booking = (
+        Booking.objects.filter(
+            slot_id=slot.id,
+            user_id=actor.sub,
+            status__in=[BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED],
+        )
+        .only("id", "reference")
+        .first()
+    )
+    if booking is not None:
+        found.append(
+            {
+                "code": "already_booked",
+                "message": f"You already booked this slot ({booking.reference}).",
+                "details": {"booking_id": str(booking.id), "reference": booking.reference},
+            }
+        )
+    hold = (
+        Reservation.objects.filter(
+            slot_id=slot.id, user_id=actor.sub, status=ReservationStatus.HELD, expires_at__gt=now
+        )
+        .only("id", "expires_at")
+        .first()
+    )
+    if hold is not None:
+        found.append(
+            {
+                "code": "already_held",
+                "message": f"You hold this slot until {_local(hold.expires_at, zone)}; "
+                "confirm the hold.",
+                "details": {
+                    "reservation_id": str(hold.id),
+                    "expires_at": api_timestamp(hold.expires_at),
+                },
+            }
+        )
+    maximum = limits_for(owner_id=actor.sub).live_holds
+    live = Reservation.objects.filter(
+        user_id=actor.sub, status=ReservationStatus.HELD, expires_at__gt=now
+    ).count()
+    if hold is None and live >= maximum:
+        found.append(
+            {
+                "code": "limit_exceeded",
+                "message": f"You already hold {live} slots, the most one owner may hold at once "
+                f"({maximum}); confirm or release one first.",
+                "details": {"limit": "live_holds_per_owner", "max": maximum},
+            }
+        )
+    return found
