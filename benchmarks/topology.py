@@ -277,6 +277,14 @@ class Topology:
             JWT_SIGNING_KEY="bench-jwt-signing-key-0123456789abcdef",
             SERVICE_JWT_SIGNING_KEY="bench-service-signing-key-0123456789abcdef",
             PAYMENT_WEBHOOK_SECRET="bench-webhook-secret",  # noqa: S106
+            # TLS ends at the ingress in production; here the load speaks plain HTTP.
+            SECURE_SSL_REDIRECT="false",
+            JWT_ISSUER="petpro-bench",
+            JWT_AUDIENCE="booking-service",
+            # Personal data (issue 17): a fixed bench key, never a production one.
+            FIELD_ENCRYPTION_KEYS="YmVuY2gtZmllbGQta2V5LTAxMjM0NTY3ODlhYmNkZWY=",
+            PERSONAL_DATA_LOOKUP_KEY="bench-lookup-key",
+            ANALYTICS_PSEUDONYM_KEYS="bench-pseudonym-key",
             # Raised out of the way, still evaluated (a Redis round trip per request).
             THROTTLE_USER_RATE="100000000/min",
             THROTTLE_IP_RATE="100000000/min",
