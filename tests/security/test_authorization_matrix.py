@@ -36,6 +36,8 @@ def expect(other_owner, staff, other_staff, support, service, none=401) -> dict[
 
 
 READ = expect(200, 200, 200, 200, 200)
+# A waiting-list entry nobody of these roles owns.
+NO_ENTRY = "00000000-0000-4000-8000-000000000001"
 # operation -> (method, path, body, expected status per role). {slot}, {free}, {hold} and
 # {booking} are owner-1's (or clinic-berlin's) objects, made fresh for every call.
 MATRIX = {
@@ -138,6 +140,27 @@ MATRIX = {
         {},
         expect(403, 200, 404, 200, 403),
     ),
+    "slot availability": ("GET", "/api/v1/slots/{slot}/availability", None, READ),
+    # The waiting list is the pet owners' (issue 15): everyone else is 403.
+    "join waitlist": (
+        "POST",
+        "/api/v1/waitlist",
+        {"slot_id": "{slot}", "pet_id": "pet-1"},  # owner-1's pet
+        expect(400, 403, 403, 403, 403),
+    ),
+    "list my waitlist": ("GET", "/api/v1/waitlist", None, expect(200, 403, 403, 403, 403)),
+    "get waitlist entry": (
+        "GET",
+        f"/api/v1/waitlist/{NO_ENTRY}",
+        None,
+        expect(404, 403, 403, 403, 403),
+    ),
+    "leave waitlist": (
+        "DELETE",
+        f"/api/v1/waitlist/{NO_ENTRY}",
+        None,
+        expect(404, 403, 403, 403, 403),
+    ),
     # Not bearer-authenticated: without the Payment Service's signature nobody gets in.
     "payment webhook": (
         "POST",
@@ -160,14 +183,19 @@ for _close in ("complete booking", "no-show booking"):
 def test_the_matrix_covers_every_operation_of_the_schema(client):
     schema = client.get("/api/schema/?format=json").json()
     documented = {
-        (method.upper(), path.replace("{id}", "{x}").replace("{reservation_id}", "{x}"))
+        (
+            method.upper(),
+            path.replace("{id}", "{x}")
+            .replace("{reservation_id}", "{x}")
+            .replace("{slot_id}", "{x}"),
+        )
         for path, operations in schema["paths"].items()
         for method in operations
         if method in ("get", "post", "patch", "delete", "put")
     }
     covered = set()
     for method, path, _, _ in MATRIX.values():
-        path = path.split("?")[0].replace("clinic-berlin", "{x}")
+        path = path.split("?")[0].replace("clinic-berlin", "{x}").replace(NO_ENTRY, "{x}")
         for placeholder in ("{slot}", "{free}", "{hold}", "{booking}"):
             path = path.replace(placeholder, "{x}")
         covered.add((method, path.replace("{booking_id}", "{x}")))
