@@ -23,7 +23,7 @@ from kombu import Connection, Exchange, Queue
 
 from .history import Event, Violations, check, history_factory
 from .load import Load, Record
-from .topology import AMQP_URL, VHOST, Options, Topology, _pg, rabbitmqctl
+from .topology import AMQP_URL, VHOST, Options, Topology, _pg, machine_load_line, rabbitmqctl
 
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "180"))
 OPERATIONS = int(os.environ.get("HISTORY_OPERATIONS", "60000"))
@@ -263,7 +263,7 @@ def report(result: HistoryResult, seconds: float) -> str:
     drained = "not within 90 s" if result.drain is None else f"{result.drain:.1f} s"
     return f"""## History checker under faults (issue 16)
 
-**Not final: measured on a 2-core machine shared with seven other developers' work.**
+{machine_load_line()}
 
 The production topology of `benchmarks/topology.py` (production settings, gunicorn 2 x 4,
 Celery worker and beat, RabbitMQ vhost `wt-bench`, private Redis, service stubs; no baseline),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import scenarios
 from .load import Load, Record, Summary, summarize
-from .topology import CpuSampler, Options, Topology, process_groups
+from .topology import CpuSampler, Options, Topology, machine_load_line, process_groups
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
@@ -220,8 +220,7 @@ def report(runs: list[Run], toggle: list[Run], stack: Topology, problems: list[s
     )
     return f"""## Production topology vs. a bare Django/DRF baseline (issue 11)
 
-**Not final: measured on a 2-core machine shared with seven other developers' work. The lead
-re-runs `make bench` on a quiet machine.**
+{machine_load_line()}
 
 What runs (`benchmarks/topology.py`): production settings
 (`petpro_booking.settings.production`); gunicorn with `petpro_booking/gunicorn_conf.py`,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import scenarios
 from .load import Load, Record, percentile, summarize
-from .topology import Options, Topology, process_groups, rss_bytes
+from .topology import Options, Topology, machine_load_line, process_groups, rss_bytes
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RATE = float(os.environ.get("SOAK_RATE", "0") or 0)
@@ -161,7 +161,7 @@ def run() -> tuple[str, list[str]]:
     return (
         f"""## Peak-hour soak (issue 11)
 
-**Not final: measured on a 2-core machine shared with seven other developers' work.**
+{machine_load_line()}
 
 The production topology of `benchmarks/topology.py` (no baseline). The 80/15/5 mix, open loop
 at **{rate:,.0f} requests/s** ({origin}) over 16 connections for {SECONDS:.0f} s: each request

@@ -793,3 +793,19 @@ def process_groups(stack: Topology, load_pids: Callable[[], list[int]]) -> dict:
 def topology(options: Options | None = None) -> Iterator[Topology]:
     with Topology(options) as stack:
         yield stack
+
+
+# Sampled when the benchmark process starts, before it loads the machine itself.
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def machine_load_line() -> str:
+    """What else ran on the machine when the run started: a figure taken next to other work
+    is not valid, and the report says so itself."""
+    cores = os.cpu_count() or 1
+    verdict = (
+        "quiet enough to compare"
+        if LOAD_AT_START < 0.25 * cores
+        else "**other work shared the machine: these figures are not valid**"
+    )
+    return f"Load average {LOAD_AT_START:.1f} on {cores} cores when the run started: {verdict}."
