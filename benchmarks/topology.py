@@ -802,10 +802,11 @@ LOAD_AT_START = os.getloadavg()[0]
 def machine_load_line() -> str:
     """What else ran on the machine when the run started: a figure taken next to other work
     is not valid, and the report says so itself."""
-    cores = os.cpu_count() or 1
+    cores, load = os.cpu_count() or 1, LOAD_AT_START
+    quiet = load < cores / 4
     verdict = (
         "quiet enough to compare"
-        if LOAD_AT_START < 0.25 * cores
+        if quiet
         else "**other work shared the machine: these figures are not valid**"
     )
-    return f"Load average {LOAD_AT_START:.1f} on {cores} cores when the run started: {verdict}."
+    return f"Load average {load:.1f} on {cores} cores when the run started: {verdict}."
