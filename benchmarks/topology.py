@@ -795,18 +795,40 @@ def topology(options: Options | None = None) -> Iterator[Topology]:
         yield stack
 
 
+def _busy_cores(seconds: float = 5.0) -> float:
+    """Cores busy (all processes, from /proc/stat) over `seconds`: what the machine does right
+    now, unlike the load average, which still carries a run that has just ended."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+
+
 # Sampled when the benchmark process starts, before it loads the machine itself.
 LOAD_AT_START = os.getloadavg()[0]
+BUSY_AT_START = _busy_cores()
 
 
 def machine_load_line() -> str:
     """What else ran on the machine when the run started: a figure taken next to other work
     is not valid, and the report says so itself."""
-    cores, load = os.cpu_count() or 1, LOAD_AT_START
-    quiet = load < cores / 4
+    cores, load, busy = os.cpu_count() or 1, LOAD_AT_START, BUSY_AT_START
+    quiet = busy < cores / 4
     verdict = (
         "quiet enough to compare"
         if quiet
         else "**other work shared the machine: these figures are not valid**"
     )
-    return f"Load average {load:.1f} on {cores} cores when the run started: {verdict}."
+    return (
+        f"{busy:.2f} of {cores} cores busy in the 5 s before the run (load average {load:.1f},"
+        f" which still counts work that has just ended): {verdict}."
+    )

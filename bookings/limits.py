@@ -1,5 +1,6 @@
 """Fair use at confirm time (issue 12): unpaid bookings per owner and future bookings per pet
-on one day (the clinic's day). Called inside the confirm transaction (SERIALIZABLE)."""
+on one day (the clinic's day). Counted under the owner's lock before the confirm's transaction
+(`reservations.limits.fair_use_guard` says why not inside it)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ from django.utils import timezone
 
 from reservations.limits import limit_refuse, limits_for
 from reservations.models import Reservation
-from slots.models import Slot
 
 from .models import Booking, BookingStatus
 
 ACTIVE = (BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED)
 
 
-def booking_limits_check(*, reservation: Reservation, slot: Slot, status: str) -> None:
-    """Refuse a booking that would pass the owner's unpaid-booking limit or the pet's
-    bookings-per-day limit."""
+def booking_limits_check(*, reservation: Reservation) -> None:
+    """Refuse a booking of `reservation` (its slot, clinic and service loaded) that would pass
+    the owner's unpaid-booking limit or the pet's bookings-per-day limit."""
+    slot = reservation.slot
     limits = limits_for(owner_id=reservation.user_id)
-    if status == BookingStatus.PENDING_PAYMENT:
+    if slot.service.requires_payment:
         unpaid = Booking.objects.filter(
             user_id=reservation.user_id, status=BookingStatus.PENDING_PAYMENT
         ).count()

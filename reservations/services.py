@@ -34,7 +34,7 @@ from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
 
 from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
 from .events import RESERVATION_AGGREGATE, reservation_event_data
-from .limits import hold_limits_check
+from .limits import fair_use_guard, hold_limits_check
 from .models import Reservation, ReservationStatus
 from .selectors import reservation_get_for
 
@@ -137,7 +137,6 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         raise
 
     def hold(slot: Slot) -> Reservation | None:
-        hold_limits_check(owner_id=actor.sub)  # fair use, inside the transaction (issue 12)
         # The conditional UPDATE locks the slot row and takes a unit when there is room: the
         # common case costs one statement (hence lock_rows=False). Only a full slot pays for
         # the row lock and the lazy expiry (holds past their expiry never block anyone), then
@@ -161,7 +160,9 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         return reservation
 
     try:
-        reservation = slot_write(slot, name="reservation_create", decide=hold, lock_rows=False)
+        with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+            hold_limits_check(owner_id=actor.sub)
+            reservation = slot_write(slot, name="reservation_create", decide=hold, lock_rows=False)
     except SlotBusy:
         metrics.HOLDS.labels(outcome="busy").inc()
         raise

@@ -20,6 +20,7 @@ from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConfli
 from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import Principal
 from reservations.errors import ReservationNotHeld
+from reservations.limits import fair_use_guard
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_expire_stale, reservation_mark_confirmed
 from slots.errors import SlotUnavailable
@@ -146,7 +147,11 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
     invalid_transition when it is already confirmed.
     """
     key = uuid_or_none(reservation_id)
-    seen = Reservation.objects.select_related("slot").filter(id=key).first() if key else None
+    seen = (
+        Reservation.objects.select_related("slot__clinic", "slot__service").filter(id=key).first()
+        if key
+        else None
+    )
     if seen is None or seen.user_id != actor.sub:
         raise NotFound("No such reservation.")
 
@@ -159,7 +164,6 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
-        booking_limits_check(reservation=seen, slot=slot, status=status)  # fair use (issue 12)
         try:
             reservation = reservation_mark_confirmed(reservation=seen, slot=slot, actor=actor)
         except ReservationNotHeld as exc:
@@ -188,7 +192,9 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc())
         return booking
 
-    return slot_write(seen.slot, name="booking_confirm", decide=decide)
+    with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+        booking_limits_check(reservation=seen)
+        return slot_write(seen.slot, name="booking_confirm", decide=decide)
 
 
 # --- cancel ----------------------------------------------------------------------------------
