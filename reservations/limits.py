@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from petpro_booking.core.locking import LockBusy, lock_manager
 from slots.locking import SlotBusy
 
 from .errors import LimitExceeded
-from .models import OwnerLimit, Reservation, ReservationStatus
+from .models import OwnerLimit, ReservationStatus
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,23 @@ def fair_use_guard(owner_id: str) -> Iterator[None]:
         raise SlotBusy(details=exc.details) from exc
 
 
+# The hold's check in one statement with no ORM compilation (it runs on every hold): the
+# owner's live holds and support's override of the limit, if any.
+_LIVE_HOLDS_SQL = (
+    "SELECT (SELECT count(*) FROM reservations"
+    " WHERE user_id = %s AND status = %s AND expires_at > %s),"
+    " (SELECT max_live_holds FROM owner_limits WHERE user_id = %s)"
+)
+
+
 def hold_limits_check(*, owner_id: str) -> None:
     """Under `fair_use_guard`, before the hold's transaction: refuse a hold past the owner's
     live-hold limit."""
-    maximum = limits_for(owner_id=owner_id).live_holds
-    live = Reservation.objects.filter(
-        user_id=owner_id, status=ReservationStatus.HELD, expires_at__gt=timezone.now()
-    ).count()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LIVE_HOLDS_SQL, [owner_id, ReservationStatus.HELD.value, timezone.now(), owner_id]
+        )
+        live, override = cursor.fetchone()
+    maximum = settings.FAIR_USE_MAX_LIVE_HOLDS if override is None else override
     if live >= maximum:
         raise limit_refuse(limit="live_holds_per_owner", maximum=maximum)
