@@ -4,6 +4,7 @@ bare baseline (which answers the same paths and ignores the token)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import urllib.parse
 from typing import Any
@@ -37,6 +38,7 @@ class Base:
         self.region_end = region[1]
         self.random = random.Random(index)
         self.held: list[str] = []
+        self.run = 0  # which run of this process (factory sets it): see UncachedSearch
 
     def owner(self) -> tuple[str, dict[str, str]]:
         pet, token = self.owners[(self.index + self.sent * self.stride) % len(self.owners)]
@@ -71,11 +73,13 @@ class CachedSearch(Base):
 
 
 class UncachedSearch(Base):
-    """Every query new (a start_from no request used before), so no cache can answer."""
+    """Every query new (a start_from no request used before, in this run or an earlier one of
+    the same process: each run draws its own microseconds), so no cache can answer."""
 
     def next(self) -> Request:
         seconds = (self.index * 1_000_003 + self.sent * 7_919 * self.stride) % (30 * 86_400)
-        return self.search(self.start + dt.timedelta(seconds=seconds, microseconds=self.index))
+        micro = self.index + 1_000 * self.run
+        return self.search(self.start + dt.timedelta(seconds=seconds, microseconds=micro))
 
 
 class Holds(Base):
@@ -107,8 +111,15 @@ class Mix(Base):
         )
 
 
+_runs = itertools.count(1)
+
+
 def factory(kind: type[Base], seed: dict, region: tuple[int, int], stride: int = CONNECTIONS):
+    run = next(_runs)  # once per run, in the process that starts the load
+
     def make(index: int) -> Base:
-        return kind(seed, index, region, stride)
+        client = kind(seed, index, region, stride)
+        client.run = run
+        return client
 
     return make
