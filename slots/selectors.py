@@ -15,6 +15,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from integrations.clinics import gateway as clinic_source
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core import metrics
 from petpro_booking.core.clock import api_timestamp, local_fields
@@ -23,6 +24,7 @@ from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 
 from .clinic_sync import clinic_is_stale, clinic_read_through
+from .invalidation import clinic_read_model_family, slot_search_family
 from .models import Clinic, ClinicService, Slot
 from .rules import (
     BEYOND_BOOKING_HORIZON,
@@ -32,7 +34,6 @@ from .rules import (
     slot_refusal,
     species_accepted,
 )
-from .services import clinic_read_model_family, slot_search_family
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +43,20 @@ def clinic_list() -> QuerySet[Clinic]:
 
 
 # The read-model in both cache levels (process LRU, Redis), dropped by any change of the clinic
-# or its services (services.clinic_read_model_changed).
+# or its services (invalidation.clinic_read_model_changed).
 READ_MODEL_CACHE_SECONDS = 300
 
 
 def clinic_get(*, clinic_id: str) -> Clinic:
-    """With CLINIC_SERVICE_URL set, an unknown or stale clinic is fetched first (a known one
-    keeps serving while the Clinic Service is down; an unknown one is then a 503)."""
+    """When the Clinic Service feeds the read-model, an unknown or stale clinic is fetched first
+    (a known one keeps serving while the Clinic Service is down; an unknown one is then a 503)."""
     clinic = cache_keys.two_level_get(
         family=clinic_read_model_family(clinic_id),
         name=f"clinic:{clinic_id}",
         load=lambda: Clinic.objects.filter(id=clinic_id).first(),
         ttl=READ_MODEL_CACHE_SECONDS,
     )
-    if clinic is None or (settings.CLINIC_SERVICE_URL and clinic_is_stale(clinic)):
+    if clinic is None or (clinic_source.clinics_fed_from_outside() and clinic_is_stale(clinic)):
         clinic = clinic_read_through(clinic_id=clinic_id)
     if clinic is None:
         raise NotFound("No such clinic.")
