@@ -31,24 +31,16 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.cache import cache
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
+from tenacity import retry_if_exception_type
 
 from petpro_booking.core import metrics
 from petpro_booking.core.breaker import BreakerOpen, WindowedCircuitBreaker
 from petpro_booking.core.errors import DependencyUnavailable
+from petpro_booking.core.retrying import retry_policy
 from petpro_booking.core.service_tokens import service_token
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_INITIAL_SECONDS = 0.1
-BACKOFF_MAX_SECONDS = 1.0
-BACKOFF_JITTER_SECONDS = 0.1
 MIN_ATTEMPT_TIMEOUT_SECONDS = 0.05
 
 SOURCE_SERVICE = "service"  # answered by the service just now
@@ -87,6 +79,8 @@ class ServiceReader:
     def __init__(self, *, dependency: str, url_setting: str, breaker: WindowedCircuitBreaker):
         self.dependency = dependency  # as named in 503 details: "user service"
         self.url_setting = url_setting
+        # "USER_SERVICE_URL" -> the "user_service" retry policy (settings.RETRY_POLICIES)
+        self.retry_policy_name = url_setting.removesuffix("_URL").lower()
         self.breaker = breaker
         self._http: httpx.Client | None = None
         self._http_pid = 0
@@ -141,16 +135,8 @@ class ServiceReader:
             )
             return self.breaker.call(self._attempt, url, timeout, parse)
 
-        retrying = Retrying(
-            stop=stop_after_attempt(1 + settings.SERVICE_CALL_RETRIES)
-            | stop_before_delay(deadline),
-            wait=wait_exponential_jitter(
-                multiplier=BACKOFF_INITIAL_SECONDS,
-                max=BACKOFF_MAX_SECONDS,
-                jitter=BACKOFF_JITTER_SECONDS,
-            ),
-            retry=retry_if_exception_type(RETRYABLE),
-            reraise=True,
+        retrying = retry_policy(self.retry_policy_name).retrying(
+            retry=retry_if_exception_type(RETRYABLE)
         )
         try:
             status, body = retrying(attempt)

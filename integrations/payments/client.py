@@ -5,7 +5,6 @@ deadline so a hanging provider costs the caller a bounded time."""
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from decimal import Decimal, InvalidOperation
@@ -13,15 +12,10 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-)
+from tenacity import RetryCallState, retry_if_exception_type
 
 from petpro_booking.core import metrics
+from petpro_booking.core.retrying import EQUAL, RetryPolicy
 
 from .gateway import (
     PROVIDER_STATUSES,
@@ -51,7 +45,9 @@ class RetryableStatus(Exception):
 RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, RetryableStatus)
 
 
-def _retry_after_seconds(exc: BaseException | None) -> float:
+def _retry_after_seconds(retry_state: RetryCallState) -> float:
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None else None
     if not isinstance(exc, RetryableStatus):
         return 0.0
     value = exc.response.headers.get("Retry-After", "")
@@ -77,10 +73,14 @@ class PaymentServiceClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
         self.total_deadline = total_deadline
+        self.retry = RetryPolicy(
+            attempts=1 + max_retries,
+            base=backoff,
+            cap=backoff_max,
+            jitter=EQUAL,
+            deadline=total_deadline,
+        )
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={
@@ -160,15 +160,6 @@ class PaymentServiceClient:
 
     # --- one call, its retries and its deadline --------------------------------------------
 
-    def _wait(self, retry_state: RetryCallState) -> float:
-        """Exponential backoff with full jitter; a 429's Retry-After is honoured when longer."""
-        exponent = retry_state.attempt_number - 1
-        ceiling = min(self.backoff_max, self.backoff * 2**exponent)
-        backoff = ceiling / 2 + random.uniform(0, ceiling / 2)
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        return max(backoff, _retry_after_seconds(exc))
-
     def _call(
         self,
         operation: str,
@@ -201,12 +192,10 @@ class PaymentServiceClient:
                 retry_state.upcoming_sleep,
             )
 
-        retrying = Retrying(
-            stop=stop_after_attempt(1 + self.max_retries) | stop_before_delay(self.total_deadline),
-            wait=self._wait,
+        retrying = self.retry.retrying(
             retry=retry_if_exception_type(RETRYABLE),
             before_sleep=before_sleep,
-            reraise=True,
+            at_least=_retry_after_seconds,  # a 429's Retry-After, when longer than the pause
         )
         try:
             response = retrying(attempt)
