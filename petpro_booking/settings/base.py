@@ -394,6 +394,9 @@ USER_SERVICE_URL = env("USER_SERVICE_URL", default="")
 CLINIC_SERVICE_URL = env("CLINIC_SERVICE_URL", default="")
 SERVICE_JWT_SIGNING_KEY = env("SERVICE_JWT_SIGNING_KEY", default="dev-service-signing-key")
 SERVICE_JWT_LIFETIME_SECONDS = env.int("SERVICE_JWT_LIFETIME_SECONDS", default=300)  # <= 300
+# Outgoing HTTPS to the Payment, User and Clinic Services (integrations/http.py) checks
+# certificates against this CA bundle when set (a private CA), else the default trust store.
+SERVICE_CA_FILE = env("SERVICE_CA_FILE", default="")
 # User and Clinic Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx,
 # and a total deadline over attempts and pauses (3 x 1.0 s + at most 0.3 s of pauses < 3.5 s).
 SERVICE_CALL_TIMEOUT_SECONDS = env.float("SERVICE_CALL_TIMEOUT_SECONDS", default=1.0)
