@@ -225,6 +225,7 @@ class SlotAdmin(ClinicScopedAdmin):
         "capacity",
         "booked_count",
         "held_count",
+        "available",
         "status",
         "version",
     ]
@@ -240,6 +241,10 @@ class SlotAdmin(ClinicScopedAdmin):
     @admin.display(description="Service", ordering="service__name")
     def service_name(self, slot: Slot) -> str:
         return slot.service.name
+
+    @admin.display(description="Available")
+    def available(self, slot: Slot) -> int:
+        return slot.available_capacity
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         """An existing slot's times read in its clinic's zone (the subtitle, the slot's name,
