@@ -358,7 +358,7 @@ def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicSe
     return service
 
 
-# --- Capacity counters (DESIGN.md §4 layer 2) -------------------------------------------------
+# --- Capacity counters (the database guard against double booking) ---------------------------
 # One conditional statement each, never read-modify-write in Python: the WHERE clause is the
 # availability check, the row lock of the UPDATE serialises contenders, and the CHECK
 # constraints refuse a count below zero or above capacity even if a caller were wrong. Call them

@@ -1,4 +1,4 @@
-"""The dependency direction of DESIGN.md §1, checked on the source: every module's imports
+"""The dependency direction (docs/architecture.md), checked on the source: every module's imports
 (top level or inside functions, absolute or relative) and every `apps.get_model(...)` /
 "app_label.Model" reach into an app must point down the chain
 
@@ -37,7 +37,7 @@ APP_LABELS = {  # Django app label -> layer (for apps.get_model and "label.Model
 _BASE = {"core"}
 ALLOWED: dict[str, set[str]] = {
     "core": _BASE,
-    # The relay publishes through the broker client: integrations are not apps (DESIGN §1).
+    # The relay publishes through the broker client: integrations are not apps.
     "events": _BASE | {"events", "integrations"},
     "integrations": _BASE | {"integrations"},
     "slots": _BASE | {"events", "integrations", "slots"},

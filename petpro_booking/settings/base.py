@@ -1,4 +1,4 @@
-"""Settings shared by every environment, read from env vars (DESIGN.md §2)."""
+"""Settings shared by every environment, read from env vars (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -377,7 +377,7 @@ PAYMENT_API_KEY = env("PAYMENT_API_KEY", default="")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="dev-webhook-secret")
 # Secret rotation: during a rollover the webhook is accepted signed with either secret.
 PAYMENT_WEBHOOK_SECRET_PREVIOUS = env("PAYMENT_WEBHOOK_SECRET_PREVIOUS", default="")
-# Payment Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx/429, and a
+# Payment Service calls (docs/payments.md): per-attempt timeout, retries on timeouts/5xx/429, and a
 # total deadline over every attempt so POST /bookings/{id}/payment answers within 10 s.
 PAYMENT_TIMEOUT_SECONDS = env.float("PAYMENT_TIMEOUT_SECONDS", default=3.0)
 PAYMENT_MAX_RETRIES = env.int("PAYMENT_MAX_RETRIES", default=3)
@@ -397,7 +397,7 @@ SERVICE_JWT_LIFETIME_SECONDS = env.int("SERVICE_JWT_LIFETIME_SECONDS", default=3
 # Outgoing HTTPS to the Payment, User and Clinic Services (integrations/http.py) checks
 # certificates against this CA bundle when set (a private CA), else the default trust store.
 SERVICE_CA_FILE = env("SERVICE_CA_FILE", default="")
-# User and Clinic Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx,
+# User and Clinic Service calls (docs/operations.md): per-attempt timeout, retries on timeouts/5xx,
 # and a total deadline over attempts and pauses (3 x 1.0 s + at most 0.3 s of pauses < 3.5 s).
 SERVICE_CALL_TIMEOUT_SECONDS = env.float("SERVICE_CALL_TIMEOUT_SECONDS", default=1.0)
 SERVICE_CALL_RETRIES = env.int("SERVICE_CALL_RETRIES", default=2)
@@ -489,7 +489,7 @@ REST_FRAMEWORK = {
     # Rates live in THROTTLE_USER_RATE / THROTTLE_IP_RATE below (read at each request).
     "DEFAULT_THROTTLE_RATES": {},
 }
-# Rate limits (DESIGN.md §8): "<n>/<s|min|hour|day>". The client IP is REMOTE_ADDR unless
+# Rate limits (docs/security.md): "<n>/<s|min|hour|day>". The client IP is REMOTE_ADDR unless
 # THROTTLE_TRUSTED_PROXY_HEADER (e.g. X-Forwarded-For) is set: then it is the right-most hop
 # that is not one of THROTTLE_TRUSTED_PROXIES (CIDRs; empty = only the direct peer is a proxy).
 # Service tokens and THROTTLE_IP_ALLOWLIST (CIDRs) are exempt.
