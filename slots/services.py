@@ -22,7 +22,7 @@ from .clinic_sync import clinic_service_ensure_synced
 from .errors import CapacityConflict, NotClinicStaff
 from .invalidation import clinic_read_model_changed, invalidate_slot_search
 from .locking import units_freed
-from .models import Clinic, ClinicService, Slot, SlotStatus
+from .models import ClinicService, Slot, SlotStatus
 from .rules import BookingRules, buffered_window, rules_of
 
 SLOT_AGGREGATE = "slot"

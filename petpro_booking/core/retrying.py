@@ -112,8 +112,8 @@ def retry_policy(name: str) -> RetryPolicy:
     """The policy `settings.RETRY_POLICIES[name]`. A string value there names the setting that
     holds the number (the knobs operators already know, such as DB_SERIALIZABLE_ATTEMPTS);
     `retries` is the other way to say `attempts` (attempts = 1 + retries)."""
-    spec = dict(settings.RETRY_POLICIES[name])
-    values = {
+    spec: dict[str, Any] = dict(settings.RETRY_POLICIES[name])
+    values: dict[str, Any] = {
         key: getattr(settings, value) if isinstance(value, str) and key != "jitter" else value
         for key, value in spec.items()
     }

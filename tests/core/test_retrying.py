@@ -133,11 +133,16 @@ def test_a_retried_result_that_runs_out_goes_to_the_error_callback():
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{}, {"attempts": 0}, {"attempts": 2, "jitter": "some"}, {"attempts": 2, "base": -1}],
+    ("options", "why"),
+    [
+        ({}, "attempts, a deadline or both"),
+        ({"attempts": 0}, "at least 1"),
+        ({"attempts": 2, "jitter": "some"}, "jitter must be one of"),
+        ({"attempts": 2, "base": -1}, "not negative"),
+    ],
 )
-def test_a_policy_that_cannot_work_is_refused(options):
-    with pytest.raises(ValueError):
+def test_a_policy_that_cannot_work_is_refused(options, why):
+    with pytest.raises(ValueError, match=why):
         RetryPolicy(**options)
 
 

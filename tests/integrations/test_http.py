@@ -159,7 +159,9 @@ def test_a_refused_connection_is_retried_only_where_a_repeat_is_harmless(stub):
 
     for http in (once, retried):
         with pytest.raises(DependencyUnavailable):
-            http.call("GET", url + PATH, timeout=0.5, parse=str, policy=QUICK, on_failure=seen.append)
+            http.call(
+                "GET", url + PATH, timeout=0.5, parse=str, policy=QUICK, on_failure=seen.append
+            )
 
     assert (failures(once), failures(retried)) == (1, 3)
     assert [failure.reason for failure in seen] == [UNREACHABLE, UNREACHABLE]
@@ -218,7 +220,9 @@ def test_each_client_builds_its_own_503(stub):
     stub.route("GET", PATH, status=500, body={})
     http = make_http(
         "own-error",
-        error=lambda failure: ThingUnavailable("thing service", f"{failure.reason} {failure.status}"),
+        error=lambda failure: ThingUnavailable(
+            "thing service", f"{failure.reason} {failure.status}"
+        ),
     )
 
     with pytest.raises(ThingUnavailable) as raised:
