@@ -103,13 +103,7 @@ def slot_create(
                 end_at=end_at,
                 capacity=capacity,
             )
-            event_append(
-                aggregate_type=SLOT_AGGREGATE,
-                aggregate_id=slot.id,
-                event_type="SlotCreated",
-                data=slot_event_data(slot),
-                actor=actor,
-            )
+            _slot_created(slot, actor=actor)
             invalidate_slot_search(clinic_id=clinic_id)
     except IntegrityError:
         raise ValidationFailed(
@@ -117,6 +111,16 @@ def slot_create(
             details={"start_at": ["A slot of this service already starts at that time."]},
         ) from None
     return slot
+
+
+def _slot_created(slot: Slot, *, actor: Principal) -> None:
+    event_append(
+        aggregate_type=SLOT_AGGREGATE,
+        aggregate_id=slot.id,
+        event_type="SlotCreated",
+        data=slot_event_data(slot),
+        actor=actor,
+    )
 
 
 @dataclass(frozen=True)
@@ -273,13 +277,7 @@ def slot_generate(
         Slot.objects.bulk_create(new_slots, ignore_conflicts=True, batch_size=500)
         created = list(Slot.objects.filter(id__in=[s.id for s in new_slots]))
         for slot in created:
-            event_append(
-                aggregate_type=SLOT_AGGREGATE,
-                aggregate_id=slot.id,
-                event_type="SlotCreated",
-                data=slot_event_data(slot),
-                actor=actor,
-            )
+            _slot_created(slot, actor=actor)
         if created:
             invalidate_slot_search(clinic_id=clinic_id)
     return len(created)
