@@ -8,7 +8,7 @@ breaker (`core/breaker.py`: failures within a time window, state shared through 
 sit outside it, so every failed attempt counts), and every failure mapped to the service's 503
 (`dependency_unavailable`). Each client keeps only its endpoints and the parsing of answers.
 
-What each outcome of an attempt is (the reason names it in the 503):
+What each outcome of an attempt is (in brackets the `Failure.reason` a client sees):
 * timeout: a breaker failure, retried (`timeout`);
 * 5xx: a breaker failure, retried (`provider_error`);
 * 429: with `retry_rate_limited` like a 5xx, otherwise returned to the client;

@@ -4,11 +4,21 @@ the admin lists and slot picker, and the back office."""
 from __future__ import annotations
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Group, User
+from django.db import connection
 
 from bookings.admin import SlotChoiceField
 from bookings.backoffice.selectors import SlotCell
-from slots.models import Slot, SlotStatus, available_capacity, free_units
+from slots.admin import SlotAdmin
+from slots.models import (
+    Slot,
+    SlotStatus,
+    available_capacity,
+    available_capacity_sql,
+    free_units,
+    free_units_sql,
+)
 
 from ..factories import SlotFactory
 
@@ -116,3 +126,40 @@ def test_the_back_office_counts_a_closed_slot_as_0_free(closed_and_held_slots):
     ]
 
     assert [(cell.state, cell.free) for cell in cells] == [("closed", 0), ("full", 0), ("open", 2)]
+
+
+CASES = [
+    (SlotStatus.OPEN, 3, 1, 2, 1),
+    (SlotStatus.OPEN, 3, 0, 0, 0),
+    (SlotStatus.CLOSED, 3, 0, 1, 1),
+    (SlotStatus.OPEN, 1, 1, 1, 0),  # over-held (a capacity lowered under what is taken)
+    (SlotStatus.CLOSED, 1, 1, 1, 0),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("status", "capacity", "booked", "held", "expired"), CASES)
+def test_the_search_statements_rule_is_the_same_rule(status, capacity, booked, held, expired):
+    free = free_units_sql(slot="s", expired_holds="s.expired")
+    sql = (
+        f"SELECT {free}, {available_capacity_sql(status='s.status', free=free)} "  # noqa: S608
+        "FROM (VALUES (%s, %s, %s, %s, %s)) AS s(status, capacity, booked_count, held_count, "
+        "expired)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [str(status), capacity, booked, held, expired])
+        row = cursor.fetchone()
+
+    counters = {
+        "capacity": capacity,
+        "booked_count": booked,
+        "held_count": held,
+        "expired_holds": expired,
+    }
+    assert row == (free_units(**counters), available_capacity(status=status, **counters))
+
+
+def test_the_slot_admins_column_shows_0_for_an_over_held_slot():
+    column = SlotAdmin(Slot, admin.site).available
+    assert column(Slot(status=SlotStatus.OPEN, capacity=1, booked_count=1, held_count=1)) == 0
+    assert column(Slot(status=SlotStatus.CLOSED, capacity=3)) == 0
