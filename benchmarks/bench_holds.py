@@ -47,7 +47,7 @@ from django.utils import timezone
 from integrations.models import LocalPet, LocalUser
 from petpro_booking.core.auth import issue_token
 from slots.models import ClinicService, Slot
-from slots.services import clinic_upsert
+from slots.clinic_sync import clinic_upsert
 
 clinic = clinic_upsert(clinic_id="bench-clinic", name="Bench Vet", timezone="Europe/Berlin")
 service = ClinicService.objects.create(

@@ -1,6 +1,6 @@
 """The User, Clinic and Payment Services of the benchmark stack: one process, three loopback
 ports, a few milliseconds of latency per answer (a same-region HTTP call), the wire format of
-DESIGN §7.
+the contract (the clients in integrations/ parse it).
 
     python -m benchmarks.stubs --user-port 8811 --clinic-port 8812 --payment-port 8813 \
         --latency-ms 3 --owners 400

@@ -2,13 +2,14 @@
 the `bookings.consistency_check` beat job, and the last step of a restore).
 
 It lives in bookings, the top app, because it reads every app's tables (slots, reservations,
-bookings, payments, events); it imports downward only (DESIGN.md §1). Every check is one
-set-wise query, and all of them read one snapshot (REPEATABLE READ, read only), so a hold
-taken between two queries never shows up as a false mismatch.
+bookings, payments, events); it imports downward only (the direction in docs/architecture.md).
+Every check is one set-wise query, and all of them read one snapshot (REPEATABLE READ, read
+only), so a hold taken between two queries never shows up as a false mismatch.
 
-`--repair` fixes the slot counters only, one slot at a time, through the normal slot lock and
-a SERIALIZABLE transaction that recounts under the row lock; the change is a `SlotUpdated`
-event (the slot's history) and a WARNING log line. Everything else is reported, never
+`--repair` fixes the slot counters only, one slot at a time, through the slot-write gateway
+(`slots.locking.slot_write`: the slot lock, a SERIALIZABLE transaction, the row lock) with a
+recount under the row lock; the change is a `SlotUpdated` event (the slot's history) and a
+WARNING log line. Everything else is reported, never
 "fixed" by a machine: a wrong status, a missing payment or a gap in the event stream needs a
 person who knows what happened.
 """
@@ -28,11 +29,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from petpro_booking.core import metrics
-from petpro_booking.core.db import run_serializable
-from petpro_booking.core.locking import lock_manager
 from petpro_booking.core.principal import SYSTEM
 from reservations.models import ReservationStatus
-from slots.locking import slot_lock_key
+from slots.locking import slot_write
 from slots.models import Slot
 from slots.services import slot_counters_correct
 
@@ -348,19 +347,16 @@ def record_metrics(report: Report) -> None:
 
 
 def slot_counters_repair(*, slot_id: uuid.UUID | str) -> dict[str, Any] | None:
-    """Recount one slot's rows under its Redis lock and row lock (the normal write path) and
-    set its counters to them. Returns what was done, or None when the counters were right by
-    the time the lock was held. Refuses (does not write) when the rows themselves exceed the
-    capacity: that is an overbooking for a person to resolve, not a counter to correct."""
+    """Recount one slot's rows through the slot-write gateway (its Redis lock, SERIALIZABLE
+    transaction and row lock, like every other write of a slot) and set its counters to them.
+    Returns what was done, or None when the counters were right by the time the lock was held.
+    Refuses (does not write) when the rows themselves exceed the capacity: that is an
+    overbooking for a person to resolve, not a counter to correct."""
     slot = Slot.objects.filter(id=slot_id).first()
     if slot is None:
         return None
-    key = slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
 
-    def decision() -> dict[str, Any] | None:
-        locked = (
-            Slot.objects.select_for_update().select_related("clinic", "service").get(id=slot.id)
-        )
+    def decide(locked: Slot) -> dict[str, Any] | None:
         counts = _rows(
             f"{_SLOT_COUNTS_SQL} WHERE s.id = %(slot_id)s",
             {**_slot_count_params(), "slot_id": locked.id},
@@ -381,8 +377,9 @@ def slot_counters_repair(*, slot_id: uuid.UUID | str) -> dict[str, Any] | None:
         )
         return {**outcome, "repaired": True}
 
-    with lock_manager().acquire(key, operation="consistency_repair"):
-        outcome = run_serializable(decision, name="consistency_repair")
+    outcome = slot_write(
+        slot, name="consistency_repair", decide=decide, operation="consistency_repair"
+    )
     if outcome is not None:
         log = logger.warning if outcome["repaired"] else logger.error
         log(

@@ -1,4 +1,4 @@
-"""Stable error codes of the bookings app (DESIGN.md §8)."""
+"""Stable error codes of the bookings app: part of the API, never renamed (docs/bookings.md)."""
 
 from petpro_booking.core.errors import ApplicationError, Conflict, PermissionDeniedError
 

@@ -1,4 +1,4 @@
-"""Every read of the bookings app: scoped lists, one booking, its history (DESIGN.md §8).
+"""Every read of the bookings app: scoped lists, one booking, its history (docs/security.md).
 
 Visibility: owners see their own bookings, clinic staff their clinics', support (and services)
 all. A booking the caller may not see is reported as not found, never as forbidden.

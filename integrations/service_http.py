@@ -1,76 +1,41 @@
-"""Resilient reads from the User and Clinic Services (DESIGN §7), shared by both clients.
-
-Per dependency: one httpx client per process, our service JWT, a 1000 ms timeout per attempt,
-at most SERVICE_CALL_RETRIES retries on timeouts and 5xx with exponential backoff and jitter,
-all inside a total deadline (SERVICE_CALL_DEADLINE_SECONDS, 3.5 s: 3 attempts x 1.0 s plus
-~0.1 + 0.2 s backoff and up to 0.1 s jitter each). Retries sit outside the circuit breaker,
-so every failed attempt counts toward its threshold; an open breaker fails at once.
+"""Cached reads from the User and Clinic Services (their wire formats are in each client), on
+the shared resilient HTTP stack (`integrations/http.py`): our service JWT,
+SERVICE_CALL_TIMEOUT_SECONDS per attempt, the `user_service` / `clinic_service` retry policy
+on timeouts and 5xx within SERVICE_CALL_DEADLINE_SECONDS, the circuit breaker, the 503.
 
 Answers are cached in the shared cache: fresh for the caller's TTL, then refetched; while
 the service fails, an answer up to SERVICE_CACHE_STALE_SECONDS old is served instead (reads
 keep working), and only a question never answered before becomes DependencyUnavailable (503).
 
-What counts as a failure (breaker) and what is retried:
-* timeout — failure, retried;  5xx — failure, retried;
-* refused/reset connection, malformed answer — failure, not retried (nothing to wait for);
-* 404 — an answer ("no such thing"), not cached;
-* other 4xx (our token refused, …) — not a breaker failure (the service is up; our
-  configuration is wrong): logged as an error and reported as DependencyUnavailable.
+Beyond the stack's table: a refused connection is not retried (nothing to wait for: the
+stale answer serves); 404 is an answer ("no such thing"), not cached; any other 4xx (our
+token refused, ...) is no breaker failure (the service is up; our configuration is wrong):
+logged as an error and reported as DependencyUnavailable.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.core.cache import cache
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
 from petpro_booking.core import metrics
-from petpro_booking.core.breaker import BreakerOpen, WindowedCircuitBreaker
+from petpro_booking.core.breaker import WindowedCircuitBreaker
 from petpro_booking.core.errors import DependencyUnavailable
 from petpro_booking.core.service_tokens import service_token
 
-logger = logging.getLogger(__name__)
+from .http import BREAKER_OPEN, Failure, ServiceHTTP
 
-BACKOFF_INITIAL_SECONDS = 0.1
-BACKOFF_MAX_SECONDS = 1.0
-BACKOFF_JITTER_SECONDS = 0.1
-MIN_ATTEMPT_TIMEOUT_SECONDS = 0.05
+logger = logging.getLogger(__name__)
 
 SOURCE_SERVICE = "service"  # answered by the service just now
 SOURCE_CACHE = "cache"  # a fresh cached answer
 SOURCE_STALE = "stale"  # an old cached answer, served because the service failed
-
-
-class AttemptFailed(Exception):
-    """One attempt failed in a way that says the dependency is unwell (breaker counts it)."""
-
-
-class ServerError(AttemptFailed):
-    def __init__(self, status_code: int) -> None:
-        super().__init__(f"answered {status_code}")
-        self.status_code = status_code
-
-
-class MalformedAnswer(AttemptFailed):
-    pass
-
-
-RETRYABLE = (httpx.TimeoutException, ServerError)
 
 
 @dataclass(frozen=True)
@@ -87,10 +52,16 @@ class ServiceReader:
     def __init__(self, *, dependency: str, url_setting: str, breaker: WindowedCircuitBreaker):
         self.dependency = dependency  # as named in 503 details: "user service"
         self.url_setting = url_setting
-        self.breaker = breaker
-        self._http: httpx.Client | None = None
-        self._http_pid = 0
-        self._http_lock = threading.Lock()
+        # USER_SERVICE_URL -> the "user_service" retry policy (settings.RETRY_POLICIES)
+        self.http = ServiceHTTP(
+            dependency=dependency,
+            breaker=breaker,
+            retry_policy_name=url_setting.removesuffix("_URL").lower(),
+        )
+
+    @property
+    def breaker(self) -> WindowedCircuitBreaker:
+        return self.http.breaker
 
     @property
     def audience(self) -> str:
@@ -101,77 +72,20 @@ class ServiceReader:
     def configured(self) -> bool:
         return bool(getattr(settings, self.url_setting))
 
-    def _client(self) -> httpx.Client:
-        """The shared client of this process (rebuilt after a fork: pools do not survive it)."""
-        with self._http_lock:
-            if self._http is None or self._http_pid != os.getpid():
-                self._http = httpx.Client(
-                    headers={"Accept": "application/json", "User-Agent": "petpro-booking"},
-                    limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-                    follow_redirects=False,
-                )
-                self._http_pid = os.getpid()
-            return self._http
-
-    # --- one attempt, inside the breaker --------------------------------------------------
-    def _attempt(self, url: str, timeout: float, parse: Callable[[Any], Any]) -> tuple[int, Any]:
-        response = self._client().get(
-            url,
-            headers={"Authorization": f"Bearer {service_token(audience=self.audience)}"},
-            timeout=timeout,
-        )
-        if response.status_code >= 500:
-            raise ServerError(response.status_code)
-        if response.status_code != 200:
-            return response.status_code, None
-        try:
-            return 200, parse(response.json())
-        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
-            raise MalformedAnswer(f"unexpected answer from {url}: {exc!r}") from exc
+    def _failed(self, failure: Failure) -> None:
+        outcome = "refused" if failure.reason == BREAKER_OPEN else "failed"
+        metrics.SERVICE_CALLS.labels(dependency=self.dependency, outcome=outcome).inc()
 
     def _get(self, path: str, parse: Callable[[Any], Any]) -> tuple[int, Any]:
-        url = getattr(settings, self.url_setting).rstrip("/") + path
-        deadline = settings.SERVICE_CALL_DEADLINE_SECONDS
-        started = time.monotonic()
-
-        def attempt() -> tuple[int, Any]:
-            remaining = deadline - (time.monotonic() - started)
-            timeout = max(
-                MIN_ATTEMPT_TIMEOUT_SECONDS, min(settings.SERVICE_CALL_TIMEOUT_SECONDS, remaining)
-            )
-            return self.breaker.call(self._attempt, url, timeout, parse)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(1 + settings.SERVICE_CALL_RETRIES)
-            | stop_before_delay(deadline),
-            wait=wait_exponential_jitter(
-                multiplier=BACKOFF_INITIAL_SECONDS,
-                max=BACKOFF_MAX_SECONDS,
-                jitter=BACKOFF_JITTER_SECONDS,
-            ),
-            retry=retry_if_exception_type(RETRYABLE),
-            reraise=True,
+        reply = self.http.call(
+            "GET",
+            getattr(settings, self.url_setting).rstrip("/") + path,
+            timeout=settings.SERVICE_CALL_TIMEOUT_SECONDS,
+            parse=lambda response: parse(response.json()),
+            headers={"Authorization": f"Bearer {service_token(audience=self.audience)}"},
+            on_failure=self._failed,
         )
-        try:
-            status, body = retrying(attempt)
-        except BreakerOpen as exc:
-            metrics.SERVICE_CALLS.labels(dependency=self.dependency, outcome="refused").inc()
-            raise DependencyUnavailable(
-                self.dependency,
-                f"The {self.dependency} is unavailable (circuit breaker {exc.state}); "
-                "try again shortly.",
-            ) from exc
-        except (httpx.HTTPError, AttemptFailed) as exc:
-            metrics.SERVICE_CALLS.labels(dependency=self.dependency, outcome="failed").inc()
-            logger.warning(
-                "%s: GET %s failed after %.2f s: %s: %s",
-                self.dependency,
-                path,
-                time.monotonic() - started,
-                type(exc).__name__,
-                exc,
-            )
-            raise DependencyUnavailable(self.dependency) from exc
+        status, body = reply.status, reply.body
         if status not in (200, 404):
             metrics.SERVICE_CALLS.labels(dependency=self.dependency, outcome="rejected").inc()
             logger.error(

@@ -1,4 +1,4 @@
-"""Stable error codes of holds (DESIGN.md §8)."""
+"""Stable error codes of holds: part of the API, never renamed (docs/holds.md)."""
 
 from petpro_booking.core.errors import Conflict, ValidationFailed
 
@@ -19,7 +19,7 @@ class ReservationNotHeld(Conflict):
 
 
 class LimitExceeded(Conflict):
-    """A fair-use limit (DESIGN §8): details name the limit and its maximum."""
+    """A fair-use limit (docs/security.md#fair-use): details name the limit and its maximum."""
 
     code = "limit_exceeded"
     default_message = "A fair-use limit is reached."

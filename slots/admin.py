@@ -19,8 +19,9 @@ from petpro_booking.core.admin_access import (
 )
 from petpro_booking.core.errors import ApplicationError
 
-from . import services
+from . import clinic_sync, services
 from .display import clinic_zone, local_label
+from .invalidation import clinic_read_model_changed
 from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
 
 
@@ -49,7 +50,7 @@ class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
         return principal is not None and principal.is_support
 
     def save_model(self, request, obj, form, change) -> None:
-        services.clinic_upsert(
+        clinic_sync.clinic_upsert(
             clinic_id=obj.id, name=obj.name, timezone=obj.timezone, active=obj.active
         )
 
@@ -134,7 +135,7 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
 
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)
-        services.clinic_read_model_changed(clinic_id=obj.clinic_id)
+        clinic_read_model_changed(clinic_id=obj.clinic_id)
 
     @admin.action(description="Generate slots from a weekly schedule")
     def generate_slots(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -224,6 +225,7 @@ class SlotAdmin(ClinicScopedAdmin):
         "capacity",
         "booked_count",
         "held_count",
+        "available",
         "status",
         "version",
     ]
@@ -239,6 +241,10 @@ class SlotAdmin(ClinicScopedAdmin):
     @admin.display(description="Service", ordering="service__name")
     def service_name(self, slot: Slot) -> str:
         return slot.service.name
+
+    @admin.display(description="Available")
+    def available(self, slot: Slot) -> int:
+        return slot.available_capacity
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         """An existing slot's times read in its clinic's zone (the subtitle, the slot's name,

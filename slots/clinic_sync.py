@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -23,10 +24,28 @@ from django.utils import timezone
 from integrations.clinics import gateway as clinic_source
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
+from .invalidation import clinic_read_model_changed, invalidate_slot_search
 from .models import Clinic, ClinicService
-from .services import clinic_read_model_changed, clinic_upsert
 
 logger = logging.getLogger(__name__)
+
+
+def clinic_upsert(
+    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
+) -> Clinic:
+    """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
+    try:
+        ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
+    clinic, _ = Clinic.objects.update_or_create(
+        id=clinic_id,
+        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
+    )
+    transaction.on_commit(lambda: clinic_source.invalidate_clinic(clinic_id))
+    clinic_read_model_changed(clinic_id=clinic_id)
+    invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
+    return clinic
 
 
 def clinic_is_stale(clinic: Clinic, *, now: dt.datetime | None = None) -> bool:

@@ -1,5 +1,6 @@
 """The slot-write gateway: every write that changes a slot's counters, or a row that counts on
-a slot, goes through `slot_write` (DESIGN.md §4, layers 1, 2 and 6 in one place).
+a slot, goes through `slot_write` (the Redis lock, the SERIALIZABLE transaction and the
+row locks in id order, in one place: docs/architecture.md).
 
     booking = slot_write(seen.slot, name="booking_cancel", decide=cancel)
 

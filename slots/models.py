@@ -141,6 +141,8 @@ class Slot(models.Model):
 
     @property
     def available_capacity(self) -> int:
+        """Ignores holds past their expiry that the job has not expired yet (the search and the
+        waiting list count those free; a hold expires them itself)."""
         return available_capacity(
             status=self.status,
             capacity=self.capacity,
@@ -149,9 +151,39 @@ class Slot(models.Model):
         )
 
 
-def available_capacity(*, status: str, capacity: int, booked_count: int, held_count: int) -> int:
-    """The one rule for what is left to take: nothing on a closed slot, never below zero
-    (a capacity lowered under what is taken, or holds past expiry not yet expired)."""
+# The one place that counts what is left on a slot. Everything that shows or decides on it
+# (API, search, admin, back office, waiting list, booking rules) goes through these, or
+# through the SQL versions below where one statement counts every slot of a search.
+
+
+def free_units(*, capacity: int, booked_count: int, held_count: int, expired_holds: int = 0) -> int:
+    """Units no booking and no live hold takes: holds past their expiry (`expired_holds` of
+    `held_count`, not yet expired by the job) count as free. What the booking rules compare
+    with zero (a closed slot is refused for being closed, whatever is free)."""
+    return capacity - booked_count - held_count + expired_holds
+
+
+def available_capacity(
+    *, status: str, capacity: int, booked_count: int, held_count: int, expired_holds: int = 0
+) -> int:
+    """What a hold could take: nothing on a closed slot, never below zero (a capacity lowered
+    under what is taken)."""
     if status != SlotStatus.OPEN:
         return 0
-    return max(0, capacity - booked_count - held_count)
+    free = free_units(
+        capacity=capacity,
+        booked_count=booked_count,
+        held_count=held_count,
+        expired_holds=expired_holds,
+    )
+    return max(0, free)
+
+
+def free_units_sql(*, slot: str, expired_holds: str) -> str:
+    """`free_units` in SQL over the slot row aliased `slot`; `expired_holds` is an expression."""
+    return f"{slot}.capacity - {slot}.booked_count - {slot}.held_count + ({expired_holds})"
+
+
+def available_capacity_sql(*, status: str, free: str) -> str:
+    """`available_capacity` in SQL (PostgreSQL), from a status and a `free_units` expression."""
+    return f"CASE WHEN {status} = '{SlotStatus.OPEN.value}' THEN GREATEST(0, {free}) ELSE 0 END"

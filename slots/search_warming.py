@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from petpro_booking.core import cache as cache_keys
 
+from .invalidation import slot_search_family
 from .models import Clinic, ClinicService
 from .selectors import slot_search_page
 from .serializers import SlotSearchQuery
-from .services import slot_search_family
 
 WARM_DAYS = 7
 MARKER_TTL_SECONDS = 86400

@@ -15,6 +15,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from integrations.clinics import gateway as clinic_source
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core import metrics
 from petpro_booking.core.clock import api_timestamp, local_fields
@@ -23,7 +24,16 @@ from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
 
 from .clinic_sync import clinic_is_stale, clinic_read_through
-from .models import Clinic, ClinicService, Slot
+from .invalidation import clinic_read_model_family, slot_search_family
+from .models import (
+    Clinic,
+    ClinicService,
+    Slot,
+    available_capacity,
+    available_capacity_sql,
+    free_units,
+    free_units_sql,
+)
 from .rules import (
     BEYOND_BOOKING_HORIZON,
     SLOT_FULL,
@@ -32,7 +42,6 @@ from .rules import (
     slot_refusal,
     species_accepted,
 )
-from .services import clinic_read_model_family, slot_search_family
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +51,20 @@ def clinic_list() -> QuerySet[Clinic]:
 
 
 # The read-model in both cache levels (process LRU, Redis), dropped by any change of the clinic
-# or its services (services.clinic_read_model_changed).
+# or its services (invalidation.clinic_read_model_changed).
 READ_MODEL_CACHE_SECONDS = 300
 
 
 def clinic_get(*, clinic_id: str) -> Clinic:
-    """With CLINIC_SERVICE_URL set, an unknown or stale clinic is fetched first (a known one
-    keeps serving while the Clinic Service is down; an unknown one is then a 503)."""
+    """When the Clinic Service feeds the read-model, an unknown or stale clinic is fetched first
+    (a known one keeps serving while the Clinic Service is down; an unknown one is then a 503)."""
     clinic = cache_keys.two_level_get(
         family=clinic_read_model_family(clinic_id),
         name=f"clinic:{clinic_id}",
         load=lambda: Clinic.objects.filter(id=clinic_id).first(),
         ttl=READ_MODEL_CACHE_SECONDS,
     )
-    if clinic is None or (settings.CLINIC_SERVICE_URL and clinic_is_stale(clinic)):
+    if clinic is None or (clinic_source.clinics_fed_from_outside() and clinic_is_stale(clinic)):
         clinic = clinic_read_through(clinic_id=clinic_id)
     if clinic is None:
         raise NotFound("No such clinic.")
@@ -101,10 +110,7 @@ WITH svc AS MATERIALIZED (
     SELECT s.id, s.clinic_id, s.service_id, s.start_at, s.end_at, s.capacity, s.status,
         s.version, s.held_count, svc.next_midnight, svc.clinic_name, svc.timezone,
         svc.service_name,
-        s.capacity - s.booked_count - s.held_count + CASE WHEN s.held_count > 0 THEN (
-            SELECT count(*) FROM reservations r
-            WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s
-        ) ELSE 0 END AS free,
+        {free} AS free,
         s.start_at - svc.notice AS notice_edge,
         CASE
             WHEN NOT svc.clinic_active THEN 'clinic_inactive'
@@ -121,6 +127,15 @@ WITH svc AS MATERIALIZED (
     FROM base
 )
 """
+# Holds past their expiry count as free at read time (the capacity rule, slots/models.py).
+_FREE_SQL = free_units_sql(
+    slot="s",
+    expired_holds="""CASE WHEN s.held_count > 0 THEN (
+            SELECT count(*) FROM reservations r
+            WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s
+        ) ELSE 0 END""",
+)
+_AVAILABLE_SQL = available_capacity_sql(status="page.status", free="page.free")
 # One statement, one round trip: the summary over every matching slot, then the page.
 _SEARCH_PAGE = """, summary AS (
     SELECT count(*) FILTER (WHERE {visible}) AS total,
@@ -136,7 +151,7 @@ _SEARCH_PAGE = """, summary AS (
     FROM rows
 )
 SELECT summary.total, summary.next_change, page.id, page.clinic_id, page.service_id,
-    page.start_at, page.end_at, page.capacity, page.status, page.version, page.free,
+    page.start_at, page.end_at, page.capacity, page.status, page.version, {available},
     page.reason, page.timezone, page.clinic_name, page.service_name
 FROM summary LEFT JOIN LATERAL (
     SELECT * FROM rows WHERE {visible} ORDER BY start_at, id LIMIT %(limit)s OFFSET %(offset)s
@@ -176,10 +191,13 @@ def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         visible.append("reason IS NULL")
     elif filters.get("available") is False:
         visible.append("reason IS NOT NULL")
-    base = _SEARCH_BASE.format(where=" AND ".join(where), service_where=" AND ".join(service_where))
+    base = _SEARCH_BASE.format(
+        where=" AND ".join(where), service_where=" AND ".join(service_where), free=_FREE_SQL
+    )
     condition = " AND ".join(visible)
     params["staff"] = staff
-    return base.rstrip() + _SEARCH_PAGE.format(visible=condition), params
+    page = _SEARCH_PAGE.format(visible=condition, available=_AVAILABLE_SQL)
+    return base.rstrip() + page, params
 
 
 def slot_row(
@@ -192,7 +210,7 @@ def slot_row(
     capacity: int,
     status: str,
     version: int,
-    free: int,
+    available: int,
     reason: str | None,
     zone_name: str,
     clinic_name: str,
@@ -200,7 +218,8 @@ def slot_row(
 ) -> dict[str, Any]:
     """The API shape of a slot (SlotOutput documents it), for search and detail alike: a
     plain function, ten times cheaper than a serializer on the hot path. `available_capacity`
-    is what a hold at that instant could take: 0 when any rule refuses the slot."""
+    is what a hold at that instant could take (`available`, the capacity rule of
+    slots/models.py): 0 when any rule refuses the slot."""
     return {
         "id": str(id),
         "clinic_id": clinic_id,
@@ -208,7 +227,7 @@ def slot_row(
         "start_at": api_timestamp(start_at),
         "end_at": api_timestamp(end_at),
         "capacity": capacity,
-        "available_capacity": max(0, free) if reason is None else 0,
+        "available_capacity": available if reason is None else 0,
         "status": status,
         "version": version,
         "bookable": reason is None,
@@ -261,7 +280,7 @@ def slot_search(
             capacity=row[7],
             status=row[8],
             version=row[9],
-            free=row[10],
+            available=row[10],
             reason=row[11],
             zone_name=row[12],
             clinic_name=row[13],
@@ -330,7 +349,13 @@ def slot_search_evaluated(
     for slot in found:
         rules = rules_of(slot.service)
         zone = ZoneInfo(slot.clinic.timezone)
-        free = slot.capacity - slot.booked_count - slot.held_count + expired.get(slot.id.hex, 0)
+        counters = {
+            "capacity": slot.capacity,
+            "booked_count": slot.booked_count,
+            "held_count": slot.held_count,
+            "expired_holds": expired.get(slot.id.hex, 0),
+        }
+        free = free_units(**counters)
         reason = slot_refusal(
             start_at=slot.start_at,
             status=slot.status,
@@ -357,7 +382,7 @@ def slot_search_evaluated(
         elif filters.get("available") is False:
             shown = shown and reason is not None
         if shown:
-            visible.append((slot, free, reason))
+            visible.append((slot, available_capacity(status=slot.status, **counters), reason))
     edges.append(_next_hold_expiry(watched, now=now, using=using))
     future = [edge for edge in edges if edge is not None and edge >= now]
     offset = (page - 1) * page_size
@@ -373,13 +398,13 @@ def slot_search_evaluated(
                 capacity=slot.capacity,
                 status=slot.status,
                 version=slot.version,
-                free=free,
+                available=available,
                 reason=reason,
                 zone_name=slot.clinic.timezone,
                 clinic_name=slot.clinic.name,
                 service_name=slot.service.name,
             )
-            for slot, free, reason in visible[offset : offset + page_size]
+            for slot, available, reason in visible[offset : offset + page_size]
         ],
         "valid_until": min(future).timestamp() if future else None,
     }

@@ -13,16 +13,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations.clinics.gateway import invalidate_clinic
-from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append
 
+from .clinic_sync import clinic_service_ensure_synced
 from .errors import CapacityConflict, NotClinicStaff
+from .invalidation import clinic_read_model_changed, invalidate_slot_search
 from .locking import units_freed
-from .models import Clinic, ClinicService, Slot, SlotStatus
+from .models import ClinicService, Slot, SlotStatus
 from .rules import BookingRules, buffered_window, rules_of
 
 SLOT_AGGREGATE = "slot"
@@ -44,41 +44,12 @@ def slot_event_data(slot: Slot) -> dict[str, Any]:
     }
 
 
-def slot_search_family(clinic_id: str) -> str:
-    return f"slots:{clinic_id}"
-
-
-def clinic_read_model_family(clinic_id: str) -> str:
-    return f"clinic:{clinic_id}"
-
-
-def clinic_read_model_changed(*, clinic_id: str) -> None:
-    """Drop the cached clinic and its services (both cache levels, every process within a
-    second): now, and again once the change is committed (a reader between the two may
-    have cached the old rows)."""
-    cache_keys.bump_generation(clinic_read_model_family(clinic_id))
-    transaction.on_commit(lambda: cache_keys.bump_generation(clinic_read_model_family(clinic_id)))
-
-
-def invalidate_slot_search(*, clinic_id: str) -> None:
-    """Drop cached searches of this clinic (and the clinic-less ones) once the change is
-    committed; reservations and bookings call it too, as every hold changes availability."""
-
-    def bump() -> None:
-        cache_keys.bump_generation(slot_search_family(clinic_id), slot_search_family("*"))
-
-    transaction.on_commit(bump)
-
-
 def _require_manager(actor: Principal, clinic_id: str) -> None:
     if not actor.can_manage_clinic(clinic_id):
         raise NotClinicStaff()
 
 
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
-    # Imported here: clinic_sync builds on clinic_upsert below.
-    from .clinic_sync import clinic_service_ensure_synced
-
     clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
     try:
         return ClinicService.objects.select_related("clinic").get(
@@ -132,13 +103,7 @@ def slot_create(
                 end_at=end_at,
                 capacity=capacity,
             )
-            event_append(
-                aggregate_type=SLOT_AGGREGATE,
-                aggregate_id=slot.id,
-                event_type="SlotCreated",
-                data=slot_event_data(slot),
-                actor=actor,
-            )
+            _slot_created(slot, actor=actor)
             invalidate_slot_search(clinic_id=clinic_id)
     except IntegrityError:
         raise ValidationFailed(
@@ -146,6 +111,16 @@ def slot_create(
             details={"start_at": ["A slot of this service already starts at that time."]},
         ) from None
     return slot
+
+
+def _slot_created(slot: Slot, *, actor: Principal) -> None:
+    event_append(
+        aggregate_type=SLOT_AGGREGATE,
+        aggregate_id=slot.id,
+        event_type="SlotCreated",
+        data=slot_event_data(slot),
+        actor=actor,
+    )
 
 
 @dataclass(frozen=True)
@@ -302,13 +277,7 @@ def slot_generate(
         Slot.objects.bulk_create(new_slots, ignore_conflicts=True, batch_size=500)
         created = list(Slot.objects.filter(id__in=[s.id for s in new_slots]))
         for slot in created:
-            event_append(
-                aggregate_type=SLOT_AGGREGATE,
-                aggregate_id=slot.id,
-                event_type="SlotCreated",
-                data=slot_event_data(slot),
-                actor=actor,
-            )
+            _slot_created(slot, actor=actor)
         if created:
             invalidate_slot_search(clinic_id=clinic_id)
     return len(created)
@@ -376,24 +345,6 @@ def slot_close(
     )
 
 
-def clinic_upsert(
-    *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
-) -> Clinic:
-    """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
-    try:
-        ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
-    clinic, _ = Clinic.objects.update_or_create(
-        id=clinic_id,
-        defaults={"name": name, "timezone": timezone, "active": active, "language": language},
-    )
-    transaction.on_commit(lambda: invalidate_clinic(clinic_id))
-    clinic_read_model_changed(clinic_id=clinic_id)
-    invalidate_slot_search(clinic_id=clinic_id)  # active and time zone decide what is bookable
-    return clinic
-
-
 def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicService:
     """Save a service edited in the admin (embedded mode: its rules, name, price...); its
     clinic's cached searches go, as the rules decide what is bookable."""
@@ -405,7 +356,7 @@ def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicSe
     return service
 
 
-# --- Capacity counters (DESIGN.md §4 layer 2) -------------------------------------------------
+# --- Capacity counters (the database guard against double booking) ---------------------------
 # One conditional statement each, never read-modify-write in Python: the WHERE clause is the
 # availability check, the row lock of the UPDATE serialises contenders, and the CHECK
 # constraints refuse a count below zero or above capacity even if a caller were wrong. Call them

@@ -55,8 +55,8 @@ class WaitlistEntry(models.Model):
                 condition=Q(status__in=["waiting", "offered"]),
                 name="waitlist_one_live_entry_per_owner_slot",
             ),
-            # One live offer per owner at a time, whichever the slot (DESIGN: FIFO, no
-            # owner holding two offered units while others wait).
+            # One live offer per owner at a time, whichever the slot (first come, first served:
+            # no owner holding two offered units while others wait).
             models.UniqueConstraint(
                 fields=["user_id"],
                 condition=Q(status="offered"),

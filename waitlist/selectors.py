@@ -20,7 +20,7 @@ from petpro_booking.events.models import Event
 from reservations.limits import limits_for
 from reservations.models import Reservation, ReservationStatus
 from slots import rules as booking_rules
-from slots.models import Slot
+from slots.models import Slot, free_units
 from slots.selectors import slot_search
 
 from .models import EntryStatus, WaitlistEntry
@@ -108,7 +108,12 @@ def slot_availability(
         stale=Count("id", filter=Q(expires_at__lte=now)),
         earliest=Min("expires_at", filter=Q(expires_at__gt=now)),
     )
-    free = slot.capacity - slot.booked_count - slot.held_count + holds["stale"]
+    free = free_units(
+        capacity=slot.capacity,
+        booked_count=slot.booked_count,
+        held_count=slot.held_count,
+        expired_holds=holds["stale"],
+    )
     codes = booking_rules.slot_refusals(
         start_at=slot.start_at,
         status=slot.status,

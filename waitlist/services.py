@@ -37,7 +37,7 @@ from reservations.limits import limit_refuse, limits_for
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_hold_for, reservation_release_locked
 from slots.locking import slot_write
-from slots.models import Slot, SlotStatus
+from slots.models import Slot, SlotStatus, free_units
 from slots.rules import SLOT_CLOSED, refusal_error, rules_of, slot_hold_check, species_accepted
 from slots.selectors import slot_get
 
@@ -80,7 +80,7 @@ def _change(entry: WaitlistEntry, **fields: Any) -> WaitlistEntry:
 
 def _free_units(slot_id: uuid.UUID) -> int:
     row = Slot.objects.filter(id=slot_id).values("capacity", "booked_count", "held_count")[0]
-    return row["capacity"] - row["booked_count"] - row["held_count"]
+    return free_units(**row)
 
 
 # --- join and leave --------------------------------------------------------------------------

@@ -90,13 +90,13 @@ class SlotCell:
         """open / full / closed: what the colour says."""
         if self.slot.status != SlotStatus.OPEN:
             return "closed"
-        if self.slot.booked_count + self.slot.held_count >= self.slot.capacity:
+        if self.free == 0:
             return "full"
         return "open"
 
     @property
     def free(self) -> int:
-        return max(0, self.slot.capacity - self.slot.booked_count - self.slot.held_count)
+        return self.slot.available_capacity
 
 
 @dataclass

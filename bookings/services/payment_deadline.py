@@ -7,7 +7,8 @@
 * At the deadline the job asks the Payment Service first: a payment it still processes
   (pending, processing: 3-D Secure, a bank transfer) extends the deadline by
   PAYMENT_PENDING_EXTENSION_SECONDS, up to creation + PAYMENT_DEADLINE_MAX_SECONDS; past that
-  the booking is cancelled all the same (a payment landing later is refunded, DESIGN §8).
+  the booking is cancelled all the same (a payment landing later is refunded or re-booked,
+  docs/payments.md).
 
 Each move of the deadline is a history note on the booking.
 """

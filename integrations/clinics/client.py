@@ -1,4 +1,4 @@
-"""HTTP client of the Clinic Service (DESIGN §7): a clinic and the services it offers.
+"""HTTP client of the Clinic Service: a clinic and the services it offers.
 
 `GET /api/v1/clinics/{id}` -> `{"id", "name", "timezone", "active"}`;
 `GET /api/v1/clinics/{id}/services` -> `[{"id", "name", "duration_minutes", "price",

@@ -15,7 +15,9 @@ from typing import Protocol
 
 from django.conf import settings
 from kombu import Connection, Exchange, Producer, Queue
+from tenacity import retry_if_exception
 
+from petpro_booking.core.retrying import retry_policy
 from petpro_booking.core.tls import amqp_ssl_options
 
 from .messages import QUEUE_NAMES, OutboundMessage
@@ -33,6 +35,10 @@ class PublishFailed(Exception):
     def __init__(self, message: str, *, confirmed: int) -> None:
         super().__init__(message)
         self.confirmed = confirmed
+
+
+class ConnectionLost(PublishFailed):
+    """The connection broke during a publish (not a refusal by the broker)."""
 
 
 class Publisher(Protocol):
@@ -182,28 +188,30 @@ class BrokerPublisher:
                 self._await_confirms(connection, self._next_tag - 1, deadline)
         self._await_confirms(connection, self._next_tag - 1, deadline)
 
+    def _publish_once(self, messages: Sequence[OutboundMessage]) -> None:
+        try:
+            self._publish_all(messages)
+        except PublishFailed:
+            self._reset()
+            raise
+        except Exception as exc:
+            confirmed = self._confirmed() if self._connection is not None else 0
+            self._reset()
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}", confirmed=confirmed) from exc
+
     def publish(self, messages: Sequence[OutboundMessage]) -> None:
         if not messages:
             return
         with self._lock:
+            # A connection kept from an earlier batch may have died while idle: one more try on
+            # a fresh one (the `broker_reconnect` policy; confirmed messages go again with the
+            # same message_id). A fresh connection that fails, or a refused message, is left to
+            # the next sweep.
             reused = self._connection is not None
-            for attempt in (1, 2):
-                try:
-                    self._publish_all(messages)
-                    return
-                except PublishFailed:
-                    self._reset()
-                    raise
-                except Exception as exc:
-                    confirmed = self._confirmed() if self._connection is not None else 0
-                    self._reset()
-                    # A connection kept from an earlier batch may have died while idle: try
-                    # once more on a fresh one (confirmed messages go again: same message_id).
-                    if attempt == 1 and reused:
-                        continue
-                    raise PublishFailed(
-                        f"{type(exc).__name__}: {exc}", confirmed=confirmed
-                    ) from exc
+            retrying = retry_policy("broker_reconnect").retrying(
+                retry=retry_if_exception(lambda exc: reused and isinstance(exc, ConnectionLost))
+            )
+            retrying(self._publish_once, messages)
 
 
 class LogSinkPublisher:

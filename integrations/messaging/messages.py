@@ -1,5 +1,5 @@
 """The messages other services receive from us: one analytics message per domain event and
-notification requests per channel (DESIGN.md §6). Pure functions: everything comes from the
+notification requests per channel (docs/events.md). Pure functions: everything comes from the
 event's payload (docs/events.md); only the owner's channel preferences are looked up, by
 the caller-supplied `channels_of`, and analytics pseudonyms are keyed from settings."""
 

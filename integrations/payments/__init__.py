@@ -1,1 +1,1 @@
-"""Client of the Payment Service, its sandbox provider and webhook signing (DESIGN.md §7)."""
+"""Client of the Payment Service, its sandbox provider and webhook signing (docs/payments.md)."""

@@ -1,28 +1,33 @@
-"""HTTP client of the Payment Service (DESIGN.md §7): API key, per-attempt timeout, bounded
-retries with exponential backoff and jitter, one Idempotency-Key for every attempt, and a total
-deadline so a hanging provider costs the caller a bounded time."""
+"""HTTP client of the Payment Service: its three endpoints and their answers, on the shared
+resilient HTTP stack (`integrations/http.py`): API key, PAYMENT_TIMEOUT_SECONDS per attempt,
+the `payment_service` retry policy (timeouts, 5xx, 429 with its Retry-After, and refused or
+reset connections: one Idempotency-Key for every attempt makes a repeat harmless) within
+PAYMENT_TOTAL_DEADLINE_SECONDS, so a hanging provider costs the caller a bounded time; the
+payment-service circuit breaker; failures as PaymentServiceUnavailable (503).
+
+Wire format: `POST /api/v1/payments/create` (header Idempotency-Key) `{"booking_id", "amount"
+(decimal string), "currency", "description", "customer_id"}` -> `{"payment_id", "status":
+"pending", "checkout_url"}`; `GET /api/v1/payments/{id}` -> `{"payment_id", "status",
+"amount", "currency"}`; `POST /api/v1/payments/{id}/refund` -> `{"payment_id", "status"}`.
+"""
 
 from __future__ import annotations
 
-import logging
-import random
 import threading
-import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from django.conf import settings
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-)
+from tenacity import RetryCallState
 
 from petpro_booking.core import metrics
+from petpro_booking.core.breaker import WindowedCircuitBreaker
+from petpro_booking.core.health import register_check
+from petpro_booking.core.retrying import RetryPolicy, retry_policy
 
+from ..http import PROVIDER_ERROR, Failure, MalformedAnswer, ServiceHTTP
 from .gateway import (
     PROVIDER_STATUSES,
     CreatedPayment,
@@ -32,37 +37,27 @@ from .gateway import (
     RefundResult,
 )
 
-logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 API_PREFIX = "/api/v1/payments"
 
-
-class RetryableStatus(Exception):
-    """A 429 or 5xx answer: worth another attempt while the budget lasts."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"payment service answered {response.status_code}")
-        self.response = response
+breaker = WindowedCircuitBreaker("payment-service")
+register_check(
+    "payment_service",
+    lambda: breaker.health() if settings.PAYMENT_SERVICE_URL else {"status": "not_configured"},
+)
 
 
-# Timeouts, 5xx and 429 are retried. Network errors (refused or reset connections) are too:
-# the request either never arrived or its answer was lost, and the Idempotency-Key makes a
-# repeat harmless. Any other 4xx is final.
-RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, RetryableStatus)
-
-
-def _retry_after_seconds(exc: BaseException | None) -> float:
-    if not isinstance(exc, RetryableStatus):
-        return 0.0
-    value = exc.response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return 0.0
+def _unavailable(failure: Failure) -> PaymentServiceUnavailable:
+    details: dict[str, Any] = {"reason": failure.reason}
+    if failure.status is not None and failure.reason == PROVIDER_ERROR:
+        details["provider_status"] = failure.status
+    return PaymentServiceUnavailable(failure.message, **details)
 
 
 class PaymentServiceClient:
-    """Talks the §7 wire format. Thread-safe; keeps one pooled httpx.Client."""
+    """One configuration of the Payment Service (base URL, key, timeout, retry policy);
+    thread-safe."""
 
     def __init__(
         self,
@@ -70,30 +65,25 @@ class PaymentServiceClient:
         base_url: str,
         api_key: str,
         timeout: float = 3.0,
-        max_retries: int = 3,
-        backoff: float = 0.2,
-        backoff_max: float = 2.0,
-        total_deadline: float = 8.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.total_deadline = total_deadline
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={
-                "X-API-Key": api_key,
-                "Accept": "application/json",
-                "User-Agent": "petpro-booking-service",
-            },
-            timeout=timeout,
+        self.retry = retry
+        self.http = ServiceHTTP(
+            dependency="payment service",
+            breaker=breaker,
+            retry_policy_name="payment_service",
+            headers={"X-API-Key": api_key},
+            base_url=base_url,
+            retry_rate_limited=True,
+            retry_unreachable=True,
+            error=_unavailable,
             transport=transport,
         )
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
     # --- the three operations -------------------------------------------------------------
 
@@ -107,10 +97,19 @@ class PaymentServiceClient:
         description: str,
         customer_id: str,
     ) -> CreatedPayment:
-        body = self._call(
+        def created(body: dict[str, Any]) -> CreatedPayment:
+            return CreatedPayment(
+                payment_id=_required_str(body, "payment_id"),
+                status=_status(body, default="pending"),
+                checkout_url=str(body.get("checkout_url") or ""),
+                payload=body,
+            )
+
+        return self._call(
             "create",
             "POST",
             f"{API_PREFIX}/create",
+            parse=created,
             json={
                 "booking_id": booking_id,
                 "amount": f"{Decimal(amount):.2f}",
@@ -120,54 +119,43 @@ class PaymentServiceClient:
             },
             idempotency_key=idempotency_key,
         )
-        payment_id = _required_str(body, "payment_id")
-        return CreatedPayment(
-            payment_id=payment_id,
-            status=_status(body, default="pending"),
-            checkout_url=str(body.get("checkout_url") or ""),
-            payload=body,
-        )
 
     def get_payment(self, *, payment_id: str) -> PaymentState:
-        body = self._call("get", "GET", f"{API_PREFIX}/{payment_id}")
-        try:
-            amount = Decimal(str(body.get("amount")))
-        except InvalidOperation as exc:
-            raise PaymentServiceUnavailable(
-                "The payment service gave an answer without a valid amount."
-            ) from exc
-        return PaymentState(
-            payment_id=_required_str(body, "payment_id"),
-            status=_status(body),
-            amount=amount,
-            currency=str(body.get("currency") or "").upper(),
-            payload=body,
-        )
+        def state(body: dict[str, Any]) -> PaymentState:
+            try:
+                amount = Decimal(str(body.get("amount")))
+            except InvalidOperation as exc:
+                raise MalformedAnswer(
+                    "The payment service gave an answer without a valid amount."
+                ) from exc
+            return PaymentState(
+                payment_id=_required_str(body, "payment_id"),
+                status=_status(body),
+                amount=amount,
+                currency=str(body.get("currency") or "").upper(),
+                payload=body,
+            )
+
+        return self._call("get", "GET", f"{API_PREFIX}/{payment_id}", parse=state)
 
     def refund_payment(self, *, payment_id: str, idempotency_key: str) -> RefundResult:
-        body = self._call(
+        def refunded(body: dict[str, Any]) -> RefundResult:
+            return RefundResult(
+                payment_id=str(body.get("payment_id") or payment_id),
+                status=_status(body, default="refunded"),
+                payload=body,
+            )
+
+        return self._call(
             "refund",
             "POST",
             f"{API_PREFIX}/{payment_id}/refund",
+            parse=refunded,
             json={},
             idempotency_key=idempotency_key,
         )
-        return RefundResult(
-            payment_id=str(body.get("payment_id") or payment_id),
-            status=_status(body, default="refunded"),
-            payload=body,
-        )
 
-    # --- one call, its retries and its deadline --------------------------------------------
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        """Exponential backoff with full jitter; a 429's Retry-After is honoured when longer."""
-        exponent = retry_state.attempt_number - 1
-        ceiling = min(self.backoff_max, self.backoff * 2**exponent)
-        backoff = ceiling / 2 + random.uniform(0, ceiling / 2)
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        return max(backoff, _retry_after_seconds(exc))
+    # --- one call -------------------------------------------------------------------------
 
     def _call(
         self,
@@ -175,86 +163,54 @@ class PaymentServiceClient:
         method: str,
         path: str,
         *,
+        parse: Callable[[dict[str, Any]], T],
         json: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + self.total_deadline
+    ) -> T:
         # Built once, before the first attempt: every retry sends the very same key.
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
-        def attempt() -> httpx.Response:
-            remaining = deadline - time.monotonic()
-            timeout = max(0.01, min(self.timeout, remaining))
-            response = self._http.request(method, path, json=json, headers=headers, timeout=timeout)
-            if response.status_code == 429 or response.status_code >= 500:
-                raise RetryableStatus(response)
-            return response
+        def counted(outcome: str) -> None:
+            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome=outcome).inc()
 
-        def before_sleep(retry_state: RetryCallState) -> None:
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="retried").inc()
-            outcome = retry_state.outcome
-            logger.warning(
-                "payment service %s attempt %d failed (%s); retrying in %.2fs",
-                operation,
-                retry_state.attempt_number,
-                outcome.exception() if outcome is not None else "?",
-                retry_state.upcoming_sleep,
-            )
+        def retried(state: RetryCallState) -> None:
+            counted("retried")
 
-        retrying = Retrying(
-            stop=stop_after_attempt(1 + self.max_retries) | stop_before_delay(self.total_deadline),
-            wait=self._wait,
-            retry=retry_if_exception_type(RETRYABLE),
-            before_sleep=before_sleep,
-            reraise=True,
+        def failed(failure: Failure) -> None:
+            counted("failed")
+
+        reply = self.http.call(
+            method,
+            path,
+            timeout=self.timeout,
+            parse=lambda response: parse(_json_object(response)),
+            policy=self.retry,
+            headers=headers,
+            json=json,
+            on_retry=retried,
+            on_failure=failed,
         )
-        try:
-            response = retrying(attempt)
-        except httpx.TimeoutException as exc:
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="failed").inc()
-            raise PaymentServiceUnavailable(
-                "The payment service did not answer in time; try again shortly.",
-                reason="timeout",
-            ) from exc
-        except RetryableStatus as exc:
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="failed").inc()
-            raise PaymentServiceUnavailable(
-                "The payment service is unavailable; try again shortly.",
-                reason="provider_error",
-                provider_status=exc.response.status_code,
-            ) from exc
-        except httpx.HTTPError as exc:
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="failed").inc()
-            raise PaymentServiceUnavailable(
-                "The payment service cannot be reached; try again shortly.",
-                reason="unreachable",
-            ) from exc
+        if reply.body is None:  # a 4xx other than 429: retrying will not help
+            counted("failed")
+            raise PaymentRejected(provider_status=reply.status)
+        counted("ok")
+        return reply.body
 
-        if response.status_code >= 400:
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="failed").inc()
-            raise PaymentRejected(provider_status=response.status_code)
-        try:
-            body = response.json()
-        except ValueError as exc:
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="failed").inc()
-            raise PaymentServiceUnavailable(
-                "The payment service gave an answer that is not JSON.", reason="bad_answer"
-            ) from exc
-        if not isinstance(body, dict):
-            metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="failed").inc()
-            raise PaymentServiceUnavailable(
-                "The payment service gave an unexpected answer.", reason="bad_answer"
-            )
-        metrics.PAYMENT_PROVIDER_CALLS.labels(operation=operation, outcome="ok").inc()
-        return body
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise MalformedAnswer("The payment service gave an answer that is not JSON.") from exc
+    if not isinstance(body, dict):
+        raise MalformedAnswer("The payment service gave an unexpected answer.")
+    return body
 
 
 def _required_str(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not value:
-        raise PaymentServiceUnavailable(
-            f"The payment service answer has no {key}.", reason="bad_answer"
-        )
+        raise MalformedAnswer(f"The payment service answer has no {key}.")
     return str(value)
 
 
@@ -263,9 +219,7 @@ def _status(body: dict[str, Any], *, default: str | None = None) -> str:
     if status == "processing":  # 3-D Secure, a bank transfer under way: still pending to us
         return "pending"
     if status not in PROVIDER_STATUSES:
-        raise PaymentServiceUnavailable(
-            f"The payment service answered an unknown status {status!r}.", reason="bad_answer"
-        )
+        raise MalformedAnswer(f"The payment service answered an unknown status {status!r}.")
     return status
 
 
@@ -276,13 +230,12 @@ _clients_lock = threading.Lock()
 def client_for_settings() -> PaymentServiceClient:
     """The client for the current settings (one per configuration, so pooled connections are
     reused and a test that overrides the settings gets its own)."""
+    policy = retry_policy("payment_service")
     key = (
         settings.PAYMENT_SERVICE_URL,
         settings.PAYMENT_API_KEY,
         settings.PAYMENT_TIMEOUT_SECONDS,
-        settings.PAYMENT_MAX_RETRIES,
-        settings.PAYMENT_RETRY_BACKOFF_SECONDS,
-        settings.PAYMENT_TOTAL_DEADLINE_SECONDS,
+        policy,
     )
     with _clients_lock:
         client = _clients.get(key)
@@ -291,9 +244,7 @@ def client_for_settings() -> PaymentServiceClient:
                 base_url=settings.PAYMENT_SERVICE_URL,
                 api_key=settings.PAYMENT_API_KEY,
                 timeout=settings.PAYMENT_TIMEOUT_SECONDS,
-                max_retries=settings.PAYMENT_MAX_RETRIES,
-                backoff=settings.PAYMENT_RETRY_BACKOFF_SECONDS,
-                total_deadline=settings.PAYMENT_TOTAL_DEADLINE_SECONDS,
+                retry=policy,
             )
             _clients[key] = client
         return client

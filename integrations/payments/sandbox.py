@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -27,8 +26,10 @@ import httpx
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
+from tenacity import retry_if_result
 
 from integrations.models import SandboxPayment
+from petpro_booking.core.retrying import retry_policy
 
 from .gateway import CreatedPayment, PaymentRejected, PaymentState, RefundResult
 from .webhook import webhook_sign
@@ -36,8 +37,6 @@ from .webhook import webhook_sign
 logger = logging.getLogger(__name__)
 
 CHECKOUT_BASE_URL = "https://sandbox.payments.petpro.invalid/checkout/"
-DELIVERY_ATTEMPTS = 3
-DELIVERY_RETRY_SECONDS = 1.0
 
 # Called with the raw body and the X-Signature header, exactly like the HTTP endpoint.
 WebhookReceiver = Callable[[bytes, str], object]
@@ -212,11 +211,12 @@ class SandboxPaymentProvider:
         ).encode()
         signature = webhook_sign(body=body, secret=settings.PAYMENT_WEBHOOK_SECRET)
         try:
-            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-                if self._deliver_once(body, signature):
-                    return
-                if attempt < DELIVERY_ATTEMPTS:
-                    time.sleep(DELIVERY_RETRY_SECONDS * attempt)
+            retrying = retry_policy("sandbox_webhook").retrying(
+                retry=retry_if_result(lambda delivered: not delivered),
+                retry_error_callback=lambda state: False,
+            )
+            if retrying(self._deliver_once, body, signature):
+                return
             logger.warning(
                 "sandbox: webhook %s for %s not delivered; reconciliation will settle it",
                 event_type,

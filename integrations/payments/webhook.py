@@ -1,4 +1,5 @@
-"""The Payment Service's webhook: signing, constant-time verification and parsing (DESIGN.md §7)."""
+"""The Payment Service's webhook: signing, constant-time verification and parsing (`X-Signature:
+sha256=<hex HMAC-SHA256 of the raw body>`, docs/payments.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP client of the User Service (DESIGN §7): a user's notification preferences and pets.
+"""HTTP client of the User Service: a user's notification preferences and pets.
 
 `GET /api/v1/users/{id}` -> `{"id", "name", "email", "phone", "preferences": {"channels",
 "locale"}}`; `GET /api/v1/users/{id}/pets` -> `[{"id", "name", "species"}]`. Answers are

@@ -1,5 +1,5 @@
-"""Database plumbing: replica routing, the SERIALIZABLE retry loop (DESIGN.md §4 layer 2) and
-the precompiled reads of the hot paths."""
+"""Database plumbing: replica routing, the SERIALIZABLE decision with its retries (the second
+layer against double booking, docs/architecture.md) and the precompiled reads of the hot paths."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ from django.db import (
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import DatabaseDefault
 from psycopg import IsolationLevel
+from tenacity import RetryCallState, retry_if_exception
 
 from . import metrics
 from .errors import Contention
+from .retrying import retry_policy
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,29 +140,38 @@ class SerializationGaveUp(Contention):
 
 def run_serializable(decision: Callable[[], T], *, name: str, using: str = "default") -> T:
     """Run `decision` in one durable SERIALIZABLE transaction, retrying the whole of it on
-    serialization failures and deadlocks (they may surface at COMMIT, hence the outer loop).
+    serialization failures and deadlocks (they may surface at COMMIT, hence the whole block)
+    with the `serializable` retry policy (core/retrying.py).
 
     `decision` must be free of side effects outside the database; schedule those with
     `transaction.on_commit` so a retried attempt does not repeat them. When the attempts
     (DB_SERIALIZABLE_ATTEMPTS) run out it raises SerializationGaveUp (409), not the driver
     error.
     """
-    attempts = settings.DB_SERIALIZABLE_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        try:
-            with _serializable(using):
-                return decision()
-        except OperationalError as exc:
-            if not is_retryable(exc):
-                raise
-            if attempt == attempts:
-                metrics.SERIALIZABLE_GAVE_UP.labels(operation=name).inc()
-                logger.warning("%s: %d serializable attempts failed", name, attempts)
-                raise SerializationGaveUp(details={"operation": name}) from exc
-            metrics.SERIALIZABLE_RETRIES.labels(operation=name).inc()
-            # Full jitter, capped: contenders spread out instead of colliding again.
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def attempt() -> T:
+        with _serializable(using):
+            return decision()
+
+    def retried(state: RetryCallState) -> None:
+        metrics.SERIALIZABLE_RETRIES.labels(operation=name).inc()
+
+    policy = retry_policy("serializable")
+    retrying = policy.retrying(
+        retry=retry_if_exception(_is_serialization_failure), before_sleep=retried
+    )
+    try:
+        return retrying(attempt)
+    except OperationalError as exc:
+        if not is_retryable(exc):
+            raise
+        metrics.SERIALIZABLE_GAVE_UP.labels(operation=name).inc()
+        logger.warning("%s: %d serializable attempts failed", name, policy.attempts)
+        raise SerializationGaveUp(details={"operation": name}) from exc
+
+
+def _is_serialization_failure(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and is_retryable(exc)
 
 
 class RowReader(Generic[M]):

@@ -34,7 +34,8 @@ def _throttled_if_over_ip_limit(
     exc: exceptions.APIException, context: dict[str, Any]
 ) -> exceptions.APIException:
     """DRF authenticates before it throttles, so a caller without a valid token would never
-    reach the per-IP limit; count those requests here (DESIGN §8: every caller counts)."""
+    reach the per-IP limit; count those requests here (every caller counts toward that
+    limit)."""
     from .throttles import RateLimitThrottle
 
     request = context.get("request")

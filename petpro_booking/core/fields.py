@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 
 class AwareDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with an explicit offset; a time without one is a 400 (DESIGN.md §8)."""
+    """ISO 8601 with an explicit offset; a time without one is a 400 (validation_error)."""
 
     default_error_messages = {
         "naive": "Give the time with an offset, like 2026-12-01T09:00:00+01:00.",

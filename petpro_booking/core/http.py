@@ -1,4 +1,5 @@
-"""Request values: our ids (UUIDs), and versions as ETags and If-Match (DESIGN.md §4 layer 5)."""
+"""Request values: our ids (UUIDs), and versions as ETags and If-Match (optimistic locking for
+edits by people: a stale If-Match is 412)."""
 
 from __future__ import annotations
 

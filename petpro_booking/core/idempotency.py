@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on mutating POSTs, with Stripe's semantics (DESIGN.md §4).
+"""`Idempotency-Key` on mutating POSTs, with Stripe's semantics (docs/holds.md).
 
 Put `@idempotent` on a DRF view method (`create`, or an `@action`; above `@action` when both
 are used). Without the header the view runs as usual. With it:

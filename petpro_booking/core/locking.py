@@ -1,9 +1,11 @@
-"""Slot locks (DESIGN.md §4 layer 1): Redis leases that line contenders up, never trusted alone.
+"""Slot locks (the first layer against double booking, docs/architecture.md): Redis leases that
+line contenders up, never trusted alone.
 
-`with lock_manager().acquire(*keys):` takes every key in sorted order with a
-bounded wait (exponential backoff with full jitter) and releases them all. The lock only keeps
-the database from seeing a crowd; correctness comes from the SERIALIZABLE transaction, the
-conditional counter UPDATEs, the fenced status changes and the CHECK constraints. Hence:
+`with lock_manager().acquire(*keys):` takes every key in sorted order with a bounded wait (the
+`slot_lock` retry policy: exponential backoff with full jitter) and releases them all. The lock
+only keeps the database from seeing a crowd; correctness comes from the SERIALIZABLE
+transaction, the conditional counter UPDATEs, the fenced status changes and the CHECK
+constraints. Hence:
 
 * on timeout it raises `LockBusy` (409, retryable; the slot-write gateway `slots/locking.py`
   names it `slot_busy`);
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 import weakref
@@ -33,19 +34,18 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 import redis
 import redis_lock
 from django.conf import settings
+from tenacity import retry_if_result
 
 from . import metrics
 from .errors import Contention
 from .redis_client import hash_tagged, is_cluster_url, redis_from_url
+from .retrying import retry_policy
 
 logger = logging.getLogger(__name__)
 # python-redis-lock logs a warning for every non-blocking attempt that finds the lock taken;
-# our backoff loop misses on purpose, so only its errors are worth a line.
+# our polling misses on purpose, so only its errors are worth a line.
 logging.getLogger("redis_lock.acquire").setLevel(logging.ERROR)
 
-# First pause between two attempts, and the cap of the exponential backoff (seconds).
-BACKOFF_BASE_SECONDS = 0.002
-BACKOFF_CAP_SECONDS = 0.02
 # After Redis failed, skip it for this long instead of paying a connect attempt per request.
 REDIS_DOWN_COOLDOWN_SECONDS = 1.0
 
@@ -54,14 +54,6 @@ class LockBusy(Contention):
     """A lock was not free within the wait (LOCK_WAIT_SECONDS)."""
 
     code = "lock_busy"
-
-
-def backoff_delays(*, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS):
-    """Endless full-jitter exponential delays: uniform(0, min(cap, base * 2**n))."""
-    attempt = 0
-    while True:
-        yield random.uniform(0, min(cap, base * 2**attempt))
-        attempt += 1
 
 
 class _InProcessLocks:
@@ -251,14 +243,14 @@ class DistributedLockManager:
             self._release(lock, key)
 
     def _poll(self, lock: redis_lock.Lock, deadline: float) -> bool:
-        for delay in backoff_delays():
-            if self._try_acquire(lock):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(delay, remaining))
-        return False  # pragma: no cover - backoff_delays never ends
+        """Try until the lock is ours or the wait is over (the `slot_lock` retry policy:
+        jittered pauses of a few milliseconds, no pause past `deadline`)."""
+        retrying = retry_policy("slot_lock").retrying(
+            retry=retry_if_result(lambda acquired: not acquired),
+            deadline_at=deadline,
+            retry_error_callback=lambda state: False,
+        )
+        return bool(retrying(self._try_acquire, lock))
 
     def _try_acquire(self, lock: redis_lock.Lock) -> bool:
         """`lock.acquire(blocking=False)` minus its "do I hold it already?" GET (a fresh Lock

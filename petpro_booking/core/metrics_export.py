@@ -158,8 +158,8 @@ _scrape_refreshers: dict[str, Callable[[], None]] = {}
 
 def on_scrape(name: str, refresh: Callable[[], None]) -> None:
     """Register `refresh()` to set an app's gauges at every scrape (from its AppConfig.ready):
-    the apps own their gauges and queries, so core knows no app (DESIGN.md §1). Registering
-    a name again replaces it."""
+    the apps own their gauges and queries, so core knows no app (the direction in
+    docs/architecture.md). Registering a name again replaces it."""
     _scrape_refreshers[name] = refresh
 
 

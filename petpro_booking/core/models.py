@@ -1,4 +1,4 @@
-"""Idempotency keys of mutating POSTs (Stripe's semantics, DESIGN.md §4)."""
+"""Idempotency keys of mutating POSTs (Stripe's semantics, docs/holds.md)."""
 
 from django.db import models
 

@@ -1,4 +1,4 @@
-"""OpenAPI: the error envelope documented on every operation (DESIGN.md §8)."""
+"""OpenAPI: the error envelope documented on every operation."""
 
 from __future__ import annotations
 

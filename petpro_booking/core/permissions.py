@@ -1,4 +1,4 @@
-"""Provides the role-based permission policies of the API (DESIGN.md §8)."""
+"""Provides the role-based permission policies of the API (docs/security.md)."""
 
 from __future__ import annotations
 

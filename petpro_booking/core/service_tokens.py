@@ -1,4 +1,5 @@
-"""Our service-to-service JWT (DESIGN §7): short-lived, signed once and reused until near expiry."""
+"""Our service-to-service JWT (HS256, iss = sub = booking-service): short-lived, signed once
+and reused until near expiry."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.conf import settings
 from .principal import ROLE_SERVICE, SYSTEM
 
 ISSUER = SYSTEM.sub  # "booking-service": both `iss` and `sub`
-MAX_LIFETIME_SECONDS = 300  # DESIGN §7: exp <= 5 min
+MAX_LIFETIME_SECONDS = 300  # the other services accept exp at most 5 min away
 # A cached token is replaced once less than this is left, so it never expires in flight
 # (a call plus its retries lasts at most a few seconds).
 REFRESH_MARGIN_SECONDS = 60

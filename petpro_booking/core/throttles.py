@@ -1,4 +1,4 @@
-"""Rate limits (DESIGN §8): per user and per client IP, counted in the shared cache (Redis);
+"""Rate limits (docs/security.md): per user and per client IP, counted in the shared cache (Redis);
 service tokens and an IP allowlist are exempt.
 
 Counting is a sliding-window counter: the current fixed window's count plus the previous

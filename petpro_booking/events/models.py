@@ -1,4 +1,4 @@
-"""Domain events: the history of every aggregate and the outbox of messages (DESIGN.md §3, §6)."""
+"""Domain events: the history of every aggregate and the outbox of messages (docs/events.md)."""
 
 import uuid
 

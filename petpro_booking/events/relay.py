@@ -1,5 +1,5 @@
 """The outbox relay: claims unpublished events, publishes their messages, marks them published
-(DESIGN.md §6).
+(docs/events.md).
 
 At-least-once by construction: the claim, the publish (awaiting the broker's confirms) and the
 mark happen inside one transaction that holds the claimed rows (`FOR UPDATE SKIP LOCKED`), so

@@ -40,7 +40,7 @@ def event_append(
     the aggregate's new version (its row's `version` moves with each event) passes it and
     saves the query for the last one; the unique constraint still guards it.
 
-    Every writer that runs at SERIALIZABLE passes it (DESIGN.md §4): the `SELECT MAX` read
+    Every writer that runs at SERIALIZABLE passes it (docs/architecture.md): the `SELECT MAX` read
     takes predicate locks on the shared index pages of `events` and was one of the sources of
     serialization failures between holds and confirms (issue 11)."""
     connection = transaction.get_connection(Event.objects.db)

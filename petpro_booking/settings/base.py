@@ -1,4 +1,4 @@
-"""Settings shared by every environment, read from env vars (DESIGN.md §2)."""
+"""Settings shared by every environment, read from env vars (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -377,7 +377,7 @@ PAYMENT_API_KEY = env("PAYMENT_API_KEY", default="")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="dev-webhook-secret")
 # Secret rotation: during a rollover the webhook is accepted signed with either secret.
 PAYMENT_WEBHOOK_SECRET_PREVIOUS = env("PAYMENT_WEBHOOK_SECRET_PREVIOUS", default="")
-# Payment Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx/429, and a
+# Payment Service calls (docs/payments.md): per-attempt timeout, retries on timeouts/5xx/429, and a
 # total deadline over every attempt so POST /bookings/{id}/payment answers within 10 s.
 PAYMENT_TIMEOUT_SECONDS = env.float("PAYMENT_TIMEOUT_SECONDS", default=3.0)
 PAYMENT_MAX_RETRIES = env.int("PAYMENT_MAX_RETRIES", default=3)
@@ -394,8 +394,11 @@ USER_SERVICE_URL = env("USER_SERVICE_URL", default="")
 CLINIC_SERVICE_URL = env("CLINIC_SERVICE_URL", default="")
 SERVICE_JWT_SIGNING_KEY = env("SERVICE_JWT_SIGNING_KEY", default="dev-service-signing-key")
 SERVICE_JWT_LIFETIME_SECONDS = env.int("SERVICE_JWT_LIFETIME_SECONDS", default=300)  # <= 300
-# User and Clinic Service calls (DESIGN.md §7): per-attempt timeout, retries on timeouts/5xx,
-# and a total deadline over attempts plus backoff (3 x 1.0 s + ~0.3 s backoff fits in 3.5 s).
+# Outgoing HTTPS to the Payment, User and Clinic Services (integrations/http.py) checks
+# certificates against this CA bundle when set (a private CA), else the default trust store.
+SERVICE_CA_FILE = env("SERVICE_CA_FILE", default="")
+# User and Clinic Service calls (docs/operations.md): per-attempt timeout, retries on timeouts/5xx,
+# and a total deadline over attempts and pauses (3 x 1.0 s + at most 0.3 s of pauses < 3.5 s).
 SERVICE_CALL_TIMEOUT_SECONDS = env.float("SERVICE_CALL_TIMEOUT_SECONDS", default=1.0)
 SERVICE_CALL_RETRIES = env.int("SERVICE_CALL_RETRIES", default=2)
 SERVICE_CALL_DEADLINE_SECONDS = env.float("SERVICE_CALL_DEADLINE_SECONDS", default=3.5)
@@ -404,6 +407,42 @@ SERVICE_CALL_DEADLINE_SECONDS = env.float("SERVICE_CALL_DEADLINE_SECONDS", defau
 SERVICE_BREAKER_FAIL_MAX = env.int("SERVICE_BREAKER_FAIL_MAX", default=5)
 SERVICE_BREAKER_WINDOW_SECONDS = env.float("SERVICE_BREAKER_WINDOW_SECONDS", default=10.0)
 SERVICE_BREAKER_RESET_SECONDS = env.float("SERVICE_BREAKER_RESET_SECONDS", default=30.0)
+# Retry policies (petpro_booking/core/retrying.py), one shape for every retry: `attempts` (the
+# first included) or `retries`, exponential pauses from `base` up to `cap` seconds, `jitter`
+# (full | equal | none), and a `deadline` (seconds) no pause may run past. A string value names
+# the setting above that holds it. Contention spreads out (full jitter); other services get at
+# least half of each pause to recover (equal jitter).
+RETRY_POLICIES: dict[str, dict[str, object]] = {
+    # SERIALIZABLE decisions on 40001/40P01: pauses capped at 10, 20, 40 ... 200 ms.
+    "serializable": {"attempts": "DB_SERIALIZABLE_ATTEMPTS", "base": 0.01, "cap": 0.2},
+    # Polling a taken slot lock until LOCK_WAIT_SECONDS: pauses capped at 2, 4 ... 20 ms.
+    "slot_lock": {"base": 0.002, "cap": 0.02, "deadline": "LOCK_WAIT_SECONDS"},
+    "payment_service": {
+        "retries": "PAYMENT_MAX_RETRIES",
+        "base": "PAYMENT_RETRY_BACKOFF_SECONDS",
+        "cap": 2.0,
+        "jitter": "equal",
+        "deadline": "PAYMENT_TOTAL_DEADLINE_SECONDS",
+    },
+    "user_service": {
+        "retries": "SERVICE_CALL_RETRIES",
+        "base": 0.1,
+        "cap": 1.0,
+        "jitter": "equal",
+        "deadline": "SERVICE_CALL_DEADLINE_SECONDS",
+    },
+    "clinic_service": {
+        "retries": "SERVICE_CALL_RETRIES",
+        "base": 0.1,
+        "cap": 1.0,
+        "jitter": "equal",
+        "deadline": "SERVICE_CALL_DEADLINE_SECONDS",
+    },
+    # A kept broker connection that died while idle: one more try at once on a fresh one.
+    "broker_reconnect": {"attempts": 2},
+    # The sandbox provider's webhook to us: after 1 s, then 2 s.
+    "sandbox_webhook": {"attempts": 3, "base": 1.0, "cap": 2.0, "jitter": "none"},
+}
 # Answers of the Clinic / User Service are fresh this long; a stale answer is still served
 # (up to SERVICE_CACHE_STALE_SECONDS old) while the service is down.
 CLINIC_CACHE_SECONDS = env.int("CLINIC_CACHE_SECONDS", default=1800)
@@ -450,7 +489,7 @@ REST_FRAMEWORK = {
     # Rates live in THROTTLE_USER_RATE / THROTTLE_IP_RATE below (read at each request).
     "DEFAULT_THROTTLE_RATES": {},
 }
-# Rate limits (DESIGN.md §8): "<n>/<s|min|hour|day>". The client IP is REMOTE_ADDR unless
+# Rate limits (docs/security.md): "<n>/<s|min|hour|day>". The client IP is REMOTE_ADDR unless
 # THROTTLE_TRUSTED_PROXY_HEADER (e.g. X-Forwarded-For) is set: then it is the right-most hop
 # that is not one of THROTTLE_TRUSTED_PROXIES (CIDRs; empty = only the direct peer is a proxy).
 # Service tokens and THROTTLE_IP_ALLOWLIST (CIDRs) are exempt.

@@ -1,4 +1,4 @@
-"""The embedded default: SQLite, local-memory cache, eager tasks, debug on (DESIGN.md §2)."""
+"""The embedded default: SQLite, local-memory cache, eager tasks, debug on (README.md)."""
 
 from .base import *
 from .base import env

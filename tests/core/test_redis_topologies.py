@@ -99,8 +99,8 @@ def test_rate_limits_count_and_refuse(topology, settings, db):
 
 
 def test_generations_invalidate_cached_searches(topology, transactional_db):
+    from slots.invalidation import slot_search_family
     from slots.selectors import slot_search_page
-    from slots.services import slot_search_family
 
     slot = SlotFactory(capacity=2)
     hits = REGISTRY.get_sample_value("petpro_slot_search_cache_total", {"result": "hit"}) or 0

@@ -1,4 +1,5 @@
-"""Our service-to-service token: the claims DESIGN §7 names, reused until near its expiry."""
+"""Our service-to-service token: iss = sub = booking-service, roles [service], exp at most
+5 min away (docs/security.md), reused until near its expiry."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A lock holder frozen past its lease (SIGSTOP: its renewal thread stops too) loses the lock
 to the next writer, and its later write, fenced on the version it saw, fails instead of
-landing (DESIGN.md §4 layers 1 and 3)."""
+landing (the Redis lock and the fencing, docs/architecture.md)."""
 
 from __future__ import annotations
 

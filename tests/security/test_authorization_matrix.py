@@ -1,7 +1,7 @@
 """Authorization matrix (issue 12, point 9): every operation of the schema x every role, on
-objects owned by someone else, with the exact status DESIGN.md §8 gives: 404 for others' owned
+objects owned by someone else, with the exact status the API contract gives: 404 for others' owned
 objects, 403 for a role that may not act, 401 without a token. Service tokens read but never
-create or change slots (DESIGN §8)."""
+create or change slots (docs/security.md)."""
 
 from __future__ import annotations
 

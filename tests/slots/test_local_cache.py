@@ -21,10 +21,11 @@ from prometheus_client import REGISTRY
 from petpro_booking.core import cache as cache_keys
 from petpro_booking.core.local_cache import MISSING, LocalLRU
 from reservations.services import reservation_create
+from slots.clinic_sync import clinic_upsert
+from slots.invalidation import slot_search_family
 from slots.models import Slot
 from slots.search_warming import search_cache_warm, week_view_query
 from slots.selectors import clinic_get, clinic_service_list
-from slots.services import clinic_upsert, slot_search_family
 
 from ..bookings.conftest import OWNER
 from ..conftest import api_client_for
@@ -38,7 +39,7 @@ READER = textwrap.dedent(
     django.setup()
     from petpro_booking.core.cache import generation
     from slots.selectors import clinic_get
-    from slots.services import slot_search_family
+    from slots.invalidation import slot_search_family
     for line in sys.stdin:
         clinic_id = sys.argv[1]
         if line.strip() == "name":

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from integrations.clinics import client as clinic_client
 from slots import tasks
+from slots.clinic_sync import clinic_upsert
 from slots.models import Clinic, ClinicService, Slot
-from slots.services import clinic_upsert
 from tests.conftest import api_client_for
 from tests.factories import ClinicFactory, ClinicServiceFactory, SlotFactory
 

@@ -12,24 +12,16 @@ import respx
 
 from integrations.payments.client import PaymentServiceClient
 from integrations.payments.gateway import PaymentRejected, PaymentServiceUnavailable
+from petpro_booking.core.retrying import EQUAL, RetryPolicy
 
 BASE = "http://payments.test"
 CREATE = f"{BASE}/api/v1/payments/create"
 CREATED = {"payment_id": "pay_1", "status": "pending", "checkout_url": "https://pay/1"}
 
 
-def make_client(**overrides) -> PaymentServiceClient:
-    options = {
-        "base_url": BASE,
-        "api_key": "key-123",
-        "timeout": 3.0,
-        "max_retries": 3,
-        "backoff": 0.001,
-        "backoff_max": 0.01,
-        "total_deadline": 8.0,
-    }
-    options.update(overrides)
-    return PaymentServiceClient(**options)
+def make_client(*, timeout=3.0, deadline=8.0, backoff=0.001, backoff_max=0.01):
+    retry = RetryPolicy(attempts=4, base=backoff, cap=backoff_max, jitter=EQUAL, deadline=deadline)
+    return PaymentServiceClient(base_url=BASE, api_key="key-123", timeout=timeout, retry=retry)
 
 
 def create(client: PaymentServiceClient, key: str = "idem-1"):
@@ -138,7 +130,7 @@ def test_a_hanging_provider_costs_at_most_the_total_deadline():
         raise httpx.ReadTimeout("no answer", request=request)
 
     respx.post(CREATE).mock(side_effect=hang)
-    client = make_client(timeout=0.3, total_deadline=0.8, backoff=0.05, backoff_max=0.1)
+    client = make_client(timeout=0.3, deadline=0.8, backoff=0.05, backoff_max=0.1)
 
     started = time.monotonic()
     with pytest.raises(PaymentServiceUnavailable) as caught:

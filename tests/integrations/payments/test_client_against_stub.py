@@ -105,7 +105,7 @@ def test_an_unknown_payment_is_a_refusal(payment_stub):
 def test_with_the_default_timings_a_hanging_provider_answers_within_10_seconds(
     payment_stub, settings
 ):
-    """DESIGN §7: 3000 ms per attempt, three retries, and still under 10 s in total."""
+    """The contract: 3000 ms per attempt, three retries, and still under 10 s in total."""
     settings.PAYMENT_TIMEOUT_SECONDS = 3.0
     settings.PAYMENT_RETRY_BACKOFF_SECONDS = 0.2
     settings.PAYMENT_TOTAL_DEADLINE_SECONDS = 8.0

@@ -1,0 +1,57 @@
+"""Comments and docstrings name no file outside this repository: a reader of the code cannot
+open the design contract, so the rule is stated where it applies (or a file in docs/ is
+named). Markdown docs follow the same rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Spelled in parts so that this file does not name it: the file, and its sections ("§4").
+NAMES_OF_IT = ("DESIGN" + ".md", "DESIGN" + " §")
+SKIPPED_FOLDERS = {".git", ".venv", "node_modules", "var"}
+
+# Being reshaped by another branch (multi-pet bookings) at the time of writing; the lead
+# clears them after the merge and then removes this list.
+NOT_YET_REWORDED = {
+    "reservations/services.py",
+    "reservations/serializers.py",
+    "reservations/api.py",
+    "reservations/models.py",
+    "bookings/services/lifecycle.py",
+    "bookings/services/payments.py",
+    "bookings/services/refunds.py",
+    "bookings/services/history.py",
+    "bookings/api.py",
+    "bookings/payment_api.py",
+    "bookings/serializers.py",
+    "bookings/models.py",
+}
+
+
+def _files(suffix: str) -> list[Path]:
+    return [
+        path
+        for path in sorted(ROOT.rglob(f"*{suffix}"))
+        if not SKIPPED_FOLDERS.intersection(path.relative_to(ROOT).parts)
+    ]
+
+
+def _naming_it(files: list[Path]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        if path.relative_to(ROOT).as_posix() not in NOT_YET_REWORDED
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if any(name in line for name in NAMES_OF_IT)
+    ]
+
+
+def test_python_files_name_no_file_outside_the_repository():
+    files = _files(".py")
+    assert len(files) > 200  # the walk found the source tree
+    assert _naming_it(files) == []
+
+
+def test_markdown_docs_send_no_reader_to_a_file_outside_the_repository():
+    assert _naming_it(_files(".md")) == []
