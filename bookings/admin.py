@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from integrations.users.names import PeopleNames, people_names
 from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
 from petpro_booking.core.admin_search import LookupHashSearchMixin
+from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots.display import local_label
@@ -132,7 +133,7 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
         "pet_name",
         "amount",
         "currency",
-        "created_at",
+        "created_local",
     ]
     list_filter = [
         "status",
@@ -178,6 +179,10 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     @admin.display(description="Starts (clinic time)", ordering="slot__start_at")
     def slot_start(self, booking: Booking) -> str:
         return local_label(booking.slot.start_at, booking.slot.clinic.timezone)
+
+    created_local = local_time_column(
+        "created_at", "Booked (clinic time)", zone_of=lambda booking: booking.slot.clinic.timezone
+    )
 
     @admin.display(description="Clinic", ordering="clinic_name")
     def clinic_name(self, booking: Booking) -> str:
@@ -311,7 +316,7 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
         """Ask for a reason (showing the bookings and the versions they had), then call the
         service for each booking with the version the user saw."""
         principal = self._principal(request)
-        bookings = list(queryset.select_related("slot").order_by("slot__start_at", "id"))
+        bookings = list(queryset.select_related("slot__clinic").order_by("slot__start_at", "id"))
         if "apply" in request.POST:
             form = BookingActionForm(request.POST)
             if form.is_valid():

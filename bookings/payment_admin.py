@@ -1,5 +1,6 @@
 """Admin for payment records: read-only, scoped to the clinics a user manages, with the support
-action "re-check with the provider" (the reconciliation of one payment, on demand)."""
+action "re-check with the provider" (the reconciliation of one payment, on demand). Times read
+in the booking's clinic's zone, the zone written."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
+from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 
 from . import services
 from .models import PaymentRecord
+
+
+def _clinic_zone(record: PaymentRecord) -> str:
+    return record.booking.slot.clinic.timezone
+
 
 RECHECK_OUTCOMES = {
     "confirmed": "paid: the booking is confirmed",
@@ -36,13 +43,13 @@ class PaymentRecordAdmin(ClinicScopedAdmin):
         "status",
         "amount",
         "currency",
-        "refund_requested_at",
-        "created_at",
-        "updated_at",
+        "refund_requested_local",
+        "created_local",
+        "updated_local",
     ]
     list_filter = ["status", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["=payment_id", "=idempotency_key", "=booking__reference"]
-    list_select_related = ["booking"]
+    list_select_related = ["booking__slot__clinic"]
     actions = ["recheck_with_provider"]
     readonly_fields = (
         "booking",
@@ -53,12 +60,22 @@ class PaymentRecordAdmin(ClinicScopedAdmin):
         "currency",
         "checkout_url",
         "last_payload",
-        "refund_requested_at",
+        "refund_requested_local",
         "version",
-        "created_at",
-        "updated_at",
+        "created_local",
+        "updated_local",
     )
     fields = readonly_fields
+
+    refund_requested_local = local_time_column(
+        "refund_requested_at", "refund requested (clinic time)", zone_of=_clinic_zone
+    )
+    created_local = local_time_column("created_at", "created (clinic time)", zone_of=_clinic_zone)
+    updated_local = local_time_column("updated_at", "updated (clinic time)", zone_of=_clinic_zone)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The object's page reads the clinic's zone too: one query, not three.
+        return super().get_queryset(request).select_related("booking__slot__clinic")
 
     # Payment records change only through the provider's word (webhook, reconciliation).
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -173,7 +173,7 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
                 "booking_id": str(item.booking_id),
                 "from_status": item.from_status,
                 "to_status": item.to_status,
-                "actor": {"type": item.actor_type, "id": item.actor_id},
+                "actor": _actor_shown_to(user_id, item),
                 "reason": item.reason,
                 "at": _iso(item.at),
             }
@@ -192,6 +192,14 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
     for part in _parts:
         document.update(part.export(user_id))
     return document
+
+
+def _actor_shown_to(user_id: str, item: BookingHistory) -> dict[str, str]:
+    """Who changed a booking, as its owner may see it (the owner's history does the same):
+    their own id, anyone else only by role (a staff member's or admin user's id is internal)."""
+    if item.actor_id == user_id:
+        return {"type": item.actor_type, "id": item.actor_id}
+    return {"type": item.actor_type}
 
 
 # --- erasure ---------------------------------------------------------------------------------

@@ -10,10 +10,15 @@ from django.http import HttpRequest
 from integrations.users.names import people_names
 from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
 from petpro_booking.core.admin_search import LookupHashSearchMixin
+from petpro_booking.core.admin_times import local_time_column
 from slots.display import local_label
 
 from .models import OwnerLimit, Reservation
 from .selectors import reservation_list_admin
+
+
+def _clinic_zone(reservation: Reservation) -> str:
+    return reservation.slot.clinic.timezone
 
 
 @admin.register(Reservation)
@@ -25,8 +30,8 @@ class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
         "service_name",
         "owner_name",
         "pet_name",
-        "expires_at",
-        "created_at",
+        "expires_local",
+        "created_local",
         "id",
     ]
     list_filter = ["status", "slot__clinic", "slot__service", "expires_at", "created_at"]
@@ -37,6 +42,25 @@ class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
     ordering = ["-created_at"]
     list_select_related = ["slot", "slot__clinic", "slot__service"]
     show_full_result_count = False
+    # The hold's page: its moments in the clinic's zone (the keyed hash of the pet's name
+    # is for search only).
+    readonly_fields = (
+        "id",
+        "slot",
+        "status",
+        "user_id",
+        "pet_id",
+        "pet_name",
+        "expires_local",
+        "version",
+        "created_local",
+        "updated_local",
+    )
+    fields = readonly_fields
+
+    expires_local = local_time_column("expires_at", "expires (clinic time)", zone_of=_clinic_zone)
+    created_local = local_time_column("created_at", "created (clinic time)", zone_of=_clinic_zone)
+    updated_local = local_time_column("updated_at", "updated (clinic time)", zone_of=_clinic_zone)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Reservation]:
         queryset = reservation_list_admin()
@@ -96,9 +120,11 @@ class OwnerLimitAdmin(admin.ModelAdmin):
         "max_unpaid_bookings",
         "max_bookings_per_pet_per_day",
         "reason",
-        "updated_at",
+        "updated_local",
     ]
     search_fields = ["user_id"]
+    # An owner's limits belong to no clinic: UTC, written.
+    updated_local = local_time_column("updated_at", "updated", zone_of=lambda limit: None)
 
     def _is_support(self, request: HttpRequest) -> bool:
         principal = admin_principal(request.user)

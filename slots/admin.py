@@ -17,6 +17,7 @@ from petpro_booking.core.admin_access import (
     ClinicScopedAdmin,
     admin_principal,
 )
+from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 
 from . import clinic_sync, services
@@ -44,6 +45,12 @@ class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     clinic_field = "id"
     list_display = ["name", "id", "timezone", "active"]
     search_fields = ["name", "id"]
+    # Set by the Clinic Service sync, never typed: shown in the clinic's zone, zone written.
+    exclude = ["synced_at"]
+    readonly_fields = ["synced_local"]
+    synced_local = local_time_column(
+        "synced_at", "synced from the Clinic Service", zone_of=lambda clinic: clinic.timezone
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         principal = admin_principal(request.user)

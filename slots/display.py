@@ -8,6 +8,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
 
+from petpro_booking.core.clock import local_label
+
+__all__ = ["clinic_zone", "local_label", "local_moment"]
+
 
 @lru_cache(maxsize=256)
 def clinic_zone(zone_name: str) -> dt.tzinfo:
@@ -20,11 +24,3 @@ def clinic_zone(zone_name: str) -> dt.tzinfo:
 
 def local_moment(moment: dt.datetime, zone_name: str) -> dt.datetime:
     return timezone.localtime(moment, clinic_zone(zone_name))
-
-
-def local_label(moment: dt.datetime | None, zone_name: str, *, with_zone: bool = True) -> str:
-    """`2026-12-09 10:00 (Europe/Berlin)`; empty for no moment."""
-    if moment is None:
-        return ""
-    text = f"{local_moment(moment, zone_name):%Y-%m-%d %H:%M}"
-    return f"{text} ({zone_name})" if with_zone else text

@@ -11,11 +11,24 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
+from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 from slots.display import local_label
 
 from . import services
 from .models import WaitlistEntry
+
+# An entry's moments, shown through the clinic-time columns below instead.
+ENTRY_MOMENTS = {
+    "joined_at": "joined_local",
+    "offered_at": "offered_local",
+    "offer_expires_at": "offer_expires_local",
+    "ended_at": "ended_local",
+}
+
+
+def _clinic_zone(entry: WaitlistEntry) -> str:
+    return entry.slot.clinic.timezone
 
 
 class RemoveForm(forms.Form):
@@ -34,19 +47,33 @@ class WaitlistEntryAdmin(ClinicScopedAdmin):
         "status",
         "user_id",
         "pet_name",
-        "joined_at",
-        "offered_at",
-        "offer_expires_at",
+        "joined_local",
+        "offered_local",
+        "offer_expires_local",
         "reservation",
-        "ended_at",
+        "ended_local",
         "end_reason",
     ]
     list_filter = ["status", "slot__clinic", "slot__service"]
     search_fields = ["=slot__id", "=user_id", "=pet_id"]  # names are encrypted
     ordering = ["slot__start_at", "joined_at", "id"]  # one slot's line reads oldest first
     list_select_related = ["slot", "slot__clinic"]
-    readonly_fields = [field.name for field in WaitlistEntry._meta.fields]
+    readonly_fields = tuple(
+        ENTRY_MOMENTS.get(field.name, field.name) for field in WaitlistEntry._meta.fields
+    )
+    fields = readonly_fields
     actions = ["remove_entries"]
+
+    joined_local = local_time_column("joined_at", "joined", zone_of=_clinic_zone)
+    offered_local = local_time_column("offered_at", "offered", zone_of=_clinic_zone)
+    offer_expires_local = local_time_column(
+        "offer_expires_at", "offer expires", zone_of=_clinic_zone
+    )
+    ended_local = local_time_column("ended_at", "ended", zone_of=_clinic_zone)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The entry's page reads its clinic's zone too.
+        return super().get_queryset(request).select_related("slot__clinic")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # owners join through the API
@@ -82,7 +109,7 @@ class WaitlistEntryAdmin(ClinicScopedAdmin):
                 **self.admin_site.each_context(request),
                 "title": "Remove from the waiting list",
                 "form": form,
-                "entries": list(queryset.select_related("slot")),
+                "entries": list(queryset.select_related("slot__clinic")),
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "opts": self.model._meta,
             },

@@ -168,6 +168,19 @@ def notification_data(template: str, payload: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# Who made the change, as an owner may see it (issue 12): the actor's role, the vocabulary of
+# the booking history shown to owners, never an id (a staff member's id is internal).
+ACTOR_ROLES: tuple[str, ...] = ("user", "staff", "support", "system")
+
+
+def notification_actor(metadata: dict[str, Any] | None) -> dict[str, str]:
+    """`{"type": "staff"}` from the event's `metadata.actor`; an event without one (or with a
+    role we do not know) was the service's own doing: `system`."""
+    actor = (metadata or {}).get("actor")
+    role = actor.get("type") if isinstance(actor, dict) else None
+    return {"type": role if role in ACTOR_ROLES else "system"}
+
+
 def notification_message_id(*, event_id: str, template: str, channel: str) -> str:
     """Unique per message and the same on every re-delivery of the same event."""
     return str(uuid.uuid5(uuid.UUID(event_id), f"{template}:{channel}"))
@@ -188,6 +201,7 @@ def notification_messages(
         template, data, reference=payload.get("reference"), language=language
     )
     occurred_at = _timestamp(event.occurred_at)
+    actor = notification_actor(event.metadata)
     messages = []
     for channel in CHANNELS:
         if channel not in channels:
@@ -205,6 +219,7 @@ def notification_messages(
             "booking_id": payload.get("booking_id"),
             "reference": payload.get("reference"),
             "language": language,
+            "actor": actor,
             "subject": subject,
             "text": text,
             "data": data,

@@ -1,4 +1,5 @@
-"""One timestamp format for the API (UTC, ISO 8601, `Z`) and clinic-local wall-clock times."""
+"""One timestamp format for the API (UTC, ISO 8601, `Z`), clinic-local wall-clock times, and
+how people read a moment (admin, back office): in the clinic's zone, the zone written."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def clinic_zone(name: str) -> dt.tzinfo:
 def local_time(value: dt.datetime, zone_name: str) -> str:
     """The clinic's wall-clock time with its offset, e.g. `2026-12-09T09:00:00+07:00`."""
     return value.astimezone(clinic_zone(zone_name)).isoformat()
+
+
+def local_label(moment: dt.datetime | None, zone_name: str, *, with_zone: bool = True) -> str:
+    """`2026-12-09 10:00 (Europe/Berlin)`, `2026-12-09 09:00 (UTC)`; empty for no moment."""
+    if moment is None:
+        return ""
+    text = f"{moment.astimezone(clinic_zone(zone_name)):%Y-%m-%d %H:%M}"
+    return f"{text} ({zone_name})" if with_zone else text
 
 
 def local_fields(

@@ -5,8 +5,9 @@ are used). Without the header the view runs as usual. With it:
 
 * the key is scoped to the caller (`principal` = the token's `sub`);
 * the first request claims the key (a row with no response yet, committed at once), runs, and
-  stores its status and body; the same key and body within 24 h replays that response
-  (header `Idempotent-Replayed: true`) without running the view again;
+  stores its status, body and the headers a client acts on (`Location`, `ETag`,
+  `Content-Type`); the same key and body within 24 h replays that response (header
+  `Idempotent-Replayed: true`) without running the view again;
 * the same key with another method, path or body is 422 `idempotency_key_reused`;
 * the same key while the first request is still running is 409 `idempotency_key_in_use`;
 * answers a retry could change are not stored, so the key stays usable: 5xx, 400
@@ -44,6 +45,11 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 # Retryable answers: storing them would pin the failure to the key.
 UNSTORED_CODES = frozenset({"validation_error", "slot_busy", "rate_limited"})
+# What a replay repeats besides status and body: where the new resource is (a 201's Location),
+# its version (ETag, for the next If-Match) and the body's type. Content-Type goes through the
+# renderer (`content_type=`), which would overwrite a plain header.
+REPLAYED_HEADERS = ("Location", "ETag")
+CONTENT_TYPE = "Content-Type"
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER,
@@ -116,12 +122,36 @@ def _claim(*, principal: str, key: str, request: Request, fingerprint: str) -> R
             ).update(created_at=now):
                 return None  # the first request died without an answer: take its claim over
             raise IdempotencyKeyInUse()
-        return Response(
-            existing.response_body,
-            status=existing.response_status,
-            headers={REPLAYED_HEADER: "true"},
-        )
+        return _replay(existing)
     raise IdempotencyKeyInUse()
+
+
+def _replay(stored: IdempotencyKey) -> Response:
+    """The stored answer again; a row stored before headers were kept has none."""
+    headers = dict(stored.response_headers or {})
+    content_type = headers.pop(CONTENT_TYPE, None)
+    return Response(
+        stored.response_body,
+        status=stored.response_status,
+        headers={**headers, REPLAYED_HEADER: "true"},
+        content_type=content_type,
+    )
+
+
+def _headers_to_replay(request: Request, response: Response) -> dict[str, str]:
+    """The first response's headers a replay repeats. It is not rendered yet, so its
+    Content-Type is what the negotiated renderer will write (or the view's own choice)."""
+    headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+    content_type = response.content_type
+    renderer = getattr(request, "accepted_renderer", None)
+    if content_type is None and renderer is not None:
+        charset = renderer.charset
+        content_type = (
+            f"{renderer.media_type}; charset={charset}" if charset else renderer.media_type
+        )
+    if content_type:
+        headers[CONTENT_TYPE] = content_type
+    return headers
 
 
 def _should_store(response: Response) -> bool:
@@ -131,7 +161,7 @@ def _should_store(response: Response) -> bool:
     return not (isinstance(error, dict) and error.get("code") in UNSTORED_CODES)
 
 
-def _finish(*, principal: str, key: str, response: Response | None) -> None:
+def _finish(*, principal: str, key: str, request: Request, response: Response | None) -> None:
     claim = IdempotencyKey.objects.filter(
         principal=principal, key=key, response_status__isnull=True
     )
@@ -139,7 +169,11 @@ def _finish(*, principal: str, key: str, response: Response | None) -> None:
         claim.delete()
         return
     body = json.loads(json.dumps(response.data, cls=JSONEncoder))
-    claim.update(response_status=response.status_code, response_body=body)
+    claim.update(
+        response_status=response.status_code,
+        response_body=body,
+        response_headers=_headers_to_replay(request, response),
+    )
 
 
 def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
@@ -168,7 +202,7 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
                 # What dispatch() would do with it; re-raises what is not an API error (500).
                 response = self.handle_exception(exc)
         finally:
-            _finish(principal=principal, key=key, response=response)
+            _finish(principal=principal, key=key, request=request, response=response)
         return response
 
     return extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER])(wrapper)

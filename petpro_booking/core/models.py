@@ -13,6 +13,9 @@ class IdempotencyKey(models.Model):
     # Null while the first request is still running (a second one then gets 409).
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
+    # The headers a replay must repeat (Location of a 201, ETag, Content-Type); null on rows
+    # stored before they were kept: those replay status and body only.
+    response_headers = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,4 +1,5 @@
-"""Admin for support: the event store, the outbox backlog, and re-publishing a range."""
+"""Admin for support: the event store, the outbox backlog, and re-publishing a range. Times read
+in the zone of the event's clinic, written; an event of no clinic reads UTC, written."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from petpro_booking.core.admin_access import support_principal as support_of
+from petpro_booking.core.admin_times import clinic_zones, local_time_column
 from petpro_booking.core.principal import Principal
 
 from .models import Event
@@ -60,6 +62,36 @@ class RepublishForm(forms.Form):
         return cleaned
 
 
+def _payload_zone(event: Event) -> tuple[str | None, str]:
+    """The zone the payload names (booking, hold and waiting-list events carry it), else the
+    clinic id to look it up by (slot events carry only that; empty for no clinic)."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    zone = payload.get("clinic_timezone")
+    if isinstance(zone, str) and zone:
+        return zone, ""
+    return None, str(payload.get("clinic_id") or "")
+
+
+def event_zone(event: Event) -> str | None:
+    """The zone of the event's clinic; None (UTC, written) for an event of no clinic. The
+    change list looks the clinics of its page up at once (`zone_name`); the event's own page
+    looks its one up here."""
+    zone, clinic_id = _payload_zone(event)
+    if zone is not None:
+        return zone
+    if not hasattr(event, "zone_name"):
+        event.zone_name = clinic_zones([clinic_id]).get(clinic_id)  # type: ignore[attr-defined]
+    return event.zone_name  # type: ignore[attr-defined]
+
+
+# The moments of an event, shown through the zone columns below instead.
+EVENT_MOMENTS = {
+    "created_at": "created_local",
+    "published_at": "published_local",
+    "failed_at": "failed_local",
+}
+
+
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
     list_display = [
@@ -68,15 +100,35 @@ class EventAdmin(admin.ModelAdmin):
         "aggregate_type",
         "aggregate_id",
         "aggregate_version",
-        "created_at",
+        "created_local",
         "outbox_state",
         "publish_attempts",
     ]
     list_filter = [OutboxStateFilter, "aggregate_type", "event_type"]
     search_fields = ["=aggregate_id", "=event_id", "event_type"]
-    readonly_fields = [field.name for field in Event._meta.fields]
+    readonly_fields = tuple(
+        EVENT_MOMENTS.get(field.name, field.name) for field in Event._meta.fields
+    )
+    fields = readonly_fields
     actions = ["republish_selected"]
     show_full_result_count = False  # the events table grows without bound
+
+    created_local = local_time_column("created_at", "created", zone_of=event_zone)
+    published_local = local_time_column("published_at", "published", zone_of=event_zone)
+    failed_local = local_time_column("failed_at", "set aside", zone_of=event_zone)
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """The zones of the page's clinics looked up once, not once per row."""
+        changelist = super().get_changelist_instance(request)
+        wanted: list[tuple[Event, str]] = []
+        for event in changelist.result_list:
+            zone, clinic_id = _payload_zone(event)
+            if zone is None:
+                wanted.append((event, clinic_id))
+        zones = clinic_zones(clinic_id for _, clinic_id in wanted)
+        for event, clinic_id in wanted:
+            event.zone_name = zones.get(clinic_id)  # type: ignore[attr-defined]
+        return changelist
 
     @admin.display(description="outbox")
     def outbox_state(self, event: Event) -> str:

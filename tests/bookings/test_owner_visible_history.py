@@ -4,11 +4,18 @@ and never shown to the owner (nor put into the owner's notification)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
+from django.utils import timezone
 
-from bookings.models import BookingHistory
+from bookings.models import Booking, BookingHistory
+from bookings.services import booking_cancel_for_payment_deadline
+from integrations.messaging.messages import CHANNELS, messages_for
+from integrations.messaging.validation import message_errors
+from petpro_booking.events.models import Event
+from petpro_booking.events.relay import domain_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,12 +52,69 @@ def test_staff_cancel_shows_the_owner_a_role_and_the_public_reason_only(
     assert cancelled["data"]["internal_note"] == "Owner was rude on the phone."
 
 
-def test_internal_note_is_not_in_the_owners_notification(booking, staff_client):
-    from integrations.messaging.messages import TEMPLATE_FIELDS
+def owner_notifications(booking, event_type: str) -> list[dict]:
+    """The notification messages the relay builds for the booking's stored event, checked
+    against their JSON Schema."""
+    event = Event.objects.get(aggregate_id=str(booking.id), event_type=event_type)
+    built = messages_for(domain_event(event), channels_of=lambda user_id: CHANNELS)
+    notes = [message for message in built if message.kind == "notification"]
+    assert notes
+    for note in notes:
+        assert message_errors(note) == []
+    return [note.body for note in notes]
 
-    staff_client.post(
+
+def test_staff_cancel_notification_says_staff_and_never_carries_an_id_or_the_note(
+    booking, staff_client
+):
+    response = staff_client.post(
         f"/api/v1/bookings/{booking.id}/cancel",
-        {"reason": "Closed.", "internal_note": "secret"},
+        {"reason": "The vet is ill today.", "internal_note": "Owner was rude on the phone."},
         format="json",
     )
-    assert "internal_note" not in TEMPLATE_FIELDS["booking_cancelled"]
+    assert response.status_code == 200, response.content
+    # The event keeps the staff id and the note (staff's history view needs them)...
+    stored = Event.objects.get(aggregate_id=str(booking.id), event_type="BookingCancelled")
+    assert stored.metadata["actor"] == {"type": "staff", "id": "staff-1"}
+    assert stored.payload["internal_note"] == "Owner was rude on the phone."
+    # ...the owner's notification has the role and the public reason only.
+    for body in owner_notifications(booking, "BookingCancelled"):
+        assert body["actor"] == {"type": "staff"}
+        assert body["data"]["reason"] == "The vet is ill today."
+        text = json.dumps(body)
+        assert "staff-1" not in text
+        assert "rude" not in text
+        assert "internal_note" not in text
+
+
+def test_the_owners_own_cancel_is_notified_as_user(booking, owner_client):
+    response = owner_client.post(
+        f"/api/v1/bookings/{booking.id}/cancel", {"reason": "Rex is better."}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    for body in owner_notifications(booking, "BookingCancelled"):
+        assert body["actor"] == {"type": "user"}
+    (confirmed, *_) = owner_notifications(booking, "BookingConfirmed")
+    assert confirmed["actor"] == {"type": "user"}
+
+
+def test_a_support_reschedule_is_notified_as_support(booking, second_slot, support_client):
+    response = support_client.post(
+        f"/api/v1/bookings/{booking.id}/reschedule",
+        {"slot_id": str(second_slot.id), "reason": "The vet asked for a later time."},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    for body in owner_notifications(booking, "BookingRescheduled"):
+        assert body["actor"] == {"type": "support"}
+        assert "support-1" not in json.dumps(body)
+
+
+def test_a_payment_deadline_cancel_is_notified_as_system(unpaid_booking):
+    Booking.objects.filter(id=unpaid_booking.id).update(
+        payment_deadline_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert booking_cancel_for_payment_deadline(booking_id=unpaid_booking.id) == "cancelled"
+    for body in owner_notifications(unpaid_booking, "BookingCancelled"):
+        assert body["actor"] == {"type": "system"}
+        assert "booking-service" not in json.dumps(body)

@@ -5,6 +5,7 @@ message that breaks its schema is set aside without holding up the events behind
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
@@ -75,7 +76,9 @@ def test_a_bookings_whole_life_arrives_on_the_right_queues(
     )
     assert moved.status_code == 200, moved.json()
     cancelled = staff.post(
-        f"/api/v1/bookings/{booking_id}/cancel", {"reason": "Vet is ill"}, format="json"
+        f"/api/v1/bookings/{booking_id}/cancel",
+        {"reason": "Vet is ill", "internal_note": "Owner shouted at reception"},
+        format="json",
     )
     assert cancelled.status_code == 200, cancelled.json()
     # A second hold that is left to expire.
@@ -132,6 +135,20 @@ def test_a_bookings_whole_life_arrives_on_the_right_queues(
     assert {n.body["language"] for n in notes} == {"id"}
     assert "dibatalkan" in cancel_note.body["text"]
     assert "Alasan: Vet is ill." in cancel_note.body["text"]
+    # Who did it, as the owner may see it: a role, never the staff member's id, and never the
+    # internal note (issue 12).
+    cancel_notes = [n for n in notes if n.body["template"] == "booking_cancelled"]
+    for note in cancel_notes:
+        assert note.body["actor"] == {"type": "staff"}
+        assert "staff-1" not in json.dumps(note.body)
+        assert "shouted" not in json.dumps(note.body)
+    roles = {n.body["template"]: n.body["actor"] for n in notes}
+    assert roles == {
+        "booking_confirmed": {"type": "user"},
+        "booking_rescheduled": {"type": "user"},
+        "booking_cancelled": {"type": "staff"},
+        "reservation_expired": {"type": "system"},
+    }
     # AMQP properties: message_id and type mirror the body.
     assert all(m.properties["message_id"] == m.body["message_id"] for m in messages)
     assert cancel_note.properties["type"] == "BookingCancelled"

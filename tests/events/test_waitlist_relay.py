@@ -60,3 +60,5 @@ def test_waitlist_events_and_the_offer_notification_are_valid(broker_tap, clinic
     assert note.body["data"]["expires_local"][-6:] in ("+01:00", "+02:00")
     assert note.body["channel"] == "email"
     assert "waiting list" in note.body["text"]
+    # The service made the offer (issue 12: the actor's role, never an id).
+    assert {m.body["actor"]["type"] for m in offered} == {"system"}

@@ -44,6 +44,19 @@ def test_an_owner_gets_everything_we_hold_about_them_and_nothing_of_others(perso
         assert item["event_ids"]
 
 
+def test_the_history_names_others_by_role_only(person):
+    """Issue 12: a staff member's or support agent's id is internal, the owner's own stays."""
+    document = api_client_for(sub="owner-1", roles=["pet_owner"]).get("/api/v1/me/data").json()
+    actors = {(item["to_status"], json.dumps(item["actor"])) for item in document["history"]}
+    assert ("completed", json.dumps({"type": "staff"})) in actors
+    assert ("no_show", json.dumps({"type": "support"})) in actors
+    assert ("cancelled", json.dumps({"type": "user", "id": "owner-1"})) in actors
+    text = json.dumps(document)
+    assert "staff-1" not in text
+    assert "support-1" not in text
+    assert "internal_note" not in text
+
+
 def test_only_owners_may_ask_and_only_for_themselves(person):
     staff = api_client_for(sub="staff-1", roles=["clinic_staff"], clinic_ids=["clinic-berlin"])
     assert staff.get("/api/v1/me/data").status_code == 403

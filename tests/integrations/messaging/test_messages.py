@@ -3,6 +3,7 @@ events an owner cares about, on the channels they prefer, validated before publi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -210,6 +211,67 @@ def test_notification_missing_pet_name_is_invalid():
     event = booking_event(pet_name=None)
     (message,) = notification_messages(event, channels=("email",))
     assert message_errors(message) == ['data: "pet_name" is a required property']
+
+
+def acted_by(event: DomainEvent, actor: dict | None) -> DomainEvent:
+    metadata = {**METADATA, "actor": actor} if actor is not None else {}
+    return dataclasses.replace(event, metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    ("actor", "role"),
+    [
+        ({"type": "user", "id": "owner-1"}, "user"),
+        ({"type": "staff", "id": "staff-7"}, "staff"),
+        ({"type": "support", "id": "admin:3"}, "support"),
+        ({"type": "system", "id": "booking-service"}, "system"),
+        (None, "system"),  # an event written before events carried an actor
+    ],
+)
+def test_notification_names_the_actors_role_and_no_id(actor, role):
+    event = acted_by(booking_event("BookingCancelled", reason="Closed today"), actor)
+    (message,) = notification_messages(event, channels=("email",))
+    assert message.body["actor"] == {"type": role}
+    assert message_errors(message) == []
+    if actor is not None and actor["type"] != "user":
+        assert actor["id"] not in json.dumps(message.body)
+
+
+def test_staff_cancel_notification_carries_the_reason_never_the_internal_note():
+    event = acted_by(
+        booking_event(
+            "BookingCancelled",
+            reason="The vet is ill today.",
+            internal_note="Owner was rude on the phone.",
+            refund_requested=True,
+        ),
+        {"type": "staff", "id": "staff-7"},
+    )
+    messages = messages_for(event, channels_of=lambda user_id: CHANNELS)
+    notes = [m for m in messages if m.kind == "notification"]
+    assert len(notes) == 3
+    for note in notes:
+        assert message_errors(note) == []
+        assert note.body["actor"] == {"type": "staff"}
+        assert note.body["data"]["reason"] == "The vet is ill today."
+        assert "The vet is ill today." in note.body["text"]
+        text = json.dumps(note.body)
+        assert "staff-7" not in text
+        assert "rude" not in text
+        assert "internal_note" not in text
+
+
+def test_the_schema_refuses_an_actor_id_or_an_internal_note_in_a_notification():
+    (message,) = notification_messages(booking_event("BookingCancelled"), channels=("sms",))
+    message.body["actor"] = {"type": "staff", "id": "staff-7"}
+    assert message_errors(message)
+    message.body["actor"] = {"type": "receptionist"}
+    assert message_errors(message)
+    del message.body["actor"]
+    assert message_errors(message) == ['(message): "actor" is a required property']
+    (message,) = notification_messages(booking_event("BookingCancelled"), channels=("sms",))
+    message.body["data"]["internal_note"] = "Owner was rude."
+    assert message_errors(message)
 
 
 def test_events_without_a_template_only_go_to_analytics():

@@ -1,0 +1,176 @@
+"""Admin pages show moments in the clinic's time zone with the zone written (issue 18), never a
+bare UTC time: payment records, events (UTC, written, for an event of no clinic), holds,
+waiting-list entries, owner limits and the booking list, in the list and on the object's page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from bookings.models import Booking, PaymentRecord
+from petpro_booking.core.clock import local_label
+from petpro_booking.events.models import Event
+from petpro_booking.events.services import event_append
+from reservations.models import OwnerLimit, Reservation
+from slots.models import Clinic
+from waitlist.models import EntryStatus, WaitlistEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# 08:30 UTC on a winter day: 09:30 in Berlin (CET), 15:30 in Jakarta (WIB).
+MOMENT = dt.datetime(2026, 12, 3, 8, 30, tzinfo=dt.UTC)
+BERLIN = "2026-12-03 09:30 (Europe/Berlin)"
+JAKARTA = "2026-12-03 15:30 (Asia/Jakarta)"
+IN_UTC = "2026-12-03 08:30 (UTC)"
+# How Django's admin writes that moment on its own: the server's zone (UTC), unnamed.
+BARE_UTC = "Dec. 3, 2026, 8:30 a.m."
+
+
+@pytest.fixture
+def support_admin(client):
+    user = User.objects.create_user("time-reader", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name="support")[0])
+    client.force_login(user)
+    return client
+
+
+def page_text(browser, url: str) -> str:
+    response = browser.get(url)
+    assert response.status_code == 200, url
+    return response.content.decode()
+
+
+def assert_clinic_time(text: str, label: str = BERLIN) -> None:
+    assert label in text
+    assert BARE_UTC not in text
+
+
+def test_payment_records_read_in_the_clinics_zone(support_admin, booking):
+    record = PaymentRecord.objects.create(
+        booking=booking,
+        payment_id="pay-times",
+        idempotency_key="times-1",
+        amount=Decimal("45.00"),
+        currency="EUR",
+    )
+    PaymentRecord.objects.filter(id=record.id).update(
+        created_at=MOMENT, updated_at=MOMENT, refund_requested_at=MOMENT
+    )
+    listed = page_text(support_admin, "/admin/bookings/paymentrecord/")
+    assert listed.count(BERLIN) == 3  # refund requested, created, updated
+    assert BARE_UTC not in listed
+    detail = page_text(support_admin, f"/admin/bookings/paymentrecord/{record.id}/change/")
+    assert detail.count(BERLIN) == 3
+    assert BARE_UTC not in detail
+
+
+def test_events_read_in_their_clinics_zone_or_in_utc_written(support_admin, clinic):
+    with transaction.atomic():
+        booking_like = event_append(
+            aggregate_type="booking",
+            aggregate_id="booking-times",
+            event_type="BookingCancelled",
+            data={"clinic_id": "clinic-jakarta", "clinic_timezone": "Asia/Jakarta"},
+        )
+        slot_event = event_append(  # carries the clinic's id only: its zone is looked up
+            aggregate_type="slot",
+            aggregate_id="slot-times",
+            event_type="SlotCreated",
+            data={"slot_id": "slot-times", "clinic_id": clinic.id},
+        )
+        clinicless = event_append(
+            aggregate_type="person",
+            aggregate_id="person-times",
+            event_type="PersonErased",
+            data={"owner_key": "k.1"},
+        )
+    Event.objects.update(created_at=MOMENT, published_at=MOMENT, failed_at=None)
+
+    listed = page_text(support_admin, "/admin/events/event/")
+    for label in (JAKARTA, BERLIN, IN_UTC):
+        assert label in listed
+    assert BARE_UTC not in listed
+
+    for event, label in ((booking_like, JAKARTA), (slot_event, BERLIN), (clinicless, IN_UTC)):
+        detail = page_text(support_admin, f"/admin/events/event/{event.id}/change/")
+        assert detail.count(label) == 2  # created, published
+        assert BARE_UTC not in detail
+
+
+def slot_events_of(clinic, count: int, *, first: int = 0) -> None:
+    with transaction.atomic():
+        for index in range(first, first + count):
+            event_append(
+                aggregate_type="slot",
+                aggregate_id=f"slot-many-{index}",
+                event_type="SlotCreated",
+                data={"slot_id": f"slot-many-{index}", "clinic_id": clinic.id},
+            )
+
+
+def test_event_list_looks_the_clinics_zones_up_once_per_page(support_admin, clinic):
+    slot_events_of(clinic, 1)
+    support_admin.get("/admin/events/event/")  # warm what the first request caches
+    with CaptureQueriesContext(connection) as one_event:
+        assert page_text(support_admin, "/admin/events/event/").count("(Europe/Berlin)") == 1
+    slot_events_of(clinic, 11, first=1)
+    with CaptureQueriesContext(connection) as twelve_events:
+        assert page_text(support_admin, "/admin/events/event/").count("(Europe/Berlin)") == 12
+    assert len(twelve_events) == len(one_event)
+
+
+def test_holds_waiting_entries_and_bookings_read_in_the_clinics_zone(support_admin, booking, slot):
+    hold = Reservation.objects.create(
+        slot=slot, user_id="owner-9", pet_id="pet-9", expires_at=MOMENT
+    )
+    Reservation.objects.filter(id=hold.id).update(created_at=MOMENT, updated_at=MOMENT)
+    entry = WaitlistEntry.objects.create(
+        slot=slot, user_id="owner-8", pet_id="pet-8", status=EntryStatus.OFFERED
+    )
+    WaitlistEntry.objects.filter(id=entry.id).update(
+        joined_at=MOMENT, offered_at=MOMENT, offer_expires_at=MOMENT, ended_at=MOMENT
+    )
+    Booking.objects.filter(id=booking.id).update(created_at=MOMENT)
+
+    holds = page_text(support_admin, "/admin/reservations/reservation/")
+    assert holds.count(BERLIN) == 2  # expires, created
+    assert BARE_UTC not in holds
+    hold_page = page_text(support_admin, f"/admin/reservations/reservation/{hold.id}/change/")
+    assert hold_page.count(BERLIN) == 3  # expires, created, updated
+    assert BARE_UTC not in hold_page
+
+    line = page_text(support_admin, "/admin/waitlist/waitlistentry/")
+    assert line.count(BERLIN) == 4
+    assert BARE_UTC not in line
+    entry_page = page_text(support_admin, f"/admin/waitlist/waitlistentry/{entry.id}/change/")
+    assert entry_page.count(BERLIN) == 4
+    assert BARE_UTC not in entry_page
+
+    assert_clinic_time(page_text(support_admin, "/admin/bookings/booking/"))
+
+
+def test_owner_limits_belong_to_no_clinic_and_read_utc_written(support_admin):
+    limit = OwnerLimit.objects.create(user_id="owner-busy", max_live_holds=9, reason="breeder")
+    OwnerLimit.objects.filter(id=limit.id).update(updated_at=MOMENT)
+    assert_clinic_time(page_text(support_admin, "/admin/reservations/ownerlimit/"), IN_UTC)
+
+
+def test_action_pages_show_the_visits_in_clinic_time(support_admin, booking):
+    page = support_admin.post(
+        "/admin/bookings/booking/",
+        {"action": "cancel_bookings", "_selected_action": [str(booking.pk)]},
+    )
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "(UTC)" not in text
+    assert local_label(booking.slot.start_at, "Europe/Berlin") in text
+
+
+def test_a_clinics_last_sync_reads_in_its_own_zone(support_admin, clinic):
+    Clinic.objects.filter(id=clinic.id).update(synced_at=MOMENT)
+    assert_clinic_time(page_text(support_admin, f"/admin/slots/clinic/{clinic.id}/change/"))
