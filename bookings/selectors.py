@@ -40,7 +40,10 @@ def booking_list_for(
     clinic_id: str | None = None,
     reference: str | None = None,
 ) -> QuerySet[Booking]:
-    latest_payment = PaymentRecord.objects.filter(booking_id=OuterRef("pk")).order_by("-created_at")
+    # A booking of a pet group shows its group's payment (one record for the group).
+    latest_payment = PaymentRecord.objects.filter(
+        Q(booking_id=OuterRef("pk")) | Q(group_id=OuterRef("group_id"))
+    ).order_by("-created_at")
     bookings = Booking.objects.select_related("slot__clinic", "slot__service").annotate(
         latest_payment_status=Subquery(latest_payment.values("status")[:1])
     )
@@ -110,9 +113,17 @@ def owner_no_shows() -> Coalesce:
 
 
 def booking_payment_for(*, principal: Principal, booking_id: uuid.UUID | str) -> PaymentRecord:
-    """The latest payment of a booking the caller may see (404 before any payment)."""
+    """The latest payment of a booking the caller may see (404 before any payment); a
+    booking of a pet group shows its group's payment."""
     booking = booking_get_for(principal=principal, booking_id=booking_id)
-    payment = booking.payments.order_by("-created_at").first()
+    payment = payments_of(booking).order_by("-created_at").first()
     if payment is None:
         raise NotFound("This booking has no payment yet.")
     return payment
+
+
+def payments_of(booking: Booking) -> QuerySet[PaymentRecord]:
+    """The booking's payment records, and its pet group's (one record pays for the group)."""
+    if booking.group_id is None:
+        return PaymentRecord.objects.filter(booking_id=booking.id)
+    return PaymentRecord.objects.filter(Q(booking_id=booking.id) | Q(group_id=booking.group_id))

@@ -45,11 +45,12 @@ def limit_refuse(*, limit: str, maximum: int) -> LimitExceeded:
     )
 
 
-def hold_limits_check(*, owner_id: str) -> None:
-    """Inside the hold transaction: refuse a hold past the owner's live-hold limit."""
+def hold_limits_check(*, owner_id: str, adding: int = 1) -> None:
+    """Inside the hold transaction: refuse `adding` holds (one per pet of a group) that would
+    take the owner past their live-hold limit."""
     maximum = limits_for(owner_id=owner_id).live_holds
     live = Reservation.objects.filter(
         user_id=owner_id, status=ReservationStatus.HELD, expires_at__gt=timezone.now()
     ).count()
-    if live >= maximum:
+    if live + adding > maximum:
         raise limit_refuse(limit="live_holds_per_owner", maximum=maximum)
