@@ -387,3 +387,31 @@ def test_reschedule_the_group_moves_every_pet_or_none(
     assert counters(small) == (0, 0)
     assert counters(roomy) == (3, 0)
     assert consistent() == set()
+
+
+def test_a_refund_from_the_provider_cancels_every_booking_of_the_group(
+    owner_client, cats, paid_group_slot, payment_stub
+):
+    booked = paid_group(owner_client, paid_group_slot, cats[:2], payment_stub)
+    payment_id = PaymentRecord.objects.get().payment_id
+    payment_stub.settle(payment_id, "refunded")
+
+    response = deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.refunded"))
+
+    assert response.json() == {"status": "refunded_cancelled"}
+    assert statuses(booked["group_id"]) == ["cancelled", "cancelled"]
+    assert counters(paid_group_slot) == (0, 0)
+    assert consistent() == set()
+
+
+def test_the_consistency_check_flags_a_group_split_across_expiries(owner_client, cats, free_slot):
+    group = hold_group(owner_client, free_slot, cats[:2])
+    assert consistent() == set()
+    Reservation.objects.filter(id=group["reservations"][1]["id"]).update(
+        expires_at="2099-01-01T00:00:00Z"
+    )
+
+    report = consistency_check().as_dict()
+
+    assert not report["checks"]["pet_groups"]["ok"]
+    assert report["checks"]["pet_groups"]["samples"][0]["group_id"] == group["group_id"]

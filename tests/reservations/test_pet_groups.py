@@ -5,12 +5,16 @@ the group is read, replayed and released; threads holding groups never overbook.
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from integrations.messaging.messages import analytics_message
 from integrations.messaging.validation import message_errors
+from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 from petpro_booking.events.relay import domain_event
 from reservations.models import Reservation
+from reservations.services import reservation_create_group
 from slots.models import Slot
 
 from ..conftest import api_client_for
@@ -268,3 +272,16 @@ def test_threads_holding_groups_never_overbook_and_each_group_is_all_or_nothing(
     assert counters(slot) == (taken, 0)
     # Nothing fit that was refused: every refused group is larger than the room left.
     assert all(sizes[i] > capacity - taken for i, status in enumerate(results) if status == 409)
+
+
+def test_a_group_takes_its_units_with_one_conditional_update(pets, clinic_service):
+    owner = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
+    slot = SlotFactory(service=clinic_service, capacity=4)
+
+    with CaptureQueriesContext(connection) as captured:
+        holds = reservation_create_group(actor=owner, slot_id=slot.id, pet_ids=pets[:3])
+
+    slot_updates = [q["sql"] for q in captured.captured_queries if "UPDATE slots" in q["sql"]]
+    assert len(slot_updates) == 1, slot_updates
+    assert len(holds) == 3
+    assert counters(slot) == (3, 0)
