@@ -71,7 +71,7 @@ from .payment_deadline import (
     payment_deadline_of,
     payment_deadline_start,
 )
-from .refunds import payment_refund_request
+from .refunds import PARTIAL_REFUND_OWED, payment_refund_request
 
 logger = logging.getLogger(__name__)
 # Events an operator should see and alert on (refused webhooks that were correctly signed).
@@ -513,7 +513,10 @@ def _apply_group_success(
         payment_refund_request(record=record)
         return "late_refunded" if late else "duplicate_payment_refunded"
     due = sum((booking.amount for booking in unpaid), Decimal("0"))
-    if amount != due or currency.upper() != payer.currency.upper():
+    # What was asked when the payment started: a pet cancelled since then lowers the sum due,
+    # and its share is owed back like any pet cancelled from a paid group.
+    asked_before_a_cancel = amount == record.amount and amount > due
+    if (amount != due and not asked_before_a_cancel) or currency.upper() != payer.currency.upper():
         logger.error(
             "group payment %s of %s %s does not match the group's unpaid bookings (%s %s)",
             payment_id,
@@ -543,6 +546,14 @@ def _apply_group_success(
                     extra_data={"payment_id": payment_id},
                 )
             ],
+        )
+    if asked_before_a_cancel:
+        booking_history_note(
+            booking=payer,
+            reason=f"{PARTIAL_REFUND_OWED}: {amount - due} {currency} of group payment "
+            f"{payment_id} for pets cancelled after the payment started; the payment is "
+            "refunded whole when the group's last booking is cancelled, until then the clinic "
+            "settles it",
         )
     return "confirmed"
 

@@ -415,3 +415,26 @@ def test_the_consistency_check_flags_a_group_split_across_expiries(owner_client,
 
     assert not report["checks"]["pet_groups"]["ok"]
     assert report["checks"]["pet_groups"]["samples"][0]["group_id"] == group["group_id"]
+
+
+def test_a_pet_cancelled_after_the_payment_started_keeps_the_rest_paid(
+    owner_client, cats, paid_group_slot, payment_stub
+):
+    booked = book_group(owner_client, paid_group_slot, cats)
+    payment_id = owner_client.post(f"/api/v1/bookings/{booked['id']}/payment").json()["payment_id"]
+    assert PaymentRecord.objects.get().amount == Decimal("135.00")
+    sibling = booked["group_bookings"][1]["id"]
+    assert (
+        owner_client.post(f"/api/v1/bookings/{sibling}/cancel", {}, format="json").status_code
+        == 200
+    )
+    payment_stub.settle(payment_id, "succeeded")
+
+    response = deliver(APIClient(), *payment_stub.webhook(payment_id))
+
+    assert response.json() == {"status": "confirmed"}
+    assert statuses(booked["group_id"]) == ["confirmed", "confirmed", "cancelled"]
+    notes = BookingHistory.objects.filter(booking_id=booked["id"])
+    assert any(h.reason.startswith("partial_refund_owed: 45.00 EUR") for h in notes)
+    assert payment_stub.requests_to("/refund") == []
+    assert consistent() == set()
