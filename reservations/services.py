@@ -23,7 +23,7 @@ from django.utils import timezone
 from integrations.users import Pet, pet_get
 from petpro_booking.core import metrics
 from petpro_booking.core.db import RowInserter, RowReader
-from petpro_booking.core.errors import Conflict, NotFound
+from petpro_booking.core.errors import Conflict, NotFound, ValidationFailed
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append, events_append
 from slots.errors import SlotUnavailable
@@ -35,7 +35,7 @@ from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
 from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
 from .events import RESERVATION_AGGREGATE, reservation_event_data
 from .limits import hold_limits_check
-from .models import Reservation, ReservationStatus
+from .models import GROUP_MAX_PETS, Reservation, ReservationStatus
 from .selectors import reservation_get_for, reservation_group_for
 
 EXPIRY_BATCH_SIZE = 200
@@ -201,8 +201,11 @@ def reservation_create_group(
     takes len(pet_ids) units, then one hold and one ReservationCreated per pet, sharing a
     `group_id` and one expiry. Every pet is checked (ownership, species) before the lock;
     the fair-use limit counts every hold of the group. Full: 409 slot_unavailable and nothing
-    is written. The caller has checked that the pets are distinct and at most
-    GROUP_MAX_PETS."""
+    is written. 1 to GROUP_MAX_PETS distinct pets, else 400."""
+    if not 1 <= len(pet_ids) <= GROUP_MAX_PETS or len(set(pet_ids)) != len(pet_ids):
+        raise ValidationFailed(
+            details={"pet_ids": [f"1 to {GROUP_MAX_PETS} distinct pets of yours."]}
+        )
     slot = _slot_with_names(slot_id)
     pets = [
         _pet_for_hold(actor=actor, slot=slot, pet_id=pet_id, field="pet_ids") for pet_id in pet_ids
