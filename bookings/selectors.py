@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, Count, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from petpro_booking.core.errors import NotFound
@@ -40,12 +40,17 @@ def booking_list_for(
     clinic_id: str | None = None,
     reference: str | None = None,
 ) -> QuerySet[Booking]:
-    # A booking of a pet group shows its group's payment (one record for the group).
-    latest_payment = PaymentRecord.objects.filter(
-        Q(booking_id=OuterRef("pk")) | Q(group_id=OuterRef("group_id"))
-    ).order_by("-created_at")
+    latest_payment = PaymentRecord.objects.filter(booking_id=OuterRef("pk")).order_by("-created_at")
+    # A booking of a pet group shows its group's payment (every record of a group carries the
+    # group id): two plain index lookups rather than one OR.
+    latest_group_payment = PaymentRecord.objects.filter(group_id=OuterRef("group_id")).order_by(
+        "-created_at"
+    )
     bookings = Booking.objects.select_related("slot__clinic", "slot__service").annotate(
-        latest_payment_status=Subquery(latest_payment.values("status")[:1])
+        latest_payment_status=Case(
+            When(group_id__isnull=True, then=Subquery(latest_payment.values("status")[:1])),
+            default=Subquery(latest_group_payment.values("status")[:1]),
+        )
     )
     if reference:
         bookings = bookings.filter(reference=reference.upper())
@@ -123,7 +128,8 @@ def booking_payment_for(*, principal: Principal, booking_id: uuid.UUID | str) ->
 
 
 def payments_of(booking: Booking) -> QuerySet[PaymentRecord]:
-    """The booking's payment records, and its pet group's (one record pays for the group)."""
+    """The booking's payment records; a booking of a pet group's are its group's (one record
+    pays for the group, and every payment of a group carries the group id)."""
     if booking.group_id is None:
         return PaymentRecord.objects.filter(booking_id=booking.id)
-    return PaymentRecord.objects.filter(Q(booking_id=booking.id) | Q(group_id=booking.group_id))
+    return PaymentRecord.objects.filter(group_id=booking.group_id)

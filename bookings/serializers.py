@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
 from rest_framework import serializers
 
 from petpro_booking.core.clock import local_fields
@@ -18,9 +17,7 @@ def payment_status_of(booking: Booking) -> str:
         return booking.latest_payment_status or "none"
     payments = booking.payments.all()
     if booking.group_id is not None:  # a pet group's one payment is attached to one booking
-        payments = PaymentRecord.objects.filter(
-            Q(booking_id=booking.id) | Q(group_id=booking.group_id)
-        )
+        payments = PaymentRecord.objects.filter(group_id=booking.group_id)
     latest = payments.order_by("-created_at").values_list("status", flat=True).first()
     return latest or "none"
 
