@@ -72,7 +72,11 @@ class BookingViewSet(viewsets.ViewSet):
         description="Owners until `cancellation_window_hours` before the start (else 409 "
         "`outside_cancellation_window`); staff of the clinic and support always, with a "
         "`reason`. The unit goes back to the slot. 409 `invalid_transition` when already "
-        "cancelled, completed or no-show.",
+        "cancelled, completed or no-show. A booking of a pet group: `scope` `booking` (default) "
+        "cancels this pet only, `group` every booking of the group still cancellable, in one "
+        "change (the answer is the named booking). A paid group's one payment is refunded "
+        "whole when no booking of the group uses it any more; a pet cancelled alone before "
+        "that has its share recorded as owed in its history (docs/bookings.md).",
     )
     @idempotent
     @action(detail=True, methods=["post"])
@@ -85,6 +89,7 @@ class BookingViewSet(viewsets.ViewSet):
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
             internal_note=body.validated_data["internal_note"],
+            scope=body.validated_data["scope"],
         )
         return _booking_response(booking)
 
@@ -94,7 +99,11 @@ class BookingViewSet(viewsets.ViewSet):
         responses={200: BookingOutput, **error_responses(400, 404, 409, 412, 422)},
         description="Move to another slot of the same clinic and service, keeping status and "
         "payment. Same rights as cancel. 409 `slot_unavailable` when the new slot is full or "
-        "closed, `slot_busy` when its lock is not obtained in time (retry).",
+        "closed, `slot_busy` when its lock is not obtained in time (retry). A booking of a pet "
+        "group: `scope` `booking` (default) moves this pet alone (it stays in its group for "
+        "payment and group changes), `group` moves every reschedulable booking of the group "
+        "onto the slot together, all or nothing (409 `slot_unavailable` when it lacks a unit "
+        "for each).",
     )
     @idempotent
     @action(detail=True, methods=["post"])
@@ -107,6 +116,7 @@ class BookingViewSet(viewsets.ViewSet):
             slot_id=body.validated_data["slot_id"],
             reason=body.validated_data["reason"],
             expected_version=if_match_version(request),
+            scope=body.validated_data["scope"],
         )
         return _booking_response(booking)
 
@@ -172,7 +182,10 @@ class ReservationConfirmView(APIView):
         parameters=[LOCATION],
         responses={201: BookingOutput, **error_responses(404, 409, 422)},
         description="201 with the booking (`pending_payment` when the service needs payment, "
-        "else `confirmed`) and its `Location`. 409 `reservation_expired` past the hold's "
+        "else `confirmed`) and its `Location`. A hold of a pet group confirms the whole group "
+        "at once, all or nothing (one hold expired: 409 `reservation_expired`, nothing "
+        "booked); the answer is this hold's booking with `group_id` and `group_bookings`. "
+        "409 `reservation_expired` past the hold's "
         "expiry, `reservation_not_held` when released or expired, `invalid_transition` when "
         "already confirmed (its `details` name the booking: `booking_id`, `reference`).",
     )

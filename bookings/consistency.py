@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from petpro_booking.core import metrics
 from petpro_booking.core.principal import SYSTEM
-from reservations.models import ReservationStatus
+from reservations.models import GROUP_MAX_PETS, ReservationStatus
 from slots.locking import slot_write
 from slots.models import Slot
 from slots.services import slot_counters_correct
@@ -227,7 +227,8 @@ def check_payments() -> CheckResult:
           AND EXISTS (SELECT 1 FROM booking_history h
                       WHERE h.booking_id = b.id AND h.to_status = %(pending)s)
           AND NOT EXISTS (SELECT 1 FROM payment_records p
-                          WHERE p.booking_id = b.id AND p.status = %(succeeded)s)
+                          WHERE (p.booking_id = b.id OR p.group_id = b.group_id)
+                            AND p.status = %(succeeded)s)
         ORDER BY b.id
         """,
         {
@@ -242,16 +243,44 @@ def check_payments() -> CheckResult:
                b.reference, p.id AS payment_record_id
         FROM payment_records p JOIN bookings b ON b.id = p.booking_id
         WHERE p.status = %(succeeded)s AND p.refund_requested_at IS NULL
-          AND b.status <> ALL(%(live)s)
+          AND ((p.group_id IS NULL AND b.status <> ALL(%(live)s))
+               OR (p.group_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM bookings g
+                                   WHERE g.group_id = p.group_id AND g.status = ANY(%(live)s))))
         ORDER BY p.id
         """,
         {"succeeded": "succeeded", "live": list(LIVE_BOOKING_STATUSES)},
     )
     return _result(
         "payments",
-        "every confirmed paid booking has a succeeded payment; every succeeded payment has a "
-        "live booking or a refund",
+        "every confirmed paid booking has a succeeded payment (its own or its pet group's); "
+        "every succeeded payment has a live booking (in its group) or a refund",
         unpaid_confirmed + orphan_payments,
+    )
+
+
+def check_pet_groups() -> CheckResult:
+    rows = _rows(
+        """
+        SELECT 'holds' AS kind, group_id, count(*) AS members FROM reservations
+        WHERE group_id IS NOT NULL GROUP BY group_id
+        HAVING count(DISTINCT slot_id) > 1 OR count(DISTINCT expires_at) > 1
+            OR count(DISTINCT user_id) > 1 OR count(*) > %(max_pets)s
+        UNION ALL
+        SELECT 'bookings' AS kind, b.group_id, count(*) AS members FROM bookings b
+        WHERE b.group_id IS NOT NULL GROUP BY b.group_id
+        HAVING count(DISTINCT b.user_id) > 1 OR count(*) > %(max_pets)s
+            OR bool_or(NOT EXISTS (SELECT 1 FROM reservations r
+                                   WHERE r.id = b.reservation_id AND r.group_id = b.group_id))
+        ORDER BY group_id
+        """,
+        {"max_pets": GROUP_MAX_PETS},
+    )
+    return _result(
+        "pet_groups",
+        "the holds of a pet group share one owner, slot and expiry; its bookings one owner and "
+        "the holds' group; at most 4 pets",
+        rows,
     )
 
 
@@ -298,6 +327,7 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {
     "booking_history": check_booking_history,
     "booking_events": check_booking_events,
     "payments": check_payments,
+    "pet_groups": check_pet_groups,
     "outbox_age": check_outbox_age,
     "hold_expiry": check_hold_expiry,
 }

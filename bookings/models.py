@@ -56,6 +56,9 @@ class Booking(models.Model):
     event_version = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The group of its hold (several pets booked and paid together, issue 15); kept when one
+    # pet is rescheduled or cancelled on its own. Null for a single pet's booking.
+    group_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         db_table = "bookings"
@@ -70,6 +73,9 @@ class Booking(models.Model):
                 fields=["created_at"],
                 name="bookings_unpaid_idx",
                 condition=Q(status="pending_payment"),
+            ),
+            models.Index(
+                fields=["group_id"], name="bookings_group_idx", condition=Q(group_id__isnull=False)
             ),
         ]
 
@@ -104,6 +110,9 @@ class PaymentRecord(models.Model):
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The payment of a group's bookings (issue 15): one record for the sum, attached to the
+    # booking its owner paid from (`booking`); null for a single booking's payment.
+    group_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         db_table = "payment_records"
@@ -118,6 +127,11 @@ class PaymentRecord(models.Model):
                 fields=["refund_requested_at"],
                 name="payment_records_refund_idx",
                 condition=Q(status="succeeded", refund_requested_at__isnull=False),
+            ),
+            models.Index(
+                fields=["group_id"],
+                name="payment_records_group_idx",
+                condition=Q(group_id__isnull=False),
             ),
         ]
 

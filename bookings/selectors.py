@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, Count, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from petpro_booking.core.errors import NotFound
@@ -41,8 +41,16 @@ def booking_list_for(
     reference: str | None = None,
 ) -> QuerySet[Booking]:
     latest_payment = PaymentRecord.objects.filter(booking_id=OuterRef("pk")).order_by("-created_at")
+    # A booking of a pet group shows its group's payment (every record of a group carries the
+    # group id): two plain index lookups rather than one OR.
+    latest_group_payment = PaymentRecord.objects.filter(group_id=OuterRef("group_id")).order_by(
+        "-created_at"
+    )
     bookings = Booking.objects.select_related("slot__clinic", "slot__service").annotate(
-        latest_payment_status=Subquery(latest_payment.values("status")[:1])
+        latest_payment_status=Case(
+            When(group_id__isnull=True, then=Subquery(latest_payment.values("status")[:1])),
+            default=Subquery(latest_group_payment.values("status")[:1]),
+        )
     )
     if reference:
         bookings = bookings.filter(reference=reference.upper())
@@ -110,9 +118,18 @@ def owner_no_shows() -> Coalesce:
 
 
 def booking_payment_for(*, principal: Principal, booking_id: uuid.UUID | str) -> PaymentRecord:
-    """The latest payment of a booking the caller may see (404 before any payment)."""
+    """The latest payment of a booking the caller may see (404 before any payment); a
+    booking of a pet group shows its group's payment."""
     booking = booking_get_for(principal=principal, booking_id=booking_id)
-    payment = booking.payments.order_by("-created_at").first()
+    payment = payments_of(booking).order_by("-created_at").first()
     if payment is None:
         raise NotFound("This booking has no payment yet.")
     return payment
+
+
+def payments_of(booking: Booking) -> QuerySet[PaymentRecord]:
+    """The booking's payment records; a booking of a pet group's are its group's (one record
+    pays for the group, and every payment of a group carries the group id)."""
+    if booking.group_id is None:
+        return PaymentRecord.objects.filter(booking_id=booking.id)
+    return PaymentRecord.objects.filter(group_id=booking.group_id)

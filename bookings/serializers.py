@@ -8,15 +8,24 @@ from rest_framework import serializers
 
 from petpro_booking.core.clock import local_fields
 
-from .models import Booking, BookingStatus, PaymentStatus
+from .models import Booking, BookingStatus, PaymentRecord, PaymentStatus
 
 
 def payment_status_of(booking: Booking) -> str:
     """The latest payment's status: annotated by the list selector, one query otherwise."""
     if hasattr(booking, "latest_payment_status"):
         return booking.latest_payment_status or "none"
-    latest = booking.payments.order_by("-created_at").values_list("status", flat=True).first()
+    payments = booking.payments.all()
+    if booking.group_id is not None:  # a pet group's one payment is attached to one booking
+        payments = PaymentRecord.objects.filter(group_id=booking.group_id)
+    latest = payments.order_by("-created_at").values_list("status", flat=True).first()
     return latest or "none"
+
+
+class GroupMemberOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    pet_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=BookingStatus.choices)
 
 
 class BookingOutput(serializers.Serializer):
@@ -45,13 +54,35 @@ class BookingOutput(serializers.Serializer):
     version = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    group_id = serializers.UUIDField(
+        required=False,
+        help_text="Only on a booking of a pet group (several pets held and confirmed "
+        "together): the group.",
+    )
+    group_bookings = GroupMemberOutput(
+        many=True,
+        required=False,
+        help_text="Only on a booking of a pet group: the group's other bookings.",
+    )
+
+
+def group_members_of(booking: Booking) -> list[dict[str, Any]]:
+    """The other bookings of `booking`'s pet group (one query), oldest first."""
+    return [
+        {"id": str(member["id"]), "pet_id": member["pet_id"], "status": member["status"]}
+        for member in Booking.objects.filter(group_id=booking.group_id)
+        .exclude(id=booking.id)
+        .order_by("created_at", "id")
+        .values("id", "pet_id", "status")
+    ]
 
 
 def booking_body(booking: Booking) -> dict[str, Any]:
     """The API shape of one booking (its slot must be loaded; selectors also load the slot's
-    clinic and service and annotate `latest_payment_status`)."""
+    clinic and service and annotate `latest_payment_status`). A booking of a pet group also
+    carries `group_id` and its siblings (`group_bookings`)."""
     slot = booking.slot
-    return BookingOutput(
+    body = BookingOutput(
         {
             "id": booking.id,
             "reference": booking.reference,
@@ -79,6 +110,10 @@ def booking_body(booking: Booking) -> dict[str, Any]:
             "updated_at": booking.updated_at,
         }
     ).data
+    if booking.group_id is not None:
+        body["group_id"] = str(booking.group_id)
+        body["group_bookings"] = group_members_of(booking)
+    return body
 
 
 class BookingListQuery(serializers.Serializer):
@@ -89,7 +124,16 @@ class BookingListQuery(serializers.Serializer):
     clinic_id = serializers.CharField(max_length=64, required=False)
 
 
+SCOPE_HELP = (
+    "On a booking of a pet group: `booking` (default) acts on this pet only, `group` on every "
+    "booking of the group. Ignored for a single pet's booking."
+)
+
+
 class BookingCancelInput(serializers.Serializer):
+    scope = serializers.ChoiceField(
+        choices=["booking", "group"], required=False, default="booking", help_text=SCOPE_HELP
+    )
     reason = serializers.CharField(
         max_length=1000,
         required=False,
@@ -108,6 +152,9 @@ class BookingCancelInput(serializers.Serializer):
 
 class BookingRescheduleInput(serializers.Serializer):
     slot_id = serializers.UUIDField(help_text="A slot of the same clinic and service.")
+    scope = serializers.ChoiceField(
+        choices=["booking", "group"], required=False, default="booking", help_text=SCOPE_HELP
+    )
     reason = serializers.CharField(
         max_length=1000,
         required=False,

@@ -10,7 +10,7 @@ from bookings.api import BookingViewSet, ReservationConfirmView
 from bookings.payment_api import BookingPaymentView, PaymentWebhookView
 from bookings.personal_data_api import MyDataView
 from petpro_booking.core import exception_handler, health, metrics_export
-from reservations.api import ReservationViewSet
+from reservations.api import ReservationGroupView, ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
 from waitlist.api import SlotAvailabilityView, WaitlistViewSet
 
@@ -28,6 +28,11 @@ urlpatterns = [
         "api/v1/reservations/<uuid:reservation_id>/confirm",
         ReservationConfirmView.as_view(),
         name="reservation-confirm",
+    ),
+    path(
+        "api/v1/reservations/groups/<str:group_id>",
+        ReservationGroupView.as_view(),
+        name="reservation-group",
     ),
     path(
         "api/v1/bookings/<uuid:booking_id>/payment",

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from petpro_booking.core.idempotency import idempotent
 from petpro_booking.core.openapi import (
@@ -21,7 +24,21 @@ from petpro_booking.core.permissions import IsPetOwner, request_principal
 from slots.rules import HOLD_REFUSAL_CODES
 
 from . import selectors, services
-from .serializers import ReservationCreateInput, ReservationOutput, reservation_body
+from .serializers import (
+    ReservationCreateInput,
+    ReservationCreateRequest,
+    ReservationGroupCreateInput,
+    ReservationGroupOutput,
+    ReservationOutput,
+    reservation_body,
+    reservation_group_body,
+)
+
+HOLD_OR_GROUP = PolymorphicProxySerializer(
+    component_name="HoldOrGroup",
+    serializers=[ReservationOutput, ReservationGroupOutput],
+    resource_type_field_name=None,
+)
 
 
 class ReservationViewSet(viewsets.ViewSet):
@@ -43,10 +60,10 @@ class ReservationViewSet(viewsets.ViewSet):
         return paginator.get_paginated_response([reservation_body(r) for r in page or []])
 
     @extend_schema(
-        request=ReservationCreateInput,
+        request=ReservationCreateRequest,
         parameters=[LOCATION],
         responses={
-            201: ReservationOutput,
+            201: HOLD_OR_GROUP,
             **error_responses(400, 403, 404, 422),
             409: conflict_response(
                 "HoldRefused",
@@ -61,10 +78,20 @@ class ReservationViewSet(viewsets.ViewSet):
         "(inside the service's `min_notice_minutes`), `beyond_booking_horizon` (the slot's "
         "clinic-local date is more than `booking_horizon_days` ahead), `slot_unavailable` (full "
         "or closed); `details.reason` repeats the rule. 409 `slot_busy` when the slot's lock "
-        "was not obtained in time (retry). Confirm it with POST /reservations/{id}/confirm.",
+        "was not obtained in time (retry). Confirm it with POST /reservations/{id}/confirm.\n\n"
+        "Several pets (issue 15): `pet_ids` (1 to 4 distinct pets of yours) instead of "
+        "`pet_id` holds one unit per pet, all or nothing, with one `group_id` and one expiry; "
+        "the answer is the group (`ReservationGroupOutput`, `Location` "
+        "/reservations/groups/{group_id}). Each pet is checked (400 `invalid_pet`, "
+        "`details.pet_ids` names the pet); both `pet_id` and `pet_ids`, a repeated pet or "
+        "more than 4 are 400 `validation_error`; a slot without room for every pet is 409 "
+        "`slot_unavailable` and nothing is held. Confirming any hold of the group confirms "
+        "them all.",
     )
     @idempotent
     def create(self, request: Request) -> Response:
+        if isinstance(request.data, Mapping) and "pet_ids" in request.data:
+            return self._create_group(request)
         body = ReservationCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         reservation = services.reservation_create(
@@ -74,6 +101,18 @@ class ReservationViewSet(viewsets.ViewSet):
             reservation_body(reservation),
             status=status.HTTP_201_CREATED,
             headers={"Location": reverse("reservation-detail", args=[reservation.id])},
+        )
+
+    def _create_group(self, request: Request) -> Response:
+        body = ReservationGroupCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        holds = services.reservation_create_group(
+            actor=request_principal(request), **body.validated_data
+        )
+        return Response(
+            reservation_group_body(holds),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("reservation-group", args=[holds[0].group_id])},
         )
 
     @extend_schema(responses={200: ReservationOutput, **error_responses(404)})
@@ -93,4 +132,36 @@ class ReservationViewSet(viewsets.ViewSet):
     )
     def destroy(self, request: Request, pk: str) -> Response:
         services.reservation_release(actor=request_principal(request), reservation_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReservationGroupView(APIView):
+    """GET/DELETE /api/v1/reservations/groups/{group_id}: the owner's group of holds (several
+    pets on one slot); another owner's group is 404."""
+
+    permission_classes = [IsPetOwner]
+
+    @extend_schema(
+        operation_id="reservations_groups_retrieve",
+        tags=["reservations"],
+        responses={200: ReservationGroupOutput, **error_responses(404)},
+        description="The group's holds, one per pet, and the group's status.",
+    )
+    def get(self, request: Request, group_id: str) -> Response:
+        holds = selectors.reservation_group_for(actor=request_principal(request), group_id=group_id)
+        return Response(reservation_group_body(holds))
+
+    @extend_schema(
+        operation_id="reservations_groups_destroy",
+        tags=["reservations"],
+        responses={
+            204: OpenApiResponse(description="Every held hold of the group released."),
+            **error_responses(404),
+        },
+        description="Give back every hold of the group that is still held, in one change. "
+        "Holds already released, expired or confirmed stay as they are (a confirmed group is "
+        "bookings now: cancel those). DELETE /reservations/{id} releases one pet's hold only.",
+    )
+    def delete(self, request: Request, group_id: str) -> Response:
+        services.reservation_group_release(actor=request_principal(request), group_id=group_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

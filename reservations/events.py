@@ -35,8 +35,9 @@ def appointment_data(*, slot: Slot, user_id: str, pet_id: str, pet_name: str) ->
 
 
 def reservation_event_data(reservation, *, slot: Slot) -> dict[str, Any]:
-    """Payload of ReservationCreated/Released/Expired/Confirmed."""
-    return {
+    """Payload of ReservationCreated/Released/Expired/Confirmed; a hold of a pet group also
+    carries its `group_id`."""
+    data = {
         "reservation_id": str(reservation.id),
         "status": reservation.status,
         "expires_at": reservation.expires_at.isoformat(),
@@ -47,3 +48,6 @@ def reservation_event_data(reservation, *, slot: Slot) -> dict[str, Any]:
             pet_name=reservation.pet_name,
         ),
     }
+    if reservation.group_id is not None:
+        data["group_id"] = str(reservation.group_id)
+    return data

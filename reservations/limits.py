@@ -85,14 +85,14 @@ _LIVE_HOLDS_SQL = (
 )
 
 
-def hold_limits_check(*, owner_id: str) -> None:
-    """Under `fair_use_guard`, before the hold's transaction: refuse a hold past the owner's
-    live-hold limit."""
+def hold_limits_check(*, owner_id: str, adding: int = 1) -> None:
+    """Under `fair_use_guard`, before the hold's transaction: refuse `adding` holds (one per
+    pet of a group) that would take the owner past their live-hold limit."""
     with connection.cursor() as cursor:
         cursor.execute(
             _LIVE_HOLDS_SQL, [owner_id, ReservationStatus.HELD.value, timezone.now(), owner_id]
         )
         live, override = cursor.fetchone()
     maximum = settings.FAIR_USE_MAX_LIVE_HOLDS if override is None else override
-    if live >= maximum:
+    if live + adding > maximum:
         raise limit_refuse(limit="live_holds_per_owner", maximum=maximum)

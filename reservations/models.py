@@ -8,6 +8,9 @@ from django.db.models import Q
 from petpro_booking.core.model_fields import EncryptedTextField, LookupHashField
 from slots.models import Slot
 
+# A pet group (issue 15): at most this many pets held, confirmed and paid together.
+GROUP_MAX_PETS = 4
+
 
 class ReservationStatus(models.TextChoices):
     HELD = "held", "Held"
@@ -32,6 +35,9 @@ class Reservation(models.Model):
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Holds made together for several pets of one owner (issue 15): same slot, same expiry,
+    # confirmed together. Null for a single pet's hold.
+    group_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         db_table = "reservations"
@@ -53,6 +59,11 @@ class Reservation(models.Model):
                 condition=Q(status="held"),
             ),
             models.Index(fields=["user_id", "created_at"], name="reservations_user_idx"),
+            models.Index(
+                fields=["group_id"],
+                name="reservations_group_idx",
+                condition=Q(group_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -33,3 +33,19 @@ def reservation_list_live_for(*, actor: Principal) -> QuerySet[Reservation]:
 
 def reservation_list_admin() -> QuerySet[Reservation]:
     return Reservation.objects.select_related("slot", "slot__clinic", "slot__service")
+
+
+def reservation_group_for(*, actor: Principal, group_id: uuid.UUID | str) -> list[Reservation]:
+    """The holds of one of the caller's groups, in the order the pets were named; another
+    owner's group is 404, as if it did not exist."""
+    key = uuid_or_none(group_id)
+    holds = (
+        list(
+            Reservation.objects.filter(group_id=key, user_id=actor.sub).order_by("created_at", "id")
+        )
+        if key
+        else []
+    )
+    if not holds:
+        raise NotFound("No such reservation group.")
+    return holds

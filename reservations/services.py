@@ -20,10 +20,10 @@ from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from integrations.users import pet_get
+from integrations.users import Pet, pet_get
 from petpro_booking.core import metrics
 from petpro_booking.core.db import RowInserter, RowReader
-from petpro_booking.core.errors import Conflict, NotFound
+from petpro_booking.core.errors import Conflict, NotFound, ValidationFailed
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append, events_append
 from slots.errors import SlotUnavailable
@@ -35,8 +35,8 @@ from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
 from .errors import InvalidPet, ReservationExpired, ReservationNotHeld
 from .events import RESERVATION_AGGREGATE, reservation_event_data
 from .limits import fair_use_guard, hold_limits_check
-from .models import Reservation, ReservationStatus
-from .selectors import reservation_get_for
+from .models import GROUP_MAX_PETS, Reservation, ReservationStatus
+from .selectors import reservation_get_for, reservation_group_for
 
 EXPIRY_BATCH_SIZE = 200
 
@@ -111,6 +111,47 @@ def reservation_expire_stale(*, slot: Slot) -> int:
     return _expire_locked(stale, slots={slot.id: slot}, now=now, how="lazy")
 
 
+def _pet_for_hold(*, actor: Principal, slot: Slot, pet_id: str, field: str) -> Pet:
+    """The caller's pet if the slot's service accepts its species (a network call: before any
+    lock); 400 invalid_pet otherwise. A group's errors name the pet under `field`."""
+
+    def refuse(message: str, reason: str) -> InvalidPet:
+        if field == "pet_id":
+            return InvalidPet(message, details={"pet_id": [reason]})
+        return InvalidPet(message, details={field: {pet_id: [reason]}})
+
+    pet = pet_get(user_id=actor.sub, pet_id=pet_id)
+    if pet is None:
+        raise refuse("This pet is not one of yours.", "Not your pet.")
+    if not species_accepted(accepted=slot.service.species, species=pet.species):
+        accepted = ", ".join(sorted({species.lower() for species in slot.service.species}))
+        raise refuse(
+            f"{slot.service.name} does not accept a {pet.species}.",
+            f"Species accepted: {accepted}.",
+        )
+    return pet
+
+
+def _hold_check(slot: Slot) -> None:
+    try:
+        slot_hold_check(slot=slot, now=timezone.now())
+    except Conflict:
+        metrics.HOLDS.labels(outcome="unavailable").inc()
+        raise
+
+
+def _take_units(slot: Slot, count: int) -> bool:
+    """Inside the hold's slot write: the conditional UPDATE locks the slot row and takes the
+    units when there is room, so the common case costs one statement (hence lock_rows=False).
+    Only a full slot pays for the row lock and the lazy expiry (holds past their expiry never
+    block anyone), then tries once more."""
+    if slot_take_hold(slot_id=slot.id, count=count):
+        return True
+    if not reservation_expire_stale(slot=slot_rows_lock(slot.id)[slot.id]):
+        return False
+    return slot_take_hold(slot_id=slot.id, count=count)  # closed: the expiries commit anyway
+
+
 def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
     """Hold one unit of a slot for RESERVATION_TTL_SECONDS (DESIGN.md §4, all layers).
 
@@ -121,31 +162,12 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     every later comparison with it (fences, expiry) is made by the database clock.
     """
     slot = _slot_with_names(slot_id)
-    pet = pet_get(user_id=actor.sub, pet_id=pet_id)
-    if pet is None:
-        raise InvalidPet("This pet is not one of yours.", details={"pet_id": ["Not your pet."]})
-    if not species_accepted(accepted=slot.service.species, species=pet.species):
-        accepted = ", ".join(sorted({species.lower() for species in slot.service.species}))
-        raise InvalidPet(
-            f"{slot.service.name} does not accept a {pet.species}.",
-            details={"pet_id": [f"Species accepted: {accepted}."]},
-        )
-    try:
-        slot_hold_check(slot=slot, now=timezone.now())
-    except Conflict:
-        metrics.HOLDS.labels(outcome="unavailable").inc()
-        raise
+    pet = _pet_for_hold(actor=actor, slot=slot, pet_id=pet_id, field="pet_id")
+    _hold_check(slot)
 
     def hold(slot: Slot) -> Reservation | None:
-        # The conditional UPDATE locks the slot row and takes a unit when there is room: the
-        # common case costs one statement (hence lock_rows=False). Only a full slot pays for
-        # the row lock and the lazy expiry (holds past their expiry never block anyone), then
-        # tries once more.
-        if not slot_take_hold(slot_id=slot.id):
-            if not reservation_expire_stale(slot=slot_rows_lock(slot.id)[slot.id]):
-                return None
-            if not slot_take_hold(slot_id=slot.id):
-                return None  # closed: the lazy expiries commit all the same
+        if not _take_units(slot, 1):
+            return None
         reservation = _RESERVATION_INSERT.insert(
             Reservation(
                 slot=slot,
@@ -171,6 +193,60 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         raise SlotUnavailable(details={"slot_id": str(slot.id)})
     metrics.HOLDS.labels(outcome="created").inc()
     return reservation
+
+
+def reservation_create_group(
+    *, actor: Principal, slot_id: uuid.UUID | str, pet_ids: list[str]
+) -> list[Reservation]:
+    """Hold one unit of the slot per pet (issue 15), all or nothing: one conditional UPDATE
+    takes len(pet_ids) units, then one hold and one ReservationCreated per pet, sharing a
+    `group_id` and one expiry. Every pet is checked (ownership, species) before the lock;
+    the fair-use limit counts every hold of the group. Full: 409 slot_unavailable and nothing
+    is written. 1 to GROUP_MAX_PETS distinct pets, else 400."""
+    if not 1 <= len(pet_ids) <= GROUP_MAX_PETS or len(set(pet_ids)) != len(pet_ids):
+        raise ValidationFailed(
+            details={"pet_ids": [f"1 to {GROUP_MAX_PETS} distinct pets of yours."]}
+        )
+    slot = _slot_with_names(slot_id)
+    pets = [
+        _pet_for_hold(actor=actor, slot=slot, pet_id=pet_id, field="pet_ids") for pet_id in pet_ids
+    ]
+    _hold_check(slot)
+    group_id = uuid.uuid4()
+
+    def hold(slot: Slot) -> list[Reservation] | None:
+        if not _take_units(slot, len(pets)):
+            return None
+        expires_at = timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
+        holds = []
+        for pet in pets:
+            reservation = _RESERVATION_INSERT.insert(
+                Reservation(
+                    slot=slot,
+                    user_id=actor.sub,
+                    pet_id=pet.id,
+                    pet_name=pet.name,
+                    status=ReservationStatus.HELD,
+                    expires_at=expires_at,
+                    group_id=group_id,
+                )
+            )
+            _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
+            holds.append(reservation)
+        return holds
+
+    try:
+        with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+            hold_limits_check(owner_id=actor.sub, adding=len(pets))
+            holds = slot_write(slot, name="reservation_create_group", decide=hold, lock_rows=False)
+    except SlotBusy:
+        metrics.HOLDS.labels(outcome="busy").inc()
+        raise
+    if holds is None:
+        metrics.HOLDS.labels(outcome="unavailable").inc()
+        raise SlotUnavailable(details={"slot_id": str(slot.id), "requested": len(pets)})
+    metrics.HOLDS.labels(outcome="created").inc(len(holds))
+    return holds
 
 
 def reservation_hold_for(
@@ -232,6 +308,27 @@ def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) ->
         return reservation_release_locked(actor=actor, reservation_id=seen.id, slot=slot)
 
     return slot_write(_slot_with_names(seen.slot_id), name="reservation_release", decide=release)
+
+
+def reservation_group_release(*, actor: Principal, group_id: uuid.UUID | str) -> list[Reservation]:
+    """The owner gives every hold of a group back (DELETE of the group), in one slot write.
+    Holds already released, expired or confirmed are left as they are (a confirmed group is a
+    booking now: cancel that instead)."""
+    seen = reservation_group_for(actor=actor, group_id=group_id)
+
+    def release(slot: Slot) -> list[Reservation]:
+        return [
+            reservation_release_locked(actor=actor, reservation_id=member.id, slot=slot)
+            if member.status == ReservationStatus.HELD
+            else member
+            for member in Reservation.objects.filter(id__in=[m.id for m in seen]).order_by(
+                "created_at", "id"
+            )
+        ]
+
+    return slot_write(
+        _slot_with_names(seen[0].slot_id), name="reservation_group_release", decide=release
+    )
 
 
 def reservation_mark_confirmed(

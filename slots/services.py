@@ -369,6 +369,19 @@ _TAKE_HOLD_SQL = """
     WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count < capacity
     RETURNING clinic_id
 """
+# Several units at once (the holds of a pet group, a group rescheduled): all or none.
+_TAKE_HOLDS_SQL = """
+    UPDATE slots SET held_count = held_count + %(count)s, version = version + 1,
+        updated_at = %(now)s
+    WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count + %(count)s <= capacity
+    RETURNING clinic_id
+"""
+_TAKE_BOOKINGS_SQL = """
+    UPDATE slots SET booked_count = booked_count + %(count)s, version = version + 1,
+        updated_at = %(now)s
+    WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count + %(count)s <= capacity
+    RETURNING clinic_id
+"""
 _TAKE_BOOKING_SQL = """
     UPDATE slots SET booked_count = booked_count + 1, version = version + 1, updated_at = %(now)s
     WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count < capacity
@@ -380,7 +393,7 @@ _RETURN_HOLD_SQL = """
     WHERE id = %(slot_id)s RETURNING clinic_id
 """
 _CONVERT_HOLD_SQL = """
-    UPDATE slots SET held_count = held_count - 1, booked_count = booked_count + 1,
+    UPDATE slots SET held_count = held_count - %(count)s, booked_count = booked_count + %(count)s,
         version = version + 1, updated_at = %(now)s
     WHERE id = %(slot_id)s RETURNING clinic_id
 """
@@ -406,9 +419,12 @@ def _slot_counter_update(sql: str, *, slot_id: uuid.UUID | str, count: int = 1) 
     return True
 
 
-def slot_take_hold(*, slot_id: uuid.UUID | str) -> bool:
-    """One unit of an open slot becomes held; False when the slot is full or closed."""
-    return _slot_counter_update(_TAKE_HOLD_SQL, slot_id=slot_id)
+def slot_take_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> bool:
+    """`count` units of an open slot become held, all or none; False when the slot has not
+    that many free units or is closed. One unit (every single hold) keeps its own statement."""
+    if count == 1:
+        return _slot_counter_update(_TAKE_HOLD_SQL, slot_id=slot_id)
+    return _slot_counter_update(_TAKE_HOLDS_SQL, slot_id=slot_id, count=count)
 
 
 def slot_return_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:
@@ -434,15 +450,18 @@ def slot_return_holds(*, held_by_slot: dict[uuid.UUID, int], clinic_ids: set[str
         units_freed(slot_id)
 
 
-def slot_convert_hold(*, slot_id: uuid.UUID | str) -> None:
-    """A held unit becomes booked (a hold confirmed into a booking); the total is unchanged."""
-    _slot_counter_update(_CONVERT_HOLD_SQL, slot_id=slot_id)
+def slot_convert_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:
+    """`count` held units become booked (holds confirmed into bookings); the total is
+    unchanged."""
+    _slot_counter_update(_CONVERT_HOLD_SQL, slot_id=slot_id, count=count)
 
 
-def slot_take_booking(*, slot_id: uuid.UUID | str) -> bool:
-    """One unit of an open slot becomes booked without a hold (reschedule onto this slot);
-    False when the slot is full or closed."""
-    return _slot_counter_update(_TAKE_BOOKING_SQL, slot_id=slot_id)
+def slot_take_booking(*, slot_id: uuid.UUID | str, count: int = 1) -> bool:
+    """`count` units of an open slot become booked without a hold (reschedule onto this
+    slot), all or none; False when the slot has not that many free units or is closed."""
+    if count == 1:
+        return _slot_counter_update(_TAKE_BOOKING_SQL, slot_id=slot_id)
+    return _slot_counter_update(_TAKE_BOOKINGS_SQL, slot_id=slot_id, count=count)
 
 
 def slot_return_booking(*, slot_id: uuid.UUID | str) -> None:

@@ -29,7 +29,7 @@ from slots.display import clinic_zone, local_label, local_moment
 from slots.models import Clinic, ClinicService, Slot, SlotStatus
 
 from ..models import Booking, BookingHistory, BookingStatus, PaymentRecord
-from ..selectors import booking_get_for, booking_list_for
+from ..selectors import booking_get_for, booking_list_for, payments_of
 
 # Bookings that occupy their slot (shown in the schedule); cancelled ones are on the slot page.
 ACTIVE_STATUSES = (
@@ -329,7 +329,7 @@ def booking_story_for(*, principal: Principal, booking_id: uuid.UUID | str) -> B
         names_unavailable=names.unavailable,
         history=_with_actor_names(list(booking.history.order_by("at", "id"))),
         events=events,
-        payments=list(booking.payments.order_by("created_at", "id")),
+        payments=list(payments_of(booking).order_by("created_at", "id")),  # a group's too
         notifications=booking_notifications(events, user_id=booking.user_id),
         requests=requests,
     )

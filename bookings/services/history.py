@@ -104,6 +104,8 @@ def booking_event_data(
             pet_name=booking.reservation.pet_name,
         ),
     }
+    if booking.group_id is not None:
+        data["group_id"] = str(booking.group_id)
     if reason:
         data["reason"] = reason
     if extra_data:

@@ -13,6 +13,7 @@ import uuid
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from petpro_booking.core import metrics
@@ -24,12 +25,12 @@ from reservations.limits import fair_use_guard
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_expire_stale, reservation_mark_confirmed
 from slots.errors import SlotUnavailable
-from slots.locking import slot_write
+from slots.locking import SlotRef, slot_write
 from slots.models import Slot
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
-from ..limits import booking_limits_check
+from ..limits import booking_group_limits_check, booking_limits_check
 from ..models import Booking, BookingStatus, CancelReason
 from ..visit_rules import booking_close_check
 from .history import (
@@ -42,6 +43,12 @@ from .history import (
     transition_allowed,
 )
 from .refunds import payment_refund_schedule_if_paid
+
+# What a change of a pet group's booking acts on (issue 15): this pet, or the whole group.
+SCOPE_BOOKING = "booking"
+SCOPE_GROUP = "group"
+# The payment deadline's own scope: the group's bookings still unpaid (they share a payment).
+SCOPE_UNPAID_GROUP = "unpaid_group"
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 REFERENCE_LENGTH = 6
@@ -112,7 +119,12 @@ def _check_change_rights(*, booking: Booking, actor: Principal, reason: str) -> 
 
 
 def _booking_insert(
-    *, reservation: Reservation, slot: Slot, status: str, event_version: int
+    *,
+    reservation: Reservation,
+    slot: Slot,
+    status: str,
+    event_version: int,
+    group_id: uuid.UUID | None = None,
 ) -> Booking:
     """Insert the booking under a fresh reference, drawing again on the rare collision (a
     savepoint keeps the surrounding SERIALIZABLE transaction usable). `event_version`: how
@@ -132,6 +144,7 @@ def _booking_insert(
                     amount=slot.service.price,
                     currency=slot.service.currency,
                     event_version=event_version,
+                    group_id=group_id,
                 )
         except IntegrityError as exc:
             if "reference" not in str(exc):
@@ -154,6 +167,8 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
     )
     if seen is None or seen.user_id != actor.sub:
         raise NotFound("No such reservation.")
+    if seen.group_id is not None:
+        return _booking_confirm_group(actor=actor, seen=seen)
 
     def decide(slot: Slot) -> Booking:
         # Fenced on the version, status and expiry read before the lock (a held hold's version
@@ -164,21 +179,7 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
-        try:
-            reservation = reservation_mark_confirmed(reservation=seen, slot=slot, actor=actor)
-        except ReservationNotHeld as exc:
-            if exc.details.get("status") != ReservationStatus.CONFIRMED:
-                raise
-            made = Booking.objects.only("id", "reference").get(reservation_id=seen.id)
-            raise InvalidTransition(
-                "This reservation is already confirmed into a booking.",
-                details={
-                    "status": ReservationStatus.CONFIRMED,
-                    "requested": "confirmed",
-                    "booking_id": str(made.id),
-                    "reference": made.reference,
-                },
-            ) from None
+        reservation = _mark_confirmed(reservation=seen, slot=slot, actor=actor)
         slot_convert_hold(slot_id=slot.id)
         events = [BookingEvent("BookingCreated", "")]
         if status == BookingStatus.CONFIRMED:
@@ -193,8 +194,84 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         return booking
 
     with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
-        booking_limits_check(reservation=seen)
+        if seen.status == ReservationStatus.HELD:  # else the write says why (e.g. confirmed)
+            booking_limits_check(reservation=seen)
         return slot_write(seen.slot, name="booking_confirm", decide=decide)
+
+
+def _mark_confirmed(*, reservation: Reservation, slot: Slot, actor: Principal) -> Reservation:
+    """The fenced confirm of one hold; a hold already confirmed is 409 invalid_transition
+    naming its booking."""
+    try:
+        return reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
+    except ReservationNotHeld as exc:
+        if exc.details.get("status") != ReservationStatus.CONFIRMED:
+            raise
+        made = Booking.objects.only("id", "reference").get(reservation_id=reservation.id)
+        raise InvalidTransition(
+            "This reservation is already confirmed into a booking.",
+            details={
+                "status": ReservationStatus.CONFIRMED,
+                "requested": "confirmed",
+                "booking_id": str(made.id),
+                "reference": made.reference,
+            },
+        ) from None
+
+
+def _booking_confirm_group(*, actor: Principal, seen: Reservation) -> Booking:
+    """Confirm every hold of `seen`'s pet group at once (issue 15), all or nothing: one slot
+    write converts the group's units and creates one booking per pet, sharing the group id.
+    Holds the owner released one by one are left out; one expired (or past its expiry) is
+    409 reservation_expired and nothing is booked. Returns the booking of `seen`."""
+
+    def decide(slot: Slot) -> Booking:
+        status = (
+            BookingStatus.PENDING_PAYMENT
+            if slot.service.requires_payment
+            else BookingStatus.CONFIRMED
+        )
+        members = list(
+            Reservation.objects.filter(group_id=seen.group_id)
+            .exclude(~Q(id=seen.id), status=ReservationStatus.RELEASED)
+            .order_by("created_at", "id")
+        )
+        # The named hold first: already confirmed (or released) says so before anything else.
+        named = next(member for member in members if member.id == seen.id)
+        confirmed = {seen.id: _mark_confirmed(reservation=named, slot=slot, actor=actor)}
+        for member in members:
+            if member.id != seen.id:
+                confirmed[member.id] = _mark_confirmed(reservation=member, slot=slot, actor=actor)
+        slot_convert_hold(slot_id=slot.id, count=len(confirmed))
+        events = [BookingEvent("BookingCreated", "")]
+        if status == BookingStatus.CONFIRMED:
+            events.append(BookingEvent("BookingConfirmed", ""))
+        bookings = {}
+        for reservation in (confirmed[member.id] for member in members):  # in the pets' order
+            booking = _booking_insert(
+                reservation=reservation,
+                slot=slot,
+                status=status,
+                event_version=len(events),
+                group_id=seen.group_id,
+            )
+            booking.slot, booking.reservation = slot, reservation
+            booking_history_write(booking=booking, from_status="", actor=actor, reason="")
+            booking_events_write(booking=booking, actor=actor, events=events, after=0)
+            bookings[reservation.id] = booking
+        count = len(bookings)
+        transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc(count))
+        return bookings[seen.id]
+
+    held = list(
+        Reservation.objects.select_related("slot__clinic", "slot__service").filter(
+            group_id=seen.group_id, status=ReservationStatus.HELD
+        )
+    )
+    with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+        if held:  # none held: the write says why (already confirmed, expired, released)
+            booking_group_limits_check(reservations=held)
+        return slot_write(seen.slot, name="booking_confirm_group", decide=decide)
 
 
 # --- cancel ----------------------------------------------------------------------------------
@@ -208,13 +285,27 @@ def booking_cancel(
     expected_version: int | None = None,
     cancel_reason: str = CancelReason.REQUESTED,
     internal_note: str = "",
+    scope: str = SCOPE_BOOKING,
 ) -> Booking:
     """Cancel and give the unit back to the slot. Owners within the cancellation window;
     staff of the clinic and support always, with a reason (shown to the owner) and, if they
     like, an internal note (never shown to the owner). `cancel_reason` records why where
-    behaviour depends on it (the payment deadline job passes PAYMENT_DEADLINE)."""
+    behaviour depends on it (the payment deadline job passes PAYMENT_DEADLINE).
+
+    A booking of a pet group: `scope` "booking" cancels this pet only (the others stay),
+    "group" every booking of the group that can still be cancelled, in one change."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
+    if scope in (SCOPE_GROUP, SCOPE_UNPAID_GROUP) and seen.group_id is not None:
+        return _booking_cancel_group(
+            actor=actor,
+            seen=seen,
+            reason=reason,
+            expected_version=expected_version,
+            cancel_reason=cancel_reason,
+            internal_note=internal_note,
+            unpaid_only=scope == SCOPE_UNPAID_GROUP,
+        )
 
     def decide(slot: Slot) -> Booking:
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=slot)
@@ -243,6 +334,94 @@ def booking_cancel(
     return slot_write(seen.slot, name="booking_cancel", decide=decide)
 
 
+def _group_slots(seen: Booking, members: list[Booking], *extra: Slot) -> list[SlotRef | Slot]:
+    """The slots the group's bookings sit on (a pet rescheduled alone has its own), plus
+    `extra`: what a group change locks. The gateway sorts them."""
+    refs: dict[object, SlotRef | Slot] = {
+        member.slot_id: SlotRef(member.slot_id, member.clinic_id, member.service_id)
+        for member in [seen, *members]
+    }
+    for slot in extra:
+        refs[slot.id] = slot
+    return list(refs.values())
+
+
+def _lock_group(
+    *, seen: Booking, expected_version: int | None, slots: tuple[Slot, ...]
+) -> list[Booking]:
+    """Row-lock every booking of `seen`'s group (after the slot rows, in id order), check the
+    caller's `If-Match` on `seen`, and that none moved to a slot whose lock we do not hold."""
+    by_id = {slot.id: slot for slot in slots}
+    members = list(
+        Booking.objects.select_for_update(of=("self",))
+        .select_related("reservation")
+        .filter(group_id=seen.group_id)
+        .order_by("id")
+    )
+    for member in members:
+        stale = expected_version is not None and member.version != expected_version
+        if member.id == seen.id and stale:
+            raise VersionConflict(details={"current_version": member.version})
+        if member.slot_id not in by_id:  # moved meanwhile: our locks are for other slots
+            raise VersionConflict(details={"current_version": member.version})
+        member.slot = by_id[member.slot_id]
+    members.sort(key=lambda member: (member.created_at, member.id))
+    return members
+
+
+def _booking_cancel_group(
+    *,
+    actor: Principal,
+    seen: Booking,
+    reason: str,
+    expected_version: int | None,
+    cancel_reason: str,
+    internal_note: str,
+    unpaid_only: bool = False,
+) -> Booking:
+    """Cancel every booking of `seen`'s group that can be cancelled (`unpaid_only`: every
+    one still `pending_payment`), all or nothing (one outside the cancellation window refuses
+    the whole change). The group's payment is refunded once, when no booking of the group
+    uses it any more."""
+    members = list(Booking.objects.filter(group_id=seen.group_id))
+
+    def decide(*slots: Slot) -> Booking:
+        group = _lock_group(seen=seen, expected_version=expected_version, slots=slots)
+        cancelling = [
+            booking
+            for booking in group
+            if transition_allowed(
+                from_status=booking.status, to_status=BookingStatus.CANCELLED, actor=actor
+            )
+            and (booking.status == BookingStatus.PENDING_PAYMENT or not unpaid_only)
+        ]
+        named = next(booking for booking in group if booking.id == seen.id)
+        if not cancelling:
+            raise InvalidTransition(
+                f"No booking of this group can be cancelled (this one is {named.status}).",
+                details={"status": named.status, "requested": BookingStatus.CANCELLED},
+            )
+        for booking in cancelling:
+            _check_change_rights(booking=booking, actor=actor, reason=reason)
+        leaving = [booking.id for booking in cancelling]
+        refund_requested = payment_refund_schedule_if_paid(booking=cancelling[0], leaving=leaving)
+        for booking in cancelling:
+            slot_return_booking(slot_id=booking.slot_id)
+            booking_transition(
+                booking=booking,
+                to_status=BookingStatus.CANCELLED,
+                actor=actor,
+                reason=reason,
+                event_type="BookingCancelled",
+                extra_data={"refund_requested": refund_requested, "scope": SCOPE_GROUP},
+                changes={"cancel_reason": cancel_reason},
+                internal_note=internal_note.strip() if not actor.is_owner else "",
+            )
+        return named
+
+    return slot_write(*_group_slots(seen, members), name="booking_cancel_group", decide=decide)
+
+
 # --- reschedule ------------------------------------------------------------------------------
 
 
@@ -253,10 +432,15 @@ def booking_reschedule(
     slot_id: uuid.UUID | str,
     reason: str = "",
     expected_version: int | None = None,
+    scope: str = SCOPE_BOOKING,
 ) -> Booking:
     """Move the booking to another slot of the same clinic and service, keeping its status
     and payment. Both slots are locked in one fixed order (Redis keys sorted, rows by id), so
-    two reschedules crossing the same pair of slots queue instead of deadlocking."""
+    two reschedules crossing the same pair of slots queue instead of deadlocking.
+
+    A booking of a pet group: `scope` "booking" moves this pet alone (it keeps its group for
+    payment and group changes), "group" moves every booking of the group that can be
+    rescheduled onto the target together, all or nothing (one unit each on the target)."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
     reason = reason.strip()
     target_id = uuid_or_none(slot_id)
@@ -271,6 +455,10 @@ def booking_reschedule(
         raise ValidationFailed(details={"slot_id": ["The booking is already on this slot."]})
     if target.start_at <= timezone.now():
         raise ValidationFailed(details={"slot_id": ["This slot has already started."]})
+    if scope == SCOPE_GROUP and seen.group_id is not None:
+        return _booking_reschedule_group(
+            actor=actor, seen=seen, target=target, reason=reason, expected_version=expected_version
+        )
 
     def decide(previous: Slot, new_slot: Slot) -> Booking:
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=previous)
@@ -285,33 +473,89 @@ def booking_reschedule(
         if not slot_take_booking(slot_id=new_slot.id):
             raise SlotUnavailable()
         slot_return_booking(slot_id=previous.id)
-        status = booking.status
-        booking.slot = new_slot
-        moved = BookingEvent(
-            "BookingRescheduled",
-            status,
-            reason,
-            {
-                "previous_slot_id": str(previous.id),
-                "previous_start_at": previous.start_at.isoformat(),
-                "previous_start_local": previous.start_at.astimezone(
-                    ZoneInfo(previous.clinic.timezone)
-                ).isoformat(),
-            },
-        )
-        booking_change_record(
-            booking=booking,
-            to_status=status,
-            actor=actor,
-            reason=reason,
-            events=[moved],
-            changes={"slot_id": new_slot.id},
+        _booking_moved(
+            booking=booking, previous=previous, new_slot=new_slot, actor=actor, reason=reason
         )
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="rescheduled").inc())
         return booking
 
     # The gateway takes the Redis keys sorted and the rows by id, whatever the order here.
     return slot_write(seen.slot, target, name="booking_reschedule", decide=decide)
+
+
+def _booking_moved(
+    *, booking: Booking, previous: Slot, new_slot: Slot, actor: Principal, reason: str
+) -> None:
+    """Record a booking's move (its counters already moved): slot, history, event."""
+    status = booking.status
+    booking.slot = new_slot
+    moved = BookingEvent(
+        "BookingRescheduled",
+        status,
+        reason,
+        {
+            "previous_slot_id": str(previous.id),
+            "previous_start_at": previous.start_at.isoformat(),
+            "previous_start_local": previous.start_at.astimezone(
+                ZoneInfo(previous.clinic.timezone)
+            ).isoformat(),
+        },
+    )
+    booking_change_record(
+        booking=booking,
+        to_status=status,
+        actor=actor,
+        reason=reason,
+        events=[moved],
+        changes={"slot_id": new_slot.id},
+    )
+
+
+def _booking_reschedule_group(
+    *,
+    actor: Principal,
+    seen: Booking,
+    target: Slot,
+    reason: str,
+    expected_version: int | None,
+) -> Booking:
+    """Move every reschedulable booking of `seen`'s group onto `target`, all or nothing: the
+    target must have a unit for each (one conditional UPDATE), or nothing moves. The group's
+    slots and the target are locked together (the gateway sorts them)."""
+    members = list(Booking.objects.filter(group_id=seen.group_id))
+
+    def decide(*slots: Slot) -> Booking:
+        group = _lock_group(seen=seen, expected_version=expected_version, slots=slots)
+        new_slot = next(slot for slot in slots if slot.id == target.id)
+        named = next(booking for booking in group if booking.id == seen.id)
+        moving = [
+            booking
+            for booking in group
+            if booking.status in RESCHEDULABLE and booking.slot_id != new_slot.id
+        ]
+        if not moving:
+            raise InvalidTransition(
+                f"No booking of this group can be rescheduled (this one is {named.status}).",
+                details={"status": named.status, "requested": "reschedule"},
+            )
+        for booking in moving:
+            _check_change_rights(booking=booking, actor=actor, reason=reason)
+        reservation_expire_stale(slot=new_slot)  # stale holds must not keep the group out
+        if not slot_take_booking(slot_id=new_slot.id, count=len(moving)):
+            raise SlotUnavailable(details={"slot_id": str(new_slot.id), "requested": len(moving)})
+        for booking in moving:
+            previous = booking.slot
+            slot_return_booking(slot_id=previous.id)
+            _booking_moved(
+                booking=booking, previous=previous, new_slot=new_slot, actor=actor, reason=reason
+            )
+        count = len(moving)
+        transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="rescheduled").inc(count))
+        return named
+
+    return slot_write(
+        *_group_slots(seen, members, target), name="booking_reschedule_group", decide=decide
+    )
 
 
 # --- complete / no-show ----------------------------------------------------------------------

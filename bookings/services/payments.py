@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from integrations.payments.gateway import (
@@ -63,14 +64,14 @@ from .history import (
     booking_history_note,
     booking_transition,
 )
-from .lifecycle import booking_cancel
+from .lifecycle import SCOPE_UNPAID_GROUP, booking_cancel
 from .payment_deadline import (
     bookings_past_payment_deadline,
     payment_deadline_extend,
     payment_deadline_of,
     payment_deadline_start,
 )
-from .refunds import payment_refund_request
+from .refunds import PARTIAL_REFUND_OWED, payment_refund_request
 
 logger = logging.getLogger(__name__)
 # Events an operator should see and alert on (refused webhooks that were correctly signed).
@@ -106,11 +107,23 @@ def _booking_to_pay(*, actor: Principal, booking_id: uuid.UUID | str) -> Booking
     return booking
 
 
-def _payment_record_for_attempt(*, booking_id: uuid.UUID) -> PaymentRecord:
+def _payment_record_for_attempt(
+    *, booking_id: uuid.UUID, group_id: uuid.UUID | None = None
+) -> PaymentRecord:
     """The booking's live payment record, or a new one with its idempotency key fixed now.
-    One short transaction; the booking row lock makes two concurrent requests share one."""
+    One short transaction; the booking row lock makes two concurrent requests share one.
+    A booking of a pet group shares the group's record: one payment for the group's unpaid
+    bookings (`_group_payment_record`)."""
     with transaction.atomic(durable=True):
-        booking = Booking.objects.select_for_update().get(id=booking_id)
+        if group_id is not None:
+            # Every booking of the group, locked in id order (two of its owner's requests from
+            # two bookings of the group queue instead of deadlocking).
+            members = list(
+                Booking.objects.select_for_update().filter(group_id=group_id).order_by("id")
+            )
+            booking = next(member for member in members if member.id == booking_id)
+        else:
+            booking = Booking.objects.select_for_update().get(id=booking_id)
         if booking.status != BookingStatus.PENDING_PAYMENT:
             raise InvalidTransition(
                 f"A {booking.status} booking cannot be paid.",
@@ -126,6 +139,8 @@ def _payment_record_for_attempt(*, booking_id: uuid.UUID) -> PaymentRecord:
                     "payment_deadline": deadline.isoformat(),
                 },
             )
+        if group_id is not None:
+            return _group_payment_record(booking=booking, members=members)
         record = (
             PaymentRecord.objects.filter(booking=booking, status__in=LIVE_STATUSES)
             .order_by("-created_at")
@@ -140,6 +155,30 @@ def _payment_record_for_attempt(*, booking_id: uuid.UUID) -> PaymentRecord:
                 currency=booking.currency,
             )
         return record
+
+
+def _group_payment_record(*, booking: Booking, members: list[Booking]) -> PaymentRecord:
+    """The group's live payment record, or a new one for the sum of the group's unpaid
+    bookings, attached to `booking` (the one its owner pays from: the provider knows that
+    booking id). Starting to pay moves the deadline of every unpaid booking of the group."""
+    record = (
+        PaymentRecord.objects.filter(group_id=booking.group_id, status__in=LIVE_STATUSES)
+        .order_by("-created_at")
+        .first()
+    )
+    if record is None:
+        unpaid = [member for member in members if member.status == BookingStatus.PENDING_PAYMENT]
+        now = timezone.now()
+        for member in unpaid:
+            payment_deadline_start(booking=member, now=now)
+        record = PaymentRecord.objects.create(
+            booking=booking,
+            group_id=booking.group_id,
+            idempotency_key=f"group-{booking.group_id}-{uuid.uuid4().hex[:12]}",
+            amount=sum((member.amount for member in unpaid), Decimal("0")),
+            currency=booking.currency,
+        )
+    return record
 
 
 def _payment_record_answered(*, record_id: uuid.UUID, answer) -> PaymentRecord:
@@ -182,16 +221,20 @@ def payment_create_for_booking(*, actor: Principal, booking_id: uuid.UUID | str)
     total deadline; the booking stays `pending_payment`.
     """
     booking = _booking_to_pay(actor=actor, booking_id=booking_id)
-    record = _payment_record_for_attempt(booking_id=booking.id)
+    record = _payment_record_for_attempt(booking_id=booking.id, group_id=booking.group_id)
     if record.payment_id:
         return record  # the provider already answered: same payment
+    paid_from = booking if record.booking_id == booking.id else record.booking
+    description = f"PetPro booking {paid_from.reference}"
+    if record.group_id is not None:
+        description += " and the other pets of its group"
     try:
         answer = payment_create(
             idempotency_key=record.idempotency_key,
-            booking_id=str(booking.id),
+            booking_id=str(record.booking_id),
             amount=record.amount,
             currency=record.currency,
-            description=f"PetPro booking {booking.reference}",
+            description=description,
             customer_id=booking.user_id,
         )
     except PaymentServiceUnavailable:
@@ -296,6 +339,15 @@ def _payment_apply(
 ) -> str:
     """Apply the provider's word about one payment: one SERIALIZABLE decision under the slot
     lock (slot row, then booking, then payment record), idempotent by the record's status."""
+    if record.group_id is not None:
+        return _group_payment_apply(
+            record=record,
+            status=status,
+            amount=amount,
+            currency=currency,
+            payload=payload,
+            event_id=event_id,
+        )
     seen = record.booking
 
     def decide(slot: Slot) -> str:
@@ -349,6 +401,161 @@ def _payment_apply(
     )
     metrics.PAYMENTS.labels(outcome=outcome).inc()
     return outcome
+
+
+def _webhook_claim(event_id: str | None) -> bool:
+    """Record a webhook's `event_id` as handled in this transaction; False when it was."""
+    if event_id is None:
+        return True
+    try:
+        with transaction.atomic():
+            ProcessedWebhook.objects.create(event_id=event_id)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _group_payment_apply(
+    *,
+    record: PaymentRecord,
+    status: str,
+    amount: Decimal,
+    currency: str,
+    payload: dict[str, Any],
+    event_id: str | None,
+) -> str:
+    """`_payment_apply` for a pet group's payment: one slot write over every slot the group's
+    bookings sit on (slot rows, then the group's bookings in id order, then the record). A
+    success confirms every unpaid booking of the group when the amount is their sum; a
+    refund cancels every booking of the group still holding its unit."""
+    members = list(Booking.objects.filter(group_id=record.group_id))
+    refs = {
+        member.slot_id: SlotRef(member.slot_id, member.clinic_id, member.service_id)
+        for member in members
+    }
+
+    def decide(*slots: Slot) -> str:
+        by_id = {slot.id: slot for slot in slots}
+        group = list(
+            Booking.objects.select_for_update(of=("self",))
+            .select_related("reservation")
+            .filter(group_id=record.group_id)
+            .order_by("id")
+        )
+        for booking in group:
+            if booking.slot_id not in by_id:
+                raise VersionConflict("A booking moved to another slot meanwhile; try again.")
+            booking.slot = by_id[booking.slot_id]
+        group.sort(key=lambda booking: (booking.created_at, booking.id))
+        current = PaymentRecord.objects.select_for_update().get(id=record.id)
+        if not _webhook_claim(event_id):
+            return "duplicate"
+        if status == PaymentStatus.SUCCEEDED:
+            return _apply_group_success(
+                group=group, record=current, amount=amount, currency=currency, payload=payload
+            )
+        if status == PaymentStatus.FAILED:
+            if current.status not in LIVE_STATUSES:
+                return "already_applied"
+            _record_status(current, PaymentStatus.FAILED, payload)
+            return "failed"
+        if status == PaymentStatus.REFUNDED:
+            if current.status == PaymentStatus.REFUNDED:
+                return "already_applied"
+            _record_status(current, PaymentStatus.REFUNDED, payload)
+            cancelled = [
+                booking_cancel_for_refund(
+                    booking=booking, slot=booking.slot, payment_id=current.payment_id
+                )
+                for booking in group
+            ]
+            if any(cancelled):
+                return "refunded_cancelled"
+            payer = next(booking for booking in group if booking.id == current.booking_id)
+            booking_history_note(
+                booking=payer,
+                reason=f"payment {current.payment_id} refunded by the payment service",
+            )
+            return "refunded"
+        return "still_pending"
+
+    outcome = slot_write(
+        *refs.values(), name="payment_apply_group", decide=decide, operation="payment_apply"
+    )
+    metrics.PAYMENTS.labels(outcome=outcome).inc()
+    return outcome
+
+
+def _apply_group_success(
+    *,
+    group: list[Booking],
+    record: PaymentRecord,
+    amount: Decimal,
+    currency: str,
+    payload: dict[str, Any],
+) -> str:
+    """A group's payment succeeded: its unpaid bookings become confirmed when the amount is
+    their sum. A payment with nothing left to pay for (all paid or cancelled) is given back:
+    a late group payment is refunded, not re-booked (docs/bookings.md)."""
+    if record.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        return "already_applied"
+    _record_status(record, PaymentStatus.SUCCEEDED, payload)
+    payment_id = record.payment_id
+    payer = next(booking for booking in group if booking.id == record.booking_id)
+    unpaid = [booking for booking in group if booking.status == BookingStatus.PENDING_PAYMENT]
+    if not unpaid:
+        late = all(booking.status == BookingStatus.CANCELLED for booking in group)
+        booking_history_note(
+            booking=payer,
+            reason=f"{LATE_PAYMENT_REASON if late else 'second payment'}: group payment "
+            f"{payment_id} with no unpaid booking left in the group; refund requested",
+        )
+        payment_refund_request(record=record)
+        return "late_refunded" if late else "duplicate_payment_refunded"
+    due = sum((booking.amount for booking in unpaid), Decimal("0"))
+    # What was asked when the payment started: a pet cancelled since then lowers the sum due,
+    # and its share is owed back like any pet cancelled from a paid group.
+    asked_before_a_cancel = amount == record.amount and amount > due
+    if (amount != due and not asked_before_a_cancel) or currency.upper() != payer.currency.upper():
+        logger.error(
+            "group payment %s of %s %s does not match the group's unpaid bookings (%s %s)",
+            payment_id,
+            amount,
+            currency,
+            due,
+            payer.currency,
+        )
+        booking_history_note(
+            booking=payer,
+            reason=f"payment {payment_id} of {amount} {currency} does not match the group's "
+            f"unpaid bookings ({due} {payer.currency}); refund requested",
+        )
+        payment_refund_request(record=record)
+        return "amount_mismatch"
+    for booking in unpaid:
+        booking_transition(
+            booking=booking,
+            to_status=BookingStatus.CONFIRMED,
+            actor=SYSTEM,
+            event_type="BookingPaid",
+            extra_data={"payment_id": payment_id},
+            then=[
+                BookingEvent(
+                    "BookingConfirmed",
+                    BookingStatus.PENDING_PAYMENT,
+                    extra_data={"payment_id": payment_id},
+                )
+            ],
+        )
+    if asked_before_a_cancel:
+        booking_history_note(
+            booking=payer,
+            reason=f"{PARTIAL_REFUND_OWED}: {amount - due} {currency} of group payment "
+            f"{payment_id} for pets cancelled after the payment started; the payment is "
+            "refunded whole when the group's last booking is cancelled, until then the clinic "
+            "settles it",
+        )
+    return "confirmed"
 
 
 def _record_status(record: PaymentRecord, status: str, payload: dict[str, Any]) -> None:
@@ -535,8 +742,11 @@ def _reconcile_booking(*, booking_id: uuid.UUID) -> bool:
     """Last look before cancelling: a payment whose webhook was lost must confirm, not lose,
     the booking. True when the provider still processes one of its payments. Raises
     PaymentServiceUnavailable when the provider cannot be asked."""
-    records = PaymentRecord.objects.filter(booking_id=booking_id, status__in=LIVE_STATUSES).exclude(
-        payment_id=None
+    in_group = Booking.objects.filter(id=booking_id, group_id__isnull=False).values("group_id")
+    records = (
+        PaymentRecord.objects.filter(status__in=LIVE_STATUSES)
+        .filter(Q(booking_id=booking_id) | Q(group_id__in=in_group))
+        .exclude(payment_id=None)
     )
     processing = False
     for record_id in list(records.values_list("id", flat=True)):
@@ -550,7 +760,8 @@ def _reconcile_booking(*, booking_id: uuid.UUID) -> bool:
 def booking_cancel_for_payment_deadline(*, booking_id: uuid.UUID | str) -> str:
     """Cancel one booking still unpaid at its deadline, freeing its unit (BookingCancelled,
     reason `payment_deadline`). Fenced on the version read here: a booking paid meanwhile
-    is left alone. Returns "cancelled", "not_due", "changed" or "slot_busy"."""
+    is left alone. A booking of a pet group takes the group's other unpaid bookings with it
+    (they share its payment). Returns "cancelled", "not_due", "changed" or "slot_busy"."""
     booking = Booking.objects.filter(id=booking_id).first()
     if booking is None or booking.status != BookingStatus.PENDING_PAYMENT:
         return "not_due"
@@ -563,6 +774,7 @@ def booking_cancel_for_payment_deadline(*, booking_id: uuid.UUID | str) -> str:
             reason=PAYMENT_DEADLINE_REASON,
             expected_version=booking.version,
             cancel_reason=CancelReason.PAYMENT_DEADLINE,
+            scope=SCOPE_UNPAID_GROUP,
         )
     except (VersionConflict, InvalidTransition):
         return "changed"

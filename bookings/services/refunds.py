@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from integrations.payments.gateway import (
@@ -29,6 +30,14 @@ from .history import booking_history_note
 logger = logging.getLogger(__name__)
 
 REFUND_SWEEP_BATCH = 100
+PARTIAL_REFUND_OWED = "partial_refund_owed"
+# A booking in these statuses uses its share of a group's payment (its unit, or its visit).
+KEEPS_PAYMENT = (
+    BookingStatus.PENDING_PAYMENT,
+    BookingStatus.CONFIRMED,
+    BookingStatus.COMPLETED,
+    BookingStatus.NO_SHOW,
+)
 
 
 def payment_refund_request(*, record: PaymentRecord) -> None:
@@ -50,18 +59,51 @@ def payment_refund_request(*, record: PaymentRecord) -> None:
     transaction.on_commit(enqueue)
 
 
-def payment_refund_schedule_if_paid(*, booking: Booking) -> bool:
+def payment_refund_schedule_if_paid(
+    *, booking: Booking, leaving: Collection[uuid.UUID] = ()
+) -> bool:
     """Call inside the transaction that cancels `booking`: every succeeded payment of it is
     owed back and refunded after commit. True when a refund was requested (the
-    `refund_requested` of BookingCancelled)."""
-    records = list(
-        PaymentRecord.objects.select_for_update().filter(
-            booking_id=booking.id, status=PaymentStatus.SUCCEEDED
+    `refund_requested` of BookingCancelled).
+
+    A booking of a pet group shares the group's one payment. The Payment Service refunds
+    whole payments only, so the payment is refunded when no other booking of the group keeps
+    its unit (besides `leaving`: the group's bookings cancelled in the same change); until
+    then the cancelled pet's share is recorded as owed in its history (docs/bookings.md)."""
+    if booking.group_id is None:
+        records = list(
+            PaymentRecord.objects.select_for_update().filter(
+                booking_id=booking.id, status=PaymentStatus.SUCCEEDED
+            )
         )
-    )
+    else:
+        records = list(
+            PaymentRecord.objects.select_for_update().filter(
+                group_id=booking.group_id, status=PaymentStatus.SUCCEEDED
+            )
+        )
+        if records and group_keeps_payment(booking=booking, leaving=leaving):
+            for record in records:
+                booking_history_note(
+                    booking=booking,
+                    reason=f"{PARTIAL_REFUND_OWED}: {booking.amount} {booking.currency} of group "
+                    f"payment {record.payment_id}; the payment is refunded whole when the "
+                    "group's last booking is cancelled, until then the clinic settles it",
+                )
+            return False
     for record in records:
         payment_refund_request(record=record)
     return bool(records)
+
+
+def group_keeps_payment(*, booking: Booking, leaving: Collection[uuid.UUID] = ()) -> bool:
+    """True when another booking of `booking`'s group still holds its unit (pending,
+    confirmed, or its visit took place): the group's payment is still used."""
+    return (
+        Booking.objects.filter(group_id=booking.group_id, status__in=KEEPS_PAYMENT)
+        .exclude(id__in=[booking.id, *leaving])
+        .exists()
+    )
 
 
 def payment_refund_owed(*, record_id: uuid.UUID | str) -> str:
@@ -116,18 +158,27 @@ def payment_refund_owed(*, record_id: uuid.UUID | str) -> str:
 def _owed(record: PaymentRecord) -> bool:
     if record.status != PaymentStatus.SUCCEEDED:
         return False
-    return record.refund_requested_at is not None or (
-        record.booking.status == BookingStatus.CANCELLED
-    )
+    if record.refund_requested_at is not None:
+        return True
+    if record.group_id is not None:  # a group's payment: owed once no booking of it uses it
+        return not Booking.objects.filter(
+            group_id=record.group_id, status__in=KEEPS_PAYMENT
+        ).exists()
+    return record.booking.status == BookingStatus.CANCELLED
 
 
 def payments_refund_owed(*, batch_size: int = REFUND_SWEEP_BATCH) -> dict[str, int]:
     """The sweep: refund every payment still owed back. A succeeded payment on a cancelled
     booking counts too, so a cancel path that did not request it is caught here.
     Stops at the first provider outage (the rest waits for the next run)."""
+    group_in_use = Booking.objects.filter(group_id=OuterRef("group_id"), status__in=KEEPS_PAYMENT)
     owed = (
         PaymentRecord.objects.filter(status=PaymentStatus.SUCCEEDED)
-        .filter(Q(refund_requested_at__isnull=False) | Q(booking__status=BookingStatus.CANCELLED))
+        .filter(
+            Q(refund_requested_at__isnull=False)
+            | Q(group_id__isnull=True, booking__status=BookingStatus.CANCELLED)
+            | (Q(group_id__isnull=False) & ~Exists(group_in_use))
+        )
         .exclude(payment_id=None)
         .order_by("updated_at")
         .values_list("id", flat=True)[:batch_size]

@@ -31,6 +31,7 @@ CHECK_NAMES = {
     "booking_history",
     "booking_events",
     "payments",
+    "pet_groups",
     "outbox_age",
     "hold_expiry",
 }

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from bookings.services import booking_confirm_reservation
 from petpro_booking.core.principal import Principal
-from reservations.services import reservation_create
+from reservations.services import reservation_create, reservation_create_group
 
 from ..conftest import api_client_for
 from ..factories import LocalPetFactory, SlotFactory
@@ -81,7 +81,26 @@ MATRIX = {
         {"slot_id": "{free}", "pet_id": "pet-1"},  # owner-1's pet
         expect(400, 403, 403, 403, 403),
     ),
+    "hold a pet group": (
+        "POST",
+        "/api/v1/reservations",
+        {"slot_id": "{free}", "pet_ids": ["pet-1"]},  # owner-1's pet
+        expect(400, 403, 403, 403, 403),
+    ),
     "get hold": ("GET", "/api/v1/reservations/{hold}", None, expect(404, 403, 403, 403, 403)),
+    # A pet group's holds (issue 15) are their owner's: another owner gets 404.
+    "get hold group": (
+        "GET",
+        "/api/v1/reservations/groups/{group}",
+        None,
+        expect(404, 403, 403, 403, 403),
+    ),
+    "release hold group": (
+        "DELETE",
+        "/api/v1/reservations/groups/{group}",
+        None,
+        expect(404, 403, 403, 403, 403),
+    ),
     "release hold": (
         "DELETE",
         "/api/v1/reservations/{hold}",
@@ -187,7 +206,8 @@ def test_the_matrix_covers_every_operation_of_the_schema(client):
             method.upper(),
             path.replace("{id}", "{x}")
             .replace("{reservation_id}", "{x}")
-            .replace("{slot_id}", "{x}"),
+            .replace("{slot_id}", "{x}")
+            .replace("{group_id}", "{x}"),
         )
         for path, operations in schema["paths"].items()
         for method in operations
@@ -196,7 +216,7 @@ def test_the_matrix_covers_every_operation_of_the_schema(client):
     covered = set()
     for method, path, _, _ in MATRIX.values():
         path = path.split("?")[0].replace("clinic-berlin", "{x}").replace(NO_ENTRY, "{x}")
-        for placeholder in ("{slot}", "{free}", "{hold}", "{booking}"):
+        for placeholder in ("{slot}", "{free}", "{hold}", "{booking}", "{group}"):
             path = path.replace(placeholder, "{x}")
         covered.add((method, path.replace("{booking_id}", "{x}")))
     documented = {(m, p.replace("{booking_id}", "{x}")) for m, p in documented}
@@ -229,6 +249,7 @@ def test_authorization_matrix(role, clinic_service):
             for m in (0, 60, 120)
         )
         hold = reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
+        group = reservation_create_group(actor=OWNER, slot_id=slot.id, pet_ids=["pet-1"])
         booked = booking_confirm_reservation(
             actor=OWNER,
             reservation_id=reservation_create(actor=OWNER, slot_id=other.id, pet_id="pet-1").id,
@@ -238,6 +259,7 @@ def test_authorization_matrix(role, clinic_service):
             "free": str(free.pk),
             "hold": str(hold.pk),
             "booking": str(booked.pk),
+            "group": str(group[0].group_id),
             "later": (at + dt.timedelta(days=400)).isoformat(),
             "later_end": (at + dt.timedelta(days=400, minutes=30)).isoformat(),
         }
