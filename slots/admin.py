@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from petpro_booking.core.admin_access import (
     ClinicScopedAdmin,
     admin_principal,
+    visible_clinic_ids,
 )
 from petpro_booking.core.admin_times import local_time_column
+from petpro_booking.core.clock import wall_clock_instant
 from petpro_booking.core.errors import ApplicationError
 
 from . import clinic_sync, services
@@ -80,6 +86,13 @@ class GenerateSlotsForm(forms.Form):
     start = forms.TimeField(help_text="HH:MM, clinic-local")
     end = forms.TimeField(help_text="HH:MM, clinic-local")
     capacity = forms.IntegerField(min_value=1, max_value=1000, initial=1)
+
+    def __init__(self, *args, zones: list[str], **kwargs) -> None:
+        """`zones`: the time zones of the selected services' clinics, written on the form."""
+        super().__init__(*args, **kwargs)
+        for name in ("start", "end"):
+            # Help text is rendered as HTML: the zone names, stored strings, are escaped.
+            self.fields[name].help_text = escape(f"HH:MM, clinic time ({', '.join(zones)})")
 
     def clean(self):
         cleaned = super().clean()
@@ -149,8 +162,9 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
         principal = admin_principal(request.user)
         if principal is None:
             raise PermissionDenied
+        zones = sorted(set(queryset.values_list("clinic__timezone", flat=True)))
         if "apply" in request.POST:
-            form = GenerateSlotsForm(request.POST)
+            form = GenerateSlotsForm(request.POST, zones=zones)
             if form.is_valid():
                 data = form.cleaned_data
                 weekly = [
@@ -176,7 +190,7 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
                     self.message_user(request, f"{service}: {created} slots created.")
                 return None
         else:
-            form = GenerateSlotsForm()
+            form = GenerateSlotsForm(zones=zones)
         return TemplateResponse(
             request,
             "admin/slots/generate_slots.html",
@@ -191,10 +205,41 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
         )
 
 
+class ClinicWallClockField(forms.SplitDateTimeField):
+    """A date and a time as the clinic's wall clock shows them, left naive: Django would read
+    them in the server's zone (UTC), but only the form knows the clinic (chosen with them)."""
+
+    widget = AdminSplitDateTime
+
+    def compress(self, data_list):
+        if not data_list:
+            return None
+        if data_list[0] in self.empty_values:
+            raise ValidationError(self.error_messages["invalid_date"], code="invalid_date")
+        if data_list[1] in self.empty_values:
+            raise ValidationError(self.error_messages["invalid_time"], code="invalid_time")
+        return dt.datetime.combine(*data_list)
+
+
+class ClinicWithZoneChoiceField(forms.ModelChoiceField):
+    """A clinic offered with the zone its times are typed in: `Jakarta Pets (Asia/Jakarta)`."""
+
+    def label_from_instance(self, obj) -> str:
+        return f"{obj.name} ({obj.timezone})"
+
+
 class SlotForm(forms.ModelForm):
-    """Carries the version the user opened; a stale save is refused."""
+    """Carries the version the user opened; a stale save is refused.
+
+    A new slot's start and end are typed in the chosen clinic's time zone, written next to
+    them: `clean` turns them into instants. A time the clocks skip that day is an error on its
+    field; a time they show twice (when they go back) is its first occurrence, as when slots
+    are generated from a weekly schedule.
+    """
 
     seen_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    start_at = ClinicWallClockField(label="Starts")
+    end_at = ClinicWallClockField(label="Ends")
 
     class Meta:
         model = Slot
@@ -204,9 +249,25 @@ class SlotForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["seen_version"].initial = self.instance.version
+        clinic_field = self.fields.get("clinic")
+        if isinstance(clinic_field, forms.ModelChoiceField) and "start_at" in self.fields:
+            self._name_the_zones(clinic_field)
+
+    def _name_the_zones(self, clinic_field: forms.ModelChoiceField) -> None:
+        """The start and end say which zone they are read in."""
+        clinics = clinic_field.queryset if clinic_field.queryset is not None else Clinic.objects
+        zones = sorted(set(clinics.values_list("timezone", flat=True)))
+        if len(zones) == 1:
+            where = f"Clinic time ({zones[0]})"
+        else:
+            where = "Clinic time: in the chosen clinic's time zone, written after its name"
+        for name in ("start_at", "end_at"):
+            self.fields[name].help_text = escape(where)  # rendered as HTML
 
     def clean(self):
         cleaned = super().clean()
+        if "start_at" in self.fields:
+            self._read_in_clinic_time(cleaned)
         if self.instance.pk:
             current = Slot.objects.filter(pk=self.instance.pk).values_list("version", flat=True)
             seen = cleaned.get("seen_version")
@@ -220,6 +281,30 @@ class SlotForm(forms.ModelForm):
             if capacity is not None and capacity < taken:
                 raise ValidationError({"capacity": f"{taken} places are held or booked."})
         return cleaned
+
+    def _read_in_clinic_time(self, cleaned: dict) -> None:
+        """The wall-clock start and end become instants in the chosen clinic's zone."""
+        clinic = cleaned.get("clinic")
+        for name in ("start_at", "end_at"):
+            wall = cleaned.get(name)
+            if wall is None:
+                continue
+            if clinic is None:
+                self.add_error(name, "Choose the clinic: this time is read in its time zone.")
+                continue
+            instant = wall_clock_instant(wall, clinic_zone(clinic.timezone))
+            if instant is None:
+                self.add_error(
+                    name,
+                    f"{wall:%Y-%m-%d %H:%M} does not exist in {clinic.timezone}: the clocks "
+                    "go forward over it that day (daylight saving time). Choose a time "
+                    "before or after the change.",
+                )
+                continue
+            cleaned[name] = instant
+        start, end = cleaned.get("start_at"), cleaned.get("end_at")
+        if start is not None and end is not None and end <= start and "end_at" not in self.errors:
+            self.add_error("end_at", "Must be after the start.")
 
 
 @admin.register(Slot)
@@ -253,23 +338,55 @@ class SlotAdmin(ClinicScopedAdmin):
     def available(self, slot: Slot) -> int:
         return slot.available_capacity
 
+    # An existing slot's start and end are fixed (only capacity and status change): its page
+    # shows them in the clinic's zone, the zone written.
+    start_local = local_time_column(
+        "start_at", "Starts (clinic time)", zone_of=lambda slot: slot.clinic.timezone
+    )
+    end_local = local_time_column(
+        "end_at", "Ends (clinic time)", zone_of=lambda slot: slot.clinic.timezone
+    )
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        """An existing slot's times read in its clinic's zone (the subtitle, the slot's name,
-        says which)."""
-        slot = self.get_object(request, object_id) if object_id else None
-        if slot is None:
+        """The page renders in the clinic's zone: an existing slot's, or on the add form the
+        one zone of the clinics this user may choose (the admin's "Now" then gives the
+        clinic's wall-clock time)."""
+        zone_name = self._page_zone(request, object_id)
+        if zone_name is None:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        with timezone.override(clinic_zone(slot.clinic.timezone)):
+        with timezone.override(clinic_zone(zone_name)):
             response = super().changeform_view(request, object_id, form_url, extra_context)
             if hasattr(response, "render"):
                 response.render()
         return response
 
+    def _page_zone(self, request: HttpRequest, object_id: str | None) -> str | None:
+        if object_id:
+            slot = self.get_object(request, object_id)
+            return slot.clinic.timezone if slot is not None else None
+        clinic_ids = visible_clinic_ids(request.user)
+        clinics = Clinic.objects.order_by()
+        if clinic_ids is not None:
+            clinics = clinics.filter(id__in=clinic_ids)
+        zones = set(clinics.values_list("timezone", flat=True).distinct()[:2])
+        return zones.pop() if len(zones) == 1 else None
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "clinic":
+            kwargs["form_class"] = ClinicWithZoneChoiceField
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         readonly = ["booked_count", "held_count", "version"]  # the id is not editable at all
         if obj is not None:  # only capacity and status change after creation
-            readonly += ["clinic", "service", "start_at", "end_at"]
+            readonly += ["clinic", "service", "start_at", "end_at", "start_local", "end_local"]
         return readonly
+
+    def get_fields(self, request: HttpRequest, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None:
+            return fields
+        return [name for name in fields if name not in ("start_at", "end_at")]  # UTC, unnamed
 
     def save_model(self, request, obj, form, change) -> None:
         principal = admin_principal(request.user)

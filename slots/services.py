@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from petpro_booking.core.clock import wall_clock_instant
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
@@ -185,9 +186,8 @@ def _local_starts(
     cursor = dt.datetime.combine(day, window.start)
     window_end = dt.datetime.combine(day, window.end)
     while cursor + duration <= window_end:
-        local = cursor.replace(tzinfo=zone, fold=0)
-        as_utc = local.astimezone(dt.UTC)
-        if as_utc.astimezone(zone).replace(tzinfo=None) == cursor:  # exists on that day
+        as_utc = wall_clock_instant(cursor, zone)
+        if as_utc is not None:  # exists on that day
             starts.append(as_utc)
         cursor += duration + gap
     return starts

@@ -24,6 +24,17 @@ def local_time(value: dt.datetime, zone_name: str) -> str:
     return value.astimezone(clinic_zone(zone_name)).isoformat()
 
 
+def wall_clock_instant(wall: dt.datetime, zone: dt.tzinfo) -> dt.datetime | None:
+    """The instant (UTC) at which a clock in `zone` shows the naive `wall` time; None when it
+    never does (the time the clocks skip when they go forward). A time the clocks show twice
+    (when they go back) is its first occurrence, the one a clock read forward from midnight
+    reaches first."""
+    instant = wall.replace(tzinfo=zone, fold=0).astimezone(dt.UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) != wall.replace(tzinfo=None):
+        return None
+    return instant
+
+
 def local_label(moment: dt.datetime | None, zone_name: str, *, with_zone: bool = True) -> str:
     """`2026-12-09 10:00 (Europe/Berlin)`, `2026-12-09 09:00 (UTC)`; empty for no moment."""
     if moment is None:
