@@ -1,5 +1,5 @@
 """Thin viewsets for bookings and for confirming a hold into one: parse, call one service or
-selector, render (DESIGN.md §8)."""
+selector, render (the OpenAPI schema documents each)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bookings, their payment records and their history (DESIGN.md §3)."""
+"""Bookings, their payment records and their history (docs/bookings.md, docs/payments.md)."""
 
 import uuid
 

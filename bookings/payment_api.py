@@ -1,5 +1,5 @@
 """Payment endpoints: the owner starts a booking's payment; the Payment Service's signed
-webhook tells us how it went (DESIGN.md §7, §8). Thin: one service call each."""
+webhook tells us how it went (docs/payments.md). Thin: one service call each."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Input and output shapes of the bookings API (DESIGN.md §8)."""
+"""Input and output shapes of the bookings API (documented in the OpenAPI schema)."""
 
 from __future__ import annotations
 

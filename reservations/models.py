@@ -1,4 +1,4 @@
-"""Temporary holds on one unit of a slot's capacity (DESIGN.md §3)."""
+"""Temporary holds on one unit of a slot's capacity (docs/holds.md)."""
 
 import uuid
 

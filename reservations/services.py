@@ -153,7 +153,8 @@ def _take_units(slot: Slot, count: int) -> bool:
 
 
 def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
-    """Hold one unit of a slot for RESERVATION_TTL_SECONDS (DESIGN.md §4, all layers).
+    """Hold one unit of a slot for RESERVATION_TTL_SECONDS (docs/holds.md: the Redis lock, the
+    SERIALIZABLE write, the fence and the constraints).
 
     The pet is checked before the lock (no network call under a lock); then the Redis lock
     lines contenders up, and one SERIALIZABLE transaction takes a unit with one conditional
@@ -343,8 +344,8 @@ def reservation_mark_confirmed(
 
     Moves the hold to `confirmed` only if it is still the version the caller saw
     (`seen_version`, default `reservation.version`), still held and not past its expiry by the
-    database clock — so a stale or paused caller's write fails instead of landing (DESIGN.md §4
-    layer 3). Appends ReservationConfirmed. It does NOT touch the slot counters: the caller
+    database clock — so a stale or paused caller's write fails instead of landing (the fence of
+    docs/holds.md). Appends ReservationConfirmed. It does NOT touch the slot counters: the caller
     converts the held unit with `slots.services.slot_convert_hold` in the same transaction.
     One UPDATE and one INSERT when it succeeds (the row is read again only to say why not).
 

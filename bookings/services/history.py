@@ -1,5 +1,5 @@
 """A booking's status machine and its record: the transition table, the fenced status move,
-history rows and booking events (DESIGN.md §3, §4 layer 3, §5).
+history rows and booking events (docs/bookings.md, docs/events.md).
 
 Every status move goes through `booking_transition`: the transition table says which moves
 exist, the UPDATE is fenced on the version and status the caller saw, and the history row and

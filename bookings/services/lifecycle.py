@@ -468,7 +468,7 @@ def booking_reschedule(
                 details={"status": booking.status, "requested": "reschedule"},
             )
         _check_change_rights(booking=booking, actor=actor, reason=reason)
-        # Holds past their expiry must not keep the booking out (DESIGN.md §3).
+        # Holds past their expiry must not keep the booking out: they no longer count.
         reservation_expire_stale(slot=new_slot)
         if not slot_take_booking(slot_id=new_slot.id):
             raise SlotUnavailable()

@@ -1,4 +1,4 @@
-"""Paying for a booking (DESIGN.md §5, §7, §8): create the payment with the Payment Service,
+"""Paying for a booking (docs/payments.md): create the payment with the Payment Service,
 take its signed webhook, reconcile what a lost webhook missed, cancel unpaid bookings at their
 deadline, and handle payments that arrive after it.
 
@@ -625,7 +625,7 @@ def _apply_success(
 
 
 def _apply_late_success(*, booking: Booking, slot: Slot, record: PaymentRecord) -> str:
-    """A success for a cancelled booking (DESIGN §8 "Late payments"): when the deadline
+    """A success for a cancelled booking (docs/payments.md, "Late payments"): when the deadline
     cancelled it and its slot still has room, the booking is taken again; otherwise the
     payment is refunded. Either way it is in the history and in the events."""
     payment_id = record.payment_id
