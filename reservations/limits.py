@@ -14,6 +14,7 @@ still refuses every overbooking.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,8 +62,10 @@ def limit_refuse(*, limit: str, maximum: int) -> LimitExceeded:
 
 
 def owner_lock_key(owner_id: str) -> str:
-    """`owner:{<owner>}`; the braces are the Redis Cluster hash tag."""
-    return f"owner:{{{owner_id}}}"
+    """`owner:{<digest>}`: a digest of the owner's id, so no person's id is written into
+    Redis (the lock's keys outlive it briefly, and erasure leaves no id behind); the braces are
+    the Redis Cluster hash tag."""
+    return f"owner:{{{hashlib.sha256(owner_id.encode()).hexdigest()[:24]}}}"
 
 
 @contextmanager
