@@ -63,6 +63,7 @@ BOOKING_FIELDS = (
     "service_id",
     "user_id",
     "pet_id",
+    "group_id",
     "amount",
     "currency",
     "version",
@@ -141,7 +142,7 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
         ("slot__start_at", admin.DateFieldListFilter),
         ("created_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id"]
+    search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id", "=group_id"]
     # By the pet's (encrypted) name through its keyed hash, exact name.
     lookup_search_fields = ("reservation__pet_name_lookup",)
     list_select_related = ["slot", "slot__clinic"]

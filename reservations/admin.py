@@ -30,12 +30,13 @@ class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
         "service_name",
         "owner_name",
         "pet_name",
+        "group_id",
         "expires_local",
         "created_local",
         "id",
     ]
     list_filter = ["status", "slot__clinic", "slot__service", "expires_at", "created_at"]
-    search_fields = ["=id", "=user_id", "=pet_id"]
+    search_fields = ["=id", "=user_id", "=pet_id", "=group_id"]
     # The pet's name is encrypted: searched by its keyed hash (exact name).
     lookup_search_fields = ("pet_name_lookup",)
     date_hierarchy = "created_at"

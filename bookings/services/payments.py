@@ -533,20 +533,7 @@ def _apply_group_success(
         payment_refund_request(record=record)
         return "amount_mismatch"
     for booking in unpaid:
-        booking_transition(
-            booking=booking,
-            to_status=BookingStatus.CONFIRMED,
-            actor=SYSTEM,
-            event_type="BookingPaid",
-            extra_data={"payment_id": payment_id},
-            then=[
-                BookingEvent(
-                    "BookingConfirmed",
-                    BookingStatus.PENDING_PAYMENT,
-                    extra_data={"payment_id": payment_id},
-                )
-            ],
-        )
+        _booking_paid(booking=booking, payment_id=payment_id)
     if asked_before_a_cancel:
         booking_history_note(
             booking=payer,
@@ -556,6 +543,24 @@ def _apply_group_success(
             "settles it",
         )
     return "confirmed"
+
+
+def _booking_paid(*, booking: Booking, payment_id: str | None) -> None:
+    """An unpaid booking whose payment succeeded: BookingPaid, then BookingConfirmed."""
+    booking_transition(
+        booking=booking,
+        to_status=BookingStatus.CONFIRMED,
+        actor=SYSTEM,
+        event_type="BookingPaid",
+        extra_data={"payment_id": payment_id},
+        then=[
+            BookingEvent(
+                "BookingConfirmed",
+                BookingStatus.PENDING_PAYMENT,
+                extra_data={"payment_id": payment_id},
+            )
+        ],
+    )
 
 
 def _record_status(record: PaymentRecord, status: str, payload: dict[str, Any]) -> None:
@@ -598,20 +603,7 @@ def _apply_success(
         payment_refund_request(record=record)
         return "amount_mismatch"
     if booking.status == BookingStatus.PENDING_PAYMENT:
-        booking_transition(
-            booking=booking,
-            to_status=BookingStatus.CONFIRMED,
-            actor=SYSTEM,
-            event_type="BookingPaid",
-            extra_data={"payment_id": payment_id},
-            then=[
-                BookingEvent(
-                    "BookingConfirmed",
-                    BookingStatus.PENDING_PAYMENT,
-                    extra_data={"payment_id": payment_id},
-                )
-            ],
-        )
+        _booking_paid(booking=booking, payment_id=payment_id)
         return "confirmed"
     if booking.status == BookingStatus.CANCELLED:
         return _apply_late_success(booking=booking, slot=slot, record=record)
