@@ -117,12 +117,11 @@ def test_a_verified_token_is_remembered_until_it_expires_and_never_past_it(setti
         token = issue_token(sub="u1", roles=["pet_owner"], lifetime=dt.timedelta(seconds=60))
         assert principal_from_token(token).sub == "u1"
         assert len(auth._verified) == 1
-        # Remembered: a wrong key now would refuse it if it were checked again.
-        settings.JWT_SIGNING_KEY, key = "another-signing-key-of-at-least-32-bytes", (
-            settings.JWT_SIGNING_KEY
-        )
+        # The key is part of what was remembered: under another key it is checked again.
+        key = settings.JWT_SIGNING_KEY
+        settings.JWT_SIGNING_KEY = "another-signing-key-of-at-least-32-bytes"
         with pytest.raises(Exception, match="not valid"):
-            principal_from_token(token)  # the key is part of what was remembered
+            principal_from_token(token)
         settings.JWT_SIGNING_KEY = key
         clock.shift(64)  # exp + leeway - 1 s: still good, from memory
         assert principal_from_token(token).sub == "u1"
