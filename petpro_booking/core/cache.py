@@ -24,9 +24,11 @@ from typing import Any, TypeVar
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 
 from . import metrics
 from .local_cache import MISSING, local_cache
+from .locking import send_with_release
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +73,12 @@ def bump_generation(*families: str) -> None:
     """Invalidate every entry keyed under each of `families` (entries age out on their own
     TTL). On Redis all bumps go in one pipelined round trip (each family's two commands
     touch one key: one node of a cluster); a Redis outage is counted and skipped (the cached
-    entries then live out their TTL)."""
+    entries then live out their TTL).
+
+    Outside a transaction (an after-commit hook) and inside a lock block on the cache's own
+    Redis (a slot write's), the bumps go with the block's lock releases, in its one round trip
+    when the block ends (`core.locking.send_with_release`): still after the commit and before
+    the response, one round trip less."""
     local = local_cache()
     if local is not None:
         for family in families:
@@ -87,18 +94,38 @@ def bump_generation(*families: str) -> None:
         return
     from django_redis import get_redis_connection
 
+    commands: list[tuple] = []
+    for family in families:
+        key = cache.make_key(_generation_key(family))
+        # A missing key starts from the clock, with its TTL (INCR keeps it): a busy family's
+        # key expires a week after it was made and simply starts again.
+        commands.append(("SET", key, _fresh_generation(), "NX", "EX", GENERATION_TTL_SECONDS))
+        commands.append(("INCR", key))
+
+    def sent(error: BaseException | None) -> None:
+        if local is not None:  # read again meanwhile (before the bump went): forget it again
+            for family in families:
+                local.discard(("gen", family))
+        if error is not None:
+            metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="cache_invalidation").inc()
+            logger.warning("cache generations not bumped: %s", type(error).__name__)
+
+    if not connection.in_atomic_block and send_with_release(_cache_redis_url(), commands, sent):
+        return
     try:
         pipe = get_redis_connection("default").pipeline(transaction=False)
-        for family in families:
-            key = cache.make_key(_generation_key(family))
-            # A missing key starts from the clock, with its TTL (INCR keeps it): a busy
-            # family's key expires a week after it was made and simply starts again.
-            pipe.set(key, _fresh_generation(), nx=True, ex=GENERATION_TTL_SECONDS)
-            pipe.incr(key)
+        for command in commands:
+            pipe.execute_command(*command)
         pipe.execute()
     except redis.RedisError as exc:
-        metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation="cache_invalidation").inc()
-        logger.warning("cache generations not bumped: %s", type(exc).__name__)
+        sent(exc)
+
+
+def _cache_redis_url() -> str:
+    location = settings.CACHES["default"]["LOCATION"]
+    if isinstance(location, list | tuple):
+        return location[0] if len(location) == 1 else ""
+    return str(location)
 
 
 def keyed(prefix: str, families: list[str], params: dict[str, Any]) -> str:

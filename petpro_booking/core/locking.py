@@ -18,6 +18,14 @@ Leases are renewed by one thread per manager (`LeaseRenewer`), not by python-red
 thread per lock: on the hold path, starting and joining that thread cost more CPU than the
 lock's two round trips.
 
+Round trips: a free lock costs one SET NX (no retry machinery unless it is taken). A block
+inside another `acquire` of the same manager (the owner's lock around a slot write) hands its
+releases to the outermost block, which sends them, with any commands queued by
+`send_with_release` (the after-commit cache generation bumps), in one pipelined round trip
+when it ends; a new `acquire` inside the outer block sends what is queued first, so no lease is
+kept while waiting for another. The outer block's work after an inner block should be short:
+the inner leases are kept until it ends.
+
 With `REDIS_URL` unset (embedded mode) the locks are in-process.
 """
 
@@ -28,8 +36,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextvars import ContextVar
 
 import redis
 import redis_lock
@@ -142,6 +151,41 @@ class LeaseRenewer:
                 logger.warning("Could not renew lease %s: %s", lock._name, exc)
 
 
+Sent = Callable[[BaseException | None], None]
+
+
+class _ReleaseBatch:
+    """What the outermost `acquire` block of a thread (or task) sends when it ends: the leases
+    of every block inside it, and commands queued with `send_with_release`."""
+
+    def __init__(self, manager: DistributedLockManager) -> None:
+        self.manager = manager
+        self.leases: list[tuple[redis_lock.Lock, str]] = []
+        self.commands: list[tuple[list[tuple], Sent]] = []
+
+    def send(self) -> None:
+        leases, self.leases = self.leases, []
+        commands, self.commands = self.commands, []
+        if leases or commands:
+            self.manager._send(leases, commands)
+
+
+_batch: ContextVar[_ReleaseBatch | None] = ContextVar("petpro_lock_release_batch", default=None)
+
+
+def send_with_release(redis_url: str, commands: list[tuple], sent: Sent) -> bool:
+    """Queue `commands` (each `(name, *args)`, run in order, answers ignored) to go to Redis
+    with the releases of the enclosing lock block, in its one round trip. True when queued;
+    False when there is no such block on `redis_url` (a node, not a cluster): send them
+    yourself. `sent(error)` is called once they went, with None or the first failure (a
+    command's, or the connection's: the leases then expire on their own)."""
+    batch = _batch.get()
+    if batch is None or batch.manager.redis_url != redis_url:
+        return False
+    batch.commands.append((commands, sent))
+    return True
+
+
 def _call_if_alive(reference: weakref.ref, method: str) -> None:
     target = reference()
     if target is not None:
@@ -176,22 +220,38 @@ class DistributedLockManager:
             if redis_url
             else None
         )
+        self._cluster = bool(redis_url) and is_cluster_url(redis_url)
         self._redis_down_until = 0.0
         self._renewer = LeaseRenewer(self.ttl_seconds)
 
     @contextmanager
     def acquire(self, *keys: str, operation: str = "slot_lock") -> Iterator[None]:
         """Hold every key (sorted, so two callers never wait on each other in a circle)."""
-        ordered = sorted(set(keys))
-        deadline = time.monotonic() + self.wait_seconds
-        started = time.monotonic()
-        with ExitStack() as stack:
-            try:
-                for key in ordered:
-                    stack.enter_context(self._one(key, deadline, operation))
-            finally:
-                metrics.LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
-            yield
+        outer = _batch.get()
+        if outer is not None and outer.manager is self:
+            outer.send()  # never wait for a lease while keeping one a block is done with
+            batch = None
+        elif self._client is not None and not self._cluster:
+            batch = _ReleaseBatch(self)
+        else:
+            batch = None
+        token = _batch.set(batch) if batch is not None else None
+        try:
+            ordered = sorted(set(keys))
+            deadline = time.monotonic() + self.wait_seconds
+            started = time.monotonic()
+            with ExitStack() as stack:
+                try:
+                    for key in ordered:
+                        stack.enter_context(self._one(key, deadline, operation))
+                finally:
+                    metrics.LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
+                yield
+        finally:
+            if token is not None:
+                _batch.reset(token)
+            if batch is not None:
+                batch.send()
 
     def _one(self, key: str, deadline: float, operation: str) -> AbstractContextManager[None]:
         if self._local is not None:
@@ -221,7 +281,7 @@ class DistributedLockManager:
             f"{self.namespace}:{hash_tagged(key)}",
             expire=self.ttl_seconds,
             auto_renewal=False,  # renewed by self._renewer instead
-            strict=not is_cluster_url(self.redis_url),  # a RedisCluster is no StrictRedis
+            strict=not self._cluster,  # a RedisCluster is no StrictRedis
         )
         try:
             acquired: bool | None = self._poll(lock, deadline)
@@ -240,11 +300,20 @@ class DistributedLockManager:
         try:
             yield
         finally:
-            self._release(lock, key)
+            batch = _batch.get()
+            if batch is not None and batch.manager is self:
+                batch.leases.append((lock, key))  # released by the outermost block's send
+            else:
+                self._release(lock, key)
 
     def _poll(self, lock: redis_lock.Lock, deadline: float) -> bool:
         """Try until the lock is ours or the wait is over (the `slot_lock` retry policy:
-        jittered pauses of a few milliseconds, no pause past `deadline`)."""
+        jittered pauses of a few milliseconds, no pause past `deadline`). A free lock is
+        taken by the first try, without the retry machinery."""
+        if self._try_acquire(lock):
+            return True
+        if time.monotonic() >= deadline:
+            return False
         retrying = retry_policy("slot_lock").retrying(
             retry=retry_if_result(lambda acquired: not acquired),
             deadline_at=deadline,
@@ -271,11 +340,52 @@ class DistributedLockManager:
         try:
             lock.release()
         except redis_lock.NotAcquired:
-            # Our lease ran out while we worked (a pause, a slow commit): someone else may have
-            # held it meanwhile. Our writes were fenced in the database, so only report it.
-            logger.warning("Lock %s expired before its release (lease outlived)", key)
+            _lease_outlived(key)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             logger.warning("Could not release lock %s, it expires on its own: %s", key, exc)
+
+    def _send(
+        self, leases: list[tuple[redis_lock.Lock, str]], queued: list[tuple[list[tuple], Sent]]
+    ) -> None:
+        """One pipelined round trip: the queued commands in order, then every lease's release
+        (python-redis-lock's own unlock script, by its SHA; a Redis that lost its scripts gets
+        each release the library's way)."""
+        for lock, _ in leases:
+            self._renewer.discard(lock)
+        pipe = self._client.pipeline(transaction=False)  # type: ignore[union-attr]
+        for commands, _ in queued:
+            for command in commands:
+                pipe.execute_command(*command)
+        for lock, _ in leases:
+            pipe.evalsha(
+                lock.unlock_script.sha, 2, lock._name, lock._signal, lock._id, lock._signal_expire
+            )
+        try:
+            answers = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            for key in dict.fromkeys(key for _, key in leases):
+                logger.warning("Could not release lock %s, it expires on its own: %s", key, exc)
+            for _, sent in queued:
+                sent(exc)
+            return
+        position = 0
+        for commands, sent in queued:
+            mine = answers[position : position + len(commands)]
+            position += len(commands)
+            sent(next((a for a in mine if isinstance(a, BaseException)), None))
+        for (lock, key), answer in zip(leases, answers[position:], strict=True):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                self._release(lock, key)  # the library loads its script again
+            elif isinstance(answer, BaseException):
+                logger.warning("Could not release lock %s, it expires on its own: %s", key, answer)
+            elif answer == 1:
+                _lease_outlived(key)
+
+
+def _lease_outlived(key: str) -> None:
+    # Our lease ran out while we worked (a pause, a slow commit): someone else may have held
+    # it meanwhile. Our writes were fenced in the database, so only report it.
+    logger.warning("Lock %s expired before its release (lease outlived)", key)
 
 
 @contextmanager

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import time
 
 import jwt
 import pytest
+import time_machine
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from petpro_booking.core import auth
 from petpro_booking.core.auth import issue_token, principal_from_token
 
 pytestmark = pytest.mark.django_db
@@ -104,3 +107,45 @@ def test_issue_token_command_prints_a_working_token(anon_client, clinic):
     assert principal.clinic_ids == frozenset({clinic.id})
     with pytest.raises(CommandError):
         call_command("issue_token", "--sub", "s", "--role", "clinic_staff", stdout=out)
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_never_past_it(settings):
+    settings.JWT_LEEWAY_SECONDS = 5
+    auth.forget_verified_tokens()
+    start = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as clock:
+        token = issue_token(sub="u1", roles=["pet_owner"], lifetime=dt.timedelta(seconds=60))
+        assert principal_from_token(token).sub == "u1"
+        assert len(auth._verified) == 1
+        # The key is part of what was remembered: under another key it is checked again.
+        key = settings.JWT_SIGNING_KEY
+        settings.JWT_SIGNING_KEY = "another-signing-key-of-at-least-32-bytes"
+        with pytest.raises(Exception, match="not valid"):
+            principal_from_token(token)
+        settings.JWT_SIGNING_KEY = key
+        clock.shift(64)  # exp + leeway - 1 s: still good, from memory
+        assert principal_from_token(token).sub == "u1"
+        clock.shift(2)  # past exp + leeway: refused, as the full check refuses it
+        with pytest.raises(Exception, match="expired"):
+            principal_from_token(token)
+
+
+def test_a_refused_token_is_not_remembered(settings):
+    auth.forget_verified_tokens()
+    bad = jwt.encode(
+        {"sub": "u1", "roles": ["nobody"], "exp": timezone.now() + dt.timedelta(minutes=5)},
+        settings.JWT_SIGNING_KEY,
+        algorithm="HS256",
+    )
+    for _ in range(2):
+        with pytest.raises(Exception, match="roles"):
+            principal_from_token(bad)
+    assert len(auth._verified) == 0
+
+
+def test_a_remembered_token_is_kept_no_longer_than_the_bound(settings):
+    auth.forget_verified_tokens()
+    token = issue_token(sub="u1", roles=["pet_owner"], lifetime=dt.timedelta(hours=12))
+    principal_from_token(token)
+    [(expires, _)] = auth._verified._entries.values()
+    assert expires - time.monotonic() <= auth.VERIFIED_TOKEN_SECONDS

@@ -47,3 +47,17 @@ def test_the_embedded_local_memory_cache_counts_generations_the_same_way(setting
     never_read = cache_keys.generation("slots:local-never-read")
     cache_keys.bump_generation("slots:local-never-read")
     assert cache_keys.generation("slots:local-never-read") == never_read + 1
+
+
+def test_a_bump_after_commit_inside_a_lock_block_goes_with_its_releases():
+    from petpro_booking.core.locking import lock_manager
+
+    client = get_redis_connection("default")
+    before = cache_keys.generation("slots:with-release")
+    with lock_manager().acquire("slot:bump-with-release"):
+        cache_keys.bump_generation("slots:with-release")  # outside a transaction: queued
+        assert int(client.get(cache.make_key("gen:slots:with-release"))) == before
+        # Read again meanwhile: the process's copy is forgotten again once the bump went.
+        assert cache_keys.generation("slots:with-release") == before
+    assert cache_keys.generation("slots:with-release") == before + 1
+    assert client.exists("lock:petpro:{slot:bump-with-release}") == 0

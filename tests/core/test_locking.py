@@ -16,6 +16,7 @@ from petpro_booking.core.locking import (
     DistributedLockManager,
     LockBusy,
     lock_manager,
+    send_with_release,
 )
 
 
@@ -228,3 +229,74 @@ def test_a_forked_child_starts_with_no_leases_and_its_own_renewer(private_redis)
         _, status = os.waitpid(pid, 0)
         assert manager._renewer.held() == 1  # the parent's lease is still the parent's
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+class RoundTrips:
+    """Counts what the manager's client sends (a spy: the real connection still sends it)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.sent: list[bytes] = []
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(connection, command, check_health=True):
+            self.sent.append(b"".join(command) if isinstance(command, list) else command)
+            return original(connection, command, check_health)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+
+
+def test_nested_blocks_release_in_one_round_trip_with_the_queued_commands(
+    manager, private_redis, monkeypatch
+):
+    client = redis.Redis.from_url(private_redis.url)
+    with manager.acquire("slot:warm"):  # a new Redis: the first release loads the script
+        pass
+    outcomes: list[BaseException | None] = []
+    with manager.acquire("owner:{o1}"):
+        with manager.acquire("slot:nested"):
+            queued = send_with_release(manager.redis_url, [("SET", "gen:x", 7)], outcomes.append)
+            assert queued
+        assert client.exists("lock:petpro:{slot:nested}") == 1  # kept until the outer block ends
+        trips = RoundTrips(monkeypatch)
+    assert len(trips.sent) == 1, trips.sent
+    assert trips.sent[0].count(b"EVALSHA") == 2
+    assert client.exists("lock:petpro:{slot:nested}", "lock:petpro:owner:{o1}") == 0
+    assert client.get("gen:x") == b"7"
+    assert outcomes == [None]
+    with manager.acquire("slot:nested"):  # both free again
+        pass
+
+
+def test_a_new_acquire_inside_sends_what_is_queued_first(manager, private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    with manager.acquire("owner:{o2}"):
+        with manager.acquire("slot:first"):
+            pass
+        with manager.acquire("slot:second"):
+            assert client.exists("lock:petpro:{slot:first}") == 0
+        assert client.exists("lock:petpro:{slot:second}") == 1
+    assert client.exists("lock:petpro:{slot:second}", "lock:petpro:owner:{o2}") == 0
+
+
+def test_commands_are_queued_only_inside_a_block_on_the_same_redis(manager, private_redis):
+    assert not send_with_release(manager.redis_url, [("SET", "gen:y", 1)], print)
+    with manager.acquire("slot:other"):
+        assert not send_with_release("redis://elsewhere:6379/0", [("SET", "gen:y", 1)], print)
+    assert redis.Redis.from_url(private_redis.url).exists("gen:y") == 0
+
+
+def test_a_failing_queued_command_is_reported_and_the_leases_still_released(manager, private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    client.set("gen:not-a-number", "abc")
+    outcomes: list[BaseException | None] = []
+    with manager.acquire("slot:failing"):
+        send_with_release(manager.redis_url, [("INCR", "gen:not-a-number")], outcomes.append)
+    assert isinstance(outcomes[0], redis.ResponseError)
+    assert client.exists("lock:petpro:{slot:failing}") == 0
+
+
+def test_a_release_after_redis_lost_its_scripts_still_happens(manager, private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    with manager.acquire("slot:flushed"):
+        client.script_flush()  # a restarted or failed-over Redis: the unlock script is gone
+    assert client.exists("lock:petpro:{slot:flushed}") == 0

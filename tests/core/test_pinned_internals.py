@@ -5,7 +5,8 @@ Django or python-redis-lock fails here rather than in a booking:
   (the hold benchmark: worker CPU per hold 3.4 -> 2.8 ms); compared with the ORM for every
   model they are used with;
 * `core/locking.py` takes python-redis-lock's lease with its own SET NX (`Lock._name`,
-  `Lock._id`) and leaves release/extend to the library;
+  `Lock._id`), leaves extend to the library and releases with the library's own unlock script,
+  by its SHA, in a pipeline (`Lock.unlock_script`, `Lock._signal`, `Lock._signal_expire`);
 * both libraries are pinned exactly, in pyproject.toml and requirements.lock alike.
 """
 
@@ -181,3 +182,18 @@ def test_slot_lock_keys_keep_a_locks_two_keys_on_one_cluster_node():
         for i in range(50)
     }
     assert len(tags) > 40
+
+
+def test_the_pipelined_release_runs_the_librarys_unlock_script_with_its_arguments(private_redis):
+    import hashlib
+    import inspect
+
+    client = redis.Redis.from_url(private_redis.url)
+    lock = redis_lock.Lock(client, "petpro:slot:c:s:{y}", expire=5, auto_renewal=False)
+    assert lock.unlock_script.sha == hashlib.sha1(redis_lock.UNLOCK_SCRIPT).hexdigest()  # noqa: S324
+    assert isinstance(lock._signal_expire, int)
+    # What the manager's pipeline sends is what the library's release sends.
+    assert (
+        "self.unlock_script(client=self._client, keys=(self._name, self._signal), "
+        "args=(self._id, self._signal_expire))"
+    ) in inspect.getsource(redis_lock.Lock.release)

@@ -1,9 +1,11 @@
 """The hot paths' statement counts: the slot-write gateway adds no round trip to a hold and
-takes reads out of the confirm (issue 13 point 1, issue 11 point 4)."""
+takes reads out of the confirm (issue 13 point 1, issue 11 point 4); and a hold's Redis round
+trips."""
 
 from __future__ import annotations
 
 import pytest
+import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -19,6 +21,10 @@ OWNER = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
 # more row reads, two SELECT MAX(aggregate_version), a second slot row lock).
 HOLD_STATEMENTS = 9  # + the fair-use count of live holds (issue 12), inside the transaction
 CONFIRM_STATEMENTS = 15  # + the fair-use counts (issue 12)
+# The owner's lock and the slot's lock (one SET NX each), then one round trip with the
+# after-commit search-generation bump and both releases (before: 5, a release each and the bump
+# on its own). The pet comes from the local cache once warm.
+HOLD_REDIS_ROUND_TRIPS = 3
 
 
 def _statements(action) -> list[str]:
@@ -34,6 +40,25 @@ def test_a_hold_costs_no_more_statements_than_before_the_gateway(owner_pet, clin
     assert len(sql) <= HOLD_STATEMENTS, sql
     # The common hold takes its unit with the conditional UPDATE, no row lock read first.
     assert not any("FOR UPDATE" in statement for statement in sql), sql
+
+
+def test_a_hold_costs_three_redis_round_trips(owner_pet, clinic_service, monkeypatch):
+    slot = SlotFactory(service=clinic_service, capacity=3)
+    reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")  # warm the caches
+    sent: list[bytes] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sent.append(b"".join(command) if isinstance(command, list) else command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
+    monkeypatch.undo()
+    assert len(sent) <= HOLD_REDIS_ROUND_TRIPS, sent
+    last = sent[-1]
+    assert b"INCR" in last, last  # the generation bump went with the releases
+    assert last.count(b"EVALSHA") == 2, last
 
 
 def test_a_confirm_reads_no_max_aggregate_version_and_fewer_rows(owner_pet, clinic_service):
