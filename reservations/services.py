@@ -152,6 +152,34 @@ def _take_units(slot: Slot, count: int) -> bool:
     return slot_take_hold(slot_id=slot.id, count=count)  # closed: the expiries commit anyway
 
 
+def _hold_expiry() -> dt.datetime:
+    return timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
+
+
+def _hold_insert(
+    *,
+    slot: Slot,
+    actor: Principal,
+    pet: Pet,
+    expires_at: dt.datetime,
+    group_id: uuid.UUID | None = None,
+) -> Reservation:
+    """Inside the hold's slot write, the unit taken: the hold's row and its event."""
+    reservation = _RESERVATION_INSERT.insert(
+        Reservation(
+            slot=slot,
+            user_id=actor.sub,
+            pet_id=pet.id,
+            pet_name=pet.name,
+            status=ReservationStatus.HELD,
+            expires_at=expires_at,
+            group_id=group_id,
+        )
+    )
+    _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
+    return reservation
+
+
 def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
     """Hold one unit of a slot for RESERVATION_TTL_SECONDS (docs/holds.md: the Redis lock, the
     SERIALIZABLE write, the fence and the constraints).
@@ -169,18 +197,7 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     def hold(slot: Slot) -> Reservation | None:
         if not _take_units(slot, 1):
             return None
-        reservation = _RESERVATION_INSERT.insert(
-            Reservation(
-                slot=slot,
-                user_id=actor.sub,
-                pet_id=pet.id,
-                pet_name=pet.name,
-                status=ReservationStatus.HELD,
-                expires_at=timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
-            )
-        )
-        _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
-        return reservation
+        return _hold_insert(slot=slot, actor=actor, pet=pet, expires_at=_hold_expiry())
 
     try:
         with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
@@ -218,23 +235,11 @@ def reservation_create_group(
     def hold(slot: Slot) -> list[Reservation] | None:
         if not _take_units(slot, len(pets)):
             return None
-        expires_at = timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
-        holds = []
-        for pet in pets:
-            reservation = _RESERVATION_INSERT.insert(
-                Reservation(
-                    slot=slot,
-                    user_id=actor.sub,
-                    pet_id=pet.id,
-                    pet_name=pet.name,
-                    status=ReservationStatus.HELD,
-                    expires_at=expires_at,
-                    group_id=group_id,
-                )
-            )
-            _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
-            holds.append(reservation)
-        return holds
+        expires_at = _hold_expiry()
+        return [
+            _hold_insert(slot=slot, actor=actor, pet=pet, expires_at=expires_at, group_id=group_id)
+            for pet in pets
+        ]
 
     try:
         with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock

@@ -376,10 +376,7 @@ def _payment_apply(
                 payload=payload,
             )
         if status == PaymentStatus.FAILED:
-            if current.status not in LIVE_STATUSES:
-                return "already_applied"
-            _record_status(current, PaymentStatus.FAILED, payload)
-            return "failed"
+            return _apply_failure(record=current, payload=payload)
         if status == PaymentStatus.REFUNDED:
             if current.status == PaymentStatus.REFUNDED:
                 return "already_applied"
@@ -455,10 +452,7 @@ def _group_payment_apply(
                 group=group, record=current, amount=amount, currency=currency, payload=payload
             )
         if status == PaymentStatus.FAILED:
-            if current.status not in LIVE_STATUSES:
-                return "already_applied"
-            _record_status(current, PaymentStatus.FAILED, payload)
-            return "failed"
+            return _apply_failure(record=current, payload=payload)
         if status == PaymentStatus.REFUNDED:
             if current.status == PaymentStatus.REFUNDED:
                 return "already_applied"
@@ -561,6 +555,14 @@ def _booking_paid(*, booking: Booking, payment_id: str | None) -> None:
             )
         ],
     )
+
+
+def _apply_failure(*, record: PaymentRecord, payload: dict[str, Any]) -> str:
+    """The provider says the payment failed: the record says so; the booking stays payable."""
+    if record.status not in LIVE_STATUSES:
+        return "already_applied"
+    _record_status(record, PaymentStatus.FAILED, payload)
+    return "failed"
 
 
 def _record_status(record: PaymentRecord, status: str, payload: dict[str, Any]) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import dateformat
 
 from bookings.models import Booking, PaymentRecord
 from petpro_booking.core.clock import local_label
@@ -22,13 +24,22 @@ from waitlist.models import EntryStatus, WaitlistEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# 08:30 UTC on a winter day: 09:30 in Berlin (CET), 15:30 in Jakarta (WIB).
-MOMENT = dt.datetime(2026, 12, 3, 8, 30, tzinfo=dt.UTC)
-BERLIN = "2026-12-03 09:30 (Europe/Berlin)"
-JAKARTA = "2026-12-03 15:30 (Asia/Jakarta)"
-IN_UTC = "2026-12-03 08:30 (UTC)"
+# 08:30 UTC on a day of this month that is not today: never the moment a test's own rows are
+# made, and in the month's partition of the events table (moving events across partitions is
+# not what these tests are about).
+_TODAY = dt.datetime.now(dt.UTC)
+MOMENT = _TODAY.replace(day=2 if _TODAY.day == 1 else 1, hour=8, minute=30, second=0, microsecond=0)
+
+
+def _label(zone: str) -> str:
+    return f"{MOMENT.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} ({zone})"
+
+
+BERLIN = _label("Europe/Berlin")
+JAKARTA = _label("Asia/Jakarta")
+IN_UTC = f"{MOMENT:%Y-%m-%d %H:%M} (UTC)"
 # How Django's admin writes that moment on its own: the server's zone (UTC), unnamed.
-BARE_UTC = "Dec. 3, 2026, 8:30 a.m."
+BARE_UTC = dateformat.format(MOMENT, "N j, Y, P")
 
 
 @pytest.fixture
