@@ -188,7 +188,8 @@ def report(runs: list[Run], toggle: list[Run], stack: Topology, problems: list[s
             f"take the quiet machine's figure."
         )
     checks = "\n".join(
-        f"* {r.scenario}, {r.target}: {r.overbooking}{drained(r)}" for r in runs + toggle
+        f"* {r.scenario}, {r.target}: answers {statuses(r)}; {r.overbooking}{drained(r)}"
+        for r in runs + toggle
     )
     toggle_table = ""
     if toggle:
@@ -301,6 +302,10 @@ def run() -> tuple[str, list[str]]:
                 )
             if not run_.records:
                 problems.append(f"no request completed in {where}")
+            refused = sum(n for code, n in run_.total.statuses.items() if 400 <= code < 500)
+            if refused > len(run_.records) / 100:
+                # A refusal is cheap: a run full of them measures the refusal, not the work.
+                problems.append(f"{refused:,} 4xx answers in {where} ({statuses(run_)})")
         section = report(runs, toggle, stack, problems)
         time.sleep(0)
     return section, problems

@@ -296,6 +296,11 @@ class Topology:
             # Raised out of the way, still evaluated (a Redis round trip per request).
             THROTTLE_USER_RATE="100000000/min",
             THROTTLE_IP_RATE="100000000/min",
+            # The fair-use limits too: 400 owners make thousands of holds in a run, which the
+            # live-holds limit (5) would answer with fast 409s instead of holds.
+            FAIR_USE_MAX_LIVE_HOLDS="100000000",
+            FAIR_USE_MAX_UNPAID_BOOKINGS="100000000",
+            FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY="100000000",
             GUNICORN_BIND=f"127.0.0.1:{ports.web}",
             GUNICORN_WORKERS=str(self.options.gunicorn_workers),
             GUNICORN_THREADS=str(self.options.gunicorn_threads),
