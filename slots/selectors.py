@@ -106,10 +106,20 @@ WITH svc AS MATERIALIZED (
             AT TIME ZONE c.timezone AS next_midnight
     FROM clinic_services sv JOIN clinics c ON c.id = sv.clinic_id
     WHERE {service_where}
+), held AS (
+    -- the live holds of the matching slots, per slot, in one pass (not a subquery per slot):
+    -- those past their expiry that the job has not expired yet, and the next expiry
+    SELECT r.slot_id,
+        count(*) FILTER (WHERE r.expires_at <= %(now)s) AS expired,
+        min(r.expires_at) FILTER (WHERE r.expires_at > %(now)s) AS next_expiry
+    FROM reservations r JOIN slots s ON s.id = r.slot_id
+    WHERE r.status = 'held' AND s.held_count > 0
+        AND s.service_id IN (SELECT service_id FROM svc) AND {where}
+    GROUP BY r.slot_id
 ), base AS (
     SELECT s.id, s.clinic_id, s.service_id, s.start_at, s.end_at, s.capacity, s.status,
-        s.version, s.held_count, svc.next_midnight, svc.clinic_name, svc.timezone,
-        svc.service_name,
+        s.version, s.held_count, h.next_expiry, svc.next_midnight, svc.clinic_name,
+        svc.timezone, svc.service_name,
         {free} AS free,
         s.start_at - svc.notice AS notice_edge,
         CASE
@@ -121,6 +131,7 @@ WITH svc AS MATERIALIZED (
             WHEN s.status <> 'open' THEN 'slot_closed'
         END AS rule_reason
     FROM slots s JOIN svc ON svc.service_id = s.service_id
+    LEFT JOIN held h ON h.slot_id = s.id
     WHERE {where}
 ), rows AS (
     SELECT *, coalesce(rule_reason, CASE WHEN free <= 0 THEN 'slot_full' END) AS reason
@@ -130,20 +141,14 @@ WITH svc AS MATERIALIZED (
 # Holds past their expiry count as free at read time (the capacity rule, slots/models.py).
 _FREE_SQL = free_units_sql(
     slot="s",
-    expired_holds="""CASE WHEN s.held_count > 0 THEN (
-            SELECT count(*) FROM reservations r
-            WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s
-        ) ELSE 0 END""",
+    expired_holds="coalesce(h.expired, 0)",
 )
 _AVAILABLE_SQL = available_capacity_sql(status="page.status", free="page.free")
 # One statement, one round trip: the summary over every matching slot, then the page.
 _SEARCH_PAGE = """, summary AS (
     SELECT count(*) FILTER (WHERE {visible}) AS total,
         least(
-            min(CASE WHEN rule_reason IS NULL AND held_count > 0 THEN (
-                SELECT min(r.expires_at) FROM reservations r
-                WHERE r.slot_id = rows.id AND r.status = 'held' AND r.expires_at > %(now)s
-            ) END),
+            min(next_expiry) FILTER (WHERE rule_reason IS NULL),
             min(notice_edge) FILTER (WHERE rule_reason IS NULL AND notice_edge >= %(now)s),
             min(start_at) FILTER (WHERE %(staff)s AND start_at > %(now)s),
             min(next_midnight) FILTER (WHERE rule_reason = 'beyond_booking_horizon')
