@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings as django_settings
@@ -148,7 +149,12 @@ def test_the_per_pet_per_day_limit_is_checked_for_each_pet(
     owner_client, cats, clinic_service, settings
 ):
     settings.FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = 1
-    first = SlotFactory(service=clinic_service, capacity=3)
+    # 09:00 in the clinic's zone, so the slot two hours later is on the same clinic day (the
+    # factory's sequence can land anywhere in a day late in a long run).
+    berlin = ZoneInfo(clinic_service.clinic.timezone)
+    day = (dt.datetime.now(berlin) + dt.timedelta(days=5)).date()
+    morning = dt.datetime.combine(day, dt.time(9, 0), tzinfo=berlin)
+    first = SlotFactory(service=clinic_service, capacity=3, start_at=morning)
     later = SlotFactory(
         service=clinic_service, capacity=3, start_at=first.start_at + dt.timedelta(hours=2)
     )

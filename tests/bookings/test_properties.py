@@ -51,6 +51,9 @@ EXPECTED_REFUSALS = {
     "reservation_not_held",
     "invalid_transition",
     "validation_error",
+    # fair use (bookings per pet per day, unpaid bookings): the three owners' slots may fall on
+    # one clinic day, depending on where the factory's sequence has got to in the run
+    "limit_exceeded",
 }
 
 
