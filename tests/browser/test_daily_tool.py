@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bookings.models import Booking, BookingHistory
@@ -87,7 +87,18 @@ def follow(browser, element) -> None:
     """Click a link or button and wait for the next page (a click returns before it loads)."""
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 15).until(staleness_of(page))
+    WebDriverWait(browser, 15).until(lambda _: gone(page))
+
+
+def gone(element) -> bool:
+    """The page that held `element` has been replaced. Selenium's `staleness_of` waits for a
+    StaleElementReferenceException only; newer chromedrivers answer a node of a replaced
+    document with "Node with given id does not belong to the document" instead."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # stale, or that chromedriver's word for it
+        return True
+    return False
 
 
 def card(browser, slot: Slot):

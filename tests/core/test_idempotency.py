@@ -219,11 +219,13 @@ def test_hold_with_one_key_from_many_threads_creates_one_hold(owner_pet, clinic_
     slot.refresh_from_db()
     assert slot.held_count == 1
     statuses = collections.Counter(code for code, _ in results)
+    # Which threads overlap is timing (a fast first request leaves only replays): the
+    # invariant is one hold, the same 201 to every winner, and 409 in_use for the others.
     assert set(statuses) <= {201, 409}
-    assert statuses[409] >= 1
+    assert statuses[201] >= 1
     created = {json.dumps(body, sort_keys=True) for code, body in results if code == 201}
     assert len(created) == 1  # every 201 is the same hold, replayed
-    assert {body["error"]["code"] for code, body in results if code == 409} == {
+    assert {body["error"]["code"] for code, body in results if code == 409} <= {
         "idempotency_key_in_use"
     }
 
