@@ -6,6 +6,8 @@ import datetime as dt
 import logging
 import math
 import uuid
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +39,7 @@ from .models import (
 from .rules import (
     BEYOND_BOOKING_HORIZON,
     SLOT_FULL,
+    last_bookable_date,
     notice_edge,
     rules_of,
     slot_refusal,
@@ -164,8 +167,9 @@ FROM summary LEFT JOIN LATERAL (
 """
 
 
-def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(SQL, parameters) for the search `filters` (see slot_search_page)."""
+def _search_filters_sql(filters: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The search `filters` (see slot_search_page) as conditions on the slot (`s`) and on the
+    service (`sv`, its clinic `c`), with their parameters."""
     where, service_where, params = ["TRUE"], ["TRUE"], {}
     for name, clause in (
         ("clinic_id", "sv.clinic_id = %(clinic_id)s"),
@@ -190,19 +194,235 @@ def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "WHERE lower(accepted.name) = %(species)s))"
         )
         params["species"] = filters["species"].lower()
+    return " AND ".join(where), " AND ".join(service_where), params
+
+
+def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) for the search `filters` (see slot_search_page), every rule evaluated
+    for every matching slot."""
+    where, service_where, params = _search_filters_sql(filters)
     staff = bool(filters.get("include_unbookable"))
     visible = ["TRUE" if staff else "rule_reason IS NULL"]
     if filters.get("available") is True:
         visible.append("reason IS NULL")
     elif filters.get("available") is False:
         visible.append("reason IS NOT NULL")
-    base = _SEARCH_BASE.format(
-        where=" AND ".join(where), service_where=" AND ".join(service_where), free=_FREE_SQL
-    )
+    base = _SEARCH_BASE.format(where=where, service_where=service_where, free=_FREE_SQL)
     condition = " AND ".join(visible)
     params["staff"] = staff
     page = _SEARCH_PAGE.format(visible=condition, available=_AVAILABLE_SQL)
     return base.rstrip() + page, params
+
+
+# An owner sees only the slots every rule allows, and each rule is a range of start_at per
+# service (started, notice, horizon) or a column test (status, activity). So the owner's search
+# takes its services' ranges from the rules in Python (slots/rules.py, the same functions a hold
+# checks) and asks PostgreSQL lean questions the (clinic, service, start) index answers: a
+# count, the first bookable start, whether anything lies beyond the horizon, the next hold
+# expiry, and a page that stops after its rows. The staff query above evaluates every rule of
+# every matching slot instead (it shows the refused ones with their reason), and costs several
+# times more to plan and run. A test compares both with the rules evaluated row by row.
+_OWNER_SERVICES = """
+SELECT sv.id, sv.clinic_id, c.timezone, c.name, sv.name, sv.min_notice_minutes,
+    sv.booking_horizon_days, sv.buffer_before_minutes, sv.buffer_after_minutes
+FROM clinic_services sv JOIN clinics c ON c.id = sv.clinic_id
+WHERE c.active AND sv.active AND {service_where}
+"""
+# Holds past their expiry that the expiry job has not expired yet (normally none; the
+# partial index on held expiries finds them) count as free.
+_OWNER_SEARCH = """
+WITH expired AS (
+    SELECT slot_id, count(*) AS n FROM reservations
+    WHERE status = 'held' AND expires_at <= %(now)s GROUP BY slot_id
+)
+SELECT
+    (SELECT count(*) FROM slots s LEFT JOIN expired h ON h.slot_id = s.id
+        WHERE {rows} AND {free_test}) AS total,
+    (SELECT min(r.expires_at) FROM reservations r JOIN slots s ON s.id = r.slot_id
+        WHERE r.status = 'held' AND r.expires_at > %(now)s AND {rows}) AS next_expiry,
+    {edges},
+    page.*
+FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+    SELECT s.id, s.service_id, s.start_at, s.end_at, s.capacity, s.status, s.version,
+        {free} AS free
+    FROM slots s LEFT JOIN expired h ON h.slot_id = s.id
+    WHERE {rows} AND {free_test}
+    ORDER BY s.start_at, s.id LIMIT %(limit)s OFFSET %(offset)s
+) AS page ON TRUE
+"""
+_OWNER_RANGE = (
+    "(s.clinic_id = %(clinic{i})s AND s.service_id = %(service{i})s"
+    " AND s.start_at >= %(from{i})s AND s.start_at < %(to{i})s)"
+)
+# Per service: its first bookable start, and its last start (a slot beyond the horizon that only
+# the horizon refuses makes the answer change at the clinic's next midnight). Both read one
+# entry of the (clinic, service, start) index.
+_OWNER_EDGES = (
+    "(SELECT min(s.start_at) FROM slots s WHERE {range} AND s.status = 'open' AND {where}),"
+    " (SELECT max(s.start_at) FROM slots s WHERE s.clinic_id = %(clinic{i})s"
+    " AND s.service_id = %(service{i})s AND {where})"
+)
+# More services than this (a search over many clinics) take the staff query's plan.
+OWNER_SEARCH_MAX_SERVICES = 16
+
+
+@dataclass(frozen=True)
+class _Bookable:
+    """Where a service's bookable slots lie at one instant: [start_from, horizon_end)."""
+
+    service_id: str
+    clinic_id: str
+    zone_name: str
+    clinic_name: str
+    service_name: str
+    notice: dt.timedelta
+    start_from: dt.datetime
+    horizon_end: dt.datetime
+    next_midnight: dt.datetime
+
+
+def _bookable_services(
+    *,
+    service_where: str,
+    params: dict[str, Any],
+    now: dt.datetime,
+    using: str,
+) -> list[_Bookable]:
+    with connections[using].cursor() as cursor:
+        cursor.execute(_OWNER_SERVICES.format(service_where=service_where), params)
+        found = cursor.fetchall()
+    now = now.astimezone(dt.UTC)  # elapsed-time arithmetic (aware arithmetic is wall-clock)
+    services = []
+    for service_id, clinic_id, zone_name, clinic_name, service_name, *rule_columns in found:
+        rules = rules_of(
+            SimpleNamespace(
+                **dict(
+                    zip(
+                        (
+                            "min_notice_minutes",
+                            "booking_horizon_days",
+                            "buffer_before_minutes",
+                            "buffer_after_minutes",
+                        ),
+                        rule_columns,
+                        strict=True,
+                    )
+                )
+            )
+        )
+        zone = ZoneInfo(zone_name)
+        last = last_bookable_date(now=now, zone=zone, rules=rules)
+        tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+        notice = dt.timedelta(minutes=rules.min_notice_minutes)
+        services.append(
+            _Bookable(
+                service_id=service_id,
+                clinic_id=clinic_id,
+                zone_name=zone_name,
+                clinic_name=clinic_name,
+                service_name=service_name,
+                notice=notice,
+                # not started (start_at > now) and not too late (start_at - notice >= now)
+                start_from=max(now + notice, now + dt.timedelta(microseconds=1)),
+                horizon_end=_local_midnight(last + dt.timedelta(days=1), zone),
+                next_midnight=_local_midnight(tomorrow, zone),
+            )
+        )
+    return services
+
+
+def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    """The first instant of `day` in `zone` (where midnight is skipped, the instant the day
+    begins), in UTC."""
+    return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+
+
+def _owner_search(
+    filters: dict[str, Any],
+    *,
+    where: str,
+    service_where: str,
+    params: dict[str, Any],
+    now: dt.datetime,
+    page: int,
+    page_size: int,
+    using: str,
+) -> dict[str, Any] | None:
+    """`slot_search` for an owner (no `include_unbookable`); None when the filters match too
+    many services for one lean statement."""
+    services = _bookable_services(service_where=service_where, params=params, now=now, using=using)
+    if len(services) > OWNER_SEARCH_MAX_SERVICES:
+        return None
+    if not services:
+        return {"count": 0, "results": [], "valid_until": None}
+    params = {**params, "now": now, "limit": page_size, "offset": (page - 1) * page_size}
+    ranges, edges = [], []
+    for i, service in enumerate(services):
+        params.update(
+            {
+                f"clinic{i}": service.clinic_id,
+                f"service{i}": service.service_id,
+                f"from{i}": service.start_from,
+                f"to{i}": service.horizon_end,
+            }
+        )
+        ranges.append(_OWNER_RANGE.format(i=i))
+        edges.append(_OWNER_EDGES.format(range=ranges[-1], where=where, i=i))
+    free = free_units_sql(slot="s", expired_holds="coalesce(h.n, 0)")
+    available = filters.get("available")
+    free_test = (
+        f"{free} > 0" if available is True else f"{free} <= 0" if available is False else "TRUE"
+    )
+    sql = _OWNER_SEARCH.format(
+        rows=f"({' OR '.join(ranges)}) AND s.status = 'open' AND {where}",
+        free_test=free_test,
+        free=free,
+        edges=",\n    ".join(edges),
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    first = found[0]
+    count, next_expiry = first[0], first[1]
+    changes = [next_expiry]
+    for i, service in enumerate(services):
+        first_start, last_start = first[2 + 2 * i], first[3 + 2 * i]
+        if first_start is not None:
+            changes.append(first_start - service.notice)
+        if last_start is not None and last_start >= max(service.start_from, service.horizon_end):
+            changes.append(service.next_midnight)
+    by_id = {service.service_id: service for service in services}
+    rows = []
+    for row in found:
+        slot_id, service_id, start_at, end_at, capacity, status, version, free_units = row[
+            2 + 2 * len(services) :
+        ]
+        if slot_id is None:
+            continue
+        service = by_id[service_id]
+        rows.append(
+            slot_row(
+                id=slot_id,
+                clinic_id=service.clinic_id,
+                service_id=service_id,
+                start_at=start_at,
+                end_at=end_at,
+                capacity=capacity,
+                status=status,
+                version=version,
+                available=max(0, free_units),  # open, or it would not be bookable
+                reason=None if free_units > 0 else SLOT_FULL,
+                zone_name=service.zone_name,
+                clinic_name=service.clinic_name,
+                service_name=service.service_name,
+            )
+        )
+    next_change = min((change for change in changes if change is not None), default=None)
+    return {
+        "count": count,
+        "results": rows,
+        "valid_until": next_change.timestamp() if next_change is not None else None,
+    }
 
 
 def slot_row(
@@ -263,6 +483,20 @@ def slot_search(
         return slot_search_evaluated(
             filters=filters, page=page, page_size=page_size, now=now, using=using
         )
+    if not filters.get("include_unbookable"):
+        where, service_where, params = _search_filters_sql(filters)
+        answer = _owner_search(
+            filters,
+            where=where,
+            service_where=service_where,
+            params=params,
+            now=now,
+            page=page,
+            page_size=page_size,
+            using=using,
+        )
+        if answer is not None:
+            return answer
     sql, params = _search_sql(filters)
     params.update(
         now=now,

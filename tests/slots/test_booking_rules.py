@@ -5,6 +5,7 @@ search agreeing with the hold on every case."""
 from __future__ import annotations
 
 import datetime as dt
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -246,7 +247,11 @@ def test_search_sql_matches_the_rules_slot_by_slot():
     """The PostgreSQL query and slots/rules.py evaluated row by row give the same pages, reasons
     and next-change instant, for a mix of rules, states and filters around both DST changes."""
     from reservations.models import Reservation as Hold
-    from slots.selectors import slot_search, slot_search_evaluated
+    from slots.selectors import (
+        OWNER_SEARCH_MAX_SERVICES,
+        slot_search,
+        slot_search_evaluated,
+    )
 
     berlin_clinic = ClinicFactory(id="c-berlin", timezone="Europe/Berlin")
     lisbon = ClinicFactory(id="c-lisbon", timezone="Europe/Lisbon")
@@ -282,13 +287,21 @@ def test_search_sql_matches_the_rules_slot_by_slot():
         {"available": False, "include_unbookable": True},
         {"species": "dog"},
         {"clinic_id": "c-lisbon", "include_unbookable": True},
+        {"available": False},
+        {"clinic_id": "c-berlin", "service_id": "s-notice", "available": True},
+        {"start_from": now + dt.timedelta(hours=24), "start_to": now + dt.timedelta(hours=50)},
+        {"species": "cat", "available": True},
     ):
         for at in (now, now + dt.timedelta(hours=15, minutes=1)):
-            for page in (1, 2):
-                kwargs = {"filters": filters, "page": page, "page_size": 7, "now": at}
-                in_sql = slot_search(**kwargs)
-                in_python = slot_search_evaluated(**kwargs, using="default")
-                assert in_sql == in_python, (filters, at, page)
+            # owners' searches: lean statements per service, and the staff query's plan when
+            # the filters match more services than OWNER_SEARCH_MAX_SERVICES
+            for most in (OWNER_SEARCH_MAX_SERVICES, 1):
+                for page in (1, 2):
+                    kwargs = {"filters": filters, "page": page, "page_size": 7, "now": at}
+                    with mock.patch("slots.selectors.OWNER_SEARCH_MAX_SERVICES", most):
+                        in_sql = slot_search(**kwargs)
+                    in_python = slot_search_evaluated(**kwargs, using="default")
+                    assert in_sql == in_python, (filters, at, page, most)
     assert (
         slot_search(filters={"include_unbookable": True}, page=1, page_size=100, now=now)["count"]
         == 50
