@@ -125,8 +125,10 @@ def test_empty_payment_url_never_falls_back_to_the_sandbox():
 
 def test_production_sends_hsts_redirects_to_https_and_has_a_csp():
     code = (
+        "from csp.middleware import CSPMiddleware; "
+        "from django.utils.module_loading import import_string; "
         "print(settings.SECURE_HSTS_SECONDS, settings.SECURE_SSL_REDIRECT, "
-        "'csp.middleware.CSPMiddleware' in settings.MIDDLEWARE, "
+        "any(issubclass(import_string(m), CSPMiddleware) for m in settings.MIDDLEWARE), "
         "settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['script-src'])"
     )
     result = load(COMPLETE, code)

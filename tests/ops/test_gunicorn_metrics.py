@@ -164,3 +164,20 @@ def test_metrics_sum_every_worker_and_forget_dead_ones(gunicorn):
     booted = [r for r in records if r["logger"] == "gunicorn.error" and "Booting" in r["message"]]
     assert booted
     assert all(r["component"] == "web" for r in records)
+
+
+def test_gunicorn_builds_no_access_line_of_its_own():
+    """The app writes the access line (JSON, with ids); gunicorn, configured by a logconfig
+    dict, would build its own line's fields for every request and drop them."""
+    import runpy
+    from unittest import mock
+
+    import gunicorn.config
+
+    with mock.patch.dict(os.environ):
+        conf = runpy.run_path(str(ROOT / "petpro_booking" / "gunicorn_conf.py"))
+    cfg = gunicorn.config.Config()
+    cfg.set("logconfig_dict", conf["logconfig_dict"])
+    logger = conf["logger_class"](cfg)
+    assert logger.access_log_enabled  # gunicorn's own logger would build the line...
+    logger.access(None, None, {}, 0.0)  # ...from the response (None here: it would fail)

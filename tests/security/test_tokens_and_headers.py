@@ -115,3 +115,20 @@ def test_swagger_ui_is_served_from_our_static_files_under_a_csp(client):
     assert "script-src 'self'" in policy
     assert "<script>" not in html  # no inline script: the init script is a file of ours
     assert page["Content-Security-Policy"] == client.get("/admin/login/")["Content-Security-Policy"]
+
+
+def test_the_json_api_skips_the_browser_middleware_and_pages_keep_it(client, owner_client):
+    """Sessions, CSRF, frame options and the CSP serve pages; an API answer has none of their
+    headers or cookies, the docs page and the admin keep all of them."""
+    api = owner_client.get("/api/v1/clinics")
+    assert api.status_code == 200
+    assert "Content-Security-Policy" not in api
+    assert "X-Frame-Options" not in api
+    assert not api.cookies
+    assert api["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware runs for both
+    login = client.get("/admin/login/")
+    assert "Content-Security-Policy" in login
+    assert login["X-Frame-Options"] == "DENY"
+    assert "csrftoken" in login.cookies
+    docs = client.get("/api/docs/")
+    assert "Content-Security-Policy" in docs
