@@ -11,6 +11,7 @@ Everything else (/admin/, /api/docs/, /api/schema/, /healthz ...) goes through i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from axes.middleware import AxesMiddleware
@@ -18,7 +19,7 @@ from csp.middleware import CSPMiddleware
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 
@@ -39,11 +40,17 @@ class _SkipsApi:
             return self.get_response(request)
         return super().__call__(request)  # type: ignore[misc]
 
-    def process_view(self, request: HttpRequest, *args: Any) -> HttpResponseBase | None:
+    def process_view(
+        self,
+        request: HttpRequest,
+        callback: Callable[..., HttpResponseBase],
+        callback_args: tuple[Any, ...],
+        callback_kwargs: dict[str, Any],
+    ) -> HttpResponseForbidden | None:
         hook = getattr(super(), "process_view", None)
         if hook is None or is_api_request(request):
             return None
-        return hook(request, *args)
+        return hook(request, callback, callback_args, callback_kwargs)
 
 
 class BrowserSessionMiddleware(_SkipsApi, SessionMiddleware):
