@@ -229,7 +229,9 @@ FROM clinic_services sv JOIN clinics c ON c.id = sv.clinic_id
 WHERE c.active AND sv.active AND {service_where}
 """
 # Holds past their expiry that the expiry job has not expired yet (normally none; the
-# partial index on held expiries finds them) count as free.
+# partial index on held expiries finds them) count as free. The next expiry is looked up per
+# held slot of the range (the slot's entry in the index of held holds by slot and expiry): the
+# cost follows this clinic's holds, not every clinic's.
 _OWNER_SEARCH = """
 WITH expired AS (
     SELECT slot_id, count(*) AS n FROM reservations
@@ -238,8 +240,10 @@ WITH expired AS (
 SELECT
     (SELECT count(*) FROM slots s LEFT JOIN expired h ON h.slot_id = s.id
         WHERE {rows} AND {free_test}) AS total,
-    (SELECT min(r.expires_at) FROM reservations r JOIN slots s ON s.id = r.slot_id
-        WHERE r.status = 'held' AND r.expires_at > %(now)s AND {rows}) AS next_expiry,
+    (SELECT min(held.next) FROM slots s CROSS JOIN LATERAL (
+        SELECT min(r.expires_at) AS next FROM reservations r
+        WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at > %(now)s) AS held
+        WHERE {rows} AND s.held_count > 0) AS next_expiry,
     {edges},
     page.*
 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
