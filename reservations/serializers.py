@@ -6,11 +6,12 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from petpro_booking.core.clock import api_timestamp
+from petpro_booking.core.fields import ShallowFieldsMixin
 
 from .models import GROUP_MAX_PETS, ReservationStatus
 
 
-class ReservationCreateInput(serializers.Serializer):
+class ReservationCreateInput(ShallowFieldsMixin, serializers.Serializer):
     slot_id = serializers.UUIDField()
     pet_id = serializers.CharField(max_length=64)
 

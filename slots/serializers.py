@@ -6,7 +6,7 @@ import datetime as dt
 
 from rest_framework import serializers
 
-from petpro_booking.core.fields import AwareDateTimeField, BoundedDateField
+from petpro_booking.core.fields import AwareDateTimeField, BoundedDateField, ShallowFieldsMixin
 
 from .models import Clinic, ClinicService, SlotStatus
 from .rules import REASONS
@@ -63,7 +63,7 @@ class SlotOutput(serializers.Serializer):
     service_name = serializers.CharField()
 
 
-class SlotSearchQuery(serializers.Serializer):
+class SlotSearchQuery(ShallowFieldsMixin, serializers.Serializer):
     clinic_id = serializers.CharField(required=False, max_length=64)
     service_id = serializers.CharField(required=False, max_length=64)
     start_from = AwareDateTimeField(required=False, help_text="ISO 8601 with offset")
