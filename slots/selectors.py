@@ -228,28 +228,34 @@ SELECT sv.id, sv.clinic_id, c.timezone, c.name, sv.name, sv.min_notice_minutes,
 FROM clinic_services sv JOIN clinics c ON c.id = sv.clinic_id
 WHERE c.active AND sv.active AND {service_where}
 """
-# Holds past their expiry that the expiry job has not expired yet (normally none; the
-# partial index on held expiries finds them) count as free. The next expiry is looked up per
-# held slot of the range (the slot's entry in the index of held holds by slot and expiry): the
-# cost follows this clinic's holds, not every clinic's.
+# Holds past their expiry that the expiry job has not expired yet count as free, and the next
+# expiry bounds the answer's life: both are read per held slot of the range, from the index of
+# held holds by slot and expiry (one probe per slot with `held_count > 0`, none for the others),
+# so the cost follows this clinic's holds, not every clinic's (nor the dead entries a busy
+# index of all held expiries carries between vacuums). The count and the next expiry come
+# from one pass over the range.
 _OWNER_SEARCH = """
-WITH expired AS (
-    SELECT slot_id, count(*) AS n FROM reservations
-    WHERE status = 'held' AND expires_at <= %(now)s GROUP BY slot_id
+WITH summary AS MATERIALIZED (
+    SELECT count(*) FILTER (WHERE {free_test}) AS total, min(h.next_expiry) AS next_expiry
+    FROM slots s CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE r.expires_at <= %(now)s) AS expired,
+            min(r.expires_at) FILTER (WHERE r.expires_at > %(now)s) AS next_expiry
+        FROM reservations r
+        WHERE s.held_count > 0 AND r.slot_id = s.id AND r.status = 'held'
+    ) AS h
+    WHERE {rows}
 )
-SELECT
-    (SELECT count(*) FROM slots s LEFT JOIN expired h ON h.slot_id = s.id
-        WHERE {rows} AND {free_test}) AS total,
-    (SELECT min(held.next) FROM slots s CROSS JOIN LATERAL (
-        SELECT min(r.expires_at) AS next FROM reservations r
-        WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at > %(now)s) AS held
-        WHERE {rows} AND s.held_count > 0) AS next_expiry,
+SELECT summary.total, summary.next_expiry,
     {edges},
     page.*
-FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+FROM summary LEFT JOIN LATERAL (
     SELECT s.id, s.service_id, s.start_at, s.end_at, s.capacity, s.status, s.version,
         {free} AS free
-    FROM slots s LEFT JOIN expired h ON h.slot_id = s.id
+    FROM slots s CROSS JOIN LATERAL (
+        SELECT count(*) AS expired FROM reservations r
+        WHERE s.held_count > 0 AND r.slot_id = s.id AND r.status = 'held'
+            AND r.expires_at <= %(now)s
+    ) AS h
     WHERE {rows} AND {free_test}
     ORDER BY s.start_at, s.id LIMIT %(limit)s OFFSET %(offset)s
 ) AS page ON TRUE
@@ -372,7 +378,7 @@ def _owner_search(
         )
         ranges.append(_OWNER_RANGE.format(i=i))
         edges.append(_OWNER_EDGES.format(range=ranges[-1], where=where, i=i))
-    free = free_units_sql(slot="s", expired_holds="coalesce(h.n, 0)")
+    free = free_units_sql(slot="s", expired_holds="h.expired")
     available = filters.get("available")
     free_test = (
         f"{free} > 0" if available is True else f"{free} <= 0" if available is False else "TRUE"
