@@ -236,40 +236,39 @@ WHERE c.active AND sv.active AND {service_where}
 # from one pass over the range.
 _OWNER_SEARCH = """
 WITH summary AS MATERIALIZED (
-    SELECT count(*) FILTER (WHERE {free_test}) AS total, min(h.next_expiry) AS next_expiry
-    FROM slots s CROSS JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE r.expires_at <= %(now)s) AS expired,
-            min(r.expires_at) FILTER (WHERE r.expires_at > %(now)s) AS next_expiry
-        FROM reservations r
-        WHERE s.held_count > 0 AND r.slot_id = s.id AND r.status = 'held'
-    ) AS h
+    SELECT count(*) FILTER (WHERE {free_test}) AS total,
+        min(s.start_at - {notice}) AS notice_edge,
+        min(CASE WHEN s.held_count > 0 THEN (
+            SELECT min(r.expires_at) FROM reservations r
+            WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at > %(now)s) END)
+            AS next_expiry
+    FROM slots s
     WHERE {rows}
 )
-SELECT summary.total, summary.next_expiry,
+SELECT summary.total, summary.notice_edge, summary.next_expiry,
     {edges},
     page.*
 FROM summary LEFT JOIN LATERAL (
     SELECT s.id, s.service_id, s.start_at, s.end_at, s.capacity, s.status, s.version,
         {free} AS free
-    FROM slots s CROSS JOIN LATERAL (
-        SELECT count(*) AS expired FROM reservations r
-        WHERE s.held_count > 0 AND r.slot_id = s.id AND r.status = 'held'
-            AND r.expires_at <= %(now)s
-    ) AS h
+    FROM slots s
     WHERE {rows} AND {free_test}
     ORDER BY s.start_at, s.id LIMIT %(limit)s OFFSET %(offset)s
 ) AS page ON TRUE
 """
+# Holds past their expiry that the expiry job has not expired yet: counted per held slot only.
+_EXPIRED_HOLDS = (
+    "CASE WHEN s.held_count > 0 THEN (SELECT count(*) FROM reservations r"
+    " WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s) ELSE 0 END"
+)
 _OWNER_RANGE = (
     "(s.clinic_id = %(clinic{i})s AND s.service_id = %(service{i})s"
     " AND s.start_at >= %(from{i})s AND s.start_at < %(to{i})s)"
 )
-# Per service: its first bookable start, and its last start (a slot beyond the horizon that only
-# the horizon refuses makes the answer change at the clinic's next midnight). Both read one
-# entry of the (clinic, service, start) index.
-_OWNER_EDGES = (
-    "(SELECT min(s.start_at) FROM slots s WHERE {range} AND s.status = 'open' AND {where}),"
-    " (SELECT max(s.start_at) FROM slots s WHERE s.clinic_id = %(clinic{i})s"
+# Per service, its last start: a slot beyond the horizon that only the horizon refuses makes the
+# answer change at the clinic's next midnight (one entry of the (clinic, service, start) index).
+_OWNER_LAST_START = (
+    "(SELECT max(s.start_at) FROM slots s WHERE s.clinic_id = %(clinic{i})s"
     " AND s.service_id = %(service{i})s AND {where})"
 )
 # More services than this (a search over many clinics) take the staff query's plan.
@@ -366,7 +365,7 @@ def _owner_search(
     if not services:
         return {"count": 0, "results": [], "valid_until": None}
     params = {**params, "now": now, "limit": page_size, "offset": (page - 1) * page_size}
-    ranges, edges = [], []
+    ranges, edges, notices = [], [], []
     for i, service in enumerate(services):
         params.update(
             {
@@ -374,11 +373,19 @@ def _owner_search(
                 f"service{i}": service.service_id,
                 f"from{i}": service.start_from,
                 f"to{i}": service.horizon_end,
+                f"notice{i}": service.notice,
             }
         )
         ranges.append(_OWNER_RANGE.format(i=i))
-        edges.append(_OWNER_EDGES.format(range=ranges[-1], where=where, i=i))
-    free = free_units_sql(slot="s", expired_holds="h.expired")
+        edges.append(_OWNER_LAST_START.format(where=where, i=i))
+        notices.append(f"WHEN %(service{i})s THEN %(notice{i})s::interval")
+    # The notice edge: the last instant the first bookable slot may be held.
+    notice = (
+        "%(notice0)s::interval"
+        if len(services) == 1
+        else f"CASE s.service_id {' '.join(notices)} END"
+    )
+    free = free_units_sql(slot="s", expired_holds=_EXPIRED_HOLDS)
     available = filters.get("available")
     free_test = (
         f"{free} > 0" if available is True else f"{free} <= 0" if available is False else "TRUE"
@@ -387,25 +394,24 @@ def _owner_search(
         rows=f"({' OR '.join(ranges)}) AND s.status = 'open' AND {where}",
         free_test=free_test,
         free=free,
+        notice=notice,
         edges=",\n    ".join(edges),
     )
     with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     first = found[0]
-    count, next_expiry = first[0], first[1]
-    changes = [next_expiry]
+    count, notice_edge, next_expiry = first[0], first[1], first[2]
+    changes = [notice_edge, next_expiry]
     for i, service in enumerate(services):
-        first_start, last_start = first[2 + 2 * i], first[3 + 2 * i]
-        if first_start is not None:
-            changes.append(first_start - service.notice)
+        last_start = first[3 + i]
         if last_start is not None and last_start >= max(service.start_from, service.horizon_end):
             changes.append(service.next_midnight)
     by_id = {service.service_id: service for service in services}
     rows = []
     for row in found:
         slot_id, service_id, start_at, end_at, capacity, status, version, free_units = row[
-            2 + 2 * len(services) :
+            3 + len(services) :
         ]
         if slot_id is None:
             continue
