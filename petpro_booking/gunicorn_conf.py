@@ -22,7 +22,11 @@ worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+# A worker is recycled after this many requests (a guard against slow leaks, docs/benchmarks.md
+# "Peak-hour soak" measures the growth): at the seed's peak of 500 requests/s a few workers
+# serve ~100 each a second, so 2,000 recycled every worker every ~20 s, each new one paying
+# Django's start, new database connections and its first calls' imports.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
 max_requests_jitter = max_requests // 10
 # The heartbeat files on tmpfs: a slow overlay disk must not make workers look dead.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
