@@ -217,11 +217,12 @@ def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 # An owner sees only the slots every rule allows, and each rule is a range of start_at per
 # service (started, notice, horizon) or a column test (status, activity). So the owner's search
 # takes its services' ranges from the rules in Python (slots/rules.py, the same functions a hold
-# checks) and asks PostgreSQL lean questions the (clinic, service, start) index answers: a
-# count, the first bookable start, whether anything lies beyond the horizon, the next hold
-# expiry, and a page that stops after its rows. The staff query above evaluates every rule of
-# every matching slot instead (it shows the refused ones with their reason), and costs several
-# times more to plan and run. A test compares both with the rules evaluated row by row.
+# checks) and asks PostgreSQL lean questions the (clinic, service, start) index answers: the
+# count, the notice edge and the next hold expiry in one pass over the bookable range, the last
+# start per service (the horizon edge), and a page that stops after its rows. The staff query
+# above evaluates every rule of every matching slot instead (it shows the refused ones with
+# their reason), and costs several times more to plan and run (docs/benchmarks.md, "Search and
+# the API path"). A test compares both with the rules evaluated row by row.
 _OWNER_SERVICES = """
 SELECT sv.id, sv.clinic_id, c.timezone, c.name, sv.name, sv.min_notice_minutes,
     sv.booking_horizon_days, sv.buffer_before_minutes, sv.buffer_after_minutes
@@ -302,21 +303,15 @@ def _bookable_services(
         found = cursor.fetchall()
     now = now.astimezone(dt.UTC)  # elapsed-time arithmetic (aware arithmetic is wall-clock)
     services = []
-    for service_id, clinic_id, zone_name, clinic_name, service_name, *rule_columns in found:
-        rules = rules_of(
+    for row in found:
+        service_id, clinic_id, zone_name, clinic_name, service_name = row[:5]
+        notice_minutes, horizon_days, buffer_before, buffer_after = row[5:]
+        rules = rules_of(  # the service's rules, unset ones from settings, as a hold takes them
             SimpleNamespace(
-                **dict(
-                    zip(
-                        (
-                            "min_notice_minutes",
-                            "booking_horizon_days",
-                            "buffer_before_minutes",
-                            "buffer_after_minutes",
-                        ),
-                        rule_columns,
-                        strict=True,
-                    )
-                )
+                min_notice_minutes=notice_minutes,
+                booking_horizon_days=horizon_days,
+                buffer_before_minutes=buffer_before,
+                buffer_after_minutes=buffer_after,
             )
         )
         zone = ZoneInfo(zone_name)
