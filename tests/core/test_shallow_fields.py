@@ -19,7 +19,8 @@ class _Body(ShallowFieldsMixin, serializers.Serializer):
 def test_each_instance_has_its_own_bound_fields_and_children_are_deep_copied():
     first, second = _Body(data={}), _Body(data={})
     assert first.fields["name"] is not second.fields["name"]
-    assert first.fields["name"].parent is first and second.fields["name"].parent is second
+    assert first.fields["name"].parent is first
+    assert second.fields["name"].parent is second
     assert first.fields["tags"].child is not second.fields["tags"].child
     assert first.fields["tags"].child.root is first  # its context is this serializer's
 
