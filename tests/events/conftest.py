@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pytest
+from amqp.exceptions import NotFound
 from django.conf import settings
 from django.db import transaction
 from kombu import Connection, Queue
@@ -118,11 +119,17 @@ def private_exchange(settings) -> Iterator[str]:
     settings.EVENT_EXCHANGE = name
     yield name
     with Connection(settings.EVENT_BROKER_URL) as connection:
-        channel = connection.default_channel
         exchange = event_exchange(name)
         for queue in event_queues(exchange):  # what the relay sent to the real queues goes too
-            queue(channel).purge()
-        exchange(channel).delete()
+            channel = connection.channel()  # a missing queue closes its channel
+            try:
+                queue(channel).purge()
+            except NotFound:  # a fresh broker that never declared it: nothing to purge
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+        exchange(connection.default_channel).delete()
 
 
 @pytest.fixture
