@@ -50,15 +50,25 @@ class BookingRules:
     buffer_after_minutes: int
 
 
-def rules_of(service: Any) -> BookingRules:
-    """The service's rules, each unset one taken from settings (BOOKING_*)."""
+# A clinic (admin) or the Clinic Service may send any whole number, and the calendar (Python's
+# dates run from year 1 to 9999) cannot hold every sum: a horizon longer than a century is no
+# horizon; a notice or buffer longer than a century leaves nothing bookable or no room.
+HORIZON_DAYS_MAX = 36_500
+NOTICE_MINUTES_MAX = 36_500 * 24 * 60
 
-    def pick(value: int | None, default: int) -> int:
-        return default if value is None else value
+
+def rules_of(service: Any) -> BookingRules:
+    """The service's rules, each unset one taken from settings (BOOKING_*), each at most a
+    century (HORIZON_DAYS_MAX, NOTICE_MINUTES_MAX)."""
+
+    def pick(value: int | None, default: int, most: int = NOTICE_MINUTES_MAX) -> int:
+        return min(default if value is None else value, most)
 
     return BookingRules(
         min_notice_minutes=pick(service.min_notice_minutes, settings.BOOKING_MIN_NOTICE_MINUTES),
-        booking_horizon_days=pick(service.booking_horizon_days, settings.BOOKING_HORIZON_DAYS),
+        booking_horizon_days=pick(
+            service.booking_horizon_days, settings.BOOKING_HORIZON_DAYS, HORIZON_DAYS_MAX
+        ),
         buffer_before_minutes=pick(
             service.buffer_before_minutes, settings.BOOKING_BUFFER_BEFORE_MINUTES
         ),

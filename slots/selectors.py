@@ -38,6 +38,8 @@ from .models import (
 )
 from .rules import (
     BEYOND_BOOKING_HORIZON,
+    HORIZON_DAYS_MAX,
+    NOTICE_MINUTES_MAX,
     SLOT_FULL,
     last_bookable_date,
     notice_edge,
@@ -101,9 +103,11 @@ WITH svc AS MATERIALIZED (
     -- per service, once: its rules as instants (the horizon in the clinic's calendar)
     SELECT sv.id AS service_id, c.active AS clinic_active, sv.active AS service_active,
         c.name AS clinic_name, c.timezone, sv.name AS service_name,
-        make_interval(mins => coalesce(sv.min_notice_minutes, %(notice)s)) AS notice,
+        make_interval(mins => least(coalesce(sv.min_notice_minutes, %(notice)s),
+            %(notice_max)s)) AS notice,
         ((%(now)s AT TIME ZONE c.timezone)::date
-            + coalesce(sv.booking_horizon_days, %(horizon)s) + 1)::timestamp
+            + least(coalesce(sv.booking_horizon_days, %(horizon)s), %(horizon_max)s)
+            + 1)::timestamp
             AT TIME ZONE c.timezone AS horizon_end,
         ((%(now)s AT TIME ZONE c.timezone)::date + 1)::timestamp
             AT TIME ZONE c.timezone AS next_midnight
@@ -513,6 +517,8 @@ def slot_search(
         now=now,
         notice=settings.BOOKING_MIN_NOTICE_MINUTES,
         horizon=settings.BOOKING_HORIZON_DAYS,
+        horizon_max=HORIZON_DAYS_MAX,
+        notice_max=NOTICE_MINUTES_MAX,
         limit=page_size,
         offset=(page - 1) * page_size,
     )

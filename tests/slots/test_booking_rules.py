@@ -306,3 +306,56 @@ def test_search_sql_matches_the_rules_slot_by_slot():
         slot_search(filters={"include_unbookable": True}, page=1, page_size=100, now=now)["count"]
         == 50
     )
+
+
+@pytest.mark.parametrize("notice", [None, 2_000_000_000])
+def test_a_horizon_past_the_calendars_end_is_no_horizon_not_a_500(notice):
+    """Any whole number may come from the admin or the Clinic Service: a horizon of two
+    billion days is a service with no horizon (owner search, staff search and hold alike), a
+    notice of two billion minutes leaves nothing bookable, and a buffer as long leaves no room
+    for a second slot -- each a clear answer, never a 500."""
+    clinic = ClinicFactory(id="clinic-far", timezone="Europe/Berlin")
+    service = ClinicServiceFactory(
+        id="svc-far",
+        clinic=clinic,
+        species=["dog"],
+        booking_horizon_days=2_000_000_000,
+        min_notice_minutes=notice,
+        buffer_after_minutes=2_000_000_000,
+    )
+    LocalPetFactory(owner__id="owner-far", id="pet-far", species="dog")
+    start = dt.datetime(2040, 1, 1, 9, tzinfo=dt.UTC)  # far beyond the default horizon
+    slot = SlotFactory(service=service, start_at=start, end_at=start + dt.timedelta(minutes=30))
+    owner = api_client_for(sub="owner-far", roles=["pet_owner"])
+    staff = api_client_for(sub="staff-far", roles=["clinic_staff"], clinic_ids=[clinic.id])
+
+    seen = owner.get("/api/v1/slots", {"clinic_id": clinic.id})
+    listed = staff.get("/api/v1/slots", {"clinic_id": clinic.id, "include_unbookable": "true"})
+    held = owner.post(
+        "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-far"}, format="json"
+    )
+
+    later = start + dt.timedelta(days=1)
+    created = staff.post(
+        "/api/v1/slots",
+        {
+            "clinic_id": clinic.id,
+            "service_id": service.id,
+            "start_at": later.isoformat(),
+            "end_at": (later + dt.timedelta(minutes=30)).isoformat(),
+        },
+        format="json",
+    )
+
+    assert created.status_code == 400, created.json()  # inside the first slot's buffer
+    assert created.json()["error"]["code"] == "validation_error"
+    assert seen.status_code == listed.status_code == 200
+    if notice is None:
+        assert [row["id"] for row in seen.json()["results"]] == [str(slot.id)]
+        assert [row["reason"] for row in listed.json()["results"]] == [None]
+        assert held.status_code == 201, held.json()
+    else:
+        assert seen.json()["count"] == 0
+        assert [row["reason"] for row in listed.json()["results"]] == ["too_late_to_book"]
+        assert held.status_code == 409
+        assert held.json()["error"]["code"] == "too_late_to_book"
