@@ -20,14 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
+from petpro_booking.core.db import prepared_cursor
 from petpro_booking.core.locking import LockBusy, lock_manager
 from slots.locking import SlotBusy
 
 from .errors import LimitExceeded
-from .models import OwnerLimit, ReservationStatus
+from .models import OwnerLimit
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,12 @@ def fair_use_guard(owner_id: str) -> Iterator[None]:
 
 
 # The hold's check in one statement with no ORM compilation (it runs on every hold): the
-# owner's live holds and support's override of the limit, if any.
+# owner's live holds and support's override of the limit, if any. The status is part of the
+# text, not a parameter, so the prepared statement's generic plan can use the partial index
+# reservations_owner_held_idx (with a parameter, PostgreSQL planned it anew on every hold).
 _LIVE_HOLDS_SQL = (
     "SELECT (SELECT count(*) FROM reservations"
-    " WHERE user_id = %s AND status = %s AND expires_at > %s),"
+    " WHERE user_id = %s AND status = 'held' AND expires_at > %s),"
     " (SELECT max_live_holds FROM owner_limits WHERE user_id = %s)"
 )
 
@@ -91,10 +93,8 @@ _LIVE_HOLDS_SQL = (
 def hold_limits_check(*, owner_id: str, adding: int = 1) -> None:
     """Under `fair_use_guard`, before the hold's transaction: refuse `adding` holds (one per
     pet of a group) that would take the owner past their live-hold limit."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _LIVE_HOLDS_SQL, [owner_id, ReservationStatus.HELD.value, timezone.now(), owner_id]
-        )
+    with prepared_cursor() as cursor:
+        cursor.execute(_LIVE_HOLDS_SQL, [owner_id, timezone.now(), owner_id])
         live, override = cursor.fetchone()
     maximum = settings.FAIR_USE_MAX_LIVE_HOLDS if override is None else override
     if live + adding > maximum:

@@ -21,7 +21,11 @@ class ReservationStatus(models.TextChoices):
 
 class Reservation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="reservations")
+    # No index of its own: reservations_slot_status_idx (slot, status) serves every lookup by
+    # slot, and each hold's INSERT would pay for a second one.
+    slot = models.ForeignKey(
+        Slot, on_delete=models.PROTECT, related_name="reservations", db_index=False
+    )
     user_id = models.CharField(max_length=64)
     pet_id = models.CharField(max_length=64)
     # Snapshot taken when the hold is made: events (expiry by the job, notifications) need the
@@ -59,6 +63,13 @@ class Reservation(models.Model):
                 condition=Q(status="held"),
             ),
             models.Index(fields=["user_id", "created_at"], name="reservations_user_idx"),
+            # The fair-use count of every hold (reservations/limits.py): one owner's live holds,
+            # whatever the number of holds of everyone else (and whatever the statistics say).
+            models.Index(
+                fields=["user_id", "expires_at"],
+                name="reservations_owner_held_idx",
+                condition=Q(status="held"),
+            ),
             models.Index(
                 fields=["group_id"],
                 name="reservations_group_idx",

@@ -9,11 +9,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from petpro_booking.core.clock import wall_clock_instant
+from petpro_booking.core.db import prepared_cursor
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
@@ -410,7 +411,7 @@ def _slot_counter_update(sql: str, *, slot_id: uuid.UUID | str, count: int = 1) 
         "slot_id": uuid.UUID(str(slot_id)).hex,
         "count": count,
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

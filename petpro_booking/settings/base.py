@@ -123,6 +123,10 @@ TEMPLATES = [
 DB_SCHEMA = "booking_service"
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+# The hot paths' statements (core/db.py prepared_cursor) are prepared on the server once per
+# pooled connection. Off behind PgBouncer in transaction mode older than 1.21 (from 1.21 on,
+# set its max_prepared_statements instead).
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 
 
 def database_config(url: str) -> dict:
@@ -136,6 +140,9 @@ def database_config(url: str) -> dict:
             **config.get("OPTIONS", {}),
             "options": f"-c search_path={DB_SCHEMA},public",
             "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": 10},
+            # Django turns prepared statements off (None); its own cursors never prepare
+            # anyway (client-side binding), so this only lets prepared_cursor() ask for it.
+            **({"prepare_threshold": 1_000_000} if DB_PREPARED_STATEMENTS else {}),
         }
     return config
 

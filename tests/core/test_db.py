@@ -228,3 +228,44 @@ def test_row_inserter_refuses_a_database_without_insert_returning(slot, monkeypa
         db.RowInserter(Event).insert(
             Event(aggregate_type="slot", aggregate_id=str(slot.id), aggregate_version=1)
         )
+
+
+def _prepared_on_this_connection(fragment: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            [f"%{fragment}%"],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_hot_paths_statements_are_prepared_once_per_connection(slot):
+    reader = db.RowReader(Slot, "clinic", "service")
+    assert reader.get(slot.id) is not None
+    assert _prepared_on_this_connection('FROM "slots" t0 JOIN') == 1
+    again = reader.get(slot.id)  # executed as prepared: same answer, nothing prepared anew
+    assert again.service.species == ["dog", "cat"]
+    assert _prepared_on_this_connection('FROM "slots" t0 JOIN') == 1
+    with connection.cursor() as cursor:  # the ordinary cursors still bind on the client
+        cursor.execute("SELECT count(*) FROM slots WHERE id = %s", [slot.id])
+    assert _prepared_on_this_connection("SELECT count(*) FROM slots WHERE id") == 0
+
+
+def test_with_prepared_statements_off_nothing_is_prepared(slot, settings):
+    settings.DB_PREPARED_STATEMENTS = False
+    reader = db.RowReader(Slot)  # a statement of its own (no joins)
+    assert reader.get(slot.id) == slot
+    assert _prepared_on_this_connection('FROM "slots" t0 WHERE') == 0
+
+
+def test_prepared_statements_show_in_the_query_log(slot):
+    """The debug cursor logs what psycopg 3.3 (pinned) keeps only for statements it does not
+    prepare: `_PreparingCursor` keeps it for those it does."""
+    from django.test.utils import CaptureQueriesContext
+
+    reader = db.RowReader(Slot, "clinic", "service")
+    reader.get(slot.id)
+    with CaptureQueriesContext(connection) as captured:
+        reader.get(slot.id)  # this time executed as prepared
+    assert len(captured.captured_queries) == 1
+    assert 'FROM "slots" t0 JOIN' in captured.captured_queries[0]["sql"]
