@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from petpro_booking.core.db import prepared_cursor
 from petpro_booking.core.locking import LockBusy, lock_manager
-from slots.locking import SlotBusy
+from slots.locking import SlotBusy, SlotKeyed, slot_lock_keys
 
 from .errors import LimitExceeded
 from .models import OwnerLimit
@@ -69,11 +69,18 @@ def owner_lock_key(owner_id: str) -> str:
 
 
 @contextmanager
-def fair_use_guard(owner_id: str) -> Iterator[None]:
+def fair_use_guard(owner_id: str, *slots: SlotKeyed) -> Iterator[None]:
     """Hold the owner's lock around a limit check and the slot write it guards. Raises
-    SlotBusy (409, retryable) when the owner's other request keeps it past the lock wait."""
+    SlotBusy (409, retryable) when the owner's other request keeps it past the lock wait.
+
+    `slots`: the slots the guarded write changes; their locks are taken with the owner's, in
+    the same round trip (the slot write inside does not take them again). Lock order stays the
+    owner, then the slots (the keys sort that way, `owner:` before `slot:`)."""
+    owner_key = owner_lock_key(owner_id)
     try:
-        with lock_manager().acquire(owner_lock_key(owner_id), operation="owner_lock"):
+        with lock_manager().acquire(
+            owner_key, *slot_lock_keys(*slots), operations={owner_key: "owner_lock"}
+        ):
             yield
     except LockBusy as exc:  # the slot write inside converts its own; this is the owner's
         raise SlotBusy(details=exc.details) from exc

@@ -200,7 +200,8 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         return _hold_insert(slot=slot, actor=actor, pet=pet, expires_at=_hold_expiry())
 
     try:
-        with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+        # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
+        with fair_use_guard(actor.sub, slot):
             hold_limits_check(owner_id=actor.sub)
             reservation = slot_write(slot, name="reservation_create", decide=hold, lock_rows=False)
     except SlotBusy:
@@ -242,7 +243,8 @@ def reservation_create_group(
         ]
 
     try:
-        with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+        # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
+        with fair_use_guard(actor.sub, slot):
             hold_limits_check(owner_id=actor.sub, adding=len(pets))
             holds = slot_write(slot, name="reservation_create_group", decide=hold, lock_rows=False)
     except SlotBusy:

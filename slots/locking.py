@@ -100,6 +100,16 @@ def slot_lock_key(*, clinic_id: str, service_id: str, slot_id: object) -> str:
     return f"slot:{clinic_id}:{service_id}:{{{slot_id}}}"
 
 
+def slot_lock_keys(*slots: SlotKeyed) -> list[str]:
+    """The Redis lock keys of these slots (what `slot_write` takes), for a caller that takes
+    them together with a lock of its own (the owner's, `reservations.limits.fair_use_guard`):
+    `slot_write` inside that block does not take them again."""
+    return [
+        slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
+        for slot in slots
+    ]
+
+
 def slot_rows_lock(*slot_ids: uuid.UUID | str) -> dict[Any, Slot]:
     """Row-lock the slots in id order (the one order every writer of two slots follows), with
     clinic and service loaded and the database clock (transaction start) as `db_now`.
@@ -136,10 +146,7 @@ def slot_write(
     the slot rows locked (see the module docstring). `name` labels the retry metrics;
     `operation` the Redis-down fallback metric. Raises SlotBusy (409, retryable) when the locks
     are not free in time or the transaction keeps failing to serialize."""
-    keys = [
-        slot_lock_key(clinic_id=slot.clinic_id, service_id=slot.service_id, slot_id=slot.id)
-        for slot in slots
-    ]
+    keys = slot_lock_keys(*slots)
 
     def transaction_body() -> T:
         if not lock_rows:

@@ -193,7 +193,8 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc())
         return booking
 
-    with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+    # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
+    with fair_use_guard(actor.sub, seen.slot):
         if seen.status == ReservationStatus.HELD:  # else the write says why (e.g. confirmed)
             booking_limits_check(reservation=seen)
         return slot_write(seen.slot, name="booking_confirm", decide=decide)
@@ -268,7 +269,8 @@ def _booking_confirm_group(*, actor: Principal, seen: Reservation) -> Booking:
             group_id=seen.group_id, status=ReservationStatus.HELD
         )
     )
-    with fair_use_guard(actor.sub):  # fair use (issue 12): counted under the owner's lock
+    # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
+    with fair_use_guard(actor.sub, seen.slot):
         if held:  # none held: the write says why (already confirmed, expired, released)
             booking_group_limits_check(reservations=held)
         return slot_write(seen.slot, name="booking_confirm_group", decide=decide)

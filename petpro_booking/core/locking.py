@@ -18,7 +18,12 @@ Leases are renewed by one thread per manager (`LeaseRenewer`), not by python-red
 thread per lock: on the hold path, starting and joining that thread cost more CPU than the
 lock's two round trips.
 
-Round trips: a free lock costs one SET NX (no retry machinery unless it is taken). A block
+Round trips: a free lock costs one SET NX (no retry machinery unless it is taken), and the free
+keys of one block are taken together, one pipelined round trip for all of them (a key found
+taken keeps the keys before it in order, gives back those after it and waits its turn: only a
+prefix of the sorted keys is ever held while waiting). A key an enclosing block of this task
+already holds is not taken again (the owner's lock taken with the slot's, then the slot write
+inside it). A block
 inside another `acquire` of the same manager (the owner's lock around a slot write) hands its
 releases to the outermost block, which sends them, with any commands queued by
 `send_with_release` (the after-commit cache generation bumps), in one pipelined round trip
@@ -171,6 +176,8 @@ class _ReleaseBatch:
 
 
 _batch: ContextVar[_ReleaseBatch | None] = ContextVar("petpro_lock_release_batch", default=None)
+# (manager, key) of every lock the enclosing blocks of this thread (or task) hold.
+_held: ContextVar[frozenset[tuple[int, str]]] = ContextVar("petpro_locks_held", default=frozenset())
 
 
 def send_with_release(redis_url: str, commands: list[tuple], sent: Sent) -> bool:
@@ -225,8 +232,13 @@ class DistributedLockManager:
         self._renewer = LeaseRenewer(self.ttl_seconds)
 
     @contextmanager
-    def acquire(self, *keys: str, operation: str = "slot_lock") -> Iterator[None]:
-        """Hold every key (sorted, so two callers never wait on each other in a circle)."""
+    def acquire(
+        self, *keys: str, operation: str = "slot_lock", operations: dict[str, str] | None = None
+    ) -> Iterator[None]:
+        """Hold every key (sorted, so two callers never wait on each other in a circle).
+        `operation` labels the Redis-down fallbacks of the keys, `operations` of some keys by
+        name (the owner's lock taken with slot locks)."""
+        operations = operations or {}
         outer = _batch.get()
         if outer is not None and outer.manager is self:
             outer.send()  # never wait for a lease while keeping one a block is done with
@@ -236,30 +248,72 @@ class DistributedLockManager:
         else:
             batch = None
         token = _batch.set(batch) if batch is not None else None
+        held = _held.get()
+        ordered = sorted({key for key in keys if (id(self), key) not in held})
+        held_token = _held.set(held | {(id(self), key) for key in ordered})
         try:
-            ordered = sorted(set(keys))
             deadline = time.monotonic() + self.wait_seconds
             started = time.monotonic()
             with ExitStack() as stack:
                 try:
+                    taken = self._take_together(ordered) if len(ordered) > 1 else {}
                     for key in ordered:
-                        stack.enter_context(self._one(key, deadline, operation))
+                        stack.enter_context(
+                            self._one(key, deadline, operations.get(key, operation), taken.get(key))
+                        )
                 finally:
                     metrics.LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
                 yield
         finally:
+            _held.reset(held_token)
             if token is not None:
                 _batch.reset(token)
             if batch is not None:
                 batch.send()
 
-    def _one(self, key: str, deadline: float, operation: str) -> AbstractContextManager[None]:
+    def _take_together(self, ordered: list[str]) -> dict[str, redis_lock.Lock]:
+        """One pipelined SET NX per key, in one round trip: the keys taken before the first
+        one found taken are kept (returned, to be held as if polled); those after it are given
+        back at once, so that only a prefix of the sorted keys is held while the rest wait
+        their turn. Empty when Redis is not asked here (in process, a cluster, Redis down or
+        unreachable: the key-by-key path deals with each)."""
+        if self._client is None or self._cluster or time.monotonic() < self._redis_down_until:
+            return {}
+        locks = [self._lock(key) for key in ordered]
+        pipe = self._client.pipeline(transaction=False)
+        for lock in locks:
+            pipe.set(lock._name, lock._id, nx=True, ex=self.ttl_seconds)
+        try:
+            answers = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return {}
+        kept: dict[str, redis_lock.Lock] = {}
+        in_order = True
+        for key, lock, answer in zip(ordered, locks, answers, strict=True):
+            in_order = in_order and bool(answer)
+            if in_order:
+                kept[key] = lock
+            elif answer:
+                self._release(lock, key)
+        pairs = list(kept.items())
+        for index, (_, lock) in enumerate(pairs):
+            try:
+                self._hold(lock)
+            except BaseException:  # _hold gave this one back; the others go too
+                for other_key, other in pairs[:index] + pairs[index + 1 :]:
+                    self._release(other, other_key)
+                raise
+        return kept
+
+    def _one(
+        self, key: str, deadline: float, operation: str, taken: redis_lock.Lock | None = None
+    ) -> AbstractContextManager[None]:
         if self._local is not None:
             return self._in_process(key, deadline)
-        if time.monotonic() < self._redis_down_until:
+        if taken is None and time.monotonic() < self._redis_down_until:
             metrics.REDIS_UNAVAILABLE_FALLBACKS.labels(operation=operation).inc()
             return _no_lock()
-        return self._redis(key, deadline, operation)
+        return self._redis(key, deadline, operation, taken)
 
     @contextmanager
     def _in_process(self, key: str, deadline: float) -> Iterator[None]:
@@ -272,19 +326,24 @@ class DistributedLockManager:
         finally:
             self._local.release(key)
 
-    @contextmanager
-    def _redis(self, key: str, deadline: float, operation: str) -> Iterator[None]:
+    def _lock(self, key: str) -> redis_lock.Lock:
         # python-redis-lock's scripts touch `lock:<name>` and `lock-signal:<name>` together:
         # the hash tag keeps both on one node of a cluster.
-        lock = redis_lock.Lock(
+        return redis_lock.Lock(
             self._client,
             f"{self.namespace}:{hash_tagged(key)}",
             expire=self.ttl_seconds,
             auto_renewal=False,  # renewed by self._renewer instead
             strict=not self._cluster,  # a RedisCluster is no StrictRedis
         )
+
+    @contextmanager
+    def _redis(
+        self, key: str, deadline: float, operation: str, taken: redis_lock.Lock | None
+    ) -> Iterator[None]:
+        lock = taken or self._lock(key)
         try:
-            acquired: bool | None = self._poll(lock, deadline)
+            acquired: bool | None = True if taken else self._poll(lock, deadline)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # The database guard alone still refuses every overbooking; go on without a lock.
             logger.warning("Redis unreachable for lock %s (%s); database guard only", key, exc)
@@ -327,13 +386,17 @@ class DistributedLockManager:
         (python-redis-lock 4.0.1's key and id, pinned in pyproject.toml)."""
         if not self._client.set(lock._name, lock._id, nx=True, ex=self.ttl_seconds):  # type: ignore[union-attr]
             return False
+        self._hold(lock)
+        return True
+
+    def _hold(self, lock: redis_lock.Lock) -> None:
+        """A lease just taken: renewed from now on (or given back, when renewal cannot start)."""
         if self.auto_renewal:
             try:
                 self._renewer.add(lock)
             except BaseException:  # no renewal (no thread could start): do not keep the key
                 self._release(lock, lock._name)
                 raise
-        return True
 
     def _release(self, lock: redis_lock.Lock, key: str) -> None:
         self._renewer.discard(lock)

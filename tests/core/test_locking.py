@@ -24,6 +24,24 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
+def acquire_elsewhere(manager: DistributedLockManager, *keys: str) -> BaseException | None:
+    """Another thread's attempt at the keys (inside a block of this thread a key it holds is
+    not taken again): None when it got them, else what it raised."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            with manager.acquire(*keys):
+                outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
 @pytest.fixture
 def manager(private_redis):
     return DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=0.3)
@@ -42,11 +60,11 @@ def test_second_holder_waits_then_times_out_with_lock_busy(backend, private_redi
     timeouts_before = sample("petpro_lock_timeouts_total")
     with manager.acquire("slot:a"):
         started = time.monotonic()
-        with pytest.raises(LockBusy) as busy, manager.acquire("slot:a"):
-            pass
+        busy = acquire_elsewhere(manager, "slot:a")
         waited = time.monotonic() - started
-    assert busy.value.code == "lock_busy"
-    assert busy.value.status_code == 409
+    assert isinstance(busy, LockBusy)
+    assert busy.code == "lock_busy"
+    assert busy.status_code == 409
     assert waited > 0.25  # it did wait (the upper bound is the machine's load, not ours)
     assert sample("petpro_lock_timeouts_total") == timeouts_before + 1
     with manager.acquire("slot:a"):  # released on exit
@@ -112,8 +130,7 @@ def test_lease_is_renewed_while_held(private_redis):
     manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=2, wait_seconds=0.2)
     with manager.acquire("slot:long"):
         time.sleep(2.6)  # past the 2 s TTL: only the renewal keeps it
-        with pytest.raises(LockBusy), manager.acquire("slot:long"):
-            pass
+        assert isinstance(acquire_elsewhere(manager, "slot:long"), LockBusy)
 
 
 def test_lock_wait_is_recorded(manager):
@@ -200,8 +217,7 @@ def test_renewal_survives_a_failing_pass(private_redis, monkeypatch):
     monkeypatch.setattr(renewer, "renew_all", fails_once)
     with manager.acquire("slot:survivor"):
         time.sleep(1.6)  # past the TTL: the passes after the failed one kept the lease
-        with pytest.raises(LockBusy), manager.acquire("slot:survivor"):
-            pass
+        assert isinstance(acquire_elsewhere(manager, "slot:survivor"), LockBusy)
     assert failures == [1]
 
 
@@ -300,3 +316,63 @@ def test_a_release_after_redis_lost_its_scripts_still_happens(manager, private_r
     with manager.acquire("slot:flushed"):
         client.script_flush()  # a restarted or failed-over Redis: the unlock script is gone
     assert client.exists("lock:petpro:{slot:flushed}") == 0
+
+
+def test_a_key_an_enclosing_block_holds_is_not_taken_again(manager, private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    with manager.acquire("owner:{o3}", "slot:again"):
+        started = time.monotonic()
+        with manager.acquire("slot:again"):  # the slot write inside the owner's block
+            assert time.monotonic() - started < manager.wait_seconds  # no wait for itself
+        assert client.exists("lock:petpro:{slot:again}") == 1  # still the outer block's
+        assert isinstance(acquire_elsewhere(manager, "slot:again"), LockBusy)
+    assert client.exists("lock:petpro:{slot:again}", "lock:petpro:owner:{o3}") == 0
+    assert acquire_elsewhere(manager, "slot:again") is None
+
+
+def test_free_keys_are_taken_together_in_one_round_trip(manager, private_redis, monkeypatch):
+    client = redis.Redis.from_url(private_redis.url)
+    with manager.acquire("slot:warm-2"):
+        pass
+    trips = RoundTrips(monkeypatch)
+    with manager.acquire("slot:together-b", "owner:{o4}", "slot:together-a"):
+        taking = list(trips.sent)
+        assert (
+            client.exists(
+                "lock:petpro:owner:{o4}",
+                "lock:petpro:{slot:together-a}",
+                "lock:petpro:{slot:together-b}",
+            )
+            == 3
+        )
+    assert len(taking) == 1, taking
+    assert taking[0].count(b"SET") == 3
+    releases = [sent for sent in trips.sent if b"EVALSHA" in sent]
+    assert len(releases) == 1  # and one more round trip for the three releases
+    assert releases[0].count(b"EVALSHA") == 3
+    assert client.exists("lock:petpro:owner:{o4}", "lock:petpro:{slot:together-b}") == 0
+
+
+def test_a_taken_key_keeps_the_keys_before_it_and_gives_back_those_after(manager, private_redis):
+    """Only a prefix of the sorted keys is held while waiting (no circular wait): with b taken
+    by someone else, a is kept and c given back until b is free."""
+    client = redis.Redis.from_url(private_redis.url)
+    manager.wait_seconds = 3
+    seen: dict[str, int] = {}
+    got: list[bool] = []
+    other = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=5, wait_seconds=1)
+    with other.acquire("slot:prefix-b"):
+        thread = threading.Thread(
+            target=lambda: got.append(
+                acquire_elsewhere(manager, "slot:prefix-c", "slot:prefix-a", "slot:prefix-b")
+                is None
+            )
+        )
+        thread.start()
+        time.sleep(0.3)  # the contender waits for b meanwhile
+        seen["a"] = client.exists("lock:petpro:{slot:prefix-a}")
+        seen["c"] = client.exists("lock:petpro:{slot:prefix-c}")
+    thread.join()
+    assert seen == {"a": 1, "c": 0}
+    assert got == [True]  # b freed: it took b, then c
+    assert client.exists("lock:petpro:{slot:prefix-a}", "lock:petpro:{slot:prefix-c}") == 0
