@@ -141,43 +141,49 @@ def drained(run: Run) -> str:
     return f"; outbox drained {run.drain:.2f} s after the load"
 
 
-def _pair(runs: list[Run], name: str) -> tuple[Run, Run] | None:
-    """The first round's baseline and service runs of a scenario."""
-    pair = [r for r in runs if r.scenario == name][:2]
-    found = {r.target: r for r in pair}
-    if "baseline" not in found or "service" not in found:
-        return None
-    return found["baseline"], found["service"]
+def _pairs(runs: list[Run], name: str) -> list[tuple[Run, Run]]:
+    """Each round's baseline and service runs of a scenario, in round order."""
+    pairs = []
+    mine = [r for r in runs if r.scenario == name]
+    for index in range(0, len(mine) - 1, 2):
+        found = {r.target: r for r in mine[index : index + 2]}
+        if "baseline" in found and "service" in found:
+            pairs.append((found["baseline"], found["service"]))
+    return pairs
 
 
 def targets_table(runs: list[Run]) -> str:
-    """Each target of issue 11 against this run: met or not, with the baseline's figure at the
-    same load next to every latency (a closed loop of 16 connections on a saturated machine
-    sets a latency floor of about 16 / throughput for both)."""
+    """Each target of issue 11 against this run, every round: met only when met in every round
+    (the issue asks for it in every run), with the baseline's figure at the same load next to
+    every latency (a closed loop of 16 connections on a saturated machine sets a latency floor
+    of about 16 / throughput for both)."""
     rows = []
 
     def ratio_row(name: str, label: str, minimum: float) -> None:
-        pair = _pair(runs, name)
-        if pair is None:
+        ratios = [
+            service.total.rate / base.total.rate if base.total.rate else 0.0
+            for base, service in _pairs(runs, name)
+        ]
+        if not ratios:
             return
-        base, service = pair
-        ratio = service.total.rate / base.total.rate if base.total.rate else 0.0
-        met = "met" if ratio >= minimum else "**not met**"
-        rows.append(f"| {label} ≥ {minimum}x | {ratio:.2f}x | - | {met} |")
+        met = "met" if min(ratios) >= minimum else "**not met**"
+        shown = " / ".join(f"{ratio:.2f}x" for ratio in ratios)
+        rows.append(f"| {label} ≥ {minimum}x | {shown} | - | {met} |")
 
     def p95_row(name: str, kinds: tuple[str, ...], label: str, limit: float) -> None:
-        pair = _pair(runs, name)
-        if pair is None:
+        found = []
+        for base, service in _pairs(runs, name):
+            chosen = [r for r in service.records if r.kind in kinds]
+            base_chosen = [r for r in base.records if r.kind in kinds]
+            if chosen:
+                base_p95 = summarize(base_chosen).p95 if base_chosen else float("nan")
+                found.append((summarize(chosen).p95, base_p95))
+        if not found:
             return
-        base, service = pair
-        chosen = [r for r in service.records if r.kind in kinds]
-        base_chosen = [r for r in base.records if r.kind in kinds]
-        if not chosen:
-            return
-        p95 = summarize(chosen).p95
-        base_p95 = summarize(base_chosen).p95 if base_chosen else float("nan")
-        met = "met" if p95 <= limit else "**not met**"
-        rows.append(f"| {label} ≤ {limit:g} ms | {p95:.1f} ms | {fmt(base_p95)} ms | {met} |")
+        met = "met" if max(p95 for p95, _ in found) <= limit else "**not met**"
+        shown = " / ".join(f"{p95:.1f} ms" for p95, _ in found)
+        base_shown = " / ".join(f"{fmt(base_p95)} ms" for _, base_p95 in found)
+        rows.append(f"| {label} ≤ {limit:g} ms | {shown} | {base_shown} | {met} |")
 
     hold, mix = "hold, POST /reservations", "mix 80 % search / 15 % hold / 5 % confirm"
     ratio_row(hold, "hold", 0.7)
@@ -189,7 +195,7 @@ def targets_table(runs: list[Run]) -> str:
     ratio_row("slot search, every query new", "uncached search", 0.9)
     return "\n".join(
         [
-            "| target (issue 11) | this run | bare baseline at the same load | verdict |",
+            "| target (issue 11) | each round | bare baseline at the same load | verdict |",
             "|---|---|---|---|",
             *rows,
         ]
