@@ -123,9 +123,9 @@ class SlotViewSet(viewsets.ViewSet):
         "can book now are left out (closed, inactive clinic or service, started, inside the "
         "service's notice, beyond its horizon); full ones stay with `available_capacity` 0. "
         "`pet_id` or `species` keeps the slots that pet could book. Cached up to 5 minutes, "
-        "invalidated whenever a slot, service or clinic changes and never served past the "
-        "instant it would change on its own (a hold expiring, a slot entering its notice or "
-        "horizon). A page past the last is 404.",
+        "invalidated within 0.5 s whenever a slot, service or clinic changes and never served "
+        "past the instant it would change on its own (a hold expiring, a slot entering its "
+        "notice or horizon). A page past the last is 404.",
     )
     def list(self, request: Request) -> Response:
         query = SlotSearchQuery(data=request.query_params)

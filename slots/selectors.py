@@ -683,7 +683,10 @@ def slot_search_page(*, filters: dict[str, Any], page: int, page_size: int) -> d
     clinic_id = filters.get("clinic_id")
     families = [slot_search_family(clinic_id if clinic_id else "*")]
     key = cache_keys.keyed(
-        "slotsearch", families, {**filters, "page": page, "page_size": page_size}
+        "slotsearch",
+        families,
+        {**filters, "page": page, "page_size": page_size},
+        max_lag=settings.SLOT_SEARCH_MAX_LAG_SECONDS,
     )
     cached = cache.get(key)
     now = timezone.now()

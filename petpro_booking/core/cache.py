@@ -56,16 +56,24 @@ def _read_generation(family: str) -> int:
     return int(value or 0)  # 0: Redis unreachable (nothing is cached then either)
 
 
-def generation(family: str) -> int:
+def generation(family: str, *, max_lag: float = 0.0) -> int:
     """The family's generation: from this process's LRU (at most
-    LOCAL_CACHE_GENERATION_SECONDS old) or from Redis."""
+    LOCAL_CACHE_GENERATION_SECONDS old, this process's own bumps seen at once) or from Redis.
+
+    `max_lag` > 0 reads it at most that often, this process's own bumps included: for entries
+    that may lag a change by that long (search pages), so a burst of changes costs each
+    process one recomputation per entry and per `max_lag` rather than one per change."""
     local = local_cache()
     if local is None:
         return _read_generation(family)
-    value = local.get(("gen", family))
+    if max_lag > 0:
+        key, ttl = ("gen-lagging", family), max_lag  # bump_generation leaves it alone
+    else:
+        key, ttl = ("gen", family), settings.LOCAL_CACHE_GENERATION_SECONDS
+    value = local.get(key)
     if value is MISSING:
         value = _read_generation(family)
-        local.set(("gen", family), value, ttl=settings.LOCAL_CACHE_GENERATION_SECONDS)
+        local.set(key, value, ttl=ttl)
     return value
 
 
@@ -128,9 +136,10 @@ def _cache_redis_url() -> str:
     return str(location)
 
 
-def keyed(prefix: str, families: list[str], params: dict[str, Any]) -> str:
-    """A cache key that changes when any of `families` is bumped or `params` differ."""
-    gens = ",".join(f"{family}={generation(family)}" for family in families)
+def keyed(prefix: str, families: list[str], params: dict[str, Any], *, max_lag: float = 0.0) -> str:
+    """A cache key that changes when any of `families` is bumped (within `max_lag`, see
+    `generation`) or `params` differ."""
+    gens = ",".join(f"{family}={generation(family, max_lag=max_lag)}" for family in families)
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[
         :32
     ]

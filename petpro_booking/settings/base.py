@@ -213,6 +213,11 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SLOT_SEARCH_CACHE_SECONDS = env.int("SLOT_SEARCH_CACHE_SECONDS", default=300)
+# How long a cached search page may lag a change to its clinic's slots, in every process (the
+# changing one too): each process reads the search generations at most this often, so a burst
+# of holds costs one recomputation per page and per interval. 0: a process sees its own changes
+# at once, others within LOCAL_CACHE_GENERATION_SECONDS. Needs LOCAL_CACHE_ENABLED.
+SLOT_SEARCH_MAX_LAG_SECONDS = env.float("SLOT_SEARCH_MAX_LAG_SECONDS", default=0.5)
 # The in-process level in front of Redis (petpro_booking/core/local_cache.py): cache
 # generations for LOCAL_CACHE_GENERATION_SECONDS (a bump elsewhere is seen within a second),
 # read-model values (keyed by generation) for LOCAL_CACHE_SECONDS; off: every read goes to Redis.

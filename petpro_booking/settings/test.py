@@ -31,3 +31,6 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=0) or None
 FAIR_USE_MAX_LIVE_HOLDS = 10_000
 FAIR_USE_MAX_UNPAID_BOOKINGS = 10_000
 FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = 10_000
+# Suites search right after the change they test, in the same process: search pages follow
+# every change at once here; tests/slots/test_search_lag.py tests the lag production runs with.
+SLOT_SEARCH_MAX_LAG_SECONDS = 0.0

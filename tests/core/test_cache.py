@@ -61,3 +61,19 @@ def test_a_bump_after_commit_inside_a_lock_block_goes_with_its_releases():
         assert cache_keys.generation("slots:with-release") == before
     assert cache_keys.generation("slots:with-release") == before + 1
     assert client.exists("lock:petpro:{slot:bump-with-release}") == 0
+
+
+def test_a_lagging_read_sees_even_this_process_s_bump_only_after_the_lag():
+    import time
+
+    lag = 1.0
+    first = cache_keys.generation("slots:lagging", max_lag=lag)
+    read_at = time.monotonic()
+    cache_keys.bump_generation("slots:lagging")
+    assert cache_keys.generation("slots:lagging") == first + 1  # the ordinary read: at once
+    if time.monotonic() - read_at < lag * 0.8:  # a stalled machine may have passed the lag
+        assert cache_keys.generation("slots:lagging", max_lag=lag) == first
+    time.sleep(max(0.0, read_at + lag + 0.05 - time.monotonic()))
+    assert cache_keys.generation("slots:lagging", max_lag=lag) == first + 1
+    first_key = cache_keys.keyed("search", ["slots:lagging"], {"page": 1}, max_lag=lag)
+    assert first_key == cache_keys.keyed("search", ["slots:lagging"], {"page": 1})
