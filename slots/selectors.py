@@ -24,6 +24,7 @@ from petpro_booking.core.clock import api_timestamp, local_fields
 from petpro_booking.core.db import read_replica
 from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_not_found
+from petpro_booking.core.local_cache import MISSING, local_cache
 
 from .clinic_sync import clinic_is_stale, clinic_read_through
 from .invalidation import clinic_read_model_family, slot_search_family
@@ -688,11 +689,19 @@ def slot_search_page(*, filters: dict[str, Any], page: int, page_size: int) -> d
         {**filters, "page": page, "page_size": page_size},
         max_lag=settings.SLOT_SEARCH_MAX_LAG_SECONDS,
     )
-    cached = cache.get(key)
+    # A page asked for twice is kept in this process too (the key names the generation, so a
+    # bump makes it unreachable at once); a page asked for once never pushes anything out.
+    local = local_cache()
+    cached = local.get(key) if local is not None else MISSING
+    from_redis = cached is MISSING
+    if from_redis:
+        cached = cache.get(key)
     now = timezone.now()
     if cached is not None and (
         cached["valid_until"] is None or cached["valid_until"] > now.timestamp()
     ):
+        if from_redis and local is not None:
+            local.set(key, cached, ttl=settings.LOCAL_CACHE_SECONDS)
         metrics.SLOT_SEARCH_CACHE.labels(result="hit").inc()
         return cached
     metrics.SLOT_SEARCH_CACHE.labels(result="miss").inc()

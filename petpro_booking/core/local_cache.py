@@ -1,5 +1,6 @@
 """The in-process cache level: a small LRU with short TTLs in front of Redis, for values read
-on every request that change rarely (cache generations, the clinics read-model).
+on every request that change rarely (cache generations, the clinics read-model) and for search
+pages asked for more than once.
 
 It is never invalidated by a message: what it holds is either a generation number, kept
 LOCAL_CACHE_GENERATION_SECONDS (0.5 s) so a bump made by another process is seen within a

@@ -36,3 +36,21 @@ def test_slot_change_invalidates_only_its_clinic(django_assert_num_queries, slot
     assert fresh["results"][0]["available_capacity"] == 3
     with django_assert_num_queries(0):
         search("other-clinic")  # untouched clinic still cached
+
+
+def test_a_page_asked_for_twice_is_served_by_the_process_without_redis(
+    django_assert_num_queries, slot
+):
+    from django.core.cache import cache
+
+    search(slot.clinic_id)  # computed, into Redis only
+    cache.delete_pattern("*slotsearch*")  # Redis forgets it: it was not kept in the process
+    with django_assert_num_queries(2):  # the services' rules, then the page
+        search(slot.clinic_id)
+    search(slot.clinic_id)  # from Redis: now kept in the process too
+    cache.delete_pattern("*slotsearch*")
+    with django_assert_num_queries(0):
+        assert search(slot.clinic_id)["results"][0]["available_capacity"] == 1
+
+    slot_update(actor=SYSTEM, slot_id=slot.id, capacity=3)  # a new generation: a new key
+    assert search(slot.clinic_id)["results"][0]["available_capacity"] == 3
