@@ -83,19 +83,24 @@ def window_rows(records: list[Record], samples: list[Sample]) -> list[str]:
 
 
 def memory_rows(samples: list[Sample]) -> list[str]:
+    """Start, half time, end and peak per group; the growth over the run and its rate over the
+    second half alone, so a warm-up that levels off (caches filling, allocator arenas) is told
+    from a leak, which keeps its rate to the end."""
     if len(samples) < 2:
         return []
     first, last = samples[0], samples[-1]
-    minutes = max(1e-9, (last.at - first.at) / 60)
+    middle = min(samples, key=lambda s: abs(s.at - (first.at + last.at) / 2))
+    half_minutes = max(1e-9, (last.at - middle.at) / 60)
     rows = []
     for group in MEMORY_GROUPS:
-        start, end = first.rss.get(group, 0), last.rss.get(group, 0)
+        start, half, end = (s.rss.get(group, 0) for s in (first, middle, last))
         peak = max(s.rss.get(group, 0) for s in samples)
         if not (start or end):
             continue
         rows.append(
-            f"| {group} | {start / 2**20:.1f} | {end / 2**20:.1f} | {peak / 2**20:.1f} "
-            f"| {(end - start) / 2**20:+.1f} | {(end - start) / 2**20 / minutes:+.2f} |"
+            f"| {group} | {start / 2**20:.1f} | {half / 2**20:.1f} | {end / 2**20:.1f} "
+            f"| {peak / 2**20:.1f} | {(end - start) / 2**20:+.1f} "
+            f"| {(end - half) / 2**20 / half_minutes:+.2f} |"
         )
     return rows
 
@@ -180,8 +185,8 @@ web tier's `petpro_db_pool_*` gauges on /metrics, summed over workers).
 
 Memory (RSS of every process of the group, MiB):
 
-| group | start | end | peak | growth | per minute |
-|---|---|---|---|---|---|
+| group | start | half time | end | peak | growth | second half, per minute |
+|---|---|---|---|---|---|---|
 {memory}
 
 Command: `make soak` (`python -m benchmarks.run soak`; `SOAK_SECONDS=60` for a short check,

@@ -1,0 +1,35 @@
+"""The soak's memory table tells a warm-up that levels off from a leak."""
+
+from __future__ import annotations
+
+from benchmarks.bench_soak import Sample, memory_rows
+
+MIB = 2**20
+
+
+def samples(rss_mib: list[float]) -> list[Sample]:
+    return [
+        Sample(
+            at=60.0 * minute,
+            backlog=0,
+            oldest_age=0.0,
+            pool_in_use=0,
+            pool_waiting=0,
+            rss={"web": int(mib * MIB)},
+        )
+        for minute, mib in enumerate(rss_mib)
+    ]
+
+
+def cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_a_warm_up_that_levels_off_grows_nothing_in_the_second_half():
+    row = memory_rows(samples([300, 340, 380, 380, 380]))[0]
+    assert cells(row) == ["web", "300.0", "380.0", "380.0", "380.0", "+80.0", "+0.00"]
+
+
+def test_a_leak_keeps_its_rate_in_the_second_half():
+    row = memory_rows(samples([300, 310, 320, 330, 340]))[0]
+    assert cells(row)[-1] == "+10.00"
