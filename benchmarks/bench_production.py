@@ -58,6 +58,7 @@ class Run:
     records: list[Record]
     cpu: dict[str, float]
     wall: float
+    steal: float | None = None  # the hypervisor's share of the machine during the run
     overbooking: str = ""
     overbooking_ok: bool = True
     drain: float | None = None
@@ -82,7 +83,7 @@ def one_run(stack: Topology, name: str, target: str, round_: int) -> Run:
     load = Load(port, scenarios.factory(kind, stack.seed, region), seconds=SECONDS)
     with CpuSampler(process_groups(stack, load.pids)) as sampler:
         records = load.run()
-    run = Run(name, target, records, sampler.result(), sampler.seconds)
+    run = Run(name, target, records, sampler.result(), sampler.seconds, sampler.steal)
     for record_kind in sorted({r.kind for r in records}):
         run.kinds[record_kind] = summarize(records, record_kind)
     if target == "service":
@@ -237,11 +238,16 @@ def report(runs: list[Run], toggle: list[Run], stack: Topology, problems: list[s
         if not run.records:
             continue
         cores = " | ".join(f"{run.cpu.get(g, 0.0) / run.wall:.2f}" for g in groups)
-        cpu_rows.append(f"| {run.scenario}, {run.target} | {cores} | {run.server_cpu_ms():.2f} |")
+        steal = "-" if run.steal is None else f"{100 * run.steal:.0f} %"
+        cpu_rows.append(
+            f"| {run.scenario}, {run.target} | {cores} | {run.server_cpu_ms():.2f} | {steal} |"
+        )
     cpu_table = "\n".join(
         [
-            "| run | " + " | ".join(groups) + " | server CPU ms / request |",
-            "|---|" + "---|" * len(groups) + "---|",
+            "| run | "
+            + " | ".join(groups)
+            + " | server CPU ms / request | stolen by the hypervisor |",
+            "|---|" + "---|" * len(groups) + "---|---|",
             *cpu_rows,
         ]
     )
@@ -333,7 +339,9 @@ Problems found by this run:
 
 CPU split (cores used on average during each run, from /proc/<pid>/stat, sampled every 0.5 s;
 "PostgreSQL" is the backends of the two benchmark databases, its background processes are
-shared by every database; RabbitMQ is the whole shared node):
+shared by every database; RabbitMQ is the whole shared node; the last column is the share of
+the machine's CPU time the hypervisor gave to other guests during the run (/proc/stat
+"steal"): a run that lost much of it measured a smaller machine than its neighbour):
 
 {cpu_table}
 

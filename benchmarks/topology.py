@@ -749,6 +749,7 @@ class CpuSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.seconds = 0.0
+        self.steal: float | None = None
 
     def _sample(self) -> None:
         for group, lister in self.groups.items():
@@ -768,6 +769,7 @@ class CpuSampler:
 
     def __enter__(self) -> CpuSampler:
         self._started_ticks = _boot_ticks_now()
+        self._machine0 = _machine_ticks()
         self._t0 = time.monotonic()
         self._sample()
         self._thread.start()
@@ -778,6 +780,7 @@ class CpuSampler:
         self._thread.join()
         self._sample()
         self.seconds = time.monotonic() - self._t0
+        self.steal = steal_share(self._machine0, _machine_ticks())
 
     def result(self) -> dict[str, float]:
         totals = dict.fromkeys(self.groups, 0.0)
@@ -808,6 +811,23 @@ def process_groups(stack: Topology, load_pids: Callable[[], list[int]]) -> dict:
 def topology(options: Options | None = None) -> Iterator[Topology]:
     with Topology(options) as stack:
         yield stack
+
+
+def _machine_ticks() -> tuple[int, int] | None:
+    """(steal, total) ticks of the whole machine (/proc/stat's first line), or None."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[7], sum(fields[:8])  # user .. steal (guest time is inside user)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time the hypervisor gave to other guests between two
+    readings: a run during which it took much measured a smaller machine."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _busy_cores(seconds: float = 5.0) -> float:
