@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 
 from . import scenarios
 from .load import Load, Record, percentile, summarize
-from .topology import Options, Topology, machine_load_line, process_groups, rss_bytes
+from .topology import (
+    Options,
+    Topology,
+    machine_load_line,
+    machine_ticks,
+    process_groups,
+    rss_bytes,
+    steal_share,
+)
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RATE = float(os.environ.get("SOAK_RATE", "0") or 0)
@@ -28,8 +36,9 @@ WINDOW = 30.0
 SAMPLE_EVERY = 5.0
 WINDOW_HEADER = (
     "| window | rps | search p95 / p99 ms | writes p95 / p99 ms | 5xx or no answer "
-    "| outbox backlog max | oldest unpublished s | pool in use max | pool waiting max |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "| outbox backlog max | oldest unpublished s | pool in use max | pool waiting max "
+    "| stolen by the hypervisor |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 MEMORY_GROUPS = ("web", "worker", "beat", "relay", "Redis", "stubs")
 
@@ -42,6 +51,7 @@ class Sample:
     pool_in_use: float
     pool_waiting: float
     rss: dict[str, int] = field(default_factory=dict)
+    machine: tuple[int, int] | None = None  # (steal, total) ticks of the whole machine
 
 
 def sampler(stack: Topology, samples: list[Sample], stop: threading.Event) -> None:
@@ -52,7 +62,13 @@ def sampler(stack: Topology, samples: list[Sample], stop: threading.Event) -> No
         in_use = sum(v for k, v in metrics.items() if "pool_connections" in k and "in_use" in k)
         waiting = sum(v for k, v in metrics.items() if "pool_requests_waiting" in k)
         rss = {g: sum(rss_bytes(p) for p in groups[g]()) for g in MEMORY_GROUPS}
-        samples.append(Sample(time.time(), backlog, age, in_use, waiting, rss))
+        samples.append(Sample(time.time(), backlog, age, in_use, waiting, rss, machine_ticks()))
+
+
+def _stolen(inside: list[Sample]) -> str:
+    """The share of the machine the hypervisor took between a window's first and last sample."""
+    share = steal_share(inside[0].machine, inside[-1].machine)
+    return "-" if share is None else f"{100 * share:.0f} %"
 
 
 def window_rows(records: list[Record], samples: list[Sample]) -> list[str]:
@@ -76,7 +92,8 @@ def window_rows(records: list[Record], samples: list[Sample]) -> list[str]:
             f"| {percentile(writes, 0.95):.1f} / {percentile(writes, 0.99):.1f} | {errors} "
             f"| {max(s.backlog for s in inside)} | {max(s.oldest_age for s in inside):.1f} "
             f"| {max(s.pool_in_use for s in inside):.0f} "
-            f"| {max(s.pool_waiting for s in inside):.0f} |"
+            f"| {max(s.pool_waiting for s in inside):.0f} "
+            f"| {_stolen(inside)} |"
         )
         window += 1
     return rows

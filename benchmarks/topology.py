@@ -769,7 +769,7 @@ class CpuSampler:
 
     def __enter__(self) -> CpuSampler:
         self._started_ticks = _boot_ticks_now()
-        self._machine0 = _machine_ticks()
+        self._machine0 = machine_ticks()
         self._t0 = time.monotonic()
         self._sample()
         self._thread.start()
@@ -780,7 +780,7 @@ class CpuSampler:
         self._thread.join()
         self._sample()
         self.seconds = time.monotonic() - self._t0
-        self.steal = steal_share(self._machine0, _machine_ticks())
+        self.steal = steal_share(self._machine0, machine_ticks())
 
     def result(self) -> dict[str, float]:
         totals = dict.fromkeys(self.groups, 0.0)
@@ -813,7 +813,7 @@ def topology(options: Options | None = None) -> Iterator[Topology]:
         yield stack
 
 
-def _machine_ticks() -> tuple[int, int] | None:
+def machine_ticks() -> tuple[int, int] | None:
     """(steal, total) ticks of the whole machine (/proc/stat's first line), or None."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -33,3 +33,18 @@ def test_a_warm_up_that_levels_off_grows_nothing_in_the_second_half():
 def test_a_leak_keeps_its_rate_in_the_second_half():
     row = memory_rows(samples([300, 310, 320, 330, 340]))[0]
     assert cells(row)[-1] == "+10.00"
+
+
+def test_each_window_says_how_much_of_the_machine_the_hypervisor_took():
+    from benchmarks.bench_soak import window_rows
+    from benchmarks.load import Record
+
+    records = [Record("search", at, at + 0.01, 200, {}) for at in (1.0, 2.0, 31.0, 32.0)]
+    ticks = {5.0: (0, 1_000), 25.0: (250, 2_000), 35.0: (250, 3_000), 55.0: (250, 4_000)}
+    samples = [
+        Sample(at=at, backlog=0, oldest_age=0.0, pool_in_use=0, pool_waiting=0, machine=tick)
+        for at, tick in ticks.items()
+    ]
+    first, second = window_rows(records, samples)
+    assert cells(first)[-1] == "25 %"  # 250 of 1,000 ticks between the window's samples
+    assert cells(second)[-1] == "0 %"
