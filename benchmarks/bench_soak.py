@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from . import scenarios
 from .load import Load, Record, percentile, summarize
 from .topology import (
+    CLK,
     Options,
     Topology,
+    cpu_ticks,
     machine_load_line,
     machine_ticks,
     process_groups,
@@ -34,11 +36,14 @@ SEARCHED = 4_000
 MAX_SECONDS = 15.0
 WINDOW = 30.0
 SAMPLE_EVERY = 5.0
+# The groups whose cores each window reports (the load generator runs in this process's
+# children and is left out: it is not the service).
+CPU_GROUPS = ("web", "worker", "beat", "relay", "PostgreSQL", "Redis", "RabbitMQ (shared node)")
 WINDOW_HEADER = (
     "| window | rps | search p95 / p99 ms | writes p95 / p99 ms | 5xx or no answer "
     "| outbox backlog max | oldest unpublished s | pool in use max | pool waiting max "
-    "| stolen by the hypervisor |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "| stolen by the hypervisor | busiest process groups, cores |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 MEMORY_GROUPS = ("web", "worker", "beat", "relay", "Redis", "stubs")
 
@@ -52,6 +57,7 @@ class Sample:
     pool_waiting: float
     rss: dict[str, int] = field(default_factory=dict)
     machine: tuple[int, int] | None = None  # (steal, total) ticks of the whole machine
+    cpu: dict[str, int] = field(default_factory=dict)  # CPU ticks used so far, per group
 
 
 def sampler(stack: Topology, samples: list[Sample], stop: threading.Event) -> None:
@@ -62,7 +68,25 @@ def sampler(stack: Topology, samples: list[Sample], stop: threading.Event) -> No
         in_use = sum(v for k, v in metrics.items() if "pool_connections" in k and "in_use" in k)
         waiting = sum(v for k, v in metrics.items() if "pool_requests_waiting" in k)
         rss = {g: sum(rss_bytes(p) for p in groups[g]()) for g in MEMORY_GROUPS}
-        samples.append(Sample(time.time(), backlog, age, in_use, waiting, rss, machine_ticks()))
+        cpu = {g: cpu_ticks(lister()) for g, lister in groups.items() if g in CPU_GROUPS}
+        samples.append(
+            Sample(time.time(), backlog, age, in_use, waiting, rss, machine_ticks(), cpu)
+        )
+
+
+def _busiest(inside: list[Sample], top: int = 3) -> str:
+    """The groups that used the most cores between a window's first and last sample. A group
+    whose processes changed meanwhile (a backend closed) can lose ticks: never below 0."""
+    first, last = inside[0], inside[-1]
+    seconds = last.at - first.at
+    if seconds <= 0 or not first.cpu:
+        return "-"
+    cores = {
+        group: max(0, last.cpu.get(group, 0) - ticks) / CLK / seconds
+        for group, ticks in first.cpu.items()
+    }
+    busiest = sorted(cores.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{group} {value:.2f}" for group, value in busiest)
 
 
 def _stolen(inside: list[Sample]) -> str:
@@ -93,7 +117,7 @@ def window_rows(records: list[Record], samples: list[Sample]) -> list[str]:
             f"| {max(s.backlog for s in inside)} | {max(s.oldest_age for s in inside):.1f} "
             f"| {max(s.pool_in_use for s in inside):.0f} "
             f"| {max(s.pool_waiting for s in inside):.0f} "
-            f"| {_stolen(inside)} |"
+            f"| {_stolen(inside)} | {_busiest(inside)} |"
         )
         window += 1
     return rows

@@ -693,6 +693,11 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[11]) + int(fields[12]), int(fields[19])
 
 
+def cpu_ticks(pids: list[int]) -> int:
+    """The CPU ticks (user + system) the processes have used so far, summed."""
+    return sum(stat[0] for stat in map(_stat, pids) if stat is not None)
+
+
 def rss_bytes(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE

@@ -46,5 +46,22 @@ def test_each_window_says_how_much_of_the_machine_the_hypervisor_took():
         for at, tick in ticks.items()
     ]
     first, second = window_rows(records, samples)
-    assert cells(first)[-1] == "25 %"  # 250 of 1,000 ticks between the window's samples
-    assert cells(second)[-1] == "0 %"
+    assert cells(first)[-2] == "25 %"  # 250 of 1,000 ticks between the window's samples
+    assert cells(second)[-2] == "0 %"
+
+
+def test_each_window_names_the_process_groups_that_used_the_most_cores():
+    from benchmarks.bench_soak import window_rows
+    from benchmarks.load import Record
+    from benchmarks.topology import CLK
+
+    records = [Record("search", at, at + 0.01, 200, {}) for at in (1.0, 2.0)]
+    at_start = {"web": 0, "worker": 0, "PostgreSQL": 0, "Redis": 0}
+    # 20 s later: web used 1.5 cores, PostgreSQL 0.5, the worker 0.25; Redis lost a process.
+    at_end = {"web": 30 * CLK, "worker": 5 * CLK, "PostgreSQL": 10 * CLK, "Redis": -5}
+    samples = [
+        Sample(at=5.0, backlog=0, oldest_age=0.0, pool_in_use=0, pool_waiting=0, cpu=at_start),
+        Sample(at=25.0, backlog=0, oldest_age=0.0, pool_in_use=0, pool_waiting=0, cpu=at_end),
+    ]
+    (row,) = window_rows(records, samples)
+    assert cells(row)[-1] == "web 1.50, PostgreSQL 0.50, worker 0.25"
