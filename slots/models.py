@@ -99,8 +99,15 @@ class SlotStatus(models.TextChoices):
 
 class Slot(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="slots")
-    service = models.ForeignKey(ClinicService, on_delete=models.PROTECT, related_name="slots")
+    # No index of their own: the unique (clinic, service, start_at) leads with the clinic and
+    # slots_service_start_idx with the service, and every index costs each new slot and each
+    # update that is not HOT.
+    clinic = models.ForeignKey(
+        Clinic, on_delete=models.PROTECT, related_name="slots", db_index=False
+    )
+    service = models.ForeignKey(
+        ClinicService, on_delete=models.PROTECT, related_name="slots", db_index=False
+    )
     start_at = models.DateTimeField()
     end_at = models.DateTimeField()
     capacity = models.PositiveIntegerField(default=1)
@@ -131,7 +138,13 @@ class Slot(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["clinic", "service", "start_at"], name="slots_search_idx"),
+            # An owner's search: one service's slots in a range of starts (a service belongs
+            # to one clinic). The search's plan must not depend on how many clinics and
+            # services share the table: with only the unique index and a service_id index,
+            # PostgreSQL walked the service_id index and filtered the range, or walked
+            # slots_start_idx past other services' slots (docs/benchmarks.md).
+            models.Index(fields=["service", "start_at"], name="slots_service_start_idx"),
+            # Staff lists across clinics, ordered by start (the admin's changelist).
             models.Index(fields=["start_at"], name="slots_start_idx"),
         ]
 

@@ -222,9 +222,9 @@ def _search_sql(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 # An owner sees only the slots every rule allows, and each rule is a range of start_at per
 # service (started, notice, horizon) or a column test (status, activity). So the owner's search
 # takes its services' ranges from the rules in Python (slots/rules.py, the same functions a hold
-# checks) and asks PostgreSQL lean questions the (clinic, service, start) index answers: the
-# count, the notice edge and the next hold expiry in one pass over the bookable range, the last
-# start per service (the horizon edge), and a page that stops after its rows. The staff query
+# checks), folds the search's own start filters into those ranges, and asks PostgreSQL lean
+# questions the (service, start) index answers: the count, the notice edge and the next hold
+# expiry in one pass over the bookable range, and a page that stops after its rows. The staff query
 # above evaluates every rule of every matching slot instead (it shows the refused ones with
 # their reason), and costs several times more to plan and run (docs/benchmarks.md, "Search and
 # the API path"). A test compares both with the rules evaluated row by row.
@@ -251,9 +251,7 @@ WITH summary AS MATERIALIZED (
     FROM slots s
     WHERE {rows}
 )
-SELECT summary.total, summary.notice_edge, summary.next_expiry,
-    {edges},
-    page.*
+SELECT summary.total, summary.notice_edge, summary.next_expiry, page.*
 FROM summary LEFT JOIN LATERAL (
     SELECT s.id, s.service_id, s.start_at, s.end_at, s.capacity, s.status, s.version,
         {free} AS free
@@ -267,15 +265,11 @@ _EXPIRED_HOLDS = (
     "CASE WHEN s.held_count > 0 THEN (SELECT count(*) FROM reservations r"
     " WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s) ELSE 0 END"
 )
+# One service's bookable range, the search's own start filters folded in (Python takes the
+# later start and the earlier end): the (service, start_at) index answers it in one range.
 _OWNER_RANGE = (
-    "(s.clinic_id = %(clinic{i})s AND s.service_id = %(service{i})s"
+    "(s.service_id = %(service{i})s AND s.clinic_id = %(clinic{i})s"
     " AND s.start_at >= %(from{i})s AND s.start_at < %(to{i})s)"
-)
-# Per service, its last start: a slot beyond the horizon that only the horizon refuses makes the
-# answer change at the clinic's next midnight (one entry of the (clinic, service, start) index).
-_OWNER_LAST_START = (
-    "(SELECT max(s.start_at) FROM slots s WHERE s.clinic_id = %(clinic{i})s"
-    " AND s.service_id = %(service{i})s AND {where})"
 )
 # More services than this (a search over many clinics) take the staff query's plan.
 OWNER_SEARCH_MAX_SERVICES = 16
@@ -365,19 +359,19 @@ def _owner_search(
     if not services:
         return {"count": 0, "results": [], "valid_until": None}
     params = {**params, "now": now, "limit": page_size, "offset": (page - 1) * page_size}
-    ranges, edges, notices = [], [], []
+    wanted_from, wanted_to = filters.get("start_from"), filters.get("start_to")
+    ranges, notices = [], []
     for i, service in enumerate(services):
         params.update(
             {
                 f"clinic{i}": service.clinic_id,
                 f"service{i}": service.service_id,
-                f"from{i}": service.start_from,
-                f"to{i}": service.horizon_end,
+                f"from{i}": max(filter(None, (service.start_from, wanted_from))),
+                f"to{i}": min(filter(None, (service.horizon_end, wanted_to))),
                 f"notice{i}": service.notice,
             }
         )
         ranges.append(_OWNER_RANGE.format(i=i))
-        edges.append(_OWNER_LAST_START.format(where=where, i=i))
         notices.append(f"WHEN %(service{i})s THEN %(notice{i})s::interval")
     # The notice edge: the last instant the first bookable slot may be held.
     notice = (
@@ -395,7 +389,6 @@ def _owner_search(
         free_test=free_test,
         free=free,
         notice=notice,
-        edges=",\n    ".join(edges),
     )
     with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
@@ -403,16 +396,18 @@ def _owner_search(
     first = found[0]
     count, notice_edge, next_expiry = first[0], first[1], first[2]
     changes = [notice_edge, next_expiry]
-    for i, service in enumerate(services):
-        last_start = first[3 + i]
-        if last_start is not None and last_start >= max(service.start_from, service.horizon_end):
+    # At the clinic's next midnight the horizon takes in another day: a slot past it may become
+    # bookable. Asking whether one exists cost a probe per service whose plan depended on how
+    # the services' slots spread over time (a walk down slots_start_idx past every later slot
+    # of other services); the answer now changes by then at the latest, unless the search ends
+    # inside the horizon. A page is cached for minutes, so it costs a miss near midnight.
+    for service in services:
+        if wanted_to is None or wanted_to > service.horizon_end:
             changes.append(service.next_midnight)
     by_id = {service.service_id: service for service in services}
     rows = []
     for row in found:
-        slot_id, service_id, start_at, end_at, capacity, status, version, free_units = row[
-            3 + len(services) :
-        ]
+        slot_id, service_id, start_at, end_at, capacity, status, version, free_units = row[3:]
         if slot_id is None:
             continue
         service = by_id[service_id]
@@ -500,10 +495,11 @@ def slot_search(
             filters=filters, page=page, page_size=page_size, now=now, using=using
         )
     if not filters.get("include_unbookable"):
-        where, service_where, params = _search_filters_sql(filters)
+        _, service_where, params = _search_filters_sql(filters)
         answer = _owner_search(
             filters,
-            where=where,
+            # clinic, service and start are the services' ranges (_OWNER_RANGE) already
+            where="s.id = %(slot_id)s" if filters.get("slot_id") is not None else "TRUE",
             service_where=service_where,
             params=params,
             now=now,
