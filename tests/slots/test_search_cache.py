@@ -45,7 +45,8 @@ def test_a_page_asked_for_twice_is_served_by_the_process_without_redis(
 
     search(slot.clinic_id)  # computed, into Redis only
     cache.delete_pattern("*slotsearch*")  # Redis forgets it: it was not kept in the process
-    with django_assert_num_queries(2):  # the services' rules, then the page
+    # the page alone: the services' rules come from the clinic's read-model cache
+    with django_assert_num_queries(1):
         search(slot.clinic_id)
     search(slot.clinic_id)  # from Redis: now kept in the process too
     cache.delete_pattern("*slotsearch*")
@@ -54,3 +55,26 @@ def test_a_page_asked_for_twice_is_served_by_the_process_without_redis(
 
     slot_update(actor=SYSTEM, slot_id=slot.id, capacity=3)  # a new generation: a new key
     assert search(slot.clinic_id)["results"][0]["available_capacity"] == 3
+
+
+def test_an_uncached_page_takes_the_services_rules_from_the_read_model_cache(
+    settings, django_assert_num_queries, slot
+):
+    from slots.services import clinic_service_save
+
+    settings.SLOT_SEARCH_CACHE_SECONDS = 0  # every page from the database
+    other = ClinicServiceFactory(id="svc-cats", clinic=slot.clinic, species=["Cat"])
+    cat_slot = SlotFactory(service=other)
+    filters = {"clinic_id": slot.clinic_id, "species": "CAT"}
+    assert slot_search_page(filters=filters, page=1, page_size=20)["count"] == 2
+    with django_assert_num_queries(1):  # the page; the rules are cached with the clinic
+        found = slot_search_page(filters=filters, page=1, page_size=20)
+    assert {row["id"] for row in found["results"]} == {str(slot.id), str(cat_slot.id)}
+    dogs = slot_search_page(filters={**filters, "species": "dog"}, page=1, page_size=20)
+    assert [row["id"] for row in dogs["results"]] == [str(slot.id)]  # species picked in Python
+    only = {"clinic_id": slot.clinic_id, "service_id": "svc-cats"}
+    assert slot_search_page(filters=only, page=1, page_size=20)["count"] == 1
+
+    other.active = False  # a change of the rules drops the clinic's read-model at once
+    clinic_service_save(actor=SYSTEM, service=other)
+    assert slot_search_page(filters=filters, page=1, page_size=20)["count"] == 1
