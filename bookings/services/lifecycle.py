@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from petpro_booking.core import metrics
+from petpro_booking.core.db import RetryTransaction, RowInserter
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import Principal
@@ -52,7 +53,8 @@ SCOPE_UNPAID_GROUP = "unpaid_group"
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 REFERENCE_LENGTH = 6
-REFERENCE_ATTEMPTS = 5
+# Every confirm inserts a booking: its INSERT is built once, not per request.
+_BOOKING_INSERT = RowInserter(Booking)
 
 
 def booking_reference_new() -> str:
@@ -126,30 +128,33 @@ def _booking_insert(
     event_version: int,
     group_id: uuid.UUID | None = None,
 ) -> Booking:
-    """Insert the booking under a fresh reference, drawing again on the rare collision (a
-    savepoint keeps the surrounding SERIALIZABLE transaction usable). `event_version`: how
-    many events the caller appends for its creation."""
-    for _ in range(REFERENCE_ATTEMPTS):
-        try:
-            with transaction.atomic():
-                return Booking.objects.create(
-                    reference=booking_reference_new(),
-                    slot=slot,
-                    reservation=reservation,
-                    clinic_id=slot.clinic_id,
-                    service_id=slot.service_id,
-                    user_id=reservation.user_id,
-                    pet_id=reservation.pet_id,
-                    status=status,
-                    amount=slot.service.price,
-                    currency=slot.service.currency,
-                    event_version=event_version,
-                    group_id=group_id,
-                )
-        except IntegrityError as exc:
-            if "reference" not in str(exc):
-                raise
-    raise RuntimeError("could not draw an unused booking reference")
+    """Insert the booking under a fresh reference; on the rare clash the whole slot write runs
+    again with another draw (RetryTransaction: no savepoint and its two round trips on every
+    confirm). `event_version`: how many events the caller appends for its creation. A new
+    booking has no payment yet (`payment_status` "none" without a query)."""
+    try:
+        booking = _BOOKING_INSERT.insert(
+            Booking(
+                reference=booking_reference_new(),
+                slot=slot,
+                reservation=reservation,
+                clinic_id=slot.clinic_id,
+                service_id=slot.service_id,
+                user_id=reservation.user_id,
+                pet_id=reservation.pet_id,
+                status=status,
+                amount=slot.service.price,
+                currency=slot.service.currency,
+                event_version=event_version,
+                group_id=group_id,
+            )
+        )
+    except IntegrityError as exc:
+        if "reference" not in str(exc):
+            raise
+        raise RetryTransaction("booking reference taken") from exc
+    setattr(booking, "latest_payment_status", None)  # noqa: B010 - read by payment_status_of
+    return booking
 
 
 def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID | str) -> Booking:

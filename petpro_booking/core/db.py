@@ -131,6 +131,13 @@ def _serializable(using: str) -> Iterator[None]:
             driver.isolation_level = None
 
 
+class RetryTransaction(Exception):
+    """Raised inside a `run_serializable` decision to run the whole transaction again, e.g.
+    when a value drawn at random clashed with a unique one (a booking's reference): a savepoint
+    around the INSERT would cost two round trips on every write for a clash that almost never
+    happens. Counted with the serialization retries; after the last attempt it propagates."""
+
+
 class SerializationGaveUp(Contention):
     """Every attempt of a SERIALIZABLE decision failed on 40001/40P01: a 409 the caller may
     retry (the contenders have moved on by then), never a 500. Counted in
@@ -158,9 +165,7 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
         metrics.SERIALIZABLE_RETRIES.labels(operation=name).inc()
 
     policy = retry_policy("serializable")
-    retrying = policy.retrying(
-        retry=retry_if_exception(_is_serialization_failure), before_sleep=retried
-    )
+    retrying = policy.retrying(retry=retry_if_exception(_is_retried), before_sleep=retried)
     try:
         return retrying(attempt)
     except OperationalError as exc:
@@ -171,8 +176,10 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
         raise SerializationGaveUp(details={"operation": name}) from exc
 
 
-def _is_serialization_failure(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) and is_retryable(exc)
+def _is_retried(exc: BaseException) -> bool:
+    return isinstance(exc, RetryTransaction) or (
+        isinstance(exc, OperationalError) and is_retryable(exc)
+    )
 
 
 def prepared_cursor(using: str = "default") -> Any:
@@ -313,8 +320,8 @@ class RowInserter(Generic[M]):
     (`auto_now_add`, ...) and `get_db_prep_save`, then `INSERT ... RETURNING` the columns the
     database fills (the auto id, `db_default`s), set on the instance as the ORM sets them.
 
-    For the per-request writes of the hot paths only (the hold and its event); no signals are
-    sent (none are used here) and values must be plain values, not expressions.
+    For the per-request writes of the hot paths only (a hold, a booking, their events); no
+    signals are sent (none are used here) and values must be plain values, not expressions.
     """
 
     def __init__(self, model: type[M], using: str = "default") -> None:

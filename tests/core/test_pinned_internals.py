@@ -25,6 +25,7 @@ import redis_lock
 from django.utils import timezone
 from redis.crc import key_slot
 
+from bookings.models import Booking
 from integrations.models import LocalPet
 from petpro_booking.core import db
 from petpro_booking.core.locking import DistributedLockManager
@@ -42,6 +43,7 @@ USES = {
     ("RowReader", "LocalPet", ()),
     ("RowInserter", "Reservation", ()),
     ("RowInserter", "Event", ()),
+    ("RowInserter", "Booking", ()),
 }
 
 
@@ -136,6 +138,43 @@ def test_row_inserter_writes_the_row_create_writes(model, slot):
         k: v for k, v in stored_theirs.items() if k not in skip
     }
     assert stored_ours == _fields(ours)  # what the instance says is what the row holds
+
+
+def test_row_inserter_of_bookings_writes_what_create_writes(slot):
+    from django.db import transaction
+
+    def make(reference: str) -> Booking:
+        hold = Reservation.objects.create(
+            slot=slot,
+            user_id="owner-1",
+            pet_id="pet-1",
+            pet_name="Rex",
+            expires_at=timezone.now() + dt.timedelta(minutes=10),
+        )
+        return Booking(
+            reference=reference,
+            slot=slot,
+            reservation=hold,
+            clinic_id=slot.clinic_id,
+            service_id=slot.service_id,
+            user_id="owner-1",
+            pet_id="pet-1",
+            status="confirmed",
+            amount="40.00",
+            currency="EUR",
+            event_version=2,
+        )
+
+    with transaction.atomic():
+        ours = db.RowInserter(Booking).insert(make("PP-AAAAAA"))
+        theirs = make("PP-BBBBBB")
+        theirs.save(force_insert=True)
+    skip = {"id", "reference", "reservation_id", "created_at", "updated_at"}
+    stored_ours = _fields(Booking.objects.get(pk=ours.pk))
+    stored_theirs = _fields(Booking.objects.get(pk=theirs.pk))
+    assert {k: v for k, v in stored_ours.items() if k not in skip} == {
+        k: v for k, v in stored_theirs.items() if k not in skip
+    }
 
 
 def test_python_redis_lock_keys_and_id_are_what_the_manager_sets(private_redis):
