@@ -133,6 +133,32 @@ def test_an_aggregate_version_is_unique_across_months():
     assert sorted(Event.objects.values_list("aggregate_version", flat=True)) == [1, 2]
 
 
+def test_the_version_guard_takes_firsts_moves_up_and_refuses_the_rest():
+    """The aggregate-version guard (events/partitions.py): a later version moves the head up
+    (gaps allowed), an aggregate first seen past version 1 gets its head then, and anything
+    not above the last version is refused by the constraint's name."""
+
+    def append(aggregate: str, version: int) -> None:
+        with transaction.atomic():
+            event_append(
+                aggregate_type="slot",
+                aggregate_id=aggregate,
+                event_type="SlotUpdated",
+                data={},
+                aggregate_version=version,
+            )
+
+    append("agg-a", 1)
+    append("agg-a", 3)  # a gap is allowed
+    append("agg-b", 5)  # first seen past version 1
+    append("agg-b", 6)
+    for aggregate, version in (("agg-a", 1), ("agg-a", 3), ("agg-a", 2), ("agg-b", 5)):
+        with pytest.raises(IntegrityError, match="events_aggregate_version_uniq"):
+            append(aggregate, version)
+    stored = sorted(Event.objects.values_list("aggregate_id", "aggregate_version"))
+    assert stored == [("agg-a", 1), ("agg-a", 3), ("agg-b", 5), ("agg-b", 6)]
+
+
 def test_the_months_ahead_have_their_partitions():
     names = {p.name for p in partitions.partitions()}
     month = partitions.month_start(NOW)
