@@ -2,7 +2,8 @@
 walks (service, start_at); the unique (clinic, service, start_at) serves lookups by clinic; the
 copy of that unique index (slots_search_idx) and the two foreign keys' own indexes (each with
 a `_like` twin) go, so a new slot, or an update that is not HOT, writes 4 indexes instead of 8.
-The new index is built first: service lookups are never left without one."""
+The new index is built first: service lookups are never left without one. Building it holds
+writes to `slots` (holds, confirms) until it is done: on a large table run it in a quiet hour."""
 
 import django.db.models.deletion
 from django.db import migrations, models
