@@ -98,6 +98,38 @@ def test_bookings_per_pet_per_day_are_limited(owner, slots, settings):
     assert refused.json()["error"]["details"]["limit"] == "bookings_per_pet_per_day"
 
 
+def test_a_confirm_counts_against_supports_overrides_of_both_confirm_limits(
+    owner, clinic, settings
+):
+    """The confirm reads both overrides in its one statement (bookings/limits.py): each limit
+    is the owner's own, not the default, and not the other limit's."""
+    settings.FAIR_USE_MAX_UNPAID_BOOKINGS = 1
+    settings.FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = 1
+    OwnerLimit.objects.create(
+        user_id="owner-1", max_unpaid_bookings=3, max_bookings_per_pet_per_day=2
+    )
+    paid = ClinicServiceFactory(id="svc-paid", clinic=clinic, requires_payment=True)
+    start = soon()
+    same_day = [
+        SlotFactory(service=paid, start_at=start + dt.timedelta(hours=h)) for h in (0, 1, 2)
+    ]
+    next_day = SlotFactory(service=paid, start_at=start + dt.timedelta(days=1))
+
+    def confirm(slot):
+        return owner.post(f"/api/v1/reservations/{hold(owner, slot).json()['id']}/confirm")
+
+    assert [confirm(slot).status_code for slot in same_day[:2]] == [201, 201]
+    refused = confirm(same_day[2])  # a third that day: the owner's 2, not the default 1
+    assert refused.status_code == 409
+    assert refused.json()["error"]["details"] == {"limit": "bookings_per_pet_per_day", "max": 2}
+    assert confirm(next_day).status_code == 201  # a third unpaid booking: the owner's 3
+    OwnerLimit.objects.filter(user_id="owner-1").update(max_unpaid_bookings=2)
+    later = SlotFactory(service=paid, start_at=start + dt.timedelta(days=2))
+    refused = confirm(later)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["details"] == {"limit": "unpaid_bookings_per_owner", "max": 2}
+
+
 def test_support_raises_a_limit_for_one_owner_in_the_admin(owner, slots, settings, client):
     settings.FAIR_USE_MAX_LIVE_HOLDS = 1
     agent = User.objects.create_user("helpdesk", password="pw", is_staff=True)
