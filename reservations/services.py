@@ -25,7 +25,14 @@ from petpro_booking.core import metrics
 from petpro_booking.core.db import RowInserter, RowReader
 from petpro_booking.core.errors import Conflict, NotFound, ValidationFailed
 from petpro_booking.core.principal import SYSTEM, Principal
-from petpro_booking.events.services import event_append, events_append
+from petpro_booking.events.models import Event
+from petpro_booking.events.services import (
+    EVENT_INSERTER,
+    event_append,
+    event_new,
+    events_append,
+    events_appended,
+)
 from slots.errors import SlotUnavailable
 from slots.locking import SlotBusy, slot_locked_now, slot_rows_lock, slot_write
 from slots.models import Slot
@@ -140,44 +147,57 @@ def _hold_check(slot: Slot) -> None:
         raise
 
 
-def _take_units(slot: Slot, count: int) -> bool:
-    """Inside the hold's slot write: the conditional UPDATE locks the slot row and takes the
-    units when there is room, so the common case costs one statement (hence lock_rows=False).
-    Only a full slot pays for the row lock and the lazy expiry (holds past their expiry never
-    block anyone), then tries once more."""
-    if slot_take_hold(slot_id=slot.id, count=count):
-        return True
-    if not reservation_expire_stale(slot=slot_rows_lock(slot.id)[slot.id]):
-        return False
-    return slot_take_hold(slot_id=slot.id, count=count)  # closed: the expiries commit anyway
+def _take_units(slot: Slot, holds: list[tuple[Reservation, Event]]) -> bool:
+    """Inside the hold's slot write: one statement takes a unit per hold when there is room
+    (the conditional UPDATE, which locks the slot row, hence lock_rows=False) and inserts the
+    holds and their events, only if it took them (`slot_take_hold` with rows), and it travels
+    with the transaction's BEGIN and COMMIT: the common hold writes in one round trip. Only a
+    full slot pays for the row lock and the lazy expiry (holds past their expiry never block
+    anyone), in a new transaction (the first one wrote nothing), then tries once more."""
+    rows: list[tuple[RowInserter[Any], Any]] = []
+    for reservation, event in holds:
+        rows += [(_RESERVATION_INSERT, reservation), (EVENT_INSERTER, event)]
+    if not slot_take_hold(slot_id=slot.id, count=len(holds), rows=rows, commit=True):
+        if not reservation_expire_stale(slot=slot_rows_lock(slot.id)[slot.id]):
+            return False
+        # closed: the expiries commit anyway
+        if not slot_take_hold(slot_id=slot.id, count=len(holds), rows=rows):
+            return False
+    events_appended([event for _, event in holds])
+    return True
 
 
 def _hold_expiry() -> dt.datetime:
     return timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
 
 
-def _hold_insert(
+def _hold_new(
     *,
     slot: Slot,
     actor: Principal,
     pet: Pet,
     expires_at: dt.datetime,
     group_id: uuid.UUID | None = None,
-) -> Reservation:
-    """Inside the hold's slot write, the unit taken: the hold's row and its event."""
-    reservation = _RESERVATION_INSERT.insert(
-        Reservation(
-            slot=slot,
-            user_id=actor.sub,
-            pet_id=pet.id,
-            pet_name=pet.name,
-            status=ReservationStatus.HELD,
-            expires_at=expires_at,
-            group_id=group_id,
-        )
+) -> tuple[Reservation, Event]:
+    """A hold not yet written and its ReservationCreated event (version 1)."""
+    reservation = Reservation(
+        slot=slot,
+        user_id=actor.sub,
+        pet_id=pet.id,
+        pet_name=pet.name,
+        status=ReservationStatus.HELD,
+        expires_at=expires_at,
+        group_id=group_id,
     )
-    _append(reservation, slot=slot, event_type="ReservationCreated", actor=actor)
-    return reservation
+    event = event_new(
+        aggregate_type=RESERVATION_AGGREGATE,
+        aggregate_id=reservation.id,
+        event_type="ReservationCreated",
+        data=reservation_event_data(reservation, slot=slot),
+        actor=actor,
+        aggregate_version=reservation.version,
+    )
+    return reservation, event
 
 
 def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
@@ -195,9 +215,8 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     _hold_check(slot)
 
     def hold(slot: Slot) -> Reservation | None:
-        if not _take_units(slot, 1):
-            return None
-        return _hold_insert(slot=slot, actor=actor, pet=pet, expires_at=_hold_expiry())
+        reservation, event = _hold_new(slot=slot, actor=actor, pet=pet, expires_at=_hold_expiry())
+        return reservation if _take_units(slot, [(reservation, event)]) else None
 
     try:
         # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
@@ -234,13 +253,12 @@ def reservation_create_group(
     group_id = uuid.uuid4()
 
     def hold(slot: Slot) -> list[Reservation] | None:
-        if not _take_units(slot, len(pets)):
-            return None
         expires_at = _hold_expiry()
-        return [
-            _hold_insert(slot=slot, actor=actor, pet=pet, expires_at=expires_at, group_id=group_id)
+        holds = [
+            _hold_new(slot=slot, actor=actor, pet=pet, expires_at=expires_at, group_id=group_id)
             for pet in pets
         ]
+        return [reservation for reservation, _ in holds] if _take_units(slot, holds) else None
 
     try:
         # Fair use (issue 12): counted under the owner's lock, taken with the slot's.

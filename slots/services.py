@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Model
 from django.utils import timezone
 
 from petpro_booking.core.clock import wall_clock_instant
-from petpro_booking.core.db import prepared_cursor
+from petpro_booking.core.db import RowInserter, insert_when, prepared_cursor
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
@@ -365,16 +365,12 @@ def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicSe
 # the order every writer of holds and the expiry job follow). Each bumps the slot's version and
 # drops the cached searches of its clinic after commit.
 
-_TAKE_HOLD_SQL = """
-    UPDATE slots SET held_count = held_count + 1, version = version + 1, updated_at = %(now)s
-    WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count < capacity
-    RETURNING clinic_id
-"""
-# Several units at once (the holds of a pet group, a group rescheduled): all or none.
+# `count` units of an open slot become held, all or none (one unit: a single hold). Positional
+# placeholders (count, now, slot id, count): the gate of `insert_when`, which inserts the holds
+# and their events in the same statement.
 _TAKE_HOLDS_SQL = """
-    UPDATE slots SET held_count = held_count + %(count)s, version = version + 1,
-        updated_at = %(now)s
-    WHERE id = %(slot_id)s AND status = 'open' AND booked_count + held_count + %(count)s <= capacity
+    UPDATE slots SET held_count = held_count + %s, version = version + 1, updated_at = %s
+    WHERE id = %s AND status = 'open' AND booked_count + held_count + %s <= capacity
     RETURNING clinic_id
 """
 _TAKE_BOOKINGS_SQL = """
@@ -420,12 +416,26 @@ def _slot_counter_update(sql: str, *, slot_id: uuid.UUID | str, count: int = 1) 
     return True
 
 
-def slot_take_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> bool:
+def slot_take_hold(
+    *,
+    slot_id: uuid.UUID | str,
+    count: int = 1,
+    rows: list[tuple[RowInserter[Any], Model]] | None = None,
+    commit: bool = False,
+) -> bool:
     """`count` units of an open slot become held, all or none; False when the slot has not
-    that many free units or is closed. One unit (every single hold) keeps its own statement."""
-    if count == 1:
-        return _slot_counter_update(_TAKE_HOLD_SQL, slot_id=slot_id)
-    return _slot_counter_update(_TAKE_HOLDS_SQL, slot_id=slot_id, count=count)
+    that many free units or is closed. `rows` (the holds and their events, built by the caller)
+    are inserted by the same statement when the units are taken, and only then: a hold's write
+    is one statement (`core.db.insert_when`); `commit=True`, as the first statement of a
+    SERIALIZABLE slot write, also commits it in the same round trip."""
+    slot_key = uuid.UUID(str(slot_id)).hex
+    gated = insert_when(
+        _TAKE_HOLDS_SQL, [count, timezone.now(), slot_key, count], rows or [], commit=commit
+    )
+    if gated is None:
+        return False
+    invalidate_slot_search(clinic_id=gated[0])
+    return True
 
 
 def slot_return_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:

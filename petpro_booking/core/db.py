@@ -357,7 +357,9 @@ class RowInserter(Generic[M]):
             sql += f" RETURNING {', '.join(quote(f.column) for f in returned)}"
         return sql, fields, returned
 
-    def insert(self, instance: M) -> M:
+    def _row(self, instance: M) -> tuple[str, list[models.Field], list[models.Field], list[Any]]:
+        """The INSERT for this instance's set of columns left to the database (built once),
+        its fields, the fields the database fills, and the instance's values."""
         connection = connections[self.using]
         meta = self.model._meta
         left_to_database = frozenset(
@@ -373,13 +375,12 @@ class RowInserter(Generic[M]):
         values = [
             field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
         ]
-        # As save() does: a failed INSERT inside an atomic block dooms that block.
-        with (
-            transaction.mark_for_rollback_on_error(self.using),
-            prepared_cursor(self.using) as cursor,
-        ):
-            cursor.execute(sql, values)
-            row = cursor.fetchone() if returned else None
+        return sql, fields, returned, values
+
+    def _inserted(self, instance: M, returned: list[models.Field], row: Any) -> M:
+        """Set what the database filled on the instance, as the ORM does after an INSERT."""
+        connection = connections[self.using]
+        meta = self.model._meta
         for field, value in zip(returned, row or (), strict=False):
             column = field.get_col(meta.db_table)
             for convert in connection.ops.get_db_converters(column) + field.get_db_converters(
@@ -390,3 +391,147 @@ class RowInserter(Generic[M]):
         instance._state.adding = False
         instance._state.db = self.using
         return instance
+
+    def insert(self, instance: M) -> M:
+        sql, _, returned, values = self._row(instance)
+        # As save() does: a failed INSERT inside an atomic block dooms that block.
+        with (
+            transaction.mark_for_rollback_on_error(self.using),
+            prepared_cursor(self.using) as cursor,
+        ):
+            cursor.execute(sql, values)
+            row = cursor.fetchone() if returned else None
+        return self._inserted(instance, returned, row)
+
+
+def _cast_type(field: models.Field, connection: BaseDatabaseWrapper) -> str:
+    """The type a value of `field` is cast to in `INSERT ... SELECT`, where PostgreSQL cannot
+    infer a parameter's type from its column: the column's type, without a varchar's length (a
+    cast would cut a long value silently; the assignment refuses it, as a plain INSERT does)."""
+    db_type = str(field.db_type(connection))
+    return "varchar" if db_type.startswith("varchar(") else db_type
+
+
+# `insert_when`'s statements, by gate and the inserters' column sets: built once per process.
+_GATED_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def insert_when(
+    gate: str,
+    params: list[Any],
+    rows: list[tuple[RowInserter[Any], models.Model]],
+    *,
+    commit: bool = False,
+    using: str = "default",
+) -> tuple[Any, ...] | None:
+    """Run `gate` (one conditional write with `RETURNING`, `%s` placeholders) and INSERT `rows`
+    only when it returned a row, in one statement on PostgreSQL: a hold's unit taken, its row
+    and its event in one round trip instead of three. Returns the gate's row (None: the gate
+    matched nothing and nothing was inserted); the rows' database-filled columns are set on
+    their instances, as `RowInserter.insert` sets them.
+
+    Each INSERT is a data-modifying CTE reading the gate's output, so it inserts one row when
+    the gate returned one and none otherwise; PostgreSQL runs them all in the statement's one
+    snapshot, with every constraint and trigger of a plain INSERT. Elsewhere (SQLite, the
+    embedded mode) the gate and the INSERTs run one after another.
+
+    `commit=True`, for the first statement of a `run_serializable` decision: when the
+    transaction has not sent anything yet, the statement goes with its BEGIN and COMMIT in one
+    round trip (psycopg's pipeline mode) and is committed when this returns. Whatever the
+    decision runs after it runs in a new transaction at the same level, so the caller must have
+    nothing left to write in the first one (a hold: nothing, or the slow path when the gate
+    matched nothing). A failure rolls that transaction back and raises as any statement does
+    (40001 retried by `run_serializable`). Inside an outer transaction (tests), an ordinary
+    statement."""
+    connection = connections[using]
+    built = [(inserter, instance, *inserter._row(instance)) for inserter, instance in rows]
+    if connection.vendor != "postgresql":
+        with prepared_cursor(using) as cursor:
+            cursor.execute(gate, params)
+            gated = cursor.fetchone()
+        if gated is None:
+            return None
+        for inserter, instance, *_ in built:
+            inserter.insert(instance)
+        return tuple(gated)
+    key = (gate, *((id(inserter), sql) for inserter, _, sql, *_ in built))
+    sql = _GATED_SQL.get(key)
+    if sql is None:
+        sql = _GATED_SQL[key] = _gated_sql(connection, gate, built)
+    values = list(params)
+    for *_, row_values in built:
+        values.extend(row_values)
+    with (
+        transaction.mark_for_rollback_on_error(using),
+        prepared_cursor(using) as cursor,
+    ):
+        if commit and _first_of_durable_transaction(connection):
+            row = _execute_committed(connection, cursor, sql, values)
+        else:
+            cursor.execute(sql, values)
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(row) - sum(len(returned) for *_, returned, _ in built)
+    offset = width
+    for inserter, instance, _, _, returned, _ in built:
+        inserter._inserted(instance, returned, row[offset : offset + len(returned)])
+        offset += len(returned)
+    return tuple(row[:width])
+
+
+def _first_of_durable_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Inside one (durable) atomic block whose transaction has not begun on the server."""
+    driver = connection.connection
+    return (
+        len(connection.atomic_blocks) == 1
+        and driver is not None
+        and not driver.autocommit
+        and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
+
+
+def _execute_committed(
+    connection: BaseDatabaseWrapper, cursor: Any, sql: str, values: list[Any]
+) -> Any:
+    """BEGIN (at the level `_serializable` set), the statement and COMMIT in one round trip;
+    the statement's first row. psycopg would send its implicit BEGIN and wait for it, so the
+    connection is in autocommit while the three travel; Django's atomic block then commits
+    nothing, and its on_commit hooks run after this COMMIT."""
+    driver = connection.connection
+    level = driver.isolation_level
+    begin = "BEGIN" if level is None else f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
+    driver.autocommit = True
+    try:
+        with connection.wrap_database_errors, driver.pipeline():
+            driver.execute(begin, prepare=False)
+            cursor.execute(sql, values)
+            driver.execute("COMMIT", prepare=False)
+        return cursor.fetchone()
+    finally:
+        # A failed statement leaves its transaction open and aborted; a failed COMMIT ends it.
+        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                driver.execute("ROLLBACK", prepare=False)
+        with contextlib.suppress(psycopg.Error):
+            driver.autocommit = False
+
+
+def _gated_sql(connection: BaseDatabaseWrapper, gate: str, built: list[tuple[Any, ...]]) -> str:
+    def quote(name: str | None) -> str:
+        return connection.ops.quote_name(cast(str, name))
+
+    ctes = [f"gate AS ({gate.strip()})"]
+    selected, joined = ["gate.*"], ["gate"]
+    for index, (inserter, _, _, fields, returned, _) in enumerate(built):
+        table = quote(inserter.model._meta.db_table)
+        columns = ", ".join(quote(field.column) for field in fields)
+        casts = ", ".join(f"%s::{_cast_type(field, connection)}" for field in fields)
+        # Only names and types from the models' metadata; the values are parameters.
+        cte = f"i{index} AS (INSERT INTO {table} ({columns}) SELECT {casts} FROM gate"  # noqa: S608
+        if returned:
+            cte += f" RETURNING {', '.join(quote(field.column) for field in returned)}"
+            selected.extend(f"i{index}.{quote(field.column)}" for field in returned)
+            joined.append(f"i{index}")
+        ctes.append(cte + ")")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(selected)} FROM {', '.join(joined)}"  # noqa: S608

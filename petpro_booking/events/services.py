@@ -18,7 +18,7 @@ from .models import Event
 logger = logging.getLogger(__name__)
 _on_append_hooks: list = []
 # Every change appends an event (every hold too): its INSERT is built once, not per call.
-_EVENT_INSERT = RowInserter(Event)
+EVENT_INSERTER = RowInserter(Event)
 
 
 def on_event_appended(hook) -> None:
@@ -43,35 +43,67 @@ def event_append(
     Every writer that runs at SERIALIZABLE passes it (docs/architecture.md): the `SELECT MAX` read
     takes predicate locks on the shared index pages of `events` and was one of the sources of
     serialization failures between holds and confirms (issue 11)."""
-    connection = transaction.get_connection(Event.objects.db)
-    if not connection.in_atomic_block:
-        raise RuntimeError("event_append must run inside the transaction of its change")
-    aggregate_key = str(aggregate_id)
+    _require_transaction("event_append")
     if aggregate_version is None:
         # The aggregate's row is locked by the caller, so max+1 is race-free; the unique
         # (aggregate_id, aggregate_version) constraint catches a caller that forgot the lock.
-        last = Event.objects.filter(aggregate_id=aggregate_key).aggregate(
+        last = Event.objects.filter(aggregate_id=str(aggregate_id)).aggregate(
             v=Max("aggregate_version")
         )
         aggregate_version = (last["v"] or 0) + 1
+    event = EVENT_INSERTER.insert(
+        event_new(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            event_type=event_type,
+            data=data,
+            actor=actor,
+            aggregate_version=aggregate_version,
+        )
+    )
+    events_appended([event])
+    return event
+
+
+def _require_transaction(caller: str) -> None:
+    connection = transaction.get_connection(Event.objects.db)
+    if not connection.in_atomic_block:
+        raise RuntimeError(f"{caller} must run inside the transaction of its change")
+
+
+def event_new(
+    *,
+    aggregate_type: str,
+    aggregate_id: str | uuid.UUID,
+    event_type: str,
+    data: dict[str, Any],
+    aggregate_version: int,
+    actor: Principal | None = None,
+) -> Event:
+    """An event not yet written, with the request's metadata, for a writer that inserts it
+    in the statement of its change (`EVENT_INSERTER` with `core.db.insert_when`, the hold); that
+    writer calls `events_appended` once it is written. Everyone else calls `event_append`."""
+    _require_transaction("event_new")
     metadata = current_context()
     if actor is not None:
         metadata["actor"] = actor.actor
     metadata.setdefault("actor", SYSTEM.actor)
-    event = _EVENT_INSERT.insert(
-        Event(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_key,
-            aggregate_version=aggregate_version,
-            event_type=event_type,
-            payload=data,
-            metadata=metadata,
-        )
+    return Event(
+        aggregate_type=aggregate_type,
+        aggregate_id=str(aggregate_id),
+        aggregate_version=aggregate_version,
+        event_type=event_type,
+        payload=data,
+        metadata=metadata,
     )
+
+
+def events_appended(events: list[Event]) -> None:
+    """After these events were written: their hooks (the relay nudge) run once the
+    transaction commits."""
     if _on_append_hooks:
-        event_id = event.id
-        transaction.on_commit(lambda: [hook([event_id]) for hook in _on_append_hooks])
-    return event
+        event_ids = [event.id for event in events]
+        transaction.on_commit(lambda: [hook(event_ids) for hook in _on_append_hooks])
 
 
 def events_append(
@@ -88,9 +120,7 @@ def events_append(
     aggregates' rows locked by the caller; `versions` (one per item) saves the version query."""
     if not items:
         return []
-    connection = transaction.get_connection(Event.objects.db)
-    if not connection.in_atomic_block:
-        raise RuntimeError("events_append must run inside the transaction of its change")
+    _require_transaction("events_append")
     keys = [str(aggregate_id) for aggregate_id, _ in items]
     if versions is None:
         last = dict(
@@ -113,9 +143,7 @@ def events_append(
         )
         for key, (_, data), version in zip(keys, items, versions, strict=True)
     )
-    if _on_append_hooks:
-        event_ids = [event.id for event in events]
-        transaction.on_commit(lambda: [hook(event_ids) for hook in _on_append_hooks])
+    events_appended(events)
     return events
 
 

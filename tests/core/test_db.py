@@ -6,8 +6,10 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.db import (
+    DataError,
     IntegrityError,
     NotSupportedError,
     OperationalError,
@@ -24,7 +26,7 @@ from petpro_booking.events.models import Event
 from petpro_booking.settings.base import database_config, replica_config
 from reservations.models import Reservation
 from slots.models import Slot
-from tests.factories import LocalPetFactory
+from tests.factories import LocalPetFactory, SlotFactory
 
 
 class Driver(Exception):
@@ -269,3 +271,139 @@ def test_prepared_statements_show_in_the_query_log(slot):
         reader.get(slot.id)  # this time executed as prepared
     assert len(captured.captured_queries) == 1
     assert 'FROM "slots" t0 JOIN' in captured.captured_queries[0]["sql"]
+
+
+# insert_when: a gate (a conditional write with RETURNING) and the rows it makes, one statement.
+_GATE = (
+    "UPDATE slots SET held_count = held_count + 1"
+    " WHERE id = %s AND booked_count + held_count < capacity"
+    " RETURNING clinic_id, current_setting('transaction_isolation')"
+)
+_RESERVATIONS = db.RowInserter(Reservation)
+_EVENTS = db.RowInserter(Event)
+
+
+def _hold_and_event(slot: Slot, **hold: object) -> list:
+    reservation = Reservation(
+        slot=slot,
+        user_id=hold.get("user_id", "owner-1"),
+        pet_id="pet-1",
+        pet_name="Rex",
+        expires_at=timezone.now() + dt.timedelta(minutes=10),
+    )
+    event = Event(
+        aggregate_type="reservation",
+        aggregate_id=str(reservation.id),
+        aggregate_version=1,
+        event_type="ReservationCreated",
+        payload={"pet_name": "Rex"},
+    )
+    return [(_RESERVATIONS, reservation), (_EVENTS, event)]
+
+
+def test_insert_when_inserts_the_rows_in_the_gates_statement_only_when_it_returned_a_row(
+    slot, django_assert_num_queries
+):
+    rows = _hold_and_event(slot)
+    with django_assert_num_queries(1):
+        gated = db.insert_when(_GATE, [slot.id], rows)
+    assert gated == (slot.clinic_id, "read committed")
+    (_, hold), (_, event) = rows
+    # What a plain INSERT writes and fills: the NULL group, the encrypted name, the auto id.
+    stored = Reservation.objects.get(id=hold.id)
+    assert _field_values(stored) == _field_values(hold)
+    assert stored.group_id is None
+    assert stored.pet_name == "Rex"
+    assert isinstance(event.id, int)
+    assert event.created_at.tzinfo is not None
+    assert _field_values(Event.objects.get(id=event.id)) == _field_values(event)
+    assert hold._state.adding is False
+
+    # Capacity 1: the gate matches nothing now, and nothing is inserted.
+    refused = _hold_and_event(slot)
+    assert db.insert_when(_GATE, [slot.id], refused) is None
+    assert not Reservation.objects.filter(id=refused[0][1].id).exists()
+    assert not Event.objects.filter(aggregate_id=str(refused[0][1].id)).exists()
+    assert refused[0][1]._state.adding is True
+    slot.refresh_from_db()
+    assert slot.held_count == 1
+
+
+def test_insert_when_refuses_a_value_too_long_for_its_column_as_insert_does(slot):
+    rows = _hold_and_event(slot, user_id="x" * 65)  # user_id is varchar(64): never cut short
+    with pytest.raises(DataError), transaction.atomic():
+        db.insert_when(_GATE, [slot.id], rows)
+    slot.refresh_from_db()
+    assert slot.held_count == 0
+
+
+def _committed_elsewhere(sql: str, params: list) -> tuple:
+    """A query on a connection of its own: sees only what is committed."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        options=settings["OPTIONS"].get("options", ""),  # the service's schema
+    ) as other:
+        return other.execute(sql, params).fetchone()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_when_commit_sends_begin_the_statement_and_commit_in_one_round_trip(
+    clinic_service,
+):
+    slot = SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=2)
+    rows = _hold_and_event(slot)
+    hooks: list[str] = []
+
+    def hold() -> tuple:
+        transaction.on_commit(lambda: hooks.append("after commit"))
+        gated = db.insert_when(_GATE, [slot.id], rows, commit=True)
+        # Committed when it returns, still inside the decision's atomic block.
+        seen = _committed_elsewhere("SELECT held_count FROM slots WHERE id = %s", [slot.id])
+        assert seen == (1,)
+        assert not hooks  # on_commit hooks wait for the atomic block, as ever
+        # What runs next runs in a new transaction at the same level.
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            assert cursor.fetchone() == ("serializable",)
+        return gated
+
+    assert db.run_serializable(hold, name="test") == (slot.clinic_id, "serializable")
+    assert hooks == ["after commit"]
+    assert Reservation.objects.filter(id=rows[0][1].id).exists()
+    assert connection.connection.autocommit is True  # Django's autocommit, back after the block
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_when_commit_rolls_back_a_failed_statement_and_leaves_the_connection_usable(
+    clinic_service,
+):
+    slot = SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=2)
+    first = _hold_and_event(slot)
+    db.run_serializable(lambda: db.insert_when(_GATE, [slot.id], first, commit=True), name="t")
+    again = _hold_and_event(slot)
+    again[1][1].aggregate_id = first[1][1].aggregate_id  # the same aggregate version twice
+
+    with pytest.raises(IntegrityError):
+        db.run_serializable(lambda: db.insert_when(_GATE, [slot.id], again, commit=True), name="t")
+    # The gate's UPDATE went with the failed statement; nothing of it is left.
+    assert _committed_elsewhere("SELECT held_count FROM slots WHERE id = %s", [slot.id]) == (1,)
+    assert not Reservation.objects.filter(id=again[0][1].id).exists()
+    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    # The next hold on the same pooled connection goes through.
+    last = _hold_and_event(slot)
+    assert db.run_serializable(
+        lambda: db.insert_when(_GATE, [slot.id], last, commit=True), name="t"
+    ) == (slot.clinic_id, "serializable")
+    assert Reservation.objects.filter(slot=slot).count() == 2
+
+
+def test_insert_when_commit_is_an_ordinary_statement_inside_an_outer_transaction(slot):
+    rows = _hold_and_event(slot)
+    # The test's own transaction is open: nothing may commit it.
+    assert db.insert_when(_GATE, [slot.id], rows, commit=True) == (slot.clinic_id, "read committed")
+    assert connection.in_atomic_block
+    assert Reservation.objects.filter(id=rows[0][1].id).exists()

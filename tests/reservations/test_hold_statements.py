@@ -20,8 +20,10 @@ from ..factories import SlotFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 OWNER = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
 # Counted with BEGIN and COMMIT. Before the gateway (e7a51c8): a hold 7, a confirm 18 (three
-# more row reads, two SELECT MAX(aggregate_version), a second slot row lock).
-HOLD_STATEMENTS = 9  # + the fair-use count of live holds (issue 12), inside the transaction
+# more row reads, two SELECT MAX(aggregate_version), a second slot row lock). A hold: the slot,
+# the pet (embedded users), the fair-use count of live holds (issue 12), then BEGIN, the write
+# (unit, hold and event in one statement) and COMMIT, sent together; it was 9.
+HOLD_STATEMENTS = 6
 CONFIRM_STATEMENTS = 15  # + the fair-use counts (issue 12)
 # The owner's lock and the slot's lock together (two SET NX, one round trip), then one round
 # trip with the after-commit search-generation bump and both releases (before: 5, a release
@@ -41,8 +43,13 @@ def test_a_hold_costs_no_more_statements_than_before_the_gateway(owner_pet, clin
     reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")  # warm the caches
     sql = _statements(lambda: reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1"))
     assert len(sql) <= HOLD_STATEMENTS, sql
-    # The common hold takes its unit with the conditional UPDATE, no row lock read first.
+    # The common hold takes its unit with the conditional UPDATE, no row lock read first, and
+    # the same statement inserts the hold and its event (BEGIN and COMMIT travel with it:
+    # tests/core/test_db.py).
     assert not any("FOR UPDATE" in statement for statement in sql), sql
+    (write,) = [statement for statement in sql if "UPDATE slots" in statement]
+    assert 'INSERT INTO "reservations"' in write, write
+    assert 'INSERT INTO "events"' in write, write
 
 
 def test_a_hold_costs_two_redis_round_trips(owner_pet, clinic_service, monkeypatch):
