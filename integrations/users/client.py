@@ -8,6 +8,7 @@ stale answers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -16,10 +17,12 @@ from django.conf import settings
 from django.core.cache import cache
 
 from petpro_booking.core.breaker import WindowedCircuitBreaker
+from petpro_booking.core.cache import bump_generation, generation
 from petpro_booking.core.errors import DependencyUnavailable
 from petpro_booking.core.health import register_check
+from petpro_booking.core.local_cache import MISSING, local_cache
 
-from ..service_http import SOURCE_SERVICE, ServiceReader
+from ..service_http import SOURCE_CACHE, SOURCE_SERVICE, SOURCE_STALE, Answer, ServiceReader
 from .gateway import ALL_CHANNELS, Pet, UserProfile, profile_matches
 
 DEPENDENCY = "user service"
@@ -40,9 +43,16 @@ def _pets_key(user_id: str) -> str:
     return f"svc:{{user:{user_id}}}:pets"
 
 
+# The generation of every process's local copies of users' pets (`_fetch_pets`).
+USERS_FAMILY = "users"
+
+
 def invalidate_user(user_id: str) -> None:
-    """Forget what we cached about this user and their pets (call when we learn they changed)."""
+    """Forget what we cached about this user and their pets (call when we learn they changed):
+    the Redis entries at once, the processes' local copies of pets within
+    LOCAL_CACHE_GENERATION_SECONDS (the bump of their generation)."""
     cache.delete_many([_user_key(str(user_id)), _pets_key(str(user_id))])
+    bump_generation(USERS_FAMILY)
 
 
 def _parse_pets(body: Any) -> list[dict[str, str]]:
@@ -68,8 +78,20 @@ def _parse_user(body: Any) -> dict[str, Any]:
     }
 
 
-def _fetch_pets(user_id: str, *, refresh: bool = False, allow_stale: bool = True):
-    return reader.fetch(
+def _fetch_pets(user_id: str, *, refresh: bool = False, allow_stale: bool = True) -> Answer:
+    """The user's pets: from this process's LRU (LOCAL_CACHE_SECONDS, at most
+    USER_CACHE_SECONDS; keyed by the users' generation, so `invalidate_user` reaches every
+    process), else through the Redis cache and the User Service. Every hold checks its pet: the
+    local level saves the hold a Redis round trip. A local copy counts as a cached answer (a
+    pet missing from it is asked for again); a stale answer, served because the service
+    failed, is never kept locally."""
+    local = local_cache()
+    key = ("user-pets", str(user_id), generation(USERS_FAMILY)) if local is not None else None
+    if local is not None and not refresh:
+        kept = local.get(key)
+        if kept is not MISSING:
+            return kept
+    answer = reader.fetch(
         f"/api/v1/users/{quote(str(user_id), safe='')}/pets",
         cache_key=_pets_key(str(user_id)),
         fresh_seconds=settings.USER_CACHE_SECONDS,
@@ -77,6 +99,11 @@ def _fetch_pets(user_id: str, *, refresh: bool = False, allow_stale: bool = True
         refresh=refresh,
         allow_stale=allow_stale,
     )
+    # Never longer than the Redis copy is fresh (USER_CACHE_SECONDS).
+    ttl = min(settings.LOCAL_CACHE_SECONDS, settings.USER_CACHE_SECONDS)
+    if local is not None and ttl > 0 and answer.source != SOURCE_STALE and answer.body is not None:
+        local.set(key, dataclasses.replace(answer, source=SOURCE_CACHE), ttl=ttl)
+    return answer
 
 
 def _as_pets(user_id: str, rows: list[dict[str, str]] | None) -> list[Pet]:

@@ -7,10 +7,14 @@ import time
 
 import jwt
 import pytest
+import redis
+from django.core.cache import cache
 from prometheus_client import REGISTRY
 
 from integrations.users import client, gateway
+from petpro_booking.core import cache as cache_generations
 from petpro_booking.core.errors import DependencyUnavailable
+from petpro_booking.core.local_cache import MISSING, local_cache
 
 PETS = "/api/v1/users/owner-1/pets"
 USER = "/api/v1/users/owner-1"
@@ -219,3 +223,49 @@ def test_hold_checks_the_pet_with_the_user_service(user_service, slot, owner_cli
     assert held.status_code == 201
     assert not_mine.status_code == 400
     assert not_mine.json()["error"]["code"] == "invalid_pet"
+
+
+def test_a_warm_pet_check_costs_no_redis_round_trip_and_invalidation_reaches_it(
+    user_service, settings, monkeypatch
+):
+    settings.LOCAL_CACHE_GENERATION_SECONDS = 0.1
+    user_service.route("GET", PETS, body=PETS_BODY)
+    assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"  # warm
+    sent: list[bytes] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sent.append(b"".join(command) if isinstance(command, list) else command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    for _ in range(3):
+        assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"
+    assert sent == []  # this process's copy (every hold checks its pet)
+    monkeypatch.undo()
+
+    # We learn the pet was renamed: this process sees it at once...
+    user_service.route("GET", PETS, body=[{"id": "pet-1", "name": "Rex II", "species": "dog"}])
+    gateway.invalidate_user(user_id="owner-1")
+    assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex II"
+    assert user_service.count("GET", PETS) == 2
+
+    # ...and another process's bump (the Redis generation only) within the generation's TTL.
+    user_service.route("GET", PETS, body=[{"id": "pet-1", "name": "Rex III", "species": "dog"}])
+    cache.delete(client._pets_key("owner-1"))
+    cache.incr(cache_generations._generation_key(client.USERS_FAMILY))
+    assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex II"  # not yet seen
+    time.sleep(0.15)
+    assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex III"
+
+
+def test_a_stale_answer_is_not_kept_in_the_process(user_service, settings):
+    settings.USER_CACHE_SECONDS = 1  # the local copy never outlives the Redis one
+    user_service.route("GET", PETS, body=PETS_BODY)
+    assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"
+    user_service.stop()
+    time.sleep(1.1)  # both copies old: the next answer is the stale Redis one
+
+    assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"  # served, stale
+    key = ("user-pets", "owner-1", cache_generations.generation(client.USERS_FAMILY))
+    assert local_cache().get(key) is MISSING
