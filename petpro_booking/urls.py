@@ -16,10 +16,12 @@ from waitlist.api import SlotAvailabilityView, WaitlistViewSet
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
-router.register("clinics", ClinicViewSet, basename="clinic")
+# The busiest first: Django tries the patterns in order (search, then holds, ~30 regex matches a
+# hold when it came fourth).
 router.register("slots", SlotViewSet, basename="slot")
-router.register("bookings", BookingViewSet, basename="booking")
 router.register("reservations", ReservationViewSet, basename="reservation")
+router.register("bookings", BookingViewSet, basename="booking")
+router.register("clinics", ClinicViewSet, basename="clinic")
 router.register("waitlist", WaitlistViewSet, basename="waitlist")
 
 urlpatterns = [
