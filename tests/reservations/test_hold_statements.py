@@ -111,3 +111,37 @@ def test_the_lazy_expiry_read_inside_serializable_writes_has_its_own_small_index
     # Either of the slot's own indexes keeps the predicate locks on this slot's held holds (not
     # on every owner's, nor on everyone's holds by expiry).
     assert "reservations_slot_held_idx" in plan or "reservations_slot_status_idx" in plan, plan
+
+
+def test_the_confirm_fence_can_only_find_its_hold_by_primary_key(owner_pet, clinic_service):
+    """The fence used to let PostgreSQL walk the partial indexes of held holds (by expiry, by
+    owner, by slot) instead of the primary key, which it did while the table's statistics were
+    young: every live hold read, a predicate lock on each of their pages, and every concurrent
+    hold made the confirm fail to serialize. Which indexes a statement may use does not depend
+    on statistics: with the primary key out of the way, the fence has none left."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    slot = SlotFactory(service=clinic_service, capacity=3)
+    hold = reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
+    sql = _statements(lambda: booking_confirm_reservation(actor=OWNER, reservation_id=hold.id))
+    (fence,) = [s for s in sql if s.startswith('UPDATE "reservations"')]
+    # The fence as it was: status and expiry as plain conditions.
+    old = (
+        fence.split(" WHERE ")[0]
+        + f" WHERE expires_at > '{timezone.now().isoformat()}'::timestamptz"
+        + f" AND id = '{hold.id}'::uuid AND status = 'held' AND version = 1"
+    )
+
+    def plan_without_the_primary_key(statement: str) -> str:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE reservations DROP CONSTRAINT reservations_pkey CASCADE")
+            cursor.execute("SET LOCAL enable_seqscan = off")  # any index it may use, it uses
+            cursor.execute("EXPLAIN " + statement)
+            found = "\n".join(row[0] for row in cursor.fetchall())
+            transaction.set_rollback(True)
+        return found
+
+    assert "Seq Scan on reservations" in plan_without_the_primary_key(fence)
+    walked = plan_without_the_primary_key(old)
+    assert "reservations_held_expiry_idx" in walked or "_held_idx" in walked, walked
