@@ -154,9 +154,7 @@ def _take_units(slot: Slot, holds: list[tuple[Reservation, Event]]) -> bool:
     with the transaction's BEGIN and COMMIT: the common hold writes in one round trip. Only a
     full slot pays for the row lock and the lazy expiry (holds past their expiry never block
     anyone), in a new transaction (the first one wrote nothing), then tries once more."""
-    rows: list[tuple[RowInserter[Any], Any]] = []
-    for reservation, event in holds:
-        rows += [(_RESERVATION_INSERT, reservation), (EVENT_INSERTER, event)]
+    rows = _rows_of(holds)
     if not slot_take_hold(slot_id=slot.id, count=len(holds), rows=rows, commit=True):
         if not reservation_expire_stale(slot=slot_rows_lock(slot.id)[slot.id]):
             return False
@@ -167,6 +165,15 @@ def _take_units(slot: Slot, holds: list[tuple[Reservation, Event]]) -> bool:
     return True
 
 
+def _rows_of(holds: list[tuple[Reservation, Event]]) -> list[tuple[RowInserter[Any], Any]]:
+    """Each hold's row and its event's, as `slot_take_hold` inserts them."""
+    return [
+        row
+        for reservation, event in holds
+        for row in ((_RESERVATION_INSERT, reservation), (EVENT_INSERTER, event))
+    ]
+
+
 def _hold_expiry() -> dt.datetime:
     return timezone.now() + dt.timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
 
@@ -174,17 +181,19 @@ def _hold_expiry() -> dt.datetime:
 def _hold_new(
     *,
     slot: Slot,
+    user_id: str,
+    pet_id: str,
+    pet_name: str,
     actor: Principal,
-    pet: Pet,
     expires_at: dt.datetime,
     group_id: uuid.UUID | None = None,
 ) -> tuple[Reservation, Event]:
     """A hold not yet written and its ReservationCreated event (version 1)."""
     reservation = Reservation(
         slot=slot,
-        user_id=actor.sub,
-        pet_id=pet.id,
-        pet_name=pet.name,
+        user_id=user_id,
+        pet_id=pet_id,
+        pet_name=pet_name,
         status=ReservationStatus.HELD,
         expires_at=expires_at,
         group_id=group_id,
@@ -215,7 +224,14 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     _hold_check(slot)
 
     def hold(slot: Slot) -> Reservation | None:
-        reservation, event = _hold_new(slot=slot, actor=actor, pet=pet, expires_at=_hold_expiry())
+        reservation, event = _hold_new(
+            slot=slot,
+            user_id=actor.sub,
+            pet_id=pet.id,
+            pet_name=pet.name,
+            actor=actor,
+            expires_at=_hold_expiry(),
+        )
         return reservation if _take_units(slot, [(reservation, event)]) else None
 
     try:
@@ -255,7 +271,15 @@ def reservation_create_group(
     def hold(slot: Slot) -> list[Reservation] | None:
         expires_at = _hold_expiry()
         holds = [
-            _hold_new(slot=slot, actor=actor, pet=pet, expires_at=expires_at, group_id=group_id)
+            _hold_new(
+                slot=slot,
+                user_id=actor.sub,
+                pet_id=pet.id,
+                pet_name=pet.name,
+                actor=actor,
+                expires_at=expires_at,
+                group_id=group_id,
+            )
             for pet in pets
         ]
         return [reservation for reservation, _ in holds] if _take_units(slot, holds) else None
@@ -281,19 +305,17 @@ def reservation_hold_for(
     """A hold made by the service for an owner (a waiting-list offer), inside a slot write
     that has the slot row locked: one unit taken by the same conditional UPDATE as any hold,
     None when the slot is full or closed. Confirming it is the normal confirm."""
-    if not slot_take_hold(slot_id=slot.id):
-        return None
-    reservation = _RESERVATION_INSERT.insert(
-        Reservation(
-            slot=slot,
-            user_id=user_id,
-            pet_id=pet_id,
-            pet_name=pet_name,
-            status=ReservationStatus.HELD,
-            expires_at=expires_at,
-        )
+    reservation, event = _hold_new(
+        slot=slot,
+        user_id=user_id,
+        pet_id=pet_id,
+        pet_name=pet_name,
+        actor=SYSTEM,
+        expires_at=expires_at,
     )
-    _append(reservation, slot=slot, event_type="ReservationCreated", actor=SYSTEM)
+    if not slot_take_hold(slot_id=slot.id, rows=_rows_of([(reservation, event)])):
+        return None
+    events_appended([event])
     return reservation
 
 

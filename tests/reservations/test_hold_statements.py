@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -16,6 +15,7 @@ from petpro_booking.core.principal import Principal
 from reservations.services import reservation_create
 
 from ..factories import SlotFactory
+from ..redis_commands import redis_round_trips
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OWNER = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
@@ -52,19 +52,11 @@ def test_a_hold_costs_no_more_statements_than_before_the_gateway(owner_pet, clin
     assert 'INSERT INTO "events"' in write, write
 
 
-def test_a_hold_costs_two_redis_round_trips(owner_pet, clinic_service, monkeypatch):
+def test_a_hold_costs_two_redis_round_trips(owner_pet, clinic_service):
     slot = SlotFactory(service=clinic_service, capacity=3)
     reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")  # warm the caches
-    sent: list[bytes] = []
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(self, command, check_health=True):
-        sent.append(b"".join(command) if isinstance(command, list) else command)
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
-    reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
-    monkeypatch.undo()
+    with redis_round_trips() as sent:
+        reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
     assert len(sent) <= HOLD_REDIS_ROUND_TRIPS, sent
     last = sent[-1]
     assert b"INCR" in last, last  # the generation bump went with the releases

@@ -7,7 +7,6 @@ import time
 
 import jwt
 import pytest
-import redis
 from django.core.cache import cache
 from prometheus_client import REGISTRY
 
@@ -15,6 +14,7 @@ from integrations.users import client, gateway
 from petpro_booking.core import cache as cache_generations
 from petpro_booking.core.errors import DependencyUnavailable
 from petpro_booking.core.local_cache import MISSING, local_cache
+from tests.redis_commands import redis_round_trips
 
 PETS = "/api/v1/users/owner-1/pets"
 USER = "/api/v1/users/owner-1"
@@ -226,23 +226,15 @@ def test_hold_checks_the_pet_with_the_user_service(user_service, slot, owner_cli
 
 
 def test_a_warm_pet_check_costs_no_redis_round_trip_and_invalidation_reaches_it(
-    user_service, settings, monkeypatch
+    user_service, settings
 ):
     settings.LOCAL_CACHE_GENERATION_SECONDS = 0.1
     user_service.route("GET", PETS, body=PETS_BODY)
     assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"  # warm
-    sent: list[bytes] = []
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(self, command, check_health=True):
-        sent.append(b"".join(command) if isinstance(command, list) else command)
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
-    for _ in range(3):
-        assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"
+    with redis_round_trips() as sent:
+        for _ in range(3):
+            assert gateway.pet_get(user_id="owner-1", pet_id="pet-1").name == "Rex"
     assert sent == []  # this process's copy (every hold checks its pet)
-    monkeypatch.undo()
 
     # We learn the pet was renamed: this process sees it at once...
     user_service.route("GET", PETS, body=[{"id": "pet-1", "name": "Rex II", "species": "dog"}])
