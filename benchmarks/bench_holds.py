@@ -417,9 +417,11 @@ went to the load generator, the kernel (loopback TCP) and the moments a sync wor
 round trip with nothing else to run (a third sync worker, tried by hand, bought ~1-5 % more
 holds/s for ~10 % more CPU a hold). So the rate is bound by the server's CPU and its round
 trips, not by locks or retries (no SERIALIZABLE retry, sub-millisecond lock waits). A hold
-costs 7 PostgreSQL round trips (the slot with its clinic and service, the pet, `BEGIN
-ISOLATION LEVEL SERIALIZABLE`, the conditional UPDATE, the hold's INSERT, the event's INSERT,
-COMMIT) and 4 Redis ones (throttles, lock, search-cache generations, lock release).
+costs 4 PostgreSQL round trips (the slot with its clinic and service, the pet from this
+stack's local user tables, the owner's fair-use count, then `BEGIN ISOLATION LEVEL
+SERIALIZABLE`, the one statement that takes the unit and inserts the hold and its event, and
+COMMIT, sent together) and 3 Redis ones (throttles, the owner's and the slot's locks, their
+release with the search-cache generations).
 PostgreSQL's CPU counts its background processes (WAL writer, checkpointer, ...) and the
 backends of the benchmark's database only; Redis's is the whole server's, so the column is only
 as clean as the machine is quiet.

@@ -406,4 +406,6 @@ def test_insert_when_commit_is_an_ordinary_statement_inside_an_outer_transaction
     # The test's own transaction is open: nothing may commit it.
     assert db.insert_when(_GATE, [slot.id], rows, commit=True) == (slot.clinic_id, "read committed")
     assert connection.in_atomic_block
+    # Still inside that transaction on the server: no COMMIT was sent.
+    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
     assert Reservation.objects.filter(id=rows[0][1].id).exists()
