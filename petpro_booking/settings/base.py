@@ -41,7 +41,8 @@ INSTALLED_APPS = [
 # admin login lockout) as core/middleware.py's subclasses, which the JSON API under /api/v1/
 # skips: bearer tokens and JSON need none of it.
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First: counts and times every answer, the middleware chain included (core/middleware.py).
+    "petpro_booking.core.middleware.HttpMetricsMiddleware",
     "petpro_booking.core.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "petpro_booking.core.middleware.BrowserSessionMiddleware",
@@ -53,9 +54,8 @@ MIDDLEWARE = [
     "petpro_booking.core.middleware.BrowserMessageMiddleware",
     "petpro_booking.core.middleware.BrowserXFrameOptionsMiddleware",
     "petpro_booking.core.middleware.BrowserCSPMiddleware",
-    # Last but one: counts failed admin logins and refuses locked-out users and IPs.
+    # Last: counts failed admin logins and refuses locked-out users and IPs.
     "petpro_booking.core.middleware.BrowserAxesMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # --- Admin login and browser-facing headers (docs/security.md) --------------------------------

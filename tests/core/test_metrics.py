@@ -174,3 +174,25 @@ def test_a_failing_health_check_shows_as_zero(anon_client, settings, db):
     samples = scrape(anon_client)
     assert value(samples, "petpro_health_check_up", check="event_broker") == 0
     assert value(samples, "petpro_health_check_up", check="database") == 1
+
+
+def test_http_metrics_name_unrouted_paths_and_unknown_methods(anon_client):
+    """The middleware's labels are django-prometheus's: a path no route matches is
+    `<unnamed view>`, a method HTTP does not define is `<invalid method>` (one label value,
+    whatever a client invents); each answer is counted once and timed once."""
+    before = scrape(anon_client)
+    assert anon_client.get("/no-such-page").status_code == 404
+    anon_client.generic("BREW", "/healthz")
+    after = scrape(anon_client)
+
+    def delta(name, **labels):
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    responses = "django_http_responses_total_by_status_view_method_total"
+    latency = "django_http_requests_latency_seconds_by_view_method_count"
+    assert delta(responses, view="<unnamed view>", method="GET", status="404") == 1
+    assert delta(latency, view="<unnamed view>", method="GET") == 1
+    assert delta(responses, view="healthz", method="<invalid method>") == 1
+    assert delta(latency, view="healthz", method="<invalid method>") == 1
+    # The scrape between them is counted too, by the time of the next one.
+    assert delta(responses, view="prometheus-django-metrics", method="GET", status="200") == 1
