@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -87,6 +88,57 @@ def test_run_serializable_retries_then_succeeds_at_serializable():
 
     assert db.run_serializable(decision, name="test") == "serializable"
     assert len(attempts) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_serializable_counts_and_pauses_every_retry_the_policy_makes(settings, monkeypatch):
+    """The first attempt runs outside tenacity; its failure is replayed into the policy, so the
+    retries are counted and paused exactly as the policy says (retry n: at most base * 2**(n-1)),
+    and a decision that succeeds at once starts no retry machinery at all."""
+    settings.RETRY_POLICIES = {
+        **settings.RETRY_POLICIES,
+        "serializable": {"attempts": 4, "base": 0.01, "cap": 1.0, "jitter": "none"},
+    }
+    pauses: list[float] = []
+    monkeypatch.setattr("tenacity.nap.time", SimpleNamespace(sleep=pauses.append))
+
+    def retries() -> float:
+        return (
+            REGISTRY.get_sample_value("petpro_serializable_retries_total", {"operation": "pause"})
+            or 0.0
+        )
+
+    attempts = []
+
+    def third_time_lucky() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise wrapped("40001")
+        return len(attempts)
+
+    before = retries()
+    assert db.run_serializable(third_time_lucky, name="pause") == 3
+    assert retries() == before + 2
+    assert pauses == [0.01, 0.02]
+
+    monkeypatch.setattr(
+        db, "retry_policy", lambda name: pytest.fail("the policy was built for a first success")
+    )
+    assert db.run_serializable(lambda: "at once", name="pause") == "at once"
+    assert retries() == before + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_serializable_does_not_retry_other_errors():
+    calls = []
+
+    def breaks() -> None:
+        calls.append(1)
+        raise ValueError("not a conflict")
+
+    with pytest.raises(ValueError, match="not a conflict"):
+        db.run_serializable(breaks, name="test")
+    assert len(calls) == 1
 
 
 @pytest.mark.django_db(transaction=True)
