@@ -9,7 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from petpro_booking.core import logging as petpro_logging
 from petpro_booking.core.logging import get_logger
 from petpro_booking.events.models import Event
 
@@ -125,6 +128,48 @@ def test_pii_never_reaches_a_log_line():
     assert "[email]" in plain["message"]
     assert "Bearer [jwt]" in plain["message"]
     assert "sha256=[redacted]" in plain["message"]
+
+
+# Text made of the pieces the expressions look for, so that matches are frequent.
+_PIECES = st.sampled_from(
+    [
+        "@",
+        "a",
+        "Z",
+        "0",
+        "9",
+        ".",
+        "-",
+        "_",
+        "+",
+        " ",
+        "(",
+        ")",
+        "=",
+        "eyJ",
+        "eyj",
+        "EYJ",
+        "Bearer ",
+        "BEARER\t",
+        "bearer",
+        "sha256=",
+        "SHA256=",
+        "abcdef0123456789",
+        "x.y",
+        "İ",
+        "ß",
+    ]
+)
+
+
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_scrubbing_skips_an_expression_only_where_it_cannot_match(text):
+    """Each expression runs only when the text holds what every match of it contains: the
+    result is what running all of them in turn gives."""
+    expected = text
+    for pattern, replacement, _ in petpro_logging._PII_PATTERNS:
+        expected = pattern.sub(replacement, expected)
+    assert petpro_logging._scrub_text(text) == expected
 
 
 @pytest.mark.parametrize(
