@@ -315,7 +315,8 @@ worker (prefork, concurrency {stack.options.celery_concurrency}) and Celery beat
 redis-server (127.0.0.1:{stack.ports.redis}) as cache, locks and throttles; User, Clinic and
 Payment Service stubs (`benchmarks/stubs.py`, {stack.options.stub_latency_ms:g} ms per answer);
 {stack.options.owners} owners with a pet each, in turn; throttles at 10⁸/min and fair-use limits at
-10⁸ (evaluated, never rejecting). Next to it the bare baseline
+10⁸ (evaluated, never rejecting); logs at INFO, as the chart runs them (one JSON access line
+per request; before 2026-12-05 the bench ran at WARNING, without it). Next to it the bare baseline
 (`benchmarks/baseline/`: a hold is one transaction —
 row lock, conditional UPDATE, INSERT; search is a ModelSerializer list of 20 with DRF's
 page-number pagination) under gunicorn with the same workers and threads, on its own database

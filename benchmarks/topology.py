@@ -273,7 +273,8 @@ class Topology:
             DJANGO_SECRET_KEY="bench-secret-key-not-for-production",  # noqa: S106
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
             DJANGO_DEBUG="false",
-            LOG_LEVEL="WARNING",
+            # As the chart runs it (values.yaml): one JSON access line per request.
+            LOG_LEVEL="INFO",
             DATABASE_URL=f"{PG_BASE}/{self.options.database}",
             REDIS_URL=f"redis://127.0.0.1:{ports.redis}/0",
             CELERY_BROKER_URL=AMQP_URL,
@@ -416,7 +417,7 @@ class Topology:
                 "-q",
                 "worker",
                 "-l",
-                "WARNING",
+                "INFO",
                 "--concurrency",
                 str(self.options.celery_concurrency),
                 "--without-gossip",
@@ -437,7 +438,7 @@ class Topology:
                 "-q",
                 "beat",
                 "-l",
-                "WARNING",
+                "INFO",
                 "--schedule",
                 str(self.run_dir / "celerybeat-schedule"),
             ],
