@@ -17,8 +17,36 @@ import json
 import os
 import pstats
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .topology import Options, Topology
+
+
+def hold_caller(app: Any) -> Callable[[dict, str], str]:
+    """`call(body, token)`: one POST /api/v1/reservations through the WSGI `app`; its status."""
+
+    def call(body: dict, token: str) -> str:
+        data = json.dumps(body).encode()
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/api/v1/reservations",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1:8000",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(data),
+            "CONTENT_LENGTH": str(len(data)),
+            "CONTENT_TYPE": "application/json",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
+        }
+        status: list[str] = []
+        b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
+        return status[0]
+
+    return call
 
 
 def main() -> None:
@@ -31,27 +59,7 @@ def main() -> None:
         django.setup()
         from django.core.handlers.wsgi import WSGIHandler
 
-        app = WSGIHandler()
-
-        def call(body: dict, token: str) -> str:
-            data = json.dumps(body).encode()
-            environ = {
-                "REQUEST_METHOD": "POST",
-                "PATH_INFO": "/api/v1/reservations",
-                "QUERY_STRING": "",
-                "SERVER_NAME": "127.0.0.1",
-                "SERVER_PORT": "8000",
-                "HTTP_HOST": "127.0.0.1:8000",
-                "REMOTE_ADDR": "127.0.0.1",
-                "wsgi.url_scheme": "http",
-                "wsgi.input": io.BytesIO(data),
-                "CONTENT_LENGTH": str(len(data)),
-                "CONTENT_TYPE": "application/json",
-                "HTTP_AUTHORIZATION": f"Bearer {token}",
-            }
-            status: list[str] = []
-            b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
-            return status[0]
+        call = hold_caller(WSGIHandler())
 
         owners, slots = stack.seed["owners"], stack.seed["slots"]
         next_slot = 1_000  # past the searched service's slots
