@@ -161,9 +161,9 @@ def run_serializable(decision: Callable[[], T], *, name: str, using: str = "defa
         with _serializable(using):
             return decision()
 
-    # The first attempt runs without the retry machinery (building tenacity's state on every
-    # hold cost 2 % of its CPU); only a failure it retries starts the policy, whose first
-    # attempt replays that failure, so the pauses and the counts are the policy's own.
+    # The first attempt runs without the retry machinery (building the policy and tenacity's
+    # state on every hold cost 1-2 % of its CPU); only a failure it retries starts the policy,
+    # whose first attempt replays that failure, so the pauses and the counts are the policy's.
     try:
         return attempt()
     except Exception as exc:
