@@ -9,10 +9,12 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.urls import path
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from integrations.payments import sandbox
+from petpro_booking.urls import urlpatterns as project_urlpatterns
 from reservations.models import Reservation
 from reservations.tasks import reservations_expire_due
 
@@ -196,3 +198,39 @@ def test_http_metrics_name_unrouted_paths_and_unknown_methods(anon_client):
     assert delta(latency, view="healthz", method="<invalid method>") == 1
     # The scrape between them is counted too, by the time of the next one.
     assert delta(responses, view="prometheus-django-metrics", method="GET", status="200") == 1
+
+
+class Boom(Exception):
+    pass
+
+
+def boom_view(request):
+    raise Boom("a view that lets an exception out")
+
+
+# The project's routes and one that fails (test_http_metrics_count_an_exception_a_view_lets_out).
+urlpatterns = [*project_urlpatterns, path("boom", boom_view, name="boom")]
+
+
+def test_http_metrics_count_an_exception_a_view_lets_out(anon_client, settings):
+    """The exception is counted by type and route, and its 500 answer with the others."""
+    settings.ROOT_URLCONF = __name__
+    anon_client.raise_request_exception = False
+    before = scrape(anon_client)
+    assert anon_client.get("/boom").status_code == 500
+    after = scrape(anon_client)
+
+    def delta(name, **labels):
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("django_http_exceptions_total_by_type_total", type="Boom") == 1
+    assert delta("django_http_exceptions_total_by_view_total", view="boom") == 1
+    assert (
+        delta(
+            "django_http_responses_total_by_status_view_method_total",
+            view="boom",
+            method="GET",
+            status="500",
+        )
+        == 1
+    )
