@@ -1,6 +1,7 @@
-"""The benchmark's uncached search never repeats a query: not within a run, not across the runs
-of one process, not across processes driving the same stack one after the other (issue 11: a
-repeated query is answered from the page cache and measures the cached path instead)."""
+"""The benchmark's uncached search never repeats a query within a run or across the runs of one
+process, and a process driving the same stack after another starts from its own run number (a
+repeat at odds of 1 in 999): a repeated query is answered from the page cache and measures the
+cached path instead (issue 11)."""
 
 from __future__ import annotations
 
