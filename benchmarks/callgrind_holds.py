@@ -3,9 +3,11 @@
 
 On this VM a hold's CPU time moves by ±20 % from run to run (the other core's load, the
 hypervisor), so a change worth 2 % cannot be seen in `benchmarks.inproc_holds`. valgrind's
-callgrind counts the instructions the process executes, which repeat within about 0.5 %
-(docs/benchmarks.md): the tool to compare two versions of the hold path, not to say how fast
-it is (a syscall, a cache miss or a wait costs no more instructions than an addition).
+callgrind counts the instructions the process executes: the same round of two runs in one
+session agrees within about 1 % (between sessions the count of one build moved by 6 %:
+docs/benchmarks.md), so compare two versions of the hold path run one after the other. It does
+not say how fast a hold is (a syscall, a cache miss or a wait costs no more instructions than
+an addition).
 
 Boots the topology of `benchmarks/topology.py` (private Redis, stubs, RabbitMQ, web, worker,
 beat; no baseline), then runs a child Python under `valgrind --tool=callgrind` with
