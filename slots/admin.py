@@ -147,11 +147,21 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
         ),
     ]
 
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.slots.exists():
+            readonly.append("clinic")  # its slots are at its clinic (services.clinic_service_save)
+        return readonly
+
     def save_model(self, request, obj, form, change) -> None:
         principal = admin_principal(request.user)
         if principal is None:
             raise PermissionDenied
-        services.clinic_service_save(actor=principal, service=obj)
+        try:
+            services.clinic_service_save(actor=principal, service=obj)
+        except ApplicationError as exc:
+            # Lost a race after the form was shown (a slot added meanwhile): say so.
+            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
 
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)

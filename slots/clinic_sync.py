@@ -25,7 +25,7 @@ from integrations.clinics import gateway as clinic_source
 from petpro_booking.core.errors import DependencyUnavailable, ValidationFailed
 
 from .invalidation import clinic_read_model_changed, invalidate_slot_search
-from .models import Clinic, ClinicService
+from .models import Clinic, ClinicService, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,12 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
                 language=info.language,
             )
             Clinic.objects.filter(id=clinic_id).update(synced_at=now)
+            kept_away = _services_kept_at_their_clinic(
+                clinic_id=clinic_id, service_ids=[service.id for service in services]
+            )
             for service in services:
+                if service.id in kept_away:
+                    continue
                 ClinicService.objects.update_or_create(
                     id=service.id,
                     defaults={
@@ -119,6 +124,44 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
         ) from exc
     clinic.synced_at = now
     return clinic, True
+
+
+def _services_kept_at_their_clinic(*, clinic_id: str, service_ids: list[str]) -> set[str]:
+    """Of the services the Clinic Service lists under `clinic_id`, those we know under another
+    clinic and may not move: a service with slots stays where its slots are (a slot's clinic is
+    its service's, a foreign key holds the pair), so it is left out of this sync with an ERROR;
+    its own clinic's next sync, which no longer finds it there, deactivates it. A service with
+    no slots moves, and the clinic it leaves drops its cached services."""
+    elsewhere = dict(
+        # Locked as slot creation locks a service (`services._lock_service`): a slot added
+        # meanwhile is seen below, not refused by the foreign key at our UPDATE.
+        ClinicService.objects.select_for_update()
+        .filter(id__in=service_ids)
+        .exclude(clinic_id=clinic_id)
+        .values_list("id", "clinic_id")
+    )
+    if not elsewhere:
+        return set()
+    with_slots = set(
+        Slot.objects.filter(service_id__in=elsewhere)
+        .order_by()
+        .values_list("service_id", flat=True)
+        .distinct()
+    )
+    for service_id, old_clinic_id in elsewhere.items():
+        if service_id in with_slots:
+            logger.error(
+                "service %s is listed under clinic %s by the Clinic Service but has slots at "
+                "clinic %s: left at %s (a service with slots cannot change clinic)",
+                service_id,
+                clinic_id,
+                old_clinic_id,
+                old_clinic_id,
+            )
+        else:
+            clinic_read_model_changed(clinic_id=old_clinic_id)
+            invalidate_slot_search(clinic_id=old_clinic_id)
+    return with_slots
 
 
 def clinic_read_through(*, clinic_id: str) -> Clinic | None:

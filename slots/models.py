@@ -67,6 +67,9 @@ class ClinicService(models.Model):
                 condition=Q(duration_minutes__gt=0), name="clinic_services_duration_positive"
             ),
             models.CheckConstraint(condition=Q(price__gte=0), name="clinic_services_price_gte_0"),
+            # What slots' (service, clinic) foreign key points at (migration 0005): a slot's
+            # clinic is its service's clinic, in the database, not only in slot_create.
+            models.UniqueConstraint(fields=["id", "clinic"], name="clinic_services_id_clinic_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -136,6 +139,9 @@ class Slot(models.Model):
             models.UniqueConstraint(
                 fields=["clinic", "service", "start_at"], name="slots_clinic_service_start_uniq"
             ),
+            # And on PostgreSQL a foreign key (service_id, clinic_id) -> clinic_services (id,
+            # clinic_id), which Django cannot declare (migration 0005): a service with slots
+            # cannot change clinic, and the owner's search selects by service alone.
         ]
         indexes = [
             # An owner's search: one service's slots in a range of starts (a service belongs

@@ -267,10 +267,11 @@ _EXPIRED_HOLDS = (
     " WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s) ELSE 0 END"
 )
 # One service's bookable range, the search's own start filters folded in (Python takes the
-# later start and the earlier end): the (service, start_at) index answers it in one range.
+# later start and the earlier end): the (service, start_at) index answers it in one range. The
+# service names the clinic too: the foreign key (service_id, clinic_id) -> clinic_services
+# keeps a slot's clinic its service's (slots migration 0005), so no clinic_id test per slot.
 _OWNER_RANGE = (
-    "(s.service_id = %(service{i})s AND s.clinic_id = %(clinic{i})s"
-    " AND s.start_at >= %(from{i})s AND s.start_at < %(to{i})s)"
+    "(s.service_id = %(service{i})s AND s.start_at >= %(from{i})s AND s.start_at < %(to{i})s)"
 )
 # More services than this (a search over many clinics) take the staff query's plan.
 OWNER_SEARCH_MAX_SERVICES = 16
@@ -406,7 +407,6 @@ def _owner_search(
     for i, service in enumerate(services):
         params.update(
             {
-                f"clinic{i}": service.clinic_id,
                 f"service{i}": service.service_id,
                 f"from{i}": max(filter(None, (service.start_from, wanted_from))),
                 f"to{i}": min(filter(None, (service.horizon_end, wanted_to))),

@@ -51,6 +51,13 @@ def _require_manager(actor: Principal, clinic_id: str) -> None:
         raise NotClinicStaff()
 
 
+def _not_offered() -> ValidationFailed:
+    return ValidationFailed(
+        "This clinic offers no such service.",
+        details={"service_id": ["Not a service of this clinic."]},
+    )
+
+
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
     clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
     try:
@@ -58,10 +65,7 @@ def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
             id=service_id, clinic_id=clinic_id
         )
     except ClinicService.DoesNotExist:
-        raise ValidationFailed(
-            "This clinic offers no such service.",
-            details={"service_id": ["Not a service of this clinic."]},
-        ) from None
+        raise _not_offered() from None
 
 
 def slot_create(
@@ -81,7 +85,7 @@ def slot_create(
     _service_of(clinic_id=clinic_id, service_id=service_id)
     try:
         with transaction.atomic():
-            rules = rules_of(_lock_service(service_id))
+            rules = rules_of(_lock_service(clinic_id=clinic_id, service_id=service_id))
             clash = _buffer_clashes(
                 service_id=service_id, windows=[(start_at, end_at)], rules=rules
             )
@@ -132,9 +136,14 @@ class WeeklyWindow:
     end: dt.time
 
 
-def _lock_service(service_id: str) -> ClinicService:
-    """Slot creation of one service, one at a time: the buffer check sees every neighbour."""
-    return ClinicService.objects.select_for_update().get(id=service_id)
+def _lock_service(*, clinic_id: str, service_id: str) -> ClinicService:
+    """Slot creation of one service, one at a time: the buffer check sees every neighbour.
+    Checked again under the lock: a service that moved to another clinic since `_service_of`
+    (the Clinic Service's sync, which takes the same lock) takes no slot here."""
+    service = ClinicService.objects.select_for_update().filter(id=service_id).first()
+    if service is None or service.clinic_id != clinic_id:
+        raise _not_offered()
+    return service
 
 
 def _buffer_clashes(
@@ -248,7 +257,7 @@ def slot_generate(
         return 0
 
     with transaction.atomic():
-        _lock_service(service_id)
+        _lock_service(clinic_id=clinic_id, service_id=service_id)
         existing = set(
             Slot.objects.filter(
                 clinic_id=clinic_id, service_id=service_id, start_at__in=wanted
@@ -348,12 +357,29 @@ def slot_close(
 
 def clinic_service_save(*, actor: Principal, service: ClinicService) -> ClinicService:
     """Save a service edited in the admin (embedded mode: its rules, name, price...); its
-    clinic's cached searches go, as the rules decide what is bookable."""
+    clinic's cached searches go, as the rules decide what is bookable. A service changes
+    clinic only while it has no slots (a slot's clinic is its service's: a foreign key holds
+    the pair), and only by someone who manages both clinics."""
     _require_manager(actor, service.clinic_id)
     with transaction.atomic():
+        before = (
+            ClinicService.objects.select_for_update()  # as slot creation locks it
+            .filter(pk=service.pk)
+            .values_list("clinic_id", flat=True)
+            .first()
+        )
+        moved_from = before if before is not None and before != service.clinic_id else None
+        if moved_from is not None:
+            _require_manager(actor, moved_from)
+            if Slot.objects.filter(service_id=service.pk).exists():
+                raise ValidationFailed(
+                    "A service with slots cannot move to another clinic.",
+                    details={"clinic": ["This service has slots at its clinic: it stays there."]},
+                )
         service.save()
-        invalidate_slot_search(clinic_id=service.clinic_id)
-        clinic_read_model_changed(clinic_id=service.clinic_id)
+        for clinic_id in filter(None, (service.clinic_id, moved_from)):
+            invalidate_slot_search(clinic_id=clinic_id)
+            clinic_read_model_changed(clinic_id=clinic_id)
     return service
 
 

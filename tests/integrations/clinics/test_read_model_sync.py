@@ -4,6 +4,7 @@ refreshed when stale, by command and beat task; reads keep working while it is d
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from integrations.clinics import client as clinic_client
 from slots import tasks
-from slots.clinic_sync import clinic_upsert
+from slots.clinic_sync import clinic_sync_from_service, clinic_upsert
 from slots.models import Clinic, ClinicService, Slot
 from tests.conftest import api_client_for
 from tests.factories import ClinicFactory, ClinicServiceFactory, SlotFactory
@@ -306,3 +307,41 @@ def test_a_negative_rule_from_the_clinic_service_is_not_used(clinic_service_stub
     serve_clinic(clinic_service_stub, services=[{**SERVICE_BODY, "min_notice_minutes": -5}])
     assert owner.get("/api/v1/clinics/c-7").status_code == 503
     assert not ClinicService.objects.filter(id="s-1").exists()
+
+
+def test_a_service_with_slots_listed_under_another_clinic_stays_with_its_slots(
+    clinic_service_stub, caplog
+):
+    slot = SlotFactory(service=ClinicServiceFactory(id="s-1", clinic=ClinicFactory(id="c-1")))
+    other = {**SERVICE_BODY, "id": "s-2", "name": "Checkup"}
+    serve_clinic(clinic_service_stub, services=[SERVICE_BODY, other])
+
+    with caplog.at_level(logging.ERROR, logger="slots.clinic_sync"):
+        clinic_sync_from_service(clinic_id="c-7", refresh=True)
+
+    assert ClinicService.objects.get(id="s-1").clinic_id == "c-1"
+    assert ClinicService.objects.get(id="s-2").clinic_id == "c-7"  # the rest of the sync went on
+    assert "service s-1" in caplog.text
+    assert "has slots at clinic c-1" in caplog.text
+    # Its own clinic's next sync no longer finds it there and deactivates it; the slot stays.
+    serve_clinic(clinic_service_stub, clinic_id="c-1", services=[{**SERVICE_BODY, "id": "s-9"}])
+    clinic_sync_from_service(clinic_id="c-1", refresh=True)
+    assert ClinicService.objects.get(id="s-1").active is False
+    assert Slot.objects.get(id=slot.id).clinic_id == "c-1"
+    # ...and a later sync of c-7 does not bring it back to life (no flip-flop)
+    clinic_sync_from_service(clinic_id="c-7", refresh=True)
+    assert ClinicService.objects.values_list("clinic_id", "active").get(id="s-1") == ("c-1", False)
+
+
+def test_a_service_without_slots_moves_to_the_clinic_that_lists_it(clinic_service_stub, owner):
+    ClinicServiceFactory(id="s-1", clinic=ClinicFactory(id="c-1"))
+    Clinic.objects.filter(id="c-1").update(synced_at=timezone.now())  # fresh: read locally
+    assert [s["id"] for s in owner.get("/api/v1/clinics/c-1/services").json()["results"]] == [
+        "s-1"
+    ]  # cached now
+    serve_clinic(clinic_service_stub)
+
+    clinic_sync_from_service(clinic_id="c-7", refresh=True)
+
+    assert ClinicService.objects.get(id="s-1").clinic_id == "c-7"
+    assert owner.get("/api/v1/clinics/c-1/services").json()["results"] == []
