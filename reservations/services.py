@@ -74,6 +74,18 @@ def _append(reservation: Reservation, *, slot: Slot, event_type: str, actor: Pri
     )
 
 
+def _event(reservation: Reservation, *, slot: Slot, event_type: str, actor: Principal) -> Event:
+    """`_append`'s event, not yet written (the caller inserts it with its own)."""
+    return event_new(
+        aggregate_type=RESERVATION_AGGREGATE,
+        aggregate_id=reservation.id,
+        event_type=event_type,
+        data=reservation_event_data(reservation, slot=slot),
+        actor=actor,
+        aggregate_version=reservation.version,
+    )
+
+
 def _expire_locked(
     reservations: list[Reservation], *, slots: dict[Any, Slot], now: dt.datetime, how: str
 ) -> int:
@@ -388,6 +400,7 @@ def reservation_mark_confirmed(
     actor: Principal,
     slot: Slot,
     seen_version: int | None = None,
+    events: list[Event] | None = None,
 ) -> Reservation:
     """The fenced step of confirm-into-booking; call it INSIDE the booking's slot write, with
     `slot` the hold's slot as the gateway row-locked it (the lock order of every hold writer).
@@ -397,7 +410,9 @@ def reservation_mark_confirmed(
     database clock — so a stale or paused caller's write fails instead of landing (the fence of
     docs/holds.md). Appends ReservationConfirmed. It does NOT touch the slot counters: the caller
     converts the held unit with `slots.services.slot_convert_hold` in the same transaction.
-    One UPDATE and one INSERT when it succeeds (the row is read again only to say why not).
+    One UPDATE and one INSERT when it succeeds (the row is read again only to say why not);
+    with `events` given, the ReservationConfirmed event is added to it unwritten instead, for
+    the caller to insert with its own (`events_insert`: the confirm's events in one INSERT).
 
     Raises 409 `reservation_expired` (past expiry, or expired) or `reservation_not_held`
     (released, confirmed, or changed since `seen_version`; `details.status` says which).
@@ -435,7 +450,10 @@ def reservation_mark_confirmed(
     confirmed.status = ReservationStatus.CONFIRMED
     confirmed.version = seen_version + 1
     confirmed.updated_at = now
-    _append(confirmed, slot=slot, event_type="ReservationConfirmed", actor=actor)
+    if events is None:
+        _append(confirmed, slot=slot, event_type="ReservationConfirmed", actor=actor)
+    else:
+        events.append(_event(confirmed, slot=slot, event_type="ReservationConfirmed", actor=actor))
     return confirmed
 
 

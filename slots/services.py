@@ -415,10 +415,12 @@ _RETURN_HOLD_SQL = """
         updated_at = %(now)s
     WHERE id = %(slot_id)s RETURNING clinic_id
 """
-_CONVERT_HOLD_SQL = """
-    UPDATE slots SET held_count = held_count - %(count)s, booked_count = booked_count + %(count)s,
-        version = version + 1, updated_at = %(now)s
-    WHERE id = %(slot_id)s RETURNING clinic_id
+# Positional placeholders (count, count, now, slot id): the gate of `insert_when`, which
+# inserts the bookings and their history rows in the same statement.
+_CONVERT_HOLDS_SQL = """
+    UPDATE slots SET held_count = held_count - %s, booked_count = booked_count + %s,
+        version = version + 1, updated_at = %s
+    WHERE id = %s RETURNING clinic_id
 """
 _RETURN_BOOKING_SQL = """
     UPDATE slots SET booked_count = booked_count - 1, version = version + 1, updated_at = %(now)s
@@ -487,10 +489,20 @@ def slot_return_holds(*, held_by_slot: dict[uuid.UUID, int], clinic_ids: set[str
         units_freed(slot_id)
 
 
-def slot_convert_hold(*, slot_id: uuid.UUID | str, count: int = 1) -> None:
+def slot_convert_hold(
+    *,
+    slot_id: uuid.UUID | str,
+    count: int = 1,
+    rows: list[tuple[RowInserter[Any], Model]] | None = None,
+) -> None:
     """`count` held units become booked (holds confirmed into bookings); the total is
-    unchanged."""
-    _slot_counter_update(_CONVERT_HOLD_SQL, slot_id=slot_id, count=count)
+    unchanged. `rows` (the bookings and their history rows, built by the caller) are inserted
+    by the same statement (`core.db.insert_when`). The caller has locked the slot row."""
+    slot_key = uuid.UUID(str(slot_id)).hex
+    gated = insert_when(_CONVERT_HOLDS_SQL, [count, count, timezone.now(), slot_key], rows or [])
+    if gated is None:
+        raise NotFound("No such slot.")  # locked by the caller: it cannot have gone
+    invalidate_slot_search(clinic_id=gated[0])
 
 
 def slot_take_booking(*, slot_id: uuid.UUID | str, count: int = 1) -> bool:

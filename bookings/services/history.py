@@ -26,7 +26,8 @@ from django.utils import timezone
 from petpro_booking.core import metrics
 from petpro_booking.core.errors import NotFound, VersionConflict
 from petpro_booking.core.principal import SYSTEM, Principal
-from petpro_booking.events.services import event_append
+from petpro_booking.events.models import Event
+from petpro_booking.events.services import event_append, event_new
 from reservations.events import appointment_data
 
 from ..errors import InvalidTransition
@@ -143,6 +144,29 @@ def booking_events_write(
     return version
 
 
+def booking_events_new(
+    *, booking: Booking, actor: Principal, events: Sequence[BookingEvent], after: int
+) -> list[Event]:
+    """`booking_events_write`'s events, not yet written: for a writer that inserts them with
+    others in one INSERT (`events_insert`, the confirm)."""
+    return [
+        event_new(
+            aggregate_type=BOOKING_AGGREGATE,
+            aggregate_id=booking.id,
+            event_type=event.event_type,
+            data=booking_event_data(
+                booking=booking,
+                from_status=event.from_status,
+                reason=event.reason,
+                extra_data=event.extra_data,
+            ),
+            actor=actor,
+            aggregate_version=after + number,
+        )
+        for number, event in enumerate(events, start=1)
+    ]
+
+
 def booking_events_append(
     *, booking: Booking, actor: Principal, events: Sequence[BookingEvent]
 ) -> None:
@@ -163,8 +187,22 @@ def booking_history_write(
 ) -> None:
     """The history row of a change: from `from_status` to the booking's status now. `reason`
     is shown to the owner; `internal_note` only to staff and support."""
+    booking_history_new(
+        booking=booking,
+        from_status=from_status,
+        actor=actor,
+        reason=reason,
+        internal_note=internal_note,
+    ).save(force_insert=True)
+
+
+def booking_history_new(
+    *, booking: Booking, from_status: str, actor: Principal, reason: str, internal_note: str = ""
+) -> BookingHistory:
+    """`booking_history_write`'s row, not yet written (the confirm inserts it in the statement
+    that converts the held unit)."""
     who = actor.actor
-    BookingHistory.objects.create(
+    return BookingHistory(
         booking=booking,
         from_status=from_status,
         to_status=booking.status,

@@ -7,9 +7,11 @@ history row and events are `history.py`'s.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
@@ -21,6 +23,8 @@ from petpro_booking.core.db import RetryTransaction, RowInserter
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import Principal
+from petpro_booking.events.models import Event
+from petpro_booking.events.services import events_insert
 from reservations.errors import ReservationNotHeld
 from reservations.limits import fair_use_guard
 from reservations.models import Reservation, ReservationStatus
@@ -32,13 +36,15 @@ from slots.services import slot_convert_hold, slot_return_booking, slot_take_boo
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
 from ..limits import booking_group_limits_check, booking_limits_check
-from ..models import Booking, BookingStatus, CancelReason
+from ..models import Booking, BookingHistory, BookingStatus, CancelReason
 from ..visit_rules import booking_close_check
 from .history import (
     RESCHEDULABLE,
     BookingEvent,
     booking_change_record,
+    booking_events_new,
     booking_events_write,
+    booking_history_new,
     booking_history_write,
     booking_transition,
     transition_allowed,
@@ -53,8 +59,9 @@ SCOPE_UNPAID_GROUP = "unpaid_group"
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 REFERENCE_LENGTH = 6
-# Every confirm inserts a booking: its INSERT is built once, not per request.
+# Every confirm inserts a booking and its history row: their INSERTs are built once.
 _BOOKING_INSERT = RowInserter(Booking)
+_HISTORY_INSERT = RowInserter(BookingHistory)
 
 
 def booking_reference_new() -> str:
@@ -132,29 +139,53 @@ def _booking_insert(
     again with another draw (RetryTransaction: no savepoint and its two round trips on every
     confirm). `event_version`: how many events the caller appends for its creation. A new
     booking has no payment yet (`payment_status` "none" without a query)."""
+    booking = _booking_new(
+        reservation=reservation,
+        slot=slot,
+        status=status,
+        event_version=event_version,
+        group_id=group_id,
+    )
+    with _reference_clash_retried():
+        return _BOOKING_INSERT.insert(booking)
+
+
+def _booking_new(
+    *,
+    reservation: Reservation,
+    slot: Slot,
+    status: str,
+    event_version: int,
+    group_id: uuid.UUID | None = None,
+) -> Booking:
+    """A booking of `reservation`, not yet written, under a fresh reference."""
+    booking = Booking(
+        reference=booking_reference_new(),
+        slot=slot,
+        reservation=reservation,
+        clinic_id=slot.clinic_id,
+        service_id=slot.service_id,
+        user_id=reservation.user_id,
+        pet_id=reservation.pet_id,
+        status=status,
+        amount=slot.service.price,
+        currency=slot.service.currency,
+        event_version=event_version,
+        group_id=group_id,
+    )
+    setattr(booking, "latest_payment_status", None)  # noqa: B010 - read by payment_status_of
+    return booking
+
+
+@contextlib.contextmanager
+def _reference_clash_retried() -> Iterator[None]:
+    """A booking INSERT whose reference is taken runs the whole slot write again."""
     try:
-        booking = _BOOKING_INSERT.insert(
-            Booking(
-                reference=booking_reference_new(),
-                slot=slot,
-                reservation=reservation,
-                clinic_id=slot.clinic_id,
-                service_id=slot.service_id,
-                user_id=reservation.user_id,
-                pet_id=reservation.pet_id,
-                status=status,
-                amount=slot.service.price,
-                currency=slot.service.currency,
-                event_version=event_version,
-                group_id=group_id,
-            )
-        )
+        yield
     except IntegrityError as exc:
         if "reference" not in str(exc):
             raise
         raise RetryTransaction("booking reference taken") from exc
-    setattr(booking, "latest_payment_status", None)  # noqa: B010 - read by payment_status_of
-    return booking
 
 
 def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID | str) -> Booking:
@@ -184,17 +215,26 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
-        reservation = _mark_confirmed(reservation=seen, slot=slot, actor=actor)
-        slot_convert_hold(slot_id=slot.id)
+        # Four round trips after the hold's fenced UPDATE: the unit converted with the booking
+        # and its history row in one statement, then the hold's and the booking's events in
+        # one INSERT, in their order.
+        appended: list[Event] = []
+        reservation = _mark_confirmed(reservation=seen, slot=slot, actor=actor, events=appended)
         events = [BookingEvent("BookingCreated", "")]
         if status == BookingStatus.CONFIRMED:
             events.append(BookingEvent("BookingConfirmed", ""))
-        booking = _booking_insert(
+        booking = _booking_new(
             reservation=reservation, slot=slot, status=status, event_version=len(events)
         )
         booking.slot, booking.reservation = slot, reservation
-        booking_history_write(booking=booking, from_status="", actor=actor, reason="")
-        booking_events_write(booking=booking, actor=actor, events=events, after=0)
+        history = booking_history_new(booking=booking, from_status="", actor=actor, reason="")
+        with _reference_clash_retried():
+            slot_convert_hold(
+                slot_id=slot.id, rows=[(_BOOKING_INSERT, booking), (_HISTORY_INSERT, history)]
+            )
+        events_insert(
+            appended + booking_events_new(booking=booking, actor=actor, events=events, after=0)
+        )
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc())
         return booking
 
@@ -205,11 +245,15 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         return slot_write(seen.slot, name="booking_confirm", decide=decide)
 
 
-def _mark_confirmed(*, reservation: Reservation, slot: Slot, actor: Principal) -> Reservation:
+def _mark_confirmed(
+    *, reservation: Reservation, slot: Slot, actor: Principal, events: list[Event] | None = None
+) -> Reservation:
     """The fenced confirm of one hold; a hold already confirmed is 409 invalid_transition
-    naming its booking."""
+    naming its booking. `events`: see `reservation_mark_confirmed`."""
     try:
-        return reservation_mark_confirmed(reservation=reservation, slot=slot, actor=actor)
+        return reservation_mark_confirmed(
+            reservation=reservation, slot=slot, actor=actor, events=events
+        )
     except ReservationNotHeld as exc:
         if exc.details.get("status") != ReservationStatus.CONFIRMED:
             raise

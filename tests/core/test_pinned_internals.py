@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 import redis
 import redis_lock
+from django.db import connection
 from django.utils import timezone
 from redis.crc import key_slot
 
-from bookings.models import Booking
+from bookings.models import Booking, BookingHistory
 from integrations.models import LocalPet
 from petpro_booking.core import db
 from petpro_booking.core.locking import DistributedLockManager
@@ -45,6 +46,7 @@ USES = {
     ("RowInserter", "Reservation", ()),
     ("RowInserter", "Event", ()),
     ("RowInserter", "Booking", ()),
+    ("RowInserter", "BookingHistory", ()),
 }
 
 
@@ -181,6 +183,50 @@ def test_row_inserter_of_bookings_writes_what_create_writes(slot):
     _written_alike(
         ours, theirs, skip={"id", "reference", "reservation_id", "created_at", "updated_at"}
     )
+
+
+def test_row_inserter_of_booking_history_writes_what_create_writes(slot):
+    from django.db import transaction
+
+    hold = Reservation.objects.create(
+        slot=slot,
+        user_id="owner-1",
+        pet_id="pet-1",
+        pet_name="Rex",
+        expires_at=timezone.now() + dt.timedelta(minutes=10),
+    )
+    booking = Booking.objects.create(
+        reference="PP-CCCCCC",
+        slot=slot,
+        reservation=hold,
+        clinic_id=slot.clinic_id,
+        service_id=slot.service_id,
+        user_id="owner-1",
+        pet_id="pet-1",
+        status="confirmed",
+        amount=Decimal("40.00"),
+        currency="EUR",
+    )
+
+    def make() -> BookingHistory:
+        return BookingHistory(
+            booking=booking,
+            from_status="",
+            to_status="confirmed",
+            actor_type="user",
+            actor_id="owner-1",
+            reason="The owner asked",  # encrypted at rest, as the ORM writes it
+            internal_note="",
+        )
+
+    with transaction.atomic():
+        ours = db.RowInserter(BookingHistory).insert(make())
+        theirs = make()
+        theirs.save(force_insert=True)
+    _written_alike(ours, theirs, skip={"id", "at"})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reason FROM booking_history WHERE id = %s", [ours.id])
+        assert "owner" not in cursor.fetchone()[0]
 
 
 def test_python_redis_lock_keys_and_id_are_what_the_manager_sets(private_redis):

@@ -10,8 +10,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from bookings.models import Booking, BookingHistory
 from bookings.services import booking_confirm_reservation
 from petpro_booking.core.principal import Principal
+from petpro_booking.events.models import Event
 from reservations.services import reservation_create
 
 from ..factories import SlotFactory
@@ -24,7 +26,11 @@ OWNER = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
 # the pet (embedded users), the fair-use count of live holds (issue 12), then BEGIN, the write
 # (unit, hold and event in one statement) and COMMIT, sent together; it was 9.
 HOLD_STATEMENTS = 6
-CONFIRM_STATEMENTS = 15  # + the fair-use counts (issue 12)
+# A confirm: the hold, the fair-use counts (issue 12), then BEGIN, the slot row lock, the hold's
+# fenced UPDATE, the unit converted with the booking and its history row in one statement, the
+# three events in one INSERT, COMMIT; it was 12 (a statement each for the unit, the booking,
+# the history row and every event).
+CONFIRM_STATEMENTS = 8
 # The owner's lock and the slot's lock together (two SET NX, one round trip), then one round
 # trip with the after-commit search-generation bump and both releases (before: 5, a release
 # each and the bump on its own; then 3, a SET NX each). The pet comes from the local cache once
@@ -70,6 +76,37 @@ def test_a_confirm_reads_no_max_aggregate_version_and_fewer_rows(owner_pet, clin
     sql = _statements(lambda: booking_confirm_reservation(actor=OWNER, reservation_id=hold.id))
     assert not any("MAX(" in statement.upper() for statement in sql), sql
     assert len(sql) <= CONFIRM_STATEMENTS, sql
+
+
+def test_a_confirm_writes_the_unit_booking_and_history_together_and_its_events_in_order(
+    owner_pet, clinic_service
+):
+    slot = SlotFactory(service=clinic_service, capacity=3)
+    hold = reservation_create(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
+    sql = _statements(lambda: booking_confirm_reservation(actor=OWNER, reservation_id=hold.id))
+    (convert,) = [statement for statement in sql if "UPDATE slots" in statement]
+    assert 'INSERT INTO "bookings"' in convert, convert
+    assert 'INSERT INTO "booking_history"' in convert, convert
+    # ...and the events in one INSERT of their own (not in the gated statement, whose
+    # INSERTs PostgreSQL may run in any order; the ids must follow the versions).
+    assert len([statement for statement in sql if 'INSERT INTO "events"' in statement]) == 1
+    assert 'INSERT INTO "events"' not in convert
+    booking = Booking.objects.get(reservation_id=hold.id)
+    written = (
+        Event.objects.filter(aggregate_id__in=[str(hold.id), str(booking.id)])
+        .exclude(event_type="ReservationCreated")
+        .order_by("id")
+    )
+    # The relay publishes by id: the hold's confirm, then the booking's events in version order.
+    assert [(e.event_type, e.aggregate_version) for e in written] == [
+        ("ReservationConfirmed", 2),
+        ("BookingCreated", 1),
+        ("BookingConfirmed", 2),
+    ]
+    assert booking.event_version == 2
+    assert BookingHistory.objects.filter(booking=booking, to_status="confirmed").count() == 1
+    slot.refresh_from_db()
+    assert (slot.held_count, slot.booked_count, slot.version) == (0, 1, 3)
 
 
 def test_the_lazy_expiry_read_inside_serializable_writes_has_its_own_small_index(slot):
