@@ -215,9 +215,9 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
-        # Four round trips after the hold's fenced UPDATE: the unit converted with the booking
-        # and its history row in one statement, then the hold's and the booking's events in
-        # one INSERT, in their order.
+        # Two statements after the hold's fenced UPDATE: the unit converted with the booking
+        # and its history row in one, then the hold's and the booking's events in one INSERT,
+        # in their order (the relay publishes by id).
         appended: list[Event] = []
         reservation = _mark_confirmed(reservation=seen, slot=slot, actor=actor, events=appended)
         events = [BookingEvent("BookingCreated", "")]
