@@ -27,7 +27,7 @@ from petpro_booking.core import metrics
 from petpro_booking.core.errors import NotFound, VersionConflict
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.models import Event
-from petpro_booking.events.services import event_append, event_new
+from petpro_booking.events.services import event_new, event_write
 from reservations.events import appointment_data
 
 from ..errors import InvalidTransition
@@ -125,23 +125,9 @@ def booking_events_write(
     """Append `events` numbered `after + 1, after + 2, ...`; returns the last number. The
     caller stores it in `Booking.event_version` in its own statement (insert or fenced
     UPDATE); `booking_events_append` does both for a change that moves no status."""
-    version = after
-    for event in events:
-        version += 1
-        event_append(
-            aggregate_type=BOOKING_AGGREGATE,
-            aggregate_id=booking.id,
-            event_type=event.event_type,
-            data=booking_event_data(
-                booking=booking,
-                from_status=event.from_status,
-                reason=event.reason,
-                extra_data=event.extra_data,
-            ),
-            actor=actor,
-            aggregate_version=version,
-        )
-    return version
+    for event in booking_events_new(booking=booking, actor=actor, events=events, after=after):
+        event_write(event)
+    return after + len(events)
 
 
 def booking_events_new(

@@ -51,7 +51,7 @@ def event_append(
             v=Max("aggregate_version")
         )
         aggregate_version = (last["v"] or 0) + 1
-    event = EVENT_INSERTER.insert(
+    return event_write(
         event_new(
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
@@ -61,6 +61,11 @@ def event_append(
             aggregate_version=aggregate_version,
         )
     )
+
+
+def event_write(event: Event) -> Event:
+    """Write one event built with `event_new` (its prepared INSERT)."""
+    EVENT_INSERTER.insert(event)
     events_appended([event])
     return event
 

@@ -151,43 +151,8 @@ def test_row_inserter_writes_the_row_create_writes(model, slot):
     )
 
 
-def test_row_inserter_of_bookings_writes_what_create_writes(slot):
-    from django.db import transaction
-
-    def make(reference: str) -> Booking:
-        hold = Reservation.objects.create(
-            slot=slot,
-            user_id="owner-1",
-            pet_id="pet-1",
-            pet_name="Rex",
-            expires_at=timezone.now() + dt.timedelta(minutes=10),
-        )
-        return Booking(
-            reference=reference,
-            slot=slot,
-            reservation=hold,
-            clinic_id=slot.clinic_id,
-            service_id=slot.service_id,
-            user_id="owner-1",
-            pet_id="pet-1",
-            status="confirmed",
-            amount=Decimal("40.00"),
-            currency="EUR",
-            event_version=2,
-        )
-
-    with transaction.atomic():
-        ours = db.RowInserter(Booking).insert(make("PP-AAAAAA"))
-        theirs = make("PP-BBBBBB")
-        theirs.save(force_insert=True)
-    _written_alike(
-        ours, theirs, skip={"id", "reference", "reservation_id", "created_at", "updated_at"}
-    )
-
-
-def test_row_inserter_of_booking_history_writes_what_create_writes(slot):
-    from django.db import transaction
-
+def _booking_of_a_new_hold(slot, reference: str) -> Booking:
+    """A booking not yet written, of a hold written for it."""
     hold = Reservation.objects.create(
         slot=slot,
         user_id="owner-1",
@@ -195,8 +160,8 @@ def test_row_inserter_of_booking_history_writes_what_create_writes(slot):
         pet_name="Rex",
         expires_at=timezone.now() + dt.timedelta(minutes=10),
     )
-    booking = Booking.objects.create(
-        reference="PP-CCCCCC",
+    return Booking(
+        reference=reference,
         slot=slot,
         reservation=hold,
         clinic_id=slot.clinic_id,
@@ -206,7 +171,27 @@ def test_row_inserter_of_booking_history_writes_what_create_writes(slot):
         status="confirmed",
         amount=Decimal("40.00"),
         currency="EUR",
+        event_version=2,
     )
+
+
+def test_row_inserter_of_bookings_writes_what_create_writes(slot):
+    from django.db import transaction
+
+    with transaction.atomic():
+        ours = db.RowInserter(Booking).insert(_booking_of_a_new_hold(slot, "PP-AAAAAA"))
+        theirs = _booking_of_a_new_hold(slot, "PP-BBBBBB")
+        theirs.save(force_insert=True)
+    _written_alike(
+        ours, theirs, skip={"id", "reference", "reservation_id", "created_at", "updated_at"}
+    )
+
+
+def test_row_inserter_of_booking_history_writes_what_create_writes(slot):
+    from django.db import transaction
+
+    booking = _booking_of_a_new_hold(slot, "PP-CCCCCC")
+    booking.save(force_insert=True)
 
     def make() -> BookingHistory:
         return BookingHistory(
