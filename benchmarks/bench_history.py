@@ -23,7 +23,7 @@ from kombu import Connection, Exchange, Queue
 
 from .history import Event, Violations, check, history_factory
 from .load import Load, Record
-from .topology import AMQP_URL, VHOST, Options, Topology, _pg, machine_load_line, rabbitmqctl
+from .topology import Options, Topology, _pg, machine_load_line, rabbitmqctl
 
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "180"))
 OPERATIONS = int(os.environ.get("HISTORY_OPERATIONS", "60000"))
@@ -186,7 +186,7 @@ def run_history(
     )
     options.extra_env.setdefault("RESERVATION_TTL_SECONDS", str(HOLD_TTL_SECONDS))
     with Topology(options) as stack:
-        amqp_url = stack.env.get("EVENT_BROKER_URL", AMQP_URL)
+        amqp_url = stack.env["EVENT_BROKER_URL"]
         audit_queue_declare(amqp_url, stack.env.get("EVENT_EXCHANGE", "petpro.booking"))
         load = Load(
             stack.ports.web,
@@ -211,7 +211,7 @@ def run_history(
         time.sleep(1.0)  # the last confirms' messages routed to the audit queue
         events, capacity, bookings = collect(stack)
         queued = audit_queue_ids(amqp_url)
-        analytics = queue_depth("booking.events.analytics")
+        analytics = queue_depth("booking.events.analytics", vhost=stack.vhost)
     violations = check(ops, events, capacity, bookings, queued)
     if analytics is not None and analytics < len(events):
         violations.messages.append(
@@ -231,9 +231,9 @@ def run_history(
     return result
 
 
-def queue_depth(name: str) -> int | None:
-    """Messages ready in one queue of our vhost (None when it does not exist)."""
-    listing = rabbitmqctl("list_queues", "-p", VHOST, "name", "messages", "--no-table-headers")
+def queue_depth(name: str, *, vhost: str) -> int | None:
+    """Messages ready in one queue of the stack's vhost (None when it does not exist)."""
+    listing = rabbitmqctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
     for line in listing.strip().splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] == name:

@@ -40,7 +40,10 @@ PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL") or os.environ.get(
     "EVENT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/wt-bench"
 )
-VHOST = urllib.parse.unquote(urllib.parse.urlsplit(AMQP_URL).path.lstrip("/")) or "/"
+
+
+def vhost_of(amqp_url: str) -> str:
+    return urllib.parse.unquote(urllib.parse.urlsplit(amqp_url).path.lstrip("/")) or "/"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class Options:
     baseline: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: Ports = field(default_factory=Ports)
+    # Event and Celery broker; the vhost is purged and blocked by the faults: a stack that
+    # may run next to another (a test while a developer's bench stack is up) takes its own.
+    amqp_url: str = AMQP_URL
 
 
 SEED = """
@@ -216,10 +222,10 @@ def rabbitmqctl(*args: str) -> str:
     ).stdout
 
 
-def _vhost_unlimited() -> None:
+def _vhost_unlimited(vhost: str) -> None:
     """No connection limit on our vhost (clearing a limit that is not set is an error)."""
-    rabbitmqctl("set_vhost_limits", "-p", VHOST, '{"max-connections": -1}')
-    rabbitmqctl("clear_vhost_limits", "-p", VHOST)
+    rabbitmqctl("set_vhost_limits", "-p", vhost, '{"max-connections": -1}')
+    rabbitmqctl("clear_vhost_limits", "-p", vhost)
 
 
 def _children(pid: int) -> list[int]:
@@ -249,6 +255,7 @@ class Topology:
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
         self.ports = self.options.ports
+        self.vhost = vhost_of(self.options.amqp_url)
         self.run_dir = Path(tempfile.mkdtemp(prefix="petpro-bench-"))
         self.processes: dict[str, subprocess.Popen] = {}
         self.seed: dict = {}
@@ -277,8 +284,8 @@ class Topology:
             LOG_LEVEL="INFO",
             DATABASE_URL=f"{PG_BASE}/{self.options.database}",
             REDIS_URL=f"redis://127.0.0.1:{ports.redis}/0",
-            CELERY_BROKER_URL=AMQP_URL,
-            EVENT_BROKER_URL=AMQP_URL,
+            CELERY_BROKER_URL=self.options.amqp_url,
+            EVENT_BROKER_URL=self.options.amqp_url,
             USER_SERVICE_URL=f"http://127.0.0.1:{ports.user}",
             CLINIC_SERVICE_URL=f"http://127.0.0.1:{ports.clinic}",
             PAYMENT_SERVICE_URL=f"http://127.0.0.1:{ports.payment}",
@@ -583,27 +590,28 @@ class Topology:
 
     def broker_reset(self) -> None:
         """An empty vhost: no connection limit, the Celery and event queues purged."""
-        if VHOST == "/":
+        vhost = self.vhost
+        if vhost == "/":
             raise RuntimeError(
                 "the benchmark purges and blocks its RabbitMQ vhost: give it one of its own "
                 "(BENCH_AMQP_URL or EVENT_BROKER_URL with a vhost other than /)"
             )
-        if VHOST not in rabbitmqctl("list_vhosts", "--no-table-headers").split():
+        if vhost not in rabbitmqctl("list_vhosts", "--no-table-headers").split():
             # A fresh machine (CI): the vhost and the URL's user's rights on it.
-            user = urllib.parse.urlsplit(AMQP_URL).username or "guest"
-            rabbitmqctl("add_vhost", VHOST)
-            rabbitmqctl("set_permissions", "-p", VHOST, user, ".*", ".*", ".*")
-        _vhost_unlimited()
-        for line in rabbitmqctl("list_queues", "-p", VHOST, "name", "--no-table-headers").split():
+            user = urllib.parse.urlsplit(self.options.amqp_url).username or "guest"
+            rabbitmqctl("add_vhost", vhost)
+            rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        _vhost_unlimited(vhost)
+        for line in rabbitmqctl("list_queues", "-p", vhost, "name", "--no-table-headers").split():
             with contextlib.suppress(subprocess.CalledProcessError):
-                rabbitmqctl("purge_queue", "-p", VHOST, line.strip())
+                rabbitmqctl("purge_queue", "-p", vhost, line.strip())
 
     def broker_outage_start(self, *, real: bool = False) -> None:
         if real:
             rabbitmqctl("stop_app")
         else:
-            rabbitmqctl("set_vhost_limits", "-p", VHOST, '{"max-connections": 0}')
-            rabbitmqctl("close_all_connections", "--vhost", VHOST, "bench broker outage")
+            rabbitmqctl("set_vhost_limits", "-p", self.vhost, '{"max-connections": 0}')
+            rabbitmqctl("close_all_connections", "--vhost", self.vhost, "bench broker outage")
         self.broker_down = "node" if real else "vhost"
 
     def broker_restore(self) -> None:
@@ -611,7 +619,7 @@ class Topology:
             rabbitmqctl("start_app")
             rabbitmqctl("await_startup")
         else:
-            _vhost_unlimited()
+            _vhost_unlimited(self.vhost)
         self.broker_down = None
 
     # --- faults ------------------------------------------------------------------------
