@@ -12,10 +12,11 @@ import datetime as dt
 import secrets
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from petpro_booking.core import metrics
@@ -43,9 +44,7 @@ from .history import (
     BookingEvent,
     booking_change_record,
     booking_events_new,
-    booking_events_write,
     booking_history_new,
-    booking_history_write,
     booking_transition,
     transition_allowed,
 )
@@ -127,29 +126,6 @@ def _check_change_rights(*, booking: Booking, actor: Principal, reason: str) -> 
 # --- confirm a hold into a booking -----------------------------------------------------------
 
 
-def _booking_insert(
-    *,
-    reservation: Reservation,
-    slot: Slot,
-    status: str,
-    event_version: int,
-    group_id: uuid.UUID | None = None,
-) -> Booking:
-    """Insert the booking under a fresh reference; on the rare clash the whole slot write runs
-    again with another draw (RetryTransaction: no savepoint and its two round trips on every
-    confirm). `event_version`: how many events the caller appends for its creation. A new
-    booking has no payment yet (`payment_status` "none" without a query)."""
-    booking = _booking_new(
-        reservation=reservation,
-        slot=slot,
-        status=status,
-        event_version=event_version,
-        group_id=group_id,
-    )
-    with _reference_clash_retried():
-        return _BOOKING_INSERT.insert(booking)
-
-
 def _booking_new(
     *,
     reservation: Reservation,
@@ -158,7 +134,10 @@ def _booking_new(
     event_version: int,
     group_id: uuid.UUID | None = None,
 ) -> Booking:
-    """A booking of `reservation`, not yet written, under a fresh reference."""
+    """A booking of `reservation`, not yet written, under a fresh reference (a clash runs the
+    whole slot write again: `_reference_clash_retried`). `event_version`: how many events the
+    caller appends for its creation. A new booking has no payment yet (`payment_status` "none"
+    without a query)."""
     booking = Booking(
         reference=booking_reference_new(),
         slot=slot,
@@ -179,7 +158,8 @@ def _booking_new(
 
 @contextlib.contextmanager
 def _reference_clash_retried() -> Iterator[None]:
-    """A booking INSERT whose reference is taken runs the whole slot write again."""
+    """A booking INSERT whose reference is taken runs the whole slot write again with another
+    draw (RetryTransaction: no savepoint and its two round trips on every confirm)."""
     try:
         yield
     except IntegrityError as exc:
@@ -215,25 +195,10 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
             if slot.service.requires_payment
             else BookingStatus.CONFIRMED
         )
-        # Two statements after the hold's fenced UPDATE: the unit converted with the booking
-        # and its history row in one, then the hold's and the booking's events in one INSERT,
-        # in their order (the relay publishes by id).
         appended: list[Event] = []
         reservation = _mark_confirmed(reservation=seen, slot=slot, actor=actor, events=appended)
-        events = [BookingEvent("BookingCreated", "")]
-        if status == BookingStatus.CONFIRMED:
-            events.append(BookingEvent("BookingConfirmed", ""))
-        booking = _booking_new(
-            reservation=reservation, slot=slot, status=status, event_version=len(events)
-        )
-        booking.slot, booking.reservation = slot, reservation
-        history = booking_history_new(booking=booking, from_status="", actor=actor, reason="")
-        with _reference_clash_retried():
-            slot_convert_hold(
-                slot_id=slot.id, rows=[(_BOOKING_INSERT, booking), (_HISTORY_INSERT, history)]
-            )
-        events_insert(
-            appended + booking_events_new(booking=booking, actor=actor, events=events, after=0)
+        (booking,) = _bookings_of_holds(
+            slot=slot, reservations=[reservation], status=status, actor=actor, appended=appended
         )
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc())
         return booking
@@ -243,6 +208,45 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
         if seen.status == ReservationStatus.HELD:  # else the write says why (e.g. confirmed)
             booking_limits_check(reservation=seen)
         return slot_write(seen.slot, name="booking_confirm", decide=decide)
+
+
+def _bookings_of_holds(
+    *,
+    slot: Slot,
+    reservations: list[Reservation],
+    status: str,
+    actor: Principal,
+    appended: list[Event],
+    group_id: uuid.UUID | None = None,
+) -> list[Booking]:
+    """The bookings of holds just confirmed (`reservations`, their events in `appended`), in two
+    statements whatever their number: the held units converted with the bookings and their
+    history rows in one, then every event in one INSERT, the holds' first and each booking's in
+    its order (the relay publishes by id; the INSERTs of the gated statement run in no set
+    order, so the events are not among them)."""
+    events = [BookingEvent("BookingCreated", "")]
+    if status == BookingStatus.CONFIRMED:
+        events.append(BookingEvent("BookingConfirmed", ""))
+    bookings: list[Booking] = []
+    rows: list[tuple[RowInserter[Any], Model]] = []
+    for reservation in reservations:
+        booking = _booking_new(
+            reservation=reservation,
+            slot=slot,
+            status=status,
+            event_version=len(events),
+            group_id=group_id,
+        )
+        booking.slot, booking.reservation = slot, reservation
+        bookings.append(booking)
+        history = booking_history_new(booking=booking, from_status="", actor=actor, reason="")
+        rows += [(_BOOKING_INSERT, booking), (_HISTORY_INSERT, history)]
+    with _reference_clash_retried():
+        slot_convert_hold(slot_id=slot.id, count=len(bookings), rows=rows)
+    for booking in bookings:
+        appended += booking_events_new(booking=booking, actor=actor, events=events, after=0)
+    events_insert(appended)
+    return bookings
 
 
 def _mark_confirmed(
@@ -288,30 +292,26 @@ def _booking_confirm_group(*, actor: Principal, seen: Reservation) -> Booking:
         )
         # The named hold first: already confirmed (or released) says so before anything else.
         named = next(member for member in members if member.id == seen.id)
-        confirmed = {seen.id: _mark_confirmed(reservation=named, slot=slot, actor=actor)}
+        appended: list[Event] = []
+        confirmed = {
+            seen.id: _mark_confirmed(reservation=named, slot=slot, actor=actor, events=appended)
+        }
         for member in members:
             if member.id != seen.id:
-                confirmed[member.id] = _mark_confirmed(reservation=member, slot=slot, actor=actor)
-        slot_convert_hold(slot_id=slot.id, count=len(confirmed))
-        events = [BookingEvent("BookingCreated", "")]
-        if status == BookingStatus.CONFIRMED:
-            events.append(BookingEvent("BookingConfirmed", ""))
-        bookings = {}
-        for reservation in (confirmed[member.id] for member in members):  # in the pets' order
-            booking = _booking_insert(
-                reservation=reservation,
-                slot=slot,
-                status=status,
-                event_version=len(events),
-                group_id=seen.group_id,
-            )
-            booking.slot, booking.reservation = slot, reservation
-            booking_history_write(booking=booking, from_status="", actor=actor, reason="")
-            booking_events_write(booking=booking, actor=actor, events=events, after=0)
-            bookings[reservation.id] = booking
+                confirmed[member.id] = _mark_confirmed(
+                    reservation=member, slot=slot, actor=actor, events=appended
+                )
+        bookings = _bookings_of_holds(
+            slot=slot,
+            reservations=[confirmed[member.id] for member in members],  # in the pets' order
+            status=status,
+            actor=actor,
+            appended=appended,
+            group_id=seen.group_id,
+        )
         count = len(bookings)
         transaction.on_commit(lambda: metrics.BOOKINGS.labels(change="created").inc(count))
-        return bookings[seen.id]
+        return next(booking for booking in bookings if booking.reservation_id == seen.id)
 
     held = list(
         Reservation.objects.select_related("slot__clinic", "slot__service").filter(
