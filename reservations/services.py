@@ -28,8 +28,8 @@ from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.models import Event
 from petpro_booking.events.services import (
     EVENT_INSERTER,
-    event_append,
     event_new,
+    event_write,
     events_append,
     events_appended,
 )
@@ -64,14 +64,7 @@ def _append(reservation: Reservation, *, slot: Slot, event_type: str, actor: Pri
     """One event per change of a hold, and every change bumps its version: the event's
     aggregate version is the hold's new version (Created 1, then one of Released, Expired,
     Confirmed 2)."""
-    event_append(
-        aggregate_type=RESERVATION_AGGREGATE,
-        aggregate_id=reservation.id,
-        event_type=event_type,
-        data=reservation_event_data(reservation, slot=slot),
-        actor=actor,
-        aggregate_version=reservation.version,
-    )
+    event_write(_event(reservation, slot=slot, event_type=event_type, actor=actor))
 
 
 def _event(reservation: Reservation, *, slot: Slot, event_type: str, actor: Principal) -> Event:
