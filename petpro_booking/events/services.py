@@ -137,19 +137,19 @@ def events_append(
         versions = [(last.get(key) or 0) + 1 for key in keys]
     metadata = current_context()
     metadata["actor"] = (actor or SYSTEM).actor
-    events = Event.objects.bulk_create(
-        Event(
-            aggregate_type=aggregate_type,
-            aggregate_id=key,
-            aggregate_version=version,
-            event_type=event_type,
-            payload=data,
-            metadata=metadata,
-        )
-        for key, (_, data), version in zip(keys, items, versions, strict=True)
+    return events_insert(
+        [
+            Event(
+                aggregate_type=aggregate_type,
+                aggregate_id=key,
+                aggregate_version=version,
+                event_type=event_type,
+                payload=data,
+                metadata=metadata,
+            )
+            for key, (_, data), version in zip(keys, items, versions, strict=True)
+        ]
     )
-    events_appended(events)
-    return events
 
 
 def events_insert(events: list[Event]) -> list[Event]:
