@@ -18,7 +18,7 @@ from petpro_booking.core.db import RowInserter, insert_when, prepared_cursor
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
-from petpro_booking.events.services import event_append
+from petpro_booking.events.services import event_append, events_append
 
 from .clinic_sync import clinic_service_ensure_synced
 from .errors import CapacityConflict, NotClinicStaff
@@ -109,7 +109,7 @@ def slot_create(
                 end_at=end_at,
                 capacity=capacity,
             )
-            _slot_created(slot, actor=actor)
+            _slots_created([slot], actor=actor)
             invalidate_slot_search(clinic_id=clinic_id)
     except IntegrityError:
         raise ValidationFailed(
@@ -119,12 +119,14 @@ def slot_create(
     return slot
 
 
-def _slot_created(slot: Slot, *, actor: Principal) -> None:
-    event_append(
+def _slots_created(slots: list[Slot], *, actor: Principal) -> None:
+    """One `SlotCreated` per new slot, all in one INSERT: a new slot's first event is its
+    version 1, so no version is read (a schedule of 1,440 slots wrote 2,880 statements)."""
+    events_append(
         aggregate_type=SLOT_AGGREGATE,
-        aggregate_id=slot.id,
         event_type="SlotCreated",
-        data=slot_event_data(slot),
+        items=[(slot.id, slot_event_data(slot)) for slot in slots],
+        versions=[1] * len(slots),
         actor=actor,
     )
 
@@ -286,9 +288,8 @@ def slot_generate(
         # A concurrent generator may insert the same start first: skip, don't fail.
         Slot.objects.bulk_create(new_slots, ignore_conflicts=True, batch_size=500)
         created = list(Slot.objects.filter(id__in=[s.id for s in new_slots]))
-        for slot in created:
-            _slot_created(slot, actor=actor)
         if created:
+            _slots_created(created, actor=actor)
             invalidate_slot_search(clinic_id=clinic_id)
     return len(created)
 

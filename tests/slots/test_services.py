@@ -6,6 +6,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from petpro_booking.core.errors import ValidationFailed, VersionConflict
 from petpro_booking.core.principal import SYSTEM, Principal
@@ -51,6 +53,37 @@ def test_generate_cuts_windows_into_service_durations(berlin_service):
     ]
     assert all(s.end_at - s.start_at == dt.timedelta(minutes=30) for s in Slot.objects.all())
     assert Event.objects.filter(event_type="SlotCreated").count() == 4
+
+
+def test_generate_writes_its_events_in_statements_that_do_not_grow_with_the_slots(
+    berlin_service,
+):
+    """A schedule's SlotCreated events go in one INSERT, with version 1 and no version read:
+    a week and a fortnight of slots take the same number of statements."""
+
+    def statements(date_from: dt.date, date_to: dt.date) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            slot_generate(
+                actor=STAFF,
+                clinic_id="c1",
+                service_id="s1",
+                date_from=date_from,
+                date_to=date_to,
+                weekly=[morning(day) for day in range(1, 8)],
+            )
+        return len(queries)
+
+    week = statements(dt.date(2027, 1, 4), dt.date(2027, 1, 10))  # 14 slots
+    fortnight = statements(dt.date(2027, 1, 11), dt.date(2027, 1, 24))  # 28 slots
+    assert fortnight == week
+    events = Event.objects.filter(event_type="SlotCreated")
+    assert events.count() == Slot.objects.count() == 42
+    assert {e.aggregate_id for e in events} == {str(s.id) for s in Slot.objects.all()}
+    assert set(events.values_list("aggregate_version", flat=True)) == {1}
+    first = events.order_by("id").first()
+    assert first.metadata["actor"] == {"type": "staff", "id": "staff-1"}
+    slot = Slot.objects.get(id=first.aggregate_id)
+    assert first.payload["start_at"] == slot.start_at.isoformat()
 
 
 def test_generate_keeps_local_time_across_dst_changes(berlin_service):
