@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus
@@ -291,6 +291,28 @@ def waitlist_unit_freed(slot_id: uuid.UUID) -> None:
 # --- the sweep (celery beat) -----------------------------------------------------------------
 
 
+def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
+    """The future slots whose slot write has work to do: an offer whose hold ended (confirmed,
+    expired or released: the entry is settled), or a free unit with someone waiting (an owner
+    passed over while holding another offer, whose offer has ended since). Read in one
+    statement, so a full slot with a line costs the sweep nothing: no lock taken every minute
+    on the slots owners queue for (a unit that frees reaches the line in its own transaction,
+    `waitlist_unit_freed`; the slot write checks everything again under the lock)."""
+    return (
+        WaitlistEntry.objects.filter(slot__start_at__gt=now)
+        .filter(
+            Q(status=EntryStatus.OFFERED, reservation__status__in=list(OFFER_SETTLED))
+            | Q(
+                status=EntryStatus.WAITING,
+                slot__status=SlotStatus.OPEN,
+                slot__held_count__lt=F("slot__capacity") - F("slot__booked_count"),
+            )
+        )
+        .values_list("slot_id", flat=True)
+        .distinct()
+    )
+
+
 def waitlist_sweep() -> dict[str, int]:
     """Every minute: entries of slots that started end; offers whose hold was confirmed are
     marked booked; a slot with free units and a line (an owner passed over while holding
@@ -307,12 +329,9 @@ def waitlist_sweep() -> dict[str, int]:
             entry_id=entry_id, to_status=EntryStatus.ENDED, actor=SYSTEM, reason="slot_started"
         )
         counts["ended"] += ended.status == EntryStatus.ENDED
-    slot_ids = (
-        WaitlistEntry.objects.filter(status__in=LIVE_STATUSES, slot__start_at__gt=now)
-        .values_list("slot_id", flat=True)
-        .distinct()
-    )
-    for slot in Slot.objects.select_related("clinic", "service").filter(id__in=list(slot_ids)):
+    for slot in Slot.objects.select_related("clinic", "service").filter(
+        id__in=list(_slots_due(now))
+    ):
         counts["offered"] += slot_write(
             slot, name="waitlist_sweep", decide=waitlist_offer_free_units
         )

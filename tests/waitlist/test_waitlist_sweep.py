@@ -1,0 +1,78 @@
+"""The minute sweep of the waiting list: it settles offers whose hold ended, offers a unit an
+owner was passed over for, and leaves full slots with a line alone (no slot write for them)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from waitlist.models import EntryStatus, WaitlistEntry
+from waitlist.services import waitlist_sweep
+
+from ..factories import SlotFactory
+from .conftest import hold, join
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def status_of(entry: dict) -> str:
+    return WaitlistEntry.objects.get(id=entry["id"]).status
+
+
+def test_the_sweep_settles_a_confirmed_offer(owners, slot):
+    held = hold(owners[1], slot, "pet-1").json()
+    entry = join(owners[2], slot, "pet-2").json()
+    owners[1].delete(f"/api/v1/reservations/{held['id']}")
+    offer = WaitlistEntry.objects.get(id=entry["id"]).reservation_id
+    assert owners[2].post(f"/api/v1/reservations/{offer}/confirm").status_code == 201
+    assert status_of(entry) == EntryStatus.OFFERED  # the confirm leaves the entry to the sweep
+    assert waitlist_sweep() == {"ended": 0, "offered": 0}
+    assert status_of(entry) == EntryStatus.BOOKED
+
+
+def test_the_sweep_offers_a_unit_an_owner_was_passed_over_for(owners, clinic_service):
+    first_slot, second_slot = SlotFactory(service=clinic_service), SlotFactory(
+        service=clinic_service
+    )
+    holds = [hold(owners[1], s, "pet-1").json() for s in (first_slot, second_slot)]
+    on_first = join(owners[2], first_slot, "pet-2").json()
+    on_second = join(owners[2], second_slot, "pet-2").json()
+    for held in holds:
+        owners[1].delete(f"/api/v1/reservations/{held['id']}")
+    assert status_of(on_first) == EntryStatus.OFFERED
+    assert status_of(on_second) == EntryStatus.WAITING  # passed over: one live offer per owner
+    # Declining the first offer frees the first slot's unit (nobody else waits for it); the
+    # second slot's free unit waits for the sweep.
+    assert owners[2].delete(f"/api/v1/waitlist/{on_first['id']}").status_code == 204
+    assert status_of(on_second) == EntryStatus.WAITING
+    assert waitlist_sweep() == {"ended": 0, "offered": 1}
+    assert status_of(on_second) == EntryStatus.OFFERED
+    assert waitlist_sweep() == {"ended": 0, "offered": 0}
+
+
+def test_full_slots_with_a_line_cost_the_sweep_the_same_statements_however_many(
+    owners, clinic_service
+):
+    def full_slot_with_a_line() -> None:
+        slot = SlotFactory(service=clinic_service)
+        assert hold(owners[1], slot, "pet-1").status_code == 201
+        assert join(owners[2], slot, "pet-2").status_code == 201
+        assert join(owners[3], slot, "pet-3").status_code == 201
+
+    def sweep_statements() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert waitlist_sweep() == {"ended": 0, "offered": 0}
+        return len(queries)
+
+    full_slot_with_a_line()
+    one = sweep_statements()
+    for _ in range(3):
+        full_slot_with_a_line()
+    # A live offer (its hold still held) is nothing to settle either.
+    offered = SlotFactory(service=clinic_service)
+    held = hold(owners[4], offered, "pet-4").json()
+    entry = join(owners[5], offered, "pet-5").json()
+    owners[4].delete(f"/api/v1/reservations/{held['id']}")
+    assert status_of(entry) == EntryStatus.OFFERED
+    assert sweep_statements() == one
