@@ -78,21 +78,25 @@ class SlotRef(NamedTuple):
     service_id: str
 
 
-UnitFreedHook = Callable[[uuid.UUID], None]
+UnitFreedHook = Callable[[list[uuid.UUID]], None]
 _unit_freed_hooks: list[UnitFreedHook] = []
 
 
 def on_unit_freed(hook: UnitFreedHook) -> None:
-    """Register `hook(slot_id)`, called in the transaction that gave a unit of the slot back
-    (the slot row locked by that transaction). Registering twice is a no-op."""
+    """Register `hook(slot_ids)`, called in the transaction that gave units of those slots back
+    (their rows locked by that transaction; one slot, or the expiry job's batch in lock order).
+    Registering twice is a no-op."""
     if hook not in _unit_freed_hooks:
         _unit_freed_hooks.append(hook)
 
 
-def units_freed(slot_id: uuid.UUID | str) -> None:
-    """Tell the registered hooks that the slot has a unit back (called by slots.services)."""
+def units_freed(*slot_ids: uuid.UUID | str) -> None:
+    """Tell the registered hooks that these slots have units back (called by slots.services)."""
+    if not slot_ids:
+        return
+    freed = [uuid.UUID(str(slot_id)) for slot_id in slot_ids]
     for hook in _unit_freed_hooks:
-        hook(uuid.UUID(str(slot_id)))
+        hook(freed)
 
 
 def slot_lock_key(*, clinic_id: str, service_id: str, slot_id: object) -> str:

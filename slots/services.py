@@ -486,8 +486,7 @@ def slot_return_holds(*, held_by_slot: dict[uuid.UUID, int], clinic_ids: set[str
         )
     for clinic_id in clinic_ids:
         invalidate_slot_search(clinic_id=clinic_id)
-    for slot_id in sorted(held_by_slot):
-        units_freed(slot_id)
+    units_freed(*sorted(held_by_slot))
 
 
 def slot_convert_hold(

@@ -12,9 +12,9 @@ class WaitlistConfig(AppConfig):
         from slots.locking import on_unit_freed
 
         from .personal_data import waitlist_erase, waitlist_export, waitlist_release
-        from .services import waitlist_unit_freed
+        from .services import waitlist_units_freed
 
-        on_unit_freed(waitlist_unit_freed)
+        on_unit_freed(waitlist_units_freed)
         on_person_data(
             PersonDataPart(export=waitlist_export, release=waitlist_release, erase=waitlist_erase)
         )

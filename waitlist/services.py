@@ -3,7 +3,7 @@
 Joining, leaving and every offer run inside the slot-write gateway (`slots.locking`): under
 the slot's lock, so a line and its offers change in one order. A unit given back to a slot
 (a released or expired hold, a cancel, a reschedule away, more capacity) calls
-`waitlist_unit_freed` in that same transaction (registered in apps.py): the first owner in
+`waitlist_units_freed` in that same transaction (registered in apps.py): the first owner in
 line whose pet still fits gets a real hold on it at once, so nobody outside the line can take
 the unit in between.
 
@@ -275,17 +275,25 @@ def waitlist_offer_free_units(slot: Slot) -> int:
     return made
 
 
-def waitlist_unit_freed(slot_id: uuid.UUID) -> None:
-    """The hook (slots.locking.on_unit_freed): a unit of `slot_id` came back in the current
-    transaction. Costs one indexed read when nobody waits."""
-    if not WaitlistEntry.objects.filter(slot_id=slot_id, status__in=LIVE_STATUSES).exists():
-        return
-    slot = (
-        Slot.objects.select_for_update(of=("self",))
-        .select_related("clinic", "service")
-        .get(id=slot_id)
+def waitlist_units_freed(slot_ids: list[uuid.UUID]) -> None:
+    """The hook (slots.locking.on_unit_freed): units of these slots came back in the current
+    transaction, which has their rows locked (the expiry job gives back a batch of slots at
+    once). One indexed read finds the slots with a line, whatever their number; each of those
+    offers its free units, in the order given (the lock order)."""
+    lined_up = set(
+        WaitlistEntry.objects.filter(slot_id__in=slot_ids, status__in=LIVE_STATUSES)
+        .values_list("slot_id", flat=True)
+        .distinct()
     )
-    waitlist_offer_free_units(slot)
+    for slot_id in slot_ids:
+        if slot_id not in lined_up:
+            continue
+        slot = (
+            Slot.objects.select_for_update(of=("self",))
+            .select_related("clinic", "service")
+            .get(id=slot_id)
+        )
+        waitlist_offer_free_units(slot)
 
 
 # --- the sweep (celery beat) -----------------------------------------------------------------
@@ -297,7 +305,7 @@ def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
     passed over while holding another offer, whose offer has ended since). Read in one
     statement, so a full slot with a line costs the sweep nothing: no lock taken every minute
     on the slots owners queue for (a unit that frees reaches the line in its own transaction,
-    `waitlist_unit_freed`; the slot write checks everything again under the lock)."""
+    `waitlist_units_freed`; the slot write checks everything again under the lock)."""
     return (
         WaitlistEntry.objects.filter(slot__start_at__gt=now)
         .filter(

@@ -1,12 +1,19 @@
 """The minute sweep of the waiting list: it settles offers whose hold ended, offers a unit an
-owner was passed over for, and leaves full slots with a line alone (no slot write for them)."""
+owner was passed over for, and leaves full slots with a line alone (no slot write for them);
+and the expiry job's batch, which asks the waiting list once for all its slots."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from reservations.models import Reservation, ReservationStatus
+from reservations.services import reservation_expire_due
+from slots.models import Slot
 from waitlist.models import EntryStatus, WaitlistEntry
 from waitlist.services import waitlist_sweep
 
@@ -32,8 +39,9 @@ def test_the_sweep_settles_a_confirmed_offer(owners, slot):
 
 
 def test_the_sweep_offers_a_unit_an_owner_was_passed_over_for(owners, clinic_service):
-    first_slot, second_slot = SlotFactory(service=clinic_service), SlotFactory(
-        service=clinic_service
+    first_slot, second_slot = (
+        SlotFactory(service=clinic_service),
+        SlotFactory(service=clinic_service),
     )
     holds = [hold(owners[1], s, "pet-1").json() for s in (first_slot, second_slot)]
     on_first = join(owners[2], first_slot, "pet-2").json()
@@ -76,3 +84,39 @@ def test_full_slots_with_a_line_cost_the_sweep_the_same_statements_however_many(
     owners[4].delete(f"/api/v1/reservations/{held['id']}")
     assert status_of(entry) == EntryStatus.OFFERED
     assert sweep_statements() == one
+
+
+def _expire_all_holds() -> int:
+    Reservation.objects.filter(status=ReservationStatus.HELD).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    return reservation_expire_due()
+
+
+def test_the_expiry_job_asks_the_waiting_list_once_per_batch(owners, clinic_service):
+    """Holds expiring on many slots cost the waiting list one read, not one per slot."""
+
+    def expiry_statements(slots: int) -> int:
+        for _ in range(slots):
+            assert hold(owners[1], SlotFactory(service=clinic_service), "pet-1").status_code == 201
+        with CaptureQueriesContext(connection) as queries:
+            assert _expire_all_holds() == slots
+        return len(queries)
+
+    assert expiry_statements(1) == expiry_statements(4)
+
+
+def test_one_expiry_batch_offers_the_units_of_every_slot_with_a_line(owners, clinic_service):
+    slots = [SlotFactory(service=clinic_service) for _ in range(3)]
+    for slot in slots:
+        assert hold(owners[1], slot, "pet-1").status_code == 201
+    first = join(owners[2], slots[0], "pet-2").json()
+    third = join(owners[3], slots[2], "pet-3").json()
+    assert _expire_all_holds() == 3
+    assert (status_of(first), status_of(third)) == (EntryStatus.OFFERED, EntryStatus.OFFERED)
+    offered = {
+        WaitlistEntry.objects.get(id=entry["id"]).reservation.slot_id for entry in (first, third)
+    }
+    assert offered == {slots[0].id, slots[2].id}
+    free = Slot.objects.get(id=slots[1].id)
+    assert (free.held_count, free.booked_count) == (0, 0)
