@@ -61,9 +61,13 @@ def booking_history_pseudonymise_closed(*, now: dt.datetime | None = None) -> in
             rows = list(_claim(to_do, settings.RETENTION_BATCH_SIZE).values_list("id", "actor_id"))
             if not rows:
                 return changed
+            # One UPDATE per person who acted in the batch, not one per row.
+            by_pseudonym: dict[str, list[int]] = {}
             for row_id, actor_id in rows:
                 pseudonym = actor_id if _is_pseudonym(actor_id) else owner_key(f"actor:{actor_id}")
-                BookingHistory.objects.filter(id=row_id).update(reason="", actor_id=pseudonym)
+                by_pseudonym.setdefault(pseudonym, []).append(row_id)
+            for pseudonym, row_ids in by_pseudonym.items():
+                BookingHistory.objects.filter(id__in=row_ids).update(reason="", actor_id=pseudonym)
             changed += len(rows)
 
 

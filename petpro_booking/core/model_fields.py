@@ -146,6 +146,9 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
             rows = cursor.fetchall()
             if not rows:
                 return rewritten
+            # The batch's UPDATEs, by the columns they set, each set sent with executemany
+            # (psycopg pipelines it: one round trip for the batch, not one per row).
+            updates: dict[str, list[list[Any]]] = {}
             for row in rows:
                 last = row[0]
                 tokens = dict(zip((f.name for f in encrypted), row[1:], strict=True))
@@ -158,8 +161,10 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
                 if not changes:  # nothing stored in this row's encrypted columns
                     continue
                 assignments = ", ".join(f"{quote(column_of[n])} = %s" for n in changes)
-                cursor.execute(
-                    f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
-                    [*changes.values(), row[0]],
-                )
+                updates.setdefault(assignments, []).append([*changes.values(), row[0]])
                 rewritten += 1
+            for assignments, params in updates.items():
+                cursor.executemany(
+                    f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
+                    params,
+                )

@@ -8,8 +8,10 @@ from cryptography.fernet import Fernet
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bookings.services import booking_cancel
+from integrations.models import LocalUser
 from petpro_booking.core import crypto
 
 from ..bookings.conftest import OWNER, SUPPORT, book_on
@@ -85,6 +87,26 @@ def test_reencrypt_moves_every_row_to_the_newest_key(settings, keys, personal_bo
     crypto.reset_keys()
     with pytest.raises(crypto.InvalidToken):
         personal_booking.reservation.refresh_from_db()
+
+
+def test_reencrypt_sends_a_batch_of_rows_in_one_executemany(settings, keys, personal_booking):
+    """Each batch's UPDATEs go as one executemany per set of columns (psycopg pipelines it),
+    not one statement and round trip per row."""
+    old, new = keys
+    for index in range(4):
+        LocalPetFactory(
+            owner__id=f"owner-x{index}", owner__email=f"x{index}@example.com", owner__phone="+4917"
+        )
+    settings.FIELD_ENCRYPTION_KEYS = [new, old]
+    crypto.reset_keys()
+    with CaptureQueriesContext(connection) as queries:
+        call_command("reencrypt_fields", verbosity=0)
+    users = [q["sql"] for q in queries if 'UPDATE "local_users"' in q["sql"]]
+    assert len(users) == 1
+    assert users[0].startswith("5 times: ")  # owner-1 and the four above, in one call
+    settings.FIELD_ENCRYPTION_KEYS = [new]
+    crypto.reset_keys()
+    assert LocalUser.objects.get(id="owner-x3").email == "x3@example.com"
 
 
 def test_admin_finds_a_booking_and_a_hold_by_the_pet_name(client, personal_booking):

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bookings.models import BookingHistory, ProcessedWebhook
@@ -196,3 +197,20 @@ def test_history_of_long_closed_bookings_is_pseudonymised(owner_pet, slot, secon
     assert {r.actor_id for r in rows} == {owner_key("actor:owner-1")}
     kept = BookingHistory.objects.filter(booking=recent).order_by("id").last()
     assert (kept.reason, kept.actor_id) == ("Rex is ill", "owner-1")
+
+
+def test_pseudonymising_writes_one_update_per_person_in_a_batch(owner_pet, slot, second_slot):  # noqa: F811
+    """Four history rows of one owner: one UPDATE, not four."""
+    bookings = [book_on(s) for s in (slot, second_slot)]
+    for booking in bookings:
+        booking_cancel(actor=OWNER, booking_id=booking.id, reason="moving away")
+    bookings[0].__class__.objects.filter(id__in=[b.id for b in bookings]).update(
+        updated_at=timezone.now() - dt.timedelta(days=4 * 365)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert booking_history_pseudonymise_closed() == 4
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "booking_history"')]
+    assert len(updates) == 1
+    rows = BookingHistory.objects.filter(booking__in=bookings)
+    assert set(rows.values_list("actor_id", flat=True)) == {owner_key("actor:owner-1")}
+    assert {row.reason for row in rows} == {""}
