@@ -31,7 +31,7 @@ from integrations.users import pet_get
 from petpro_booking.core.errors import NotFound, ValidationFailed
 from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import SYSTEM, Principal
-from petpro_booking.events.services import event_append
+from petpro_booking.events.services import event_append, events_append
 from reservations.errors import InvalidPet
 from reservations.limits import limit_refuse, limits_for
 from reservations.models import Reservation, ReservationStatus
@@ -299,6 +299,44 @@ def waitlist_units_freed(slot_ids: list[uuid.UUID]) -> None:
 # --- the sweep (celery beat) -----------------------------------------------------------------
 
 
+# Started slots whose lines the sweep ends per run (the rest next minute).
+STARTED_SLOTS_PER_SWEEP = 200
+
+
+def _end_started_line(slot: Slot) -> int:
+    """Inside the slot write of a slot that has started: its waiting entries end (`ended`,
+    reason `slot_started`) in one UPDATE, their WaitlistLeft events in one INSERT. Offered
+    entries keep their hold, which ends as any hold does. Returns how many ended."""
+    entries = list(
+        WaitlistEntry.objects.select_for_update(of=("self",))
+        .filter(slot_id=slot.id, status=EntryStatus.WAITING)
+        .order_by("id")
+    )
+    if not entries:
+        return 0
+    ended_at = timezone.now()
+    WaitlistEntry.objects.filter(id__in=[entry.id for entry in entries]).update(
+        status=EntryStatus.ENDED,
+        ended_at=ended_at,
+        end_reason="slot_started",
+        version=F("version") + 1,
+    )
+    for entry in entries:
+        entry.status, entry.ended_at, entry.end_reason = EntryStatus.ENDED, ended_at, "slot_started"
+        entry.version += 1
+    events_append(
+        aggregate_type=WAITLIST_AGGREGATE,
+        event_type="WaitlistLeft",
+        items=[
+            (entry.id, waitlist_event_data(entry, slot=slot, reason="slot_started"))
+            for entry in entries
+        ],
+        versions=[entry.version for entry in entries],
+        actor=SYSTEM,
+    )
+    return len(entries)
+
+
 def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
     """The future slots whose slot write has work to do: an offer whose hold ended (confirmed,
     expired or released: the entry is settled), or a free unit with someone waiting (an owner
@@ -322,21 +360,22 @@ def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
 
 
 def waitlist_sweep() -> dict[str, int]:
-    """Every minute: entries of slots that started end; offers whose hold was confirmed are
-    marked booked; a slot with free units and a line (an owner passed over while holding
-    another offer, whose offer has ended since) offers them. Safe to run twice."""
+    """Every minute: entries of slots that started end (one slot write per slot, whatever the
+    length of its line); offers whose hold was confirmed are marked booked; a slot with free
+    units and a line (an owner passed over while holding another offer, whose offer has ended
+    since) offers them. Safe to run twice."""
     now = timezone.now()
     counts = {"ended": 0, "offered": 0}
     started = (
         WaitlistEntry.objects.filter(status=EntryStatus.WAITING, slot__start_at__lte=now)
-        .values_list("id", flat=True)
-        .order_by("id")
+        .values_list("slot_id", flat=True)
+        .order_by("slot_id")
+        .distinct()
     )
-    for entry_id in list(started[:500]):
-        ended = waitlist_end(
-            entry_id=entry_id, to_status=EntryStatus.ENDED, actor=SYSTEM, reason="slot_started"
-        )
-        counts["ended"] += ended.status == EntryStatus.ENDED
+    for slot in Slot.objects.select_related("clinic", "service").filter(
+        id__in=list(started[:STARTED_SLOTS_PER_SWEEP])
+    ):
+        counts["ended"] += slot_write(slot, name="waitlist_sweep", decide=_end_started_line)
     for slot in Slot.objects.select_related("clinic", "service").filter(
         id__in=list(_slots_due(now))
     ):

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from petpro_booking.events.models import Event
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_expire_due
 from slots.models import Slot
@@ -120,3 +121,47 @@ def test_one_expiry_batch_offers_the_units_of_every_slot_with_a_line(owners, cli
     assert offered == {slots[0].id, slots[2].id}
     free = Slot.objects.get(id=slots[1].id)
     assert (free.held_count, free.booked_count) == (0, 0)
+
+
+def _started_slot_with_a_line(owners, clinic_service, waiting: list[int]) -> Slot:
+    slot = SlotFactory(service=clinic_service)
+    assert hold(owners[1], slot, "pet-1").status_code == 201
+    for index in waiting:
+        assert join(owners[index], slot, f"pet-{index}").status_code == 201
+    Slot.objects.filter(id=slot.id).update(start_at=timezone.now() - dt.timedelta(minutes=1))
+    return slot
+
+
+def test_the_lines_of_started_slots_end_in_one_slot_write_each(owners, clinic_service):
+    def sweep_statements(slot: Slot, ended: int) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert waitlist_sweep() == {"ended": ended, "offered": 0}
+        assert set(slot.waitlist_entries.values_list("status", flat=True)) == {EntryStatus.ENDED}
+        return len(queries)
+
+    short = _started_slot_with_a_line(owners, clinic_service, [2])
+    one = sweep_statements(short, 1)
+    long = _started_slot_with_a_line(owners, clinic_service, [2, 3, 4, 5])
+    assert sweep_statements(long, 4) == one
+    for entry in WaitlistEntry.objects.filter(slot=long):
+        assert (entry.end_reason, entry.version, entry.ended_at is not None) == (
+            "slot_started",
+            2,
+            True,
+        )
+        left = Event.objects.get(aggregate_id=str(entry.id), event_type="WaitlistLeft")
+        assert (left.aggregate_version, left.payload["reason"]) == (2, "slot_started")
+        assert left.payload["status"] == EntryStatus.ENDED
+
+
+def test_an_offer_on_a_started_slot_keeps_its_hold(owners, clinic_service):
+    slot = SlotFactory(service=clinic_service)
+    held = hold(owners[1], slot, "pet-1").json()
+    offered = join(owners[2], slot, "pet-2").json()
+    waiting = join(owners[3], slot, "pet-3").json()
+    owners[1].delete(f"/api/v1/reservations/{held['id']}")
+    Slot.objects.filter(id=slot.id).update(start_at=timezone.now() - dt.timedelta(minutes=1))
+    assert waitlist_sweep()["ended"] == 1
+    assert (status_of(offered), status_of(waiting)) == (EntryStatus.OFFERED, EntryStatus.ENDED)
+    hold_of_offer = WaitlistEntry.objects.get(id=offered["id"]).reservation
+    assert hold_of_offer.status == ReservationStatus.HELD
