@@ -283,6 +283,7 @@ def waitlist_units_freed(slot_ids: list[uuid.UUID]) -> None:
     lined_up = set(
         WaitlistEntry.objects.filter(slot_id__in=slot_ids, status__in=LIVE_STATUSES)
         .values_list("slot_id", flat=True)
+        .order_by()  # the model's ordering would make DISTINCT one row per entry
         .distinct()
     )
     for slot_id in slot_ids:
@@ -338,23 +339,26 @@ def _end_started_line(slot: Slot) -> int:
 
 
 def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
-    """The future slots whose slot write has work to do: an offer whose hold ended (confirmed,
-    expired or released: the entry is settled), or a free unit with someone waiting (an owner
-    passed over while holding another offer, whose offer has ended since). Read in one
-    statement, so a full slot with a line costs the sweep nothing: no lock taken every minute
-    on the slots owners queue for (a unit that frees reaches the line in its own transaction,
-    `waitlist_units_freed`; the slot write checks everything again under the lock)."""
+    """The slots whose slot write has work to do: an offer whose hold ended (confirmed, expired
+    or released: the entry is settled, also once the slot has started, so an offer confirmed
+    in its last minutes does not keep the owner's one live offer), or, before the start, a
+    free unit with someone waiting (an owner passed over while holding another offer, whose
+    offer has ended since). Read in one statement, so a full slot with a line costs the sweep
+    nothing: no lock taken every minute on the slots owners queue for (a unit that frees
+    reaches the line in its own transaction, `waitlist_units_freed`; the slot write checks
+    everything again under the lock)."""
     return (
-        WaitlistEntry.objects.filter(slot__start_at__gt=now)
-        .filter(
+        WaitlistEntry.objects.filter(
             Q(status=EntryStatus.OFFERED, reservation__status__in=list(OFFER_SETTLED))
             | Q(
                 status=EntryStatus.WAITING,
+                slot__start_at__gt=now,
                 slot__status=SlotStatus.OPEN,
                 slot__held_count__lt=F("slot__capacity") - F("slot__booked_count"),
             )
         )
         .values_list("slot_id", flat=True)
+        .order_by()  # the model's ordering would make DISTINCT one row per entry
         .distinct()
     )
 
@@ -363,7 +367,7 @@ def waitlist_sweep() -> dict[str, int]:
     """Every minute: entries of slots that started end (one slot write per slot, whatever the
     length of its line); offers whose hold was confirmed are marked booked; a slot with free
     units and a line (an owner passed over while holding another offer, whose offer has ended
-    since) offers them. Safe to run twice."""
+    since) offers them; an offer settles even after its slot started. Safe to run twice."""
     now = timezone.now()
     counts = {"ended": 0, "offered": 0}
     started = (

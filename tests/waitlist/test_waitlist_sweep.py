@@ -16,7 +16,7 @@ from reservations.models import Reservation, ReservationStatus
 from reservations.services import reservation_expire_due
 from slots.models import Slot
 from waitlist.models import EntryStatus, WaitlistEntry
-from waitlist.services import waitlist_sweep
+from waitlist.services import _slots_due, waitlist_sweep
 
 from ..factories import SlotFactory
 from .conftest import hold, join
@@ -102,6 +102,12 @@ def test_the_expiry_job_asks_the_waiting_list_once_per_batch(owners, clinic_serv
             assert hold(owners[1], SlotFactory(service=clinic_service), "pet-1").status_code == 201
         with CaptureQueriesContext(connection) as queries:
             assert _expire_all_holds() == slots
+        lines = [q["sql"] for q in queries if 'FROM "waitlist_entries"' in q["sql"]]
+        assert len(lines) == 1
+        assert lines[0].startswith("SELECT DISTINCT")
+        # One row per slot, not per entry: no ordering column in the DISTINCT.
+        assert "joined_at" not in lines[0]
+        assert "ORDER BY" not in lines[0]
         return len(queries)
 
     assert expiry_statements(1) == expiry_statements(4)
@@ -154,7 +160,9 @@ def test_the_lines_of_started_slots_end_in_one_slot_write_each(owners, clinic_se
         assert left.payload["status"] == EntryStatus.ENDED
 
 
-def test_an_offer_on_a_started_slot_keeps_its_hold(owners, clinic_service):
+def test_an_offer_on_a_started_slot_keeps_its_hold_and_settles_once_confirmed(
+    owners, clinic_service
+):
     slot = SlotFactory(service=clinic_service)
     held = hold(owners[1], slot, "pet-1").json()
     offered = join(owners[2], slot, "pet-2").json()
@@ -165,3 +173,20 @@ def test_an_offer_on_a_started_slot_keeps_its_hold(owners, clinic_service):
     assert (status_of(offered), status_of(waiting)) == (EntryStatus.OFFERED, EntryStatus.ENDED)
     hold_of_offer = WaitlistEntry.objects.get(id=offered["id"]).reservation
     assert hold_of_offer.status == ReservationStatus.HELD
+    # Confirmed in the slot's last minutes: the sweep still settles it, so the owner's one
+    # live offer is free again.
+    confirmed = owners[2].post(f"/api/v1/reservations/{hold_of_offer.id}/confirm")
+    assert confirmed.status_code == 201, confirmed.json()
+    assert waitlist_sweep() == {"ended": 0, "offered": 0}
+    assert status_of(offered) == EntryStatus.BOOKED
+
+
+def test_the_slots_due_are_read_once_each_however_long_the_line(owners, clinic_service):
+    """A free slot with three people waiting is one slot to visit (the entries' default
+    ordering must not make the DISTINCT one row per entry)."""
+    slot = SlotFactory(service=clinic_service, capacity=2)
+    for index in (2, 3, 4):
+        WaitlistEntry.objects.create(
+            slot=slot, user_id=f"owner-{index}", pet_id=f"pet-{index}", pet_name="Rex"
+        )
+    assert list(_slots_due(timezone.now())) == [slot.id]
