@@ -15,7 +15,7 @@ from integrations.models import LocalUser
 from petpro_booking.core import crypto
 
 from ..bookings.conftest import OWNER, SUPPORT, book_on
-from ..factories import LocalPetFactory
+from ..factories import LocalPetFactory, LocalUserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,8 +91,9 @@ def test_reencrypt_moves_every_row_to_the_newest_key(settings, keys, personal_bo
 
 def test_reencrypt_sends_a_batch_of_rows_in_one_executemany(settings, keys, personal_booking):
     """Each batch's UPDATEs go as one executemany per set of columns (psycopg pipelines it),
-    not one statement and round trip per row."""
+    not one statement and round trip per row; a user without a phone is of another set."""
     old, new = keys
+    LocalUserFactory(id="owner-nophone", email="n@example.com", phone="")
     for index in range(4):
         LocalPetFactory(
             owner__id=f"owner-x{index}", owner__email=f"x{index}@example.com", owner__phone="+4917"
@@ -101,12 +102,15 @@ def test_reencrypt_sends_a_batch_of_rows_in_one_executemany(settings, keys, pers
     crypto.reset_keys()
     with CaptureQueriesContext(connection) as queries:
         call_command("reencrypt_fields", verbosity=0)
-    users = [q["sql"] for q in queries if 'UPDATE "local_users"' in q["sql"]]
-    assert len(users) == 1
-    assert users[0].startswith("5 times: ")  # owner-1 and the four above, in one call
+    users = sorted(q["sql"] for q in queries if 'UPDATE "local_users"' in q["sql"])
+    assert len(users) == 2
+    assert users[0].startswith("1 times: ")  # the user without a phone
+    assert '"phone"' not in users[0]
+    assert users[1].startswith("5 times: ")  # owner-1 and the four above, in one call
     settings.FIELD_ENCRYPTION_KEYS = [new]
     crypto.reset_keys()
     assert LocalUser.objects.get(id="owner-x3").email == "x3@example.com"
+    assert LocalUser.objects.get(id="owner-nophone").email == "n@example.com"
 
 
 def test_admin_finds_a_booking_and_a_hold_by_the_pet_name(client, personal_booking):

@@ -27,7 +27,7 @@ from petpro_booking.events.retention import (
 )
 from petpro_booking.events.services import event_append
 
-from ..bookings.conftest import OWNER, book_on, second_slot  # noqa: F401  (fixture)
+from ..bookings.conftest import OWNER, SUPPORT, book_on, second_slot  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -200,17 +200,20 @@ def test_history_of_long_closed_bookings_is_pseudonymised(owner_pet, slot, secon
 
 
 def test_pseudonymising_writes_one_update_per_person_in_a_batch(owner_pet, slot, second_slot):  # noqa: F811
-    """Four history rows of one owner: one UPDATE, not four."""
+    """Three history rows of the owner and one of support: two UPDATEs, each person's rows
+    under that person's pseudonym."""
     bookings = [book_on(s) for s in (slot, second_slot)]
-    for booking in bookings:
-        booking_cancel(actor=OWNER, booking_id=booking.id, reason="moving away")
+    booking_cancel(actor=OWNER, booking_id=bookings[0].id, reason="moving away")
+    booking_cancel(actor=SUPPORT, booking_id=bookings[1].id, reason="the owner called")
     bookings[0].__class__.objects.filter(id__in=[b.id for b in bookings]).update(
         updated_at=timezone.now() - dt.timedelta(days=4 * 365)
     )
     with CaptureQueriesContext(connection) as queries:
         assert booking_history_pseudonymise_closed() == 4
     updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "booking_history"')]
-    assert len(updates) == 1
+    assert len(updates) == 2
     rows = BookingHistory.objects.filter(booking__in=bookings)
-    assert set(rows.values_list("actor_id", flat=True)) == {owner_key("actor:owner-1")}
+    assert sorted(rows.values_list("actor_type", "actor_id")) == sorted(
+        [("user", owner_key("actor:owner-1"))] * 3 + [("support", owner_key("actor:support-1"))]
+    )
     assert {row.reason for row in rows} == {""}
