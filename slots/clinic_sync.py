@@ -55,6 +55,12 @@ def clinic_is_stale(clinic: Clinic, *, now: dt.datetime | None = None) -> bool:
     return age >= dt.timedelta(seconds=settings.CLINIC_CACHE_SECONDS)
 
 
+def clinic_sync_due(clinic: Clinic | None) -> bool:
+    """True when the Clinic Service feeds the read-model and this clinic (None: not known
+    locally) is missing or stale; False when the local tables are the source."""
+    return clinic_source.clinics_fed_from_outside() and (clinic is None or clinic_is_stale(clinic))
+
+
 def clinic_sync_from_service(*, clinic_id: str, refresh: bool = False) -> Clinic | None:
     """Fetch one clinic and its services from the Clinic Service and upsert them.
 

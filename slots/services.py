@@ -20,7 +20,7 @@ from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append, events_append
 
-from .clinic_sync import clinic_service_ensure_synced
+from .clinic_sync import clinic_service_ensure_synced, clinic_sync_due
 from .errors import CapacityConflict, NotClinicStaff
 from .invalidation import clinic_read_model_changed, invalidate_slot_search
 from .locking import units_freed
@@ -59,13 +59,24 @@ def _not_offered() -> ValidationFailed:
 
 
 def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
-    clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
-    try:
-        return ClinicService.objects.select_related("clinic").get(
-            id=service_id, clinic_id=clinic_id
+    """The clinic's service a slot is made for. One read when the read-model knows it at a
+    clinic synced recently (or when the local tables are the source); otherwise the clinic
+    is synced from the Clinic Service first and the service read again."""
+
+    def read() -> ClinicService | None:
+        return (
+            ClinicService.objects.select_related("clinic")
+            .filter(id=service_id, clinic_id=clinic_id)
+            .first()
         )
-    except ClinicService.DoesNotExist:
-        raise _not_offered() from None
+
+    service = read()
+    if clinic_sync_due(service.clinic if service else None):
+        clinic_service_ensure_synced(clinic_id=clinic_id, service_id=service_id)
+        service = read()
+    if service is None:
+        raise _not_offered()
+    return service
 
 
 def slot_create(

@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.clinics import client as clinic_client
@@ -345,3 +347,50 @@ def test_a_service_without_slots_moves_to_the_clinic_that_lists_it(clinic_servic
 
     assert ClinicService.objects.get(id="s-1").clinic_id == "c-7"
     assert owner.get("/api/v1/clinics/c-1/services").json()["results"] == []
+
+
+def _post_slot(client, service_id: str = "s-1"):
+    start = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
+    return client.post(
+        "/api/v1/slots",
+        {
+            "clinic_id": "c-7",
+            "service_id": service_id,
+            "start_at": start.isoformat(),
+            "end_at": (start + dt.timedelta(minutes=20)).isoformat(),
+        },
+        format="json",
+    )
+
+
+def test_a_slot_for_a_service_of_a_stale_clinic_syncs_the_clinic_first(clinic_service_stub):
+    stale_clinic()
+    ClinicServiceFactory(id="s-1", clinic_id="c-7", name="Old service name")
+    serve_clinic(clinic_service_stub)
+    support = api_client_for(sub="support-1", roles=["support"])
+
+    assert _post_slot(support).status_code == 201
+    clinic = Clinic.objects.get(id="c-7")
+    assert clinic.name == "Vet Seven"
+    assert ClinicService.objects.get(id="s-1").name == "Vaccination"
+    assert timezone.now() - clinic.synced_at < dt.timedelta(minutes=1)
+
+
+def test_a_slot_for_a_known_service_of_a_fresh_clinic_reads_the_service_once(
+    clinic_service_stub,
+):
+    serve_clinic(clinic_service_stub)
+    support = api_client_for(sub="support-1", roles=["support"])
+    support.get("/api/v1/clinics/c-7")  # known and fresh now
+    clinic_service_stub.stop()  # no call to the Clinic Service either
+
+    with CaptureQueriesContext(connection) as queries:
+        assert _post_slot(support).status_code == 201
+    clinic_reads = [q["sql"] for q in queries if q["sql"].startswith('SELECT "clinics".')]
+    service_reads = [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith('SELECT "clinic_services".') and "FOR UPDATE" not in q["sql"]
+    ]
+    assert clinic_reads == []
+    assert len(service_reads) == 1
