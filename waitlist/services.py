@@ -300,8 +300,10 @@ def waitlist_units_freed(slot_ids: list[uuid.UUID]) -> None:
 # --- the sweep (celery beat) -----------------------------------------------------------------
 
 
-# Started slots whose lines the sweep ends per run (the rest next minute).
+# Started slots whose lines the sweep ends per run, and slots with work it visits per run (the
+# rest next minute; a visited slot's work is done, so the next run picks others).
 STARTED_SLOTS_PER_SWEEP = 200
+DUE_SLOTS_PER_SWEEP = 500
 
 
 def _end_started_line(slot: Slot) -> int:
@@ -358,7 +360,7 @@ def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
             )
         )
         .values_list("slot_id", flat=True)
-        .order_by()  # the model's ordering would make DISTINCT one row per entry
+        .order_by("slot_id")  # not the model's ordering, which would make DISTINCT per entry
         .distinct()
     )
 
@@ -381,7 +383,7 @@ def waitlist_sweep() -> dict[str, int]:
     ):
         counts["ended"] += slot_write(slot, name="waitlist_sweep", decide=_end_started_line)
     for slot in Slot.objects.select_related("clinic", "service").filter(
-        id__in=list(_slots_due(now))
+        id__in=list(_slots_due(now)[:DUE_SLOTS_PER_SWEEP])
     ):
         counts["offered"] += slot_write(
             slot, name="waitlist_sweep", decide=waitlist_offer_free_units

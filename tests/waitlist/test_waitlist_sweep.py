@@ -190,3 +190,26 @@ def test_the_slots_due_are_read_once_each_however_long_the_line(owners, clinic_s
             slot=slot, user_id=f"owner-{index}", pet_id=f"pet-{index}", pet_name="Rex"
         )
     assert list(_slots_due(timezone.now())) == [slot.id]
+
+
+def test_a_sweep_visits_a_bounded_number_of_slots_and_the_next_one_the_rest(
+    owners, clinic_service, monkeypatch
+):
+    """Offers confirmed on two slots (say, a backlog after a deploy): with room for one slot a
+    run, one sweep settles one and the next sweep the other."""
+    monkeypatch.setattr("waitlist.services.DUE_SLOTS_PER_SWEEP", 1)
+    entries = []
+    for index in (2, 3):
+        slot = SlotFactory(service=clinic_service)
+        held = hold(owners[1], slot, "pet-1").json()
+        entries.append(join(owners[index], slot, f"pet-{index}").json())
+        owners[1].delete(f"/api/v1/reservations/{held['id']}")
+        offer = WaitlistEntry.objects.get(id=entries[-1]["id"]).reservation_id
+        assert owners[index].post(f"/api/v1/reservations/{offer}/confirm").status_code == 201
+    waitlist_sweep()
+    assert sorted(status_of(entry) for entry in entries) == [
+        EntryStatus.BOOKED,
+        EntryStatus.OFFERED,
+    ]
+    waitlist_sweep()
+    assert [status_of(entry) for entry in entries] == [EntryStatus.BOOKED, EntryStatus.BOOKED]
