@@ -3,7 +3,9 @@
 connections; throughput, p50/p95/p99 per request kind, 5xx, overbooking after every run, the
 outbox drained after every service run, the ratio service/baseline, the CPU split per process
 group from /proc; then search with and without the in-process cache layer
-(LOCAL_CACHE_ENABLED=0/1).
+(LOCAL_CACHE_ENABLED=0/1). The hold runs a third time per round against the baseline's
+guarded hold (`benchmarks/baseline/views.py`: the bare hold plus the guarantees the service's
+contract keeps, done the plainest way): what the guarantees cost by themselves.
 
 `make bench` (`python -m benchmarks.run production`). Knobs (env): BENCH_SECONDS (per run,
 default 15), BENCH_ROUNDS (default 1), BENCH_TOGGLE=0 to skip the in-process layer table.
@@ -49,6 +51,10 @@ SCENARIOS = {
     # The mix holds slots of the searched service: its holds invalidate the cached pages.
     "mix 80 % search / 15 % hold / 5 % confirm": (scenarios.Mix, (0, 4_000)),
 }
+# Scenarios also run against the baseline's guarded hold ("guarded" runs), with their mix:
+# the same slots as the other two sides (its own copy of them, in the baseline's database).
+GUARDED = {"hold, POST /reservations": scenarios.GuardedHolds}
+GUARDED_GROUPS = ("baseline web", "PostgreSQL", "Redis")
 
 
 @dataclass
@@ -70,12 +76,17 @@ class Run:
 
     def server_cpu_ms(self) -> float:
         """CPU ms per request of the service side (everything but the load generator)."""
-        groups = SERVICE_GROUPS if self.target == "service" else ("baseline web", "PostgreSQL")
+        groups = {
+            "service": SERVICE_GROUPS,
+            "guarded": GUARDED_GROUPS,
+        }.get(self.target, ("baseline web", "PostgreSQL"))
         return sum(self.cpu.get(g, 0.0) for g in groups) / max(1, len(self.records)) * 1000
 
 
 def one_run(stack: Topology, name: str, target: str, round_: int) -> Run:
     kind, region = SCENARIOS[name]
+    if target == "guarded":
+        kind = GUARDED[name]
     # A region per round, so a later round's holds find free slots too.
     width = region[1] - region[0]
     region = (region[0] + round_ * width // ROUNDS, region[0] + (round_ + 1) * width // ROUNDS)
@@ -89,6 +100,8 @@ def one_run(stack: Topology, name: str, target: str, round_: int) -> Run:
     if target == "service":
         run.drain = stack.drain_seconds(load.ended, limit=30)
         check = stack.overbooking()
+    elif target == "guarded":
+        check = stack.guarded_overbooking()
     else:
         check = stack.baseline_overbooking()
     run.overbooking, run.overbooking_ok = str(check), check.ok
@@ -102,9 +115,9 @@ WARMUP_REGION = (30_000, 31_000)
 
 def warm_up(stack: Topology) -> None:
     """Every request kind once over, on both sides: the cached search, then a short mix (its
-    holds on slots of their own), so each process has imported, connected and compiled what
-    its paths need (the first User Service call of a web worker alone costs ~0.4 s of CPU:
-    httpx's import and TLS context) before anything is measured."""
+    holds on slots of their own), then the guarded hold, so each process has imported,
+    connected and compiled what its paths need (the first User Service call of a web worker
+    alone costs ~0.4 s of CPU: httpx's import and TLS context) before anything is measured."""
     for port in (stack.ports.web, stack.ports.baseline):
         Load(
             port,
@@ -116,6 +129,11 @@ def warm_up(stack: Topology) -> None:
             scenarios.factory(scenarios.Mix, stack.seed, WARMUP_REGION),
             seconds=WARMUP_SECONDS,
         ).run()
+    Load(
+        stack.ports.baseline,
+        scenarios.factory(scenarios.GuardedHolds, stack.seed, WARMUP_REGION),
+        seconds=WARMUP_SECONDS,
+    ).run()
 
 
 def fmt(value: float) -> str:
@@ -145,15 +163,60 @@ def drained(run: Run) -> str:
     return f"; outbox drained {run.drain:.2f} s after the load"
 
 
+def _rounds(runs: list[Run], name: str) -> list[dict[str, Run]]:
+    """Each round's runs of a scenario by target, in round order (a round starts with its
+    baseline run)."""
+    rounds: list[dict[str, Run]] = []
+    for run_ in runs:
+        if run_.scenario != name:
+            continue
+        if run_.target == "baseline" or not rounds:
+            rounds.append({})
+        rounds[-1][run_.target] = run_
+    return rounds
+
+
 def _pairs(runs: list[Run], name: str) -> list[tuple[Run, Run]]:
     """Each round's baseline and service runs of a scenario, in round order."""
-    pairs = []
-    mine = [r for r in runs if r.scenario == name]
-    for index in range(0, len(mine) - 1, 2):
-        found = {r.target: r for r in mine[index : index + 2]}
-        if "baseline" in found and "service" in found:
-            pairs.append((found["baseline"], found["service"]))
-    return pairs
+    return [
+        (found["baseline"], found["service"])
+        for found in _rounds(runs, name)
+        if "baseline" in found and "service" in found
+    ]
+
+
+def guarded_table(runs: list[Run]) -> str:
+    """The guarded hold next to the bare one and the service's, each round: throughput, the
+    three ratios, p95 and the server side's CPU per hold."""
+    rows = []
+    for name in GUARDED:
+        for number, found in enumerate(_rounds(runs, name), start=1):
+            if not {"baseline", "guarded", "service"} <= found.keys():
+                continue
+            bare, guarded, service = (found[t] for t in ("baseline", "guarded", "service"))
+
+            def ratio(a: Run, b: Run) -> str:
+                return f"{a.total.rate / b.total.rate:.2f}x" if b.total.rate else "-"
+
+            rows.append(
+                f"| {name} (round {number}) | {bare.total.rate:,.0f} | {guarded.total.rate:,.0f} "
+                f"| {service.total.rate:,.0f} | {ratio(guarded, bare)} | {ratio(service, bare)} "
+                f"| **{ratio(service, guarded)}** | {fmt(bare.total.p95)} / "
+                f"{fmt(guarded.total.p95)} / {fmt(service.total.p95)} "
+                f"| {bare.server_cpu_ms():.2f} / {guarded.server_cpu_ms():.2f} / "
+                f"{service.server_cpu_ms():.2f} |"
+            )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| same run, 16 connections | bare rps | bare + guarantees rps | service rps "
+            "| guarded / bare | service / bare | service / guarded "
+            "| p95 ms bare / guarded / service | server CPU ms per hold bare / guarded / service |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def targets_table(runs: list[Run]) -> str:
@@ -209,11 +272,7 @@ def targets_table(runs: list[Run]) -> str:
 def report(runs: list[Run], toggle: list[Run], stack: Topology, problems: list[str]) -> str:
     rows = []
     for name in SCENARIOS:
-        for round_ in range(ROUNDS):
-            pair = [r for r in runs if r.scenario == name][2 * round_ : 2 * round_ + 2]
-            base, service = (
-                next(r for r in pair if r.target == t) for t in ("baseline", "service")
-            )
+        for round_, (base, service) in enumerate(_pairs(runs, name)):
             ratio = service.total.rate / base.total.rate if base.total.rate else float("nan")
             label = name + (f" (round {round_ + 1})" if ROUNDS > 1 else "")
             rows.append(
@@ -321,7 +380,8 @@ per request; before 2026-12-05 the bench ran at WARNING, without it). Next to it
 row lock, conditional UPDATE, INSERT; search is a ModelSerializer list of 20 with DRF's
 page-number pagination) under gunicorn with the same workers and threads, on its own database
 with the same slots. Load: `benchmarks/load.py`, 16 keep-alive connections (2 processes x 8
-threads, closed loop), {SECONDS:.0f} s per run, baseline then service for each scenario, after
+threads, closed loop), {SECONDS:.0f} s per run, baseline then service for each scenario (for
+the hold: baseline, the guarded baseline below, then service), after
 a warm-up of every request kind on both sides ({WARMUP_SECONDS:.0f} s of the cached search,
 {WARMUP_SECONDS:.0f} s of the mix on slots of its own). Holds take a slot of their own
 (capacity 1); the mix's searches are ten popular pages, its confirms confirm the client's own
@@ -334,6 +394,21 @@ writes p95 ≤ 100 ms; cached search ≥ 1.5x, uncached ≥ 0.9x; zero 5xx, zero
 drained within {DRAIN_LIMIT_SECONDS:.0f} s.
 
 {targets_table(runs)}
+
+**What the guarantees cost by themselves.** In each round the hold also ran against the
+baseline's guarded hold (`benchmarks/baseline/views.py`, `GuardedHoldCreate`, on the baseline's
+gunicorn, its own copy of the slots): the bare hold plus what the service's contract keeps, each
+done the plainest way: the token's signature, issuer and audience checked (a verified token
+remembered per process, as the service does); a per-owner rate limit counted in Redis (one
+round trip); the owner's and the slot's Redis locks (one round trip) and their
+compare-and-delete release with the search-generation bump (one round trip); the owner's live
+holds counted under the owner's lock; one SERIALIZABLE transaction, retried on 40001, with the
+conditional UPDATE, the hold with its expiry and its event in an outbox table. It leaves out
+what the service also does: the slot read before the lock, the pet's check, idempotency keys,
+the access log, metrics, tracing, and publishing the events. Its server CPU counts the
+baseline's web, PostgreSQL and Redis.
+
+{guarded_table(runs)}
 
 Problems found by this run:
 {verdict}
@@ -365,7 +440,8 @@ def run() -> tuple[str, list[str]]:
         warm_up(stack)
         for name in SCENARIOS:
             for round_ in range(ROUNDS):
-                for target in ("baseline", "service"):
+                targets = ("baseline", "guarded", "service") if name in GUARDED else None
+                for target in targets or ("baseline", "service"):
                     print(f"-- {name}, {target}", flush=True)
                     runs.append(one_run(stack, name, target, round_))
         if TOGGLE:

@@ -27,6 +27,8 @@ class Base:
     """Owners in turn (client i takes owners i, i + stride, ...), slots of a region in
     stripes (client i takes region[i], region[i + stride], ...): no two clients share a slot."""
 
+    hold_path = "/api/v1/reservations"
+
     def __init__(self, seed: dict, index: int, region: tuple[int, int], stride: int) -> None:
         self.owners = seed["owners"]
         self.slots = seed["slots"]
@@ -51,9 +53,7 @@ class Base:
         slot = self.slots[self.next_slot]
         self.next_slot += self.stride
         pet, headers = self.owner()
-        return Request(
-            "hold", "POST", "/api/v1/reservations", {"slot_id": slot, "pet_id": pet}, headers
-        )
+        return Request("hold", "POST", self.hold_path, {"slot_id": slot, "pet_id": pet}, headers)
 
     def search(self, start_from: dt.datetime | None = None) -> Request:
         _, headers = self.owner()
@@ -87,6 +87,13 @@ class Holds(Base):
 
     def next(self) -> Request | None:
         return self.hold()
+
+
+class GuardedHolds(Holds):
+    """The baseline's guarded hold (benchmarks/baseline/views.py): the bare hold plus the
+    guarantees of the service's contract."""
+
+    hold_path = "/guarded/api/v1/reservations"
 
 
 class Mix(Base):

@@ -42,6 +42,12 @@ AMQP_URL = os.environ.get("BENCH_AMQP_URL") or os.environ.get(
 )
 
 
+# The service's tokens (the guarded baseline checks them too).
+JWT_SIGNING_KEY = "bench-jwt-signing-key-0123456789abcdef"
+JWT_ISSUER = "petpro-bench"
+JWT_AUDIENCE = "booking-service"
+
+
 def vhost_of(amqp_url: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(amqp_url).path.lstrip("/")) or "/"
 
@@ -145,6 +151,10 @@ LEFT JOIN (SELECT slot_id, count(*) FILTER (WHERE status = 'held') held,
                   count(*) FILTER (WHERE status = 'confirmed') booked
            FROM baseline_holds GROUP BY slot_id) h ON h.slot_id = s.id
 """
+
+GUARDED_OVERBOOKING_SQL = BASELINE_OVERBOOKING_SQL.replace(
+    "baseline_slots", "guarded_slots"
+).replace("baseline_holds", "guarded_holds")
 
 
 @dataclass
@@ -290,13 +300,13 @@ class Topology:
             CLINIC_SERVICE_URL=f"http://127.0.0.1:{ports.clinic}",
             PAYMENT_SERVICE_URL=f"http://127.0.0.1:{ports.payment}",
             PAYMENT_API_KEY="bench-payment-key",
-            JWT_SIGNING_KEY="bench-jwt-signing-key-0123456789abcdef",
+            JWT_SIGNING_KEY=JWT_SIGNING_KEY,
             SERVICE_JWT_SIGNING_KEY="bench-service-signing-key-0123456789abcdef",
             PAYMENT_WEBHOOK_SECRET="bench-webhook-secret",  # noqa: S106
             # TLS ends at the ingress in production; here the load speaks plain HTTP.
             SECURE_SSL_REDIRECT="false",
-            JWT_ISSUER="petpro-bench",
-            JWT_AUDIENCE="booking-service",
+            JWT_ISSUER=JWT_ISSUER,
+            JWT_AUDIENCE=JWT_AUDIENCE,
             # Personal data (issue 17): a fixed bench key, never a production one.
             FIELD_ENCRYPTION_KEYS="YmVuY2gtZmllbGQta2V5LTAxMjM0NTY3ODlhYmNkZWY=",
             PERSONAL_DATA_LOOKUP_KEY="bench-lookup-key",
@@ -499,6 +509,12 @@ class Topology:
         env.update(
             DJANGO_SETTINGS_MODULE="benchmarks.baseline.settings",
             BASELINE_DB_NAME=self.options.baseline_database,
+            # The guarded hold: the service's Redis server (another database number) and
+            # the key, issuer and audience of the service's tokens.
+            GUARDED_REDIS_URL=f"redis://127.0.0.1:{self.ports.redis}/1",
+            GUARDED_JWT_KEY=JWT_SIGNING_KEY,
+            GUARDED_JWT_ISSUER=JWT_ISSUER,
+            GUARDED_JWT_AUDIENCE=JWT_AUDIENCE,
         )
         return env
 
@@ -566,17 +582,19 @@ class Topology:
             self.baseline_start()
 
     def _copy_slots_to_baseline(self) -> None:
-        """The baseline gets the service's slots (same ids, times, capacity)."""
+        """The baseline gets the service's slots (same ids, times, capacity), once for the
+        bare hold and once for the guarded hold."""
         with _pg(self.options.database) as source, _pg(self.options.baseline_database) as target:
             rows = source.execute(
                 "SELECT id, clinic_id, service_id, start_at, end_at, capacity FROM slots"
             ).fetchall()
-            with target.cursor().copy(
-                "COPY baseline_slots (id, clinic_id, service_id, start_at, end_at, capacity, "
-                "booked_count, held_count) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row((*row, 0, 0))
+            for table in ("baseline_slots", "guarded_slots"):
+                with target.cursor().copy(
+                    f"COPY {table} (id, clinic_id, service_id, start_at, end_at, capacity, "
+                    "booked_count, held_count) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row((*row, 0, 0))
 
     def close(self) -> None:
         if self.broker_down is not None:  # never leave the vhost blocked
@@ -650,6 +668,10 @@ class Topology:
     def baseline_overbooking(self) -> Overbooking:
         with _pg(self.options.baseline_database) as conn:
             return Overbooking(*conn.execute(BASELINE_OVERBOOKING_SQL).fetchone())
+
+    def guarded_overbooking(self) -> Overbooking:
+        with _pg(self.options.baseline_database) as conn:
+            return Overbooking(*conn.execute(GUARDED_OVERBOOKING_SQL).fetchone())
 
     def unpublished(self) -> tuple[int, float]:
         """Unpublished events (not set aside) and the oldest one's age in seconds."""

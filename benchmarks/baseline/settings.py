@@ -1,7 +1,13 @@
 """Settings of the bare baseline: one PostgreSQL database, no cache, no auth, no middleware
-beyond what a JSON API needs; persistent connections (the cheapest Django offers)."""
+beyond what a JSON API needs; persistent connections (the cheapest Django offers).
+
+The guarded hold (`views.GuardedHoldCreate`) also reads: the same database as a second alias
+whose transactions run SERIALIZABLE, a Redis server, and the key, issuer and audience of the
+service's tokens."""
 
 import os
+
+from psycopg import IsolationLevel
 
 SECRET_KEY = "baseline-not-secret"  # noqa: S105 - a benchmark yardstick, never deployed
 DEBUG = False
@@ -20,6 +26,14 @@ DATABASES = {
         "CONN_MAX_AGE": 600,
     }
 }
+DATABASES["serializable"] = {
+    **DATABASES["default"],
+    "OPTIONS": {"isolation_level": IsolationLevel.SERIALIZABLE},
+}
+GUARDED_REDIS_URL = os.environ.get("GUARDED_REDIS_URL", "redis://127.0.0.1:6379/1")
+GUARDED_JWT_KEY = os.environ.get("GUARDED_JWT_KEY", "")
+GUARDED_JWT_ISSUER = os.environ.get("GUARDED_JWT_ISSUER", "")
+GUARDED_JWT_AUDIENCE = os.environ.get("GUARDED_JWT_AUDIENCE", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
