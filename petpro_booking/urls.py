@@ -14,6 +14,14 @@ from reservations.api import ReservationGroupView, ReservationViewSet
 from slots.api import ClinicViewSet, SlotViewSet
 from waitlist.api import SlotAvailabilityView, WaitlistViewSet
 
+
+class DocsView(SpectacularSwaggerSplitView):
+    """The Swagger UI page: GET and HEAD only. DRF answers OPTIONS with the view's metadata
+    rendered by its renderer, here an HTML template that does not exist (a 500)."""
+
+    http_method_names = ["get", "head"]
+
+
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
 # The busiest first: Django tries the patterns in order (search, then holds, ~30 regex matches a
@@ -51,7 +59,7 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file: the CSP allows no inline script.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
     path("admin/backoffice/", include("bookings.backoffice.urls")),  # the daily tool
     # Anything else under /api/ (a trailing slash, a malformed id, an unknown path): the JSON
     # envelope, also with DEBUG on (Django's debug 404 page would list every pattern).

@@ -19,17 +19,18 @@ from django.utils.html import escape
 
 from petpro_booking.core.admin_access import (
     ClinicScopedAdmin,
+    DateDrillDownGuard,
     admin_principal,
     visible_clinic_ids,
 )
 from petpro_booking.core.admin_times import local_time_column
-from petpro_booking.core.clock import wall_clock_instant
+from petpro_booking.core.clock import SERVICE_YEARS, in_service_years, wall_clock_instant
 from petpro_booking.core.errors import ApplicationError
 
 from . import clinic_sync, services
 from .display import clinic_zone, local_label
 from .invalidation import clinic_read_model_changed
-from .models import Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
+from .models import CAPACITY_MAX, Clinic, ClinicService, ClinicStaff, Slot, SlotStatus
 
 
 class ClinicServiceOwned:
@@ -68,6 +69,14 @@ class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
         )
 
 
+def _in_service_years(value):
+    """A form's date or time of the years the service keeps, else the field's error."""
+    if value is not None and not in_service_years(value):
+        low, high = SERVICE_YEARS
+        raise ValidationError(f"Give a date between the years {low} and {high}.")
+    return value
+
+
 class GenerateSlotsForm(forms.Form):
     WEEKDAYS = [
         (1, "Monday"),
@@ -85,7 +94,13 @@ class GenerateSlotsForm(forms.Form):
     )
     start = forms.TimeField(help_text="HH:MM, clinic-local")
     end = forms.TimeField(help_text="HH:MM, clinic-local")
-    capacity = forms.IntegerField(min_value=1, max_value=1000, initial=1)
+    capacity = forms.IntegerField(min_value=1, max_value=CAPACITY_MAX, initial=1)
+
+    def clean_date_from(self):
+        return _in_service_years(self.cleaned_data["date_from"])
+
+    def clean_date_to(self):
+        return _in_service_years(self.cleaned_data["date_to"])
 
     def __init__(self, *args, zones: list[str], **kwargs) -> None:
         """`zones`: the time zones of the selected services' clinics, written on the form."""
@@ -250,6 +265,13 @@ class SlotForm(forms.ModelForm):
     seen_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     start_at = ClinicWallClockField(label="Starts")
     end_at = ClinicWallClockField(label="Ends")
+    capacity = forms.IntegerField(min_value=1, max_value=CAPACITY_MAX, initial=1)
+
+    def clean_start_at(self):
+        return _in_service_years(self.cleaned_data.get("start_at"))
+
+    def clean_end_at(self):
+        return _in_service_years(self.cleaned_data.get("end_at"))
 
     class Meta:
         model = Slot
@@ -318,7 +340,7 @@ class SlotForm(forms.ModelForm):
 
 
 @admin.register(Slot)
-class SlotAdmin(ClinicScopedAdmin):
+class SlotAdmin(DateDrillDownGuard, ClinicScopedAdmin):
     form = SlotForm
     list_display = [
         "starts_local",

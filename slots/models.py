@@ -95,6 +95,10 @@ class ClinicStaff(models.Model):
         return f"{self.user} @ {self.clinic.name}"
 
 
+# Places in one slot: the API's bound, and every other entry point's (the admin, services).
+CAPACITY_MAX = 1000
+
+
 class SlotStatus(models.TextChoices):
     OPEN = "open", "Open"
     CLOSED = "closed", "Closed"

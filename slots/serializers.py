@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from petpro_booking.core.fields import AwareDateTimeField, BoundedDateField, ShallowFieldsMixin
 
-from .models import Clinic, ClinicService, SlotStatus
+from .models import CAPACITY_MAX, Clinic, ClinicService, SlotStatus
 from .rules import REASONS
 
 
@@ -106,7 +106,7 @@ class SlotCreateInput(serializers.Serializer):
     service_id = serializers.CharField(max_length=64)
     start_at = AwareDateTimeField()
     end_at = AwareDateTimeField()
-    capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    capacity = serializers.IntegerField(min_value=1, max_value=CAPACITY_MAX, default=1)
 
     def validate(self, attrs):
         if attrs["end_at"] - attrs["start_at"] > dt.timedelta(days=1):
@@ -129,7 +129,7 @@ class SlotGenerateInput(serializers.Serializer):
     service_id = serializers.CharField(max_length=64)
     date_from = BoundedDateField(help_text="clinic-local date, inclusive")
     date_to = BoundedDateField(help_text="clinic-local date, inclusive")
-    capacity = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    capacity = serializers.IntegerField(min_value=1, max_value=CAPACITY_MAX, default=1)
     weekly = WeeklyWindowInput(
         many=True,
         allow_empty=False,
@@ -142,5 +142,5 @@ class SlotGenerateOutput(serializers.Serializer):
 
 
 class SlotUpdateInput(serializers.Serializer):
-    capacity = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    capacity = serializers.IntegerField(min_value=1, max_value=CAPACITY_MAX, required=False)
     status = serializers.ChoiceField(choices=SlotStatus.choices, required=False)

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
-from petpro_booking.core.clock import wall_clock_instant
+from petpro_booking.core.clock import SERVICE_YEARS, in_service_years, wall_clock_instant
 from petpro_booking.core.db import RowInserter, insert_when, prepared_cursor
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_not_found
@@ -24,7 +24,7 @@ from .clinic_sync import clinic_service_ensure_synced, clinic_sync_due
 from .errors import CapacityConflict, NotClinicStaff
 from .invalidation import clinic_read_model_changed, invalidate_slot_search
 from .locking import units_freed
-from .models import ClinicService, Slot, SlotStatus
+from .models import CAPACITY_MAX, ClinicService, Slot, SlotStatus
 from .rules import BookingRules, buffered_window, rules_of
 
 SLOT_AGGREGATE = "slot"
@@ -79,6 +79,20 @@ def _service_of(*, clinic_id: str, service_id: str) -> ClinicService:
     return service
 
 
+def _capacity_check(capacity: int) -> None:
+    if not 1 <= capacity <= CAPACITY_MAX:
+        raise ValidationFailed(details={"capacity": [f"Between 1 and {CAPACITY_MAX}."]})
+
+
+def _years_check(**values: dt.date) -> None:
+    """Times and dates of the years the service keeps (the admin's forms reach the services
+    without the API's fields; a date past 9998 overflowed the day arithmetic)."""
+    for name, value in values.items():
+        if not in_service_years(value):
+            low, high = SERVICE_YEARS
+            raise ValidationFailed(details={name: [f"Between the years {low} and {high}."]})
+
+
 def slot_create(
     *,
     actor: Principal,
@@ -89,10 +103,10 @@ def slot_create(
     capacity: int = 1,
 ) -> Slot:
     _require_manager(actor, clinic_id)
+    _years_check(start_at=start_at, end_at=end_at)
     if end_at <= start_at:
         raise ValidationFailed(details={"end_at": ["Must be after start_at."]})
-    if capacity < 1:
-        raise ValidationFailed(details={"capacity": ["Must be at least 1."]})
+    _capacity_check(capacity)
     _service_of(clinic_id=clinic_id, service_id=service_id)
     try:
         with transaction.atomic():
@@ -229,14 +243,14 @@ def slot_generate(
     """Create the slots of a weekly schedule (clinic-local dates, inclusive); existing slots
     are skipped. Returns how many were created."""
     _require_manager(actor, clinic_id)
+    _years_check(date_from=date_from, date_to=date_to)
     if date_to < date_from:
         raise ValidationFailed(details={"date_to": ["Must not be before date_from."]})
     if (date_to - date_from).days + 1 > settings.SLOT_GENERATE_MAX_DAYS:
         raise ValidationFailed(
             details={"date_to": [f"At most {settings.SLOT_GENERATE_MAX_DAYS} days at once."]}
         )
-    if capacity < 1:
-        raise ValidationFailed(details={"capacity": ["Must be at least 1."]})
+    _capacity_check(capacity)
     for index, window in enumerate(weekly):
         if window.end <= window.start:
             raise ValidationFailed(details={"weekly": {str(index): ["end must be after start."]}})
@@ -315,8 +329,8 @@ def slot_update(
 ) -> Slot:
     """Change capacity and/or status. `expected_version` (If-Match) makes a stale edit a 412;
     capacity below booked + held is a 409."""
-    if capacity is not None and capacity < 1:
-        raise ValidationFailed(details={"capacity": ["Must be at least 1."]})
+    if capacity is not None:
+        _capacity_check(capacity)
     if status is not None and status not in SlotStatus.values:
         raise ValidationFailed(details={"status": [f"One of {', '.join(SlotStatus.values)}."]})
     with transaction.atomic():

@@ -4,6 +4,7 @@ services the API uses (with the admin user's Principal), and renders a template.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 from django import forms
@@ -16,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from petpro_booking.core.clock import in_service_years
 from petpro_booking.core.errors import ApplicationError, NotFound, VersionConflict
 from petpro_booking.core.principal import Principal
 from slots import services as slot_services
@@ -48,14 +50,18 @@ def _page(request: HttpRequest, template: str, title: str, **context) -> Templat
 
 
 def _parse_day(raw: str | None) -> dt.date | None:
+    """A day of the years the service keeps (`in_service_years`), or None: a day past 9998
+    overflowed the week and day arithmetic (a 500)."""
     try:
-        return dt.date.fromisoformat(raw) if raw else None
+        day = dt.date.fromisoformat(raw) if raw else None
     except ValueError:
         return None
+    return day if day is not None and in_service_years(day) else None
 
 
 def _version(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
+    """The form's version: ASCII digits only (`"²".isdigit()` is true, `int("²")` fails)."""
+    return int(raw) if raw and re.fullmatch(r"[0-9]{1,9}", raw) else None
 
 
 def _failed(request: HttpRequest, label: str, exc: ApplicationError) -> None:

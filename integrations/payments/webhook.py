@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from petpro_booking.core.parsers import UntrustedJSONError, loads_untrusted
 
 SIGNATURE_PREFIX = "sha256="
 EVENT_TYPES = frozenset({"payment.succeeded", "payment.failed", "payment.refunded"})
@@ -55,9 +56,28 @@ class WebhookMalformed(ValueError):
     """A correctly signed body that is not a webhook event we understand."""
 
 
+# Fields read as text: a string (or a number, for ids), at most this long (our columns).
+_TEXT_FIELDS = {"event_id": 100, "type": 64, "payment_id": 100, "currency": 3}
+_OPTIONAL_TEXT_FIELDS = {"booking_id": 64, "occurred_at": 64}
+
+
+def _text_fields_problem(payload: dict[str, Any]) -> str | None:
+    for key, limit in (*_TEXT_FIELDS.items(), *_OPTIONAL_TEXT_FIELDS.items()):
+        value = payload.get(key)
+        if value is None or (key in _OPTIONAL_TEXT_FIELDS and value == ""):
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return f"{key} is not a string"
+        if len(str(value)) > limit:
+            return f"{key} is longer than {limit} characters"
+    return None
+
+
 def webhook_event_parse(body: bytes) -> WebhookEvent:
     try:
-        payload = json.loads(body)
+        payload = loads_untrusted(body)
+    except UntrustedJSONError as exc:
+        raise WebhookMalformed(f"the body is refused: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookMalformed("the body is not JSON") from exc
     if not isinstance(payload, dict):
@@ -66,12 +86,17 @@ def webhook_event_parse(body: bytes) -> WebhookEvent:
     missing = [key for key in required if not payload.get(key)]
     if missing:
         raise WebhookMalformed(f"missing fields: {', '.join(missing)}")
+    problem = _text_fields_problem(payload)
+    if problem:
+        raise WebhookMalformed(problem)
     if payload["type"] not in EVENT_TYPES:
         raise WebhookMalformed(f"unknown event type {payload['type']!r}")
     try:
         amount = Decimal(str(payload["amount"]))
     except InvalidOperation as exc:
         raise WebhookMalformed("amount is not a decimal") from exc
+    if not amount.is_finite():
+        raise WebhookMalformed("amount is not a finite decimal")
     return WebhookEvent(
         event_id=str(payload["event_id"]),
         type=str(payload["type"]),

@@ -14,6 +14,7 @@ from rest_framework import authentication, exceptions
 
 from .local_cache import MISSING, LocalLRU
 from .logging import bind_log_context
+from .parsers import text_problem
 from .principal import ROLES, Principal
 
 # Ids of other services' entities (users, clinics) are stored in columns of this length.
@@ -60,6 +61,15 @@ def forget_verified_tokens() -> None:
     _verified.clear()
 
 
+def _is_id(value: object) -> bool:
+    """An id of another service's entity as a claim may carry it: a string or an integer (not
+    a boolean), 1 to MAX_ID_LENGTH characters, text our columns can hold."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return False
+    text = str(value)
+    return 0 < len(text) <= MAX_ID_LENGTH and text_problem(text) is None
+
+
 def _verify(token: str, key: str, algorithms: list[str]) -> tuple[Principal, float]:
     """The full check: the Principal and the token's `exp` (seconds since the epoch)."""
     options: Any = {"require": ["sub", "exp"]}
@@ -85,15 +95,19 @@ def _verify(token: str, key: str, algorithms: list[str]) -> tuple[Principal, flo
         raise exceptions.AuthenticationFailed("The token is not valid.") from exc
     roles = claims.get("roles") or []
     clinic_ids = claims.get("clinic_ids") or []
-    if not isinstance(roles, list) or not set(roles) <= ROLES or not roles:
-        raise exceptions.AuthenticationFailed("The token's roles are not valid.")
-    if not isinstance(clinic_ids, list) or not all(
-        isinstance(c, str | int) and 0 < len(str(c)) <= MAX_ID_LENGTH for c in clinic_ids
+    if (
+        not isinstance(roles, list)
+        or not roles
+        or not all(isinstance(role, str) for role in roles)
+        or not set(roles) <= ROLES
     ):
+        raise exceptions.AuthenticationFailed("The token's roles are not valid.")
+    if not isinstance(clinic_ids, list) or not all(_is_id(c) for c in clinic_ids):
         raise exceptions.AuthenticationFailed("The token's clinic_ids are not valid.")
     sub = claims["sub"]
-    if not isinstance(sub, str | int) or not 0 < len(str(sub)) <= MAX_ID_LENGTH:
-        # Longer than our user_id columns: refused here instead of failing at the INSERT.
+    if not _is_id(sub):
+        # Longer than our user_id columns, or text no column can hold (a NUL, a lone
+        # surrogate): refused here instead of failing at the first query that uses it.
         raise exceptions.AuthenticationFailed("The token's sub is not valid.")
     principal = Principal(
         sub=str(sub),

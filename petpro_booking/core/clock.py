@@ -6,6 +6,15 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+# The years of every time and date the service takes in (API fields, admin forms and filters,
+# the daily tool): no appointment lies outside them, and far dates overflow on every later
+# conversion (UTC, the clinic's zone, "+ a day"), so they are refused at the door.
+SERVICE_YEARS = (1970, 2999)
+
+
+def in_service_years(value: dt.date) -> bool:
+    return SERVICE_YEARS[0] <= value.year <= SERVICE_YEARS[1]
+
 
 def api_timestamp(value: dt.datetime) -> str:
     """The API's one format for instants, as DRF's DateTimeField renders them: UTC with `Z`."""

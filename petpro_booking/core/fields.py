@@ -8,6 +8,8 @@ import datetime as dt
 from django.utils import timezone
 from rest_framework import serializers
 
+from .clock import SERVICE_YEARS
+
 
 class ShallowFieldsMixin:
     """For the input serializers of the hot paths (the search's query, the hold's body), made on
@@ -28,17 +30,18 @@ class ShallowFieldsMixin:
         }
 
 
+_MINUTE = dt.timedelta(minutes=1)
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """ISO 8601 with an explicit offset; a time without one is a 400 (validation_error)."""
 
     default_error_messages = {
         "naive": "Give the time with an offset, like 2026-12-01T09:00:00+01:00.",
         "out_of_range": "Give a time between the years 1970 and 2999.",
-        "bad_offset": "Give an offset between -14:00 and +14:00.",
+        "bad_offset": "Give an offset in whole minutes between -14:00 and +14:00.",
     }
-    # No appointment lies outside these years; far dates overflow on every later conversion
-    # (UTC, the clinic's zone, "+ duration"), so they are refused at the door.
-    MIN_YEAR, MAX_YEAR = 1970, 2999
+    MIN_YEAR, MAX_YEAR = SERVICE_YEARS
 
     def to_internal_value(self, value):
         if isinstance(value, str):
@@ -52,8 +55,9 @@ class AwareDateTimeField(serializers.DateTimeField):
         if timezone.is_naive(result):
             self.fail("naive")
         offset = result.utcoffset()
-        if offset is None or abs(offset) > dt.timedelta(hours=14):
-            # Python takes up to +-23:59, PostgreSQL only +-15:59: the real world's +-14:00.
+        if offset is None or abs(offset) > dt.timedelta(hours=14) or offset % _MINUTE:
+            # Python takes up to +-23:59 and seconds (fractions too), PostgreSQL only +-15:59
+            # and no fraction: the real world's +-14:00, in whole minutes.
             self.fail("bad_offset")
         try:
             in_utc = result.astimezone(dt.UTC)

@@ -20,6 +20,7 @@ from csp.middleware import CSPMiddleware
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -53,6 +54,24 @@ class _SkipsApi:
         if hook is None or is_api_request(request):
             return None
         return hook(request, callback, callback_args, callback_kwargs)
+
+
+class BrowserRefuseNulMiddleware:
+    """Outside the API, a NUL in the path or the query string is a 400 before any view runs:
+    PostgreSQL's text cannot hold one, and the admin's list filters, the daily tool's finder
+    and its clinic path sent it on to a query (a DataError, a 500). The API refuses NUL on its
+    own (ids are UUIDs, DRF's CharField refuses it: 404 or 400 with the field), and the
+    admin's forms do too (Django's); this covers the values pages read straight from the URL."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if not is_api_request(request) and (
+            "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", "")
+        ):
+            raise SuspiciousOperation("NUL in the request's path or query string")
+        return self.get_response(request)
 
 
 class BrowserSessionMiddleware(_SkipsApi, SessionMiddleware):

@@ -44,6 +44,7 @@ MIDDLEWARE = [
     # First: counts and times every answer, the middleware chain included (core/middleware.py).
     "petpro_booking.core.middleware.HttpMetricsMiddleware",
     "petpro_booking.core.logging.RequestLogContextMiddleware",
+    "petpro_booking.core.middleware.BrowserRefuseNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "petpro_booking.core.middleware.BrowserSessionMiddleware",
     # Accept-Language (en, id) picks the language of API error messages; codes never change.
@@ -497,7 +498,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["petpro_booking.core.auth.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["petpro_booking.core.permissions.IsAuthenticatedPrincipal"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSONParser plus refusals of what we cannot carry (core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["petpro_booking.core.parsers.UntrustedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "petpro_booking.core.pagination.PagePagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "petpro_booking.core.exception_handler.handle_exception",

@@ -286,15 +286,36 @@ def test_hostile_parameters_fall_back_or_are_not_found(support_browser, slot):
         page = support_browser.get(base, query)
         assert page.status_code == 200
         assert page.context["view"] in {"day", "week"}
+    # Days past 9998 or before the year 1 overflowed the day and week arithmetic (a 500):
+    # outside the years the service keeps, the page shows today, as for any other bad date.
+    for query in (
+        {"date": "9999-12-31"},
+        {"date": "0001-01-01"},
+        {"date": "0001-01-02", "view": "week"},
+        {"date": "9999-12-31", "view": "week"},
+    ):
+        page = support_browser.get(base, query)
+        assert page.status_code == 200, query
+        assert page.context["day"] == page.context["today"]
+    for day in ("0001-01-01", "9999-12-31"):
+        assert support_browser.get(FIND, {"date": day}).status_code == 200
     assert support_browser.get("/admin/backoffice/schedule/no-such-clinic/").status_code == 404
-    assert support_browser.get("/admin/backoffice/bookings/%00/").status_code == 404
+    # A NUL reached PostgreSQL from the path and the finder (a DataError): refused first.
+    assert support_browser.get("/admin/backoffice/bookings/%00/").status_code == 400
+    assert support_browser.get("/admin/backoffice/schedule/x%00/").status_code == 400
+    assert support_browser.get(FIND, {"q": "x\x00y"}).status_code == 400
     assert support_browser.get(FIND, {"q": "x" * 5000}).status_code == 200
+    # "²".isdigit() is true and int("²") fails: a version of other digits is no number.
     response = support_browser.post(
-        f"/admin/backoffice/slots/{slot.pk}/", {"action": "close", "version": "-1"}
+        f"/admin/backoffice/slots/{slot.pk}/", {"action": "close", "version": "\u00b2"}
     )
     assert response.status_code == 302
     slot.refresh_from_db()
     assert slot.status == "closed"  # a version that is no number means "the current one"
+    response = support_browser.post(
+        f"/admin/backoffice/slots/{slot.pk}/", {"action": "close", "version": "-1"}
+    )
+    assert response.status_code == 302
 
 
 def test_booking_list_asks_for_each_owner_once(support_browser, named_booking, second_slot):

@@ -83,3 +83,41 @@ def test_previous_webhook_secret_is_accepted_during_a_rollover(
         payment_id, "payment.refunded", secret="the-new-webhook-secret"
     )
     assert deliver(APIClient(), body, signature).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event_id": "e1", "type": ["x"], "payment_id": "p1", "amount": 1, "currency": "EUR"}',
+        b'{"event_id": "e\\ud800", "type": "payment.succeeded", "payment_id": "p1",'
+        b' "amount": 1, "currency": "EUR"}',
+        b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": "p\\u0000",'
+        b' "amount": 1, "currency": "EUR"}',
+        b'{"event_id": "' + b"e" * 101 + b'", "type": "payment.succeeded", "payment_id": "p1",'
+        b' "amount": 1, "currency": "EUR"}',
+        b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": {"a": 1},'
+        b' "amount": 1, "currency": "EUR"}',
+        b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": "p1",'
+        b' "amount": 1e999, "currency": "EUR"}',
+        b"[" * 1000 + b"]" * 1000,
+    ],
+    ids=[
+        "type not a string",
+        "lone surrogate in event_id",
+        "NUL in payment_id",
+        "event_id longer than its column",
+        "payment_id an object",
+        "amount infinite",
+        "nested 1,000 deep",
+    ],
+)
+def test_a_signed_body_we_cannot_carry_is_a_400_and_changes_nothing(body, settings):
+    """Signed by the provider (or by anyone holding the secret), yet not an event we can store:
+    each was a 500 (TypeError, an encoding error, a DataError, RecursionError) before."""
+    client = APIClient()
+    client.raise_request_exception = False
+    signature = webhook_sign(body=body, secret=settings.PAYMENT_WEBHOOK_SECRET)
+    response = deliver(client, body, signature)
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["code"] == "validation_error"
+    assert not ProcessedWebhook.objects.exists()

@@ -133,6 +133,43 @@ ATTACKS = {
     "non-UTF-8 body to the webhook": Attack(
         "POST", "/api/v1/payments/webhook", b'{"event_id": "\xff"}', role="none"
     ),
+    # json.loads recursed into a RecursionError (a 500 on every JSON endpoint, 2 KB of body).
+    "JSON nested 1,000 deep": Attack(
+        "POST", "/api/v1/reservations", b"[" * 1000 + b"]" * 1000, role="owner", status=400
+    ),
+    "JSON nested 40 deep": Attack(
+        "POST",
+        "/api/v1/reservations",
+        b'{"slot_id": ' + b"[" * 40 + b"]" * 40 + b"}",
+        role="owner",
+        status=400,
+    ),
+    # DRF repeats a bad choice in its message, and a lone surrogate cannot be encoded.
+    "lone surrogate in a cancel scope": Attack(
+        "POST",
+        "/api/v1/bookings/00000000-0000-0000-0000-000000000000/cancel",
+        b'{"scope": "\\ud800"}',
+        role="owner",
+        status=400,
+    ),
+    "lone surrogate in a slot status": Attack(
+        "PATCH", "/api/v1/slots/{slot}", b'{"status": "\\udfff"}', status=400
+    ),
+    "NUL in a JSON key": Attack(
+        "POST", "/api/v1/reservations", b'{"slot_id\\u0000": 1}', role="owner", status=400
+    ),
+    # PostgreSQL refuses an offset with a fraction of a second (it was a 500 there only).
+    "search with an offset of -00:00:01.5": Attack(
+        "GET",
+        "/api/v1/slots?start_from=2030-01-01T00:00:00Z&start_to=2030-12-20T00:00:00-00:00:01.5",
+        status=400,
+    ),
+    "slot with an offset of 30 seconds": Attack(
+        "POST",
+        "/api/v1/slots",
+        new_slot("2030-01-01T09:00:00+01:00:30", "2030-01-01T09:30:00+01:00:30"),
+        status=400,
+    ),
 }
 
 

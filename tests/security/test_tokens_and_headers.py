@@ -39,6 +39,13 @@ def test_small_clock_skew_is_tolerated(anon_client, settings):
         {"sub": ["a"]},
         {"sub": "staff", "roles": ["clinic_staff"], "clinic_ids": ["c" * 65]},
         {"sub": "staff", "roles": ["clinic_staff"], "clinic_ids": [{"x": 1}]},
+        # Claims no column can hold, or not of their type (each was a 500 before the check).
+        {"sub": "u\x00"},
+        {"sub": "u\ud800"},
+        {"sub": True},
+        {"sub": "staff", "roles": ["clinic_staff"], "clinic_ids": ["c\x00"]},
+        {"sub": "u1", "roles": [["pet_owner"]]},
+        {"sub": "u1", "roles": [{}]},
     ],
 )
 def test_ids_longer_than_our_columns_are_401(anon_client, slot, owner_pet, claims, settings):
@@ -115,6 +122,14 @@ def test_swagger_ui_is_served_from_our_static_files_under_a_csp(client):
     assert "script-src 'self'" in policy
     assert "<script>" not in html  # no inline script: the init script is a file of ours
     assert page["Content-Security-Policy"] == client.get("/admin/login/")["Content-Security-Policy"]
+
+
+def test_the_docs_page_answers_get_and_head_only(client):
+    """DRF answered OPTIONS with the view's metadata through its HTML renderer, whose template
+    does not exist: a 500 to anyone, no login needed."""
+    client.raise_request_exception = False
+    assert client.options("/api/docs/").status_code == 405
+    assert client.head("/api/docs/").status_code == 200
 
 
 def test_the_json_api_skips_the_browser_middleware_and_pages_keep_it(client, owner_client):

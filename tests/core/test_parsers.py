@@ -1,0 +1,83 @@
+"""JSON from outside is parsed, then refused when it nests too deep or holds text no answer,
+log line or column can carry (core/parsers.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from petpro_booking.core.parsers import (
+    MAX_JSON_DEPTH,
+    UntrustedJSONError,
+    loads_untrusted,
+    text_problem,
+)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_depth_up_to_the_limit_passes_and_one_more_is_refused():
+    assert loads_untrusted(nested(MAX_JSON_DEPTH)) is not None
+    with pytest.raises(UntrustedJSONError, match="nested deeper"):
+        loads_untrusted(nested(MAX_JSON_DEPTH + 1))
+    # Objects count as lists do; keys are no level of their own.
+    deep_object = '{"a": ' * MAX_JSON_DEPTH + "1" + "}" * MAX_JSON_DEPTH
+    assert loads_untrusted(deep_object) is not None
+    with pytest.raises(UntrustedJSONError):
+        loads_untrusted('{"a": ' * (MAX_JSON_DEPTH + 1) + "1" + "}" * (MAX_JSON_DEPTH + 1))
+
+
+def test_a_nesting_past_the_interpreter_recursion_limit_is_refused_not_raised():
+    with pytest.raises(UntrustedJSONError):
+        loads_untrusted(nested(100_000))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['"\\ud800"', '{"k": ["a", "\\udfff"]}', '{"\\ud800": 1}', '"a\\u0000b"', '{"a\\u0000": 1}'],
+)
+def test_lone_surrogates_and_nul_are_refused_in_values_and_keys(raw):
+    with pytest.raises(UntrustedJSONError):
+        loads_untrusted(raw)
+
+
+def test_nan_and_infinity_literals_are_refused_when_strict():
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        loads_untrusted('{"a": NaN}')
+    assert loads_untrusted('{"a": Infinity}', strict=False)["a"] == float("inf")
+
+
+def test_a_surrogate_pair_is_text():
+    assert loads_untrusted('"\\ud83d\\udc36"') == "\U0001f436"
+    assert text_problem("\U0001f436 ok") is None
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(
+                alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_any_shallow_json_of_real_text_comes_back_as_json_loads_gives_it(value):
+    raw = json.dumps(value)
+    assert loads_untrusted(raw) == json.loads(raw)

@@ -1,0 +1,197 @@
+"""Hostile input to the admin is a form error, Django's "wrong parameters" flag or a 400,
+never a 500, and never a row outside what the API would write: date drill-downs past the
+year 9998, NUL in list filters, slots in the year 1 or 9999 or with billions of places, a
+schedule ending on 9999-12-31."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from petpro_booking.core.admin_access import date_drill_down_valid
+from slots.models import Slot
+
+from ..factories import ClinicFactory, ClinicServiceFactory, SlotFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def support_browser(client):
+    user = User.objects.create_user("helpdesk", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name="support")[0])
+    client.force_login(user)
+    client.raise_request_exception = False
+    return client
+
+
+@pytest.fixture
+def service():
+    return ClinicServiceFactory(id="svc-h", clinic=ClinicFactory(id="clinic-h"))
+
+
+@pytest.mark.parametrize(
+    ("page", "query"),
+    [
+        ("/admin/slots/slot/", "start_at__year=9999"),
+        ("/admin/slots/slot/", "start_at__year=9999&start_at__month=12"),
+        ("/admin/slots/slot/", "start_at__year=9999&start_at__month=12&start_at__day=31"),
+        ("/admin/slots/slot/", "start_at__year=2030&start_at__month=13"),
+        ("/admin/slots/slot/", "start_at__year=%C2%B2"),
+        ("/admin/slots/slot/", "start_at__month=12"),
+        ("/admin/reservations/reservation/", "created_at__year=9999"),
+        ("/admin/bookings/booking/", "slot__start_at__year=9999&slot__start_at__month=12"),
+    ],
+)
+def test_a_date_drill_down_out_of_range_is_the_wrong_parameters_flag(
+    support_browser, service, page, query
+):
+    SlotFactory(service=service)
+    response = support_browser.get(f"{page}?{query}")
+    assert response.status_code == 302
+    assert response["Location"] == f"{page}?e=1"
+    assert support_browser.get(response["Location"]).status_code == 200
+
+
+def test_a_date_drill_down_in_range_still_filters(support_browser, service):
+    slot = SlotFactory(service=service)
+    year = slot.start_at.year
+    page = support_browser.get(f"/admin/slots/slot/?start_at__year={year}")
+    assert page.status_code == 200
+    assert [s.pk for s in page.context["cl"].result_list] == [slot.pk]
+    assert (
+        support_browser.get(f"/admin/slots/slot/?start_at__year={year - 1}")
+        .context["cl"]
+        .result_count
+        == 0
+    )
+
+
+def test_drill_down_parameters_are_checked_part_by_part():
+    field = "start_at"
+    assert date_drill_down_valid({}, field)
+    assert date_drill_down_valid({"start_at__year": "2030"}, field)
+    assert date_drill_down_valid({"start_at__year": "2030", "start_at__month": "2"}, field)
+    assert date_drill_down_valid(
+        {"start_at__year": "2028", "start_at__month": "2", "start_at__day": "29"}, field
+    )
+    assert not date_drill_down_valid(
+        {"start_at__year": "2030", "start_at__month": "2", "start_at__day": "29"}, field
+    )
+    assert not date_drill_down_valid({"start_at__year": "1969"}, field)
+    assert not date_drill_down_valid({"start_at__year": "3000"}, field)
+    assert not date_drill_down_valid({"start_at__day": "1"}, field)
+    assert not date_drill_down_valid({"start_at__year": "20300"}, field)
+    assert not date_drill_down_valid({"start_at__year": "\u0662\u0660\u0663\u0660"}, field)
+
+
+@pytest.mark.parametrize(
+    ("page", "query"),
+    [
+        ("/admin/slots/slot/", "status__exact=%00"),
+        ("/admin/slots/slot/", "clinic__id__exact=%00"),
+        ("/admin/reservations/reservation/", "user_id=%00"),
+        ("/admin/bookings/booking/", "id__exact=%00"),
+        ("/admin/slots/slot/", "q=a%00b"),
+    ],
+)
+def test_a_nul_in_an_admin_list_filter_is_a_400(support_browser, service, page, query):
+    SlotFactory(service=service)
+    response = support_browser.get(f"{page}?{query}")
+    assert response.status_code == 400
+
+
+def _new_slot_form(start_date: str, end_date: str, capacity: str = "1") -> dict:
+    return {
+        "clinic": "clinic-h",
+        "service": "svc-h",
+        "start_at_0": start_date,
+        "start_at_1": "09:00",
+        "end_at_0": end_date,
+        "end_at_1": "09:30",
+        "capacity": capacity,
+        "status": "open",
+    }
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        (_new_slot_form("0001-01-01", "0001-01-01"), "start_at"),
+        (_new_slot_form("9999-12-31", "9999-12-31"), "start_at"),
+        (_new_slot_form("2030-01-01", "2030-01-01", capacity="99999999999"), "capacity"),
+        (_new_slot_form("2030-01-01", "2030-01-01", capacity="1001"), "capacity"),
+    ],
+)
+def test_the_slot_form_refuses_what_the_api_refuses(support_browser, service, form, field):
+    response = support_browser.post("/admin/slots/slot/add/", form)
+    assert response.status_code == 200  # the form again, with the error
+    assert field in response.context["adminform"].form.errors
+    assert not Slot.objects.exists()
+
+
+def test_the_slot_form_still_adds_a_slot(support_browser, service):
+    response = support_browser.post(
+        "/admin/slots/slot/add/", _new_slot_form("2030-01-01", "2030-01-01", capacity="1000")
+    )
+    assert response.status_code == 302
+    assert Slot.objects.get().capacity == 1000
+
+
+@pytest.mark.parametrize(
+    ("date_from", "date_to"), [("9999-12-25", "9999-12-31"), ("0001-01-01", "0001-01-07")]
+)
+def test_a_schedule_outside_the_years_is_a_form_error(support_browser, service, date_from, date_to):
+    response = support_browser.post(
+        "/admin/slots/clinicservice/",
+        {
+            "action": "generate_slots",
+            "_selected_action": ["svc-h"],
+            "apply": "1",
+            "date_from": date_from,
+            "date_to": date_to,
+            "weekdays": [str(day) for day in range(1, 8)],
+            "start": "10:00",
+            "end": "11:00",
+            "capacity": "1",
+        },
+    )
+    assert response.status_code == 200
+    assert "between the years 1970 and 2999" in response.content.decode()
+    assert not Slot.objects.exists()
+
+
+def test_services_refuse_what_the_admin_forms_refuse(service):
+    """The services check years and capacity themselves: every entry point gets the bound."""
+    from petpro_booking.core.errors import ValidationFailed
+    from petpro_booking.core.principal import Principal
+    from slots import services
+
+    support = Principal(sub="support-1", roles=frozenset({"support"}))
+    start = dt.datetime(9999, 12, 31, 9, tzinfo=dt.UTC)
+    with pytest.raises(ValidationFailed) as refused:
+        services.slot_create(
+            actor=support,
+            clinic_id="clinic-h",
+            service_id="svc-h",
+            start_at=start,
+            end_at=start + dt.timedelta(minutes=30),
+        )
+    assert "start_at" in refused.value.details
+    with pytest.raises(ValidationFailed) as refused:
+        services.slot_generate(
+            actor=support,
+            clinic_id="clinic-h",
+            service_id="svc-h",
+            date_from=dt.date(9999, 12, 25),
+            date_to=dt.date(9999, 12, 31),
+            weekly=[services.WeeklyWindow(weekday=1, start=dt.time(9), end=dt.time(10))],
+        )
+    assert "date_from" in refused.value.details
+    slot = SlotFactory(service=service)
+    with pytest.raises(ValidationFailed) as refused:
+        services.slot_update(actor=support, slot_id=slot.pk, capacity=10**11)
+    assert "capacity" in refused.value.details
+    assert not Slot.objects.filter(capacity__gt=1000).exists()
