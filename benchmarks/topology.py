@@ -183,12 +183,17 @@ def _pg(database: str) -> psycopg.Connection:
     )
 
 
-def fresh_database(name: str) -> None:
+def drop_database(name: str) -> None:
     with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def fresh_database(name: str) -> None:
+    drop_database(name)
+    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 

@@ -23,11 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.users.names import PeopleNames, people_names
-from petpro_booking.core.admin_access import (
-    ClinicScopedAdmin,
-    DateDrillDownGuard,
-    admin_principal,
-)
+from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError, VersionConflict
@@ -127,7 +123,7 @@ class RescheduleForm(BookingActionForm):
 
 
 @admin.register(Booking)
-class BookingAdmin(LookupHashSearchMixin, DateDrillDownGuard, ClinicScopedAdmin):
+class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
     list_display = [
         "reference_link",
         "status",

@@ -76,8 +76,17 @@ class MalformedAnswer(Exception):
     """A parser's refusal of a 2xx answer (its message says what was wrong)."""
 
 
-# What a parser may raise on an answer that is not the wire format.
-PARSE_ERRORS = (MalformedAnswer, ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
+# What a parser may raise on an answer that is not the wire format (RecursionError: JSON
+# nested past the interpreter's limit).
+PARSE_ERRORS = (
+    MalformedAnswer,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+)
 
 
 @dataclass(frozen=True)

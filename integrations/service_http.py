@@ -27,6 +27,7 @@ from django.core.cache import cache
 from petpro_booking.core import metrics
 from petpro_booking.core.breaker import WindowedCircuitBreaker
 from petpro_booking.core.errors import DependencyUnavailable
+from petpro_booking.core.parsers import cleaned_answer
 from petpro_booking.core.service_tokens import service_token
 
 from .http import BREAKER_OPEN, Failure, ServiceHTTP
@@ -81,7 +82,8 @@ class ServiceReader:
             "GET",
             getattr(settings, self.url_setting).rstrip("/") + path,
             timeout=settings.SERVICE_CALL_TIMEOUT_SECONDS,
-            parse=lambda response: parse(response.json()),
+            # Names people typed reach our rows and events: text a column can hold.
+            parse=lambda response: parse(cleaned_answer(response.json())),
             headers={"Authorization": f"Bearer {service_token(audience=self.audience)}"},
             on_failure=self._failed,
         )

@@ -8,11 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from integrations.users.names import people_names
-from petpro_booking.core.admin_access import (
-    DateDrillDownGuard,
-    admin_principal,
-    visible_clinic_ids,
-)
+from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from slots.display import local_label
@@ -26,7 +22,7 @@ def _clinic_zone(reservation: Reservation) -> str:
 
 
 @admin.register(Reservation)
-class ReservationAdmin(LookupHashSearchMixin, DateDrillDownGuard):
+class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
     list_display = [
         "slot_start",
         "status",

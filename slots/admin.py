@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -19,13 +19,13 @@ from django.utils.html import escape
 
 from petpro_booking.core.admin_access import (
     ClinicScopedAdmin,
-    DateDrillDownGuard,
     admin_principal,
     visible_clinic_ids,
 )
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.clock import SERVICE_YEARS, in_service_years, wall_clock_instant
 from petpro_booking.core.errors import ApplicationError
+from petpro_booking.core.parsers import UntrustedJSONFormField
 
 from . import clinic_sync, services
 from .display import clinic_zone, local_label
@@ -69,7 +69,7 @@ class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
         )
 
 
-def _in_service_years(value):
+def _service_years_only(value):
     """A form's date or time of the years the service keeps, else the field's error."""
     if value is not None and not in_service_years(value):
         low, high = SERVICE_YEARS
@@ -97,10 +97,10 @@ class GenerateSlotsForm(forms.Form):
     capacity = forms.IntegerField(min_value=1, max_value=CAPACITY_MAX, initial=1)
 
     def clean_date_from(self):
-        return _in_service_years(self.cleaned_data["date_from"])
+        return _service_years_only(self.cleaned_data["date_from"])
 
     def clean_date_to(self):
-        return _in_service_years(self.cleaned_data["date_to"])
+        return _service_years_only(self.cleaned_data["date_to"])
 
     def __init__(self, *args, zones: list[str], **kwargs) -> None:
         """`zones`: the time zones of the selected services' clinics, written on the form."""
@@ -131,6 +131,7 @@ class ClinicServiceAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     list_filter = ["clinic", "requires_payment"]
     search_fields = ["name", "id"]
     actions = ["generate_slots"]
+    formfield_overrides = {JSONField: {"form_class": UntrustedJSONFormField}}
     fieldsets = [
         (
             None,
@@ -268,10 +269,10 @@ class SlotForm(forms.ModelForm):
     capacity = forms.IntegerField(min_value=1, max_value=CAPACITY_MAX, initial=1)
 
     def clean_start_at(self):
-        return _in_service_years(self.cleaned_data.get("start_at"))
+        return _service_years_only(self.cleaned_data.get("start_at"))
 
     def clean_end_at(self):
-        return _in_service_years(self.cleaned_data.get("end_at"))
+        return _service_years_only(self.cleaned_data.get("end_at"))
 
     class Meta:
         model = Slot
@@ -340,7 +341,7 @@ class SlotForm(forms.ModelForm):
 
 
 @admin.register(Slot)
-class SlotAdmin(DateDrillDownGuard, ClinicScopedAdmin):
+class SlotAdmin(ClinicScopedAdmin):
     form = SlotForm
     list_display = [
         "starts_local",

@@ -3,7 +3,7 @@ import uuid
 from django.db import models
 
 
-class Slot(models.Model):
+class SlotColumns(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     clinic_id = models.CharField(max_length=64)
     service_id = models.CharField(max_length=64)
@@ -14,11 +14,16 @@ class Slot(models.Model):
     held_count = models.IntegerField(default=0)
 
     class Meta:
-        db_table = "baseline_slots"
-        indexes = [models.Index(fields=["clinic_id", "service_id", "start_at"])]
+        abstract = True
 
     def __str__(self) -> str:
         return f"slot {self.id}"
+
+
+class Slot(SlotColumns):
+    class Meta:
+        db_table = "baseline_slots"
+        indexes = [models.Index(fields=["clinic_id", "service_id", "start_at"])]
 
 
 class Hold(models.Model):
@@ -39,21 +44,9 @@ class Hold(models.Model):
 # The guarded hold's own tables (`views.GuardedHoldCreate`): a copy of the slots, so it takes
 # the same slots as the bare hold and the service in the same round without meeting the bare
 # hold's rows.
-class GuardedSlot(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
-    clinic_id = models.CharField(max_length=64)
-    service_id = models.CharField(max_length=64)
-    start_at = models.DateTimeField()
-    end_at = models.DateTimeField()
-    capacity = models.PositiveIntegerField(default=1)
-    booked_count = models.IntegerField(default=0)
-    held_count = models.IntegerField(default=0)
-
+class GuardedSlot(SlotColumns):
     class Meta:
         db_table = "guarded_slots"
-
-    def __str__(self) -> str:
-        return f"guarded slot {self.id}"
 
 
 class GuardedHold(models.Model):

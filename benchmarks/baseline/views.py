@@ -5,9 +5,11 @@ locks the hold, moves the unit from held to booked and marks the hold confirmed.
 
 The guarded hold (`GuardedHoldCreate`, `/guarded/api/v1/reservations`) is the bare hold plus
 the guarantees the service's contract keeps, each done the plainest way, and nothing else:
-what those guarantees cost by themselves, next to what the service pays for them."""
+a yardstick of what a hold that keeps the same round trips costs without the rest of what the
+service does (its docstring lists what it leaves out)."""
 
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -24,7 +26,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .models import GuardedEvent, GuardedHold, GuardedSlot, Hold, Slot
+from .models import Hold, Slot
 
 
 class SlotSerializer(serializers.ModelSerializer):
@@ -146,21 +148,46 @@ def _serialization_failure(exc: OperationalError) -> bool:
     return isinstance(exc.__cause__, pg_errors.SerializationFailure | pg_errors.DeadlockDetected)
 
 
+# The guarded hold's write: the conditional UPDATE that takes a unit, the hold with its expiry
+# and its event, in one statement (a hold and its event exist only if the unit was taken).
+_GUARDED_WRITE = """
+WITH taken AS (
+    UPDATE guarded_slots SET held_count = held_count + 1
+    WHERE id = %(slot)s AND held_count < capacity - booked_count
+    RETURNING id
+), hold AS (
+    INSERT INTO guarded_holds (id, slot_id, user_id, pet_id, status, expires_at, created_at)
+    SELECT %(hold)s, id, %(owner)s, %(pet)s, 'held', %(expires)s, now() FROM taken
+    RETURNING id
+)
+INSERT INTO guarded_events
+    (event_id, aggregate_id, aggregate_version, event_type, payload, created_at)
+SELECT %(event)s, %(hold_text)s, 1, 'ReservationCreated', %(payload)s::jsonb, now() FROM hold
+RETURNING id
+"""
+
+
 class GuardedHoldCreate(APIView):
     """The bare hold with the guarantees of the service's hold, in the plainest form:
 
     * the caller's token verified (HS256, issuer, audience; remembered per process);
     * a per-owner rate limit counted in Redis (one round trip: INCR, EXPIRE);
-    * the owner's and the slot's Redis locks (one round trip: two SET NX PX), released with a
-      compare-and-delete script together with the search-generation bump (one round trip);
-    * the owner's live holds counted under the owner's lock (fair use);
-    * one SERIALIZABLE transaction, retried on 40001/40P01: the conditional UPDATE that takes
-      a unit, the hold with its expiry (the fence), and its event in the outbox table.
+    * the owner's and the slot's Redis locks (one round trip: two SET NX PX; taken or 409 at
+      once, no wait), released with a compare-and-delete script, with the search-generation
+      bump when a hold was made (one round trip);
+    * the owner's live holds counted under the owner's lock (fair use; one round trip);
+    * one SERIALIZABLE transaction, retried on 40001/40P01, whose one statement takes the unit
+      (conditional UPDATE) and inserts the hold with its expiry (the fence) and its event in
+      the outbox table; BEGIN and COMMIT as Django sends them (on the `serializable` alias:
+      a second connection per thread, isolation set once per connection).
 
     Left out, though the service does them: the slot read before the lock (the service's lock
-    keys and the pet's species check need the slot's clinic and service), the pet's check
-    against the User Service, idempotency keys (the load sends none), the access log line,
-    metrics, tracing, and publishing the events (the service's Celery worker relays them)."""
+    keys and the pet's species check need the slot's clinic and service), the booking rules
+    (slot open and not started, clinic and service active, notice, horizon), the pet's check
+    against the User Service, the per-IP rate limit, the slot's version bump, a bounded wait
+    for a busy lock, idempotency keys (the load sends none), the event's metadata, the access
+    log line, metrics, tracing, and publishing the events (the service's Celery worker relays
+    them)."""
 
     authentication_classes = [GuardedJWT]
 
@@ -173,7 +200,7 @@ class GuardedHoldCreate(APIView):
             pipe.expire(window, 120)
             count, _ = pipe.execute()
         if count > THROTTLE_PER_MINUTE:
-            return Response({"error": {"code": "throttled"}}, status=429)
+            return Response({"error": {"code": "rate_limited"}}, status=429)
         body = HoldInput(data=request.data)
         body.is_valid(raise_exception=True)
         slot_id = body.validated_data["slot_id"]
@@ -184,16 +211,20 @@ class GuardedHoldCreate(APIView):
             for key in keys:
                 pipe.set(key, token, nx=True, px=LOCK_MILLISECONDS)
             taken = pipe.execute()
+        response = None
         try:
-            if not all(taken):
-                return Response({"error": {"code": "slot_busy"}}, status=409)
-            return self._hold(owner, slot_id, pet_id)
+            if all(taken):
+                response = self._hold(owner, slot_id, pet_id)
+            else:
+                response = Response({"error": {"code": "slot_busy"}}, status=409)
+            return response
         finally:
             with client.pipeline(transaction=False) as pipe:
                 for key, got in zip(keys, taken, strict=True):
                     if got:
                         pipe.eval(_RELEASE, 1, key, token)
-                pipe.incr("search-generation")
+                if response is not None and response.status_code == 201:
+                    pipe.incr("search-generation")
                 pipe.execute()
 
     def _hold(self, owner: str, slot_id: uuid.UUID, pet_id: str) -> Response:
@@ -205,56 +236,62 @@ class GuardedHoldCreate(APIView):
             )
             (live,) = cursor.fetchone()
         if live >= LIVE_HOLDS_MAX:
-            return Response({"error": {"code": "limit_exceeded"}}, status=429)
+            return Response({"error": {"code": "limit_exceeded"}}, status=409)
+        hold_id = uuid.uuid4()
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=HOLD_SECONDS)
         for attempt in range(1, SERIALIZABLE_ATTEMPTS + 1):
             try:
-                hold = self._write(owner, slot_id, pet_id)
+                written = self._write(owner, slot_id, pet_id, hold_id, expires_at)
                 break
             except OperationalError as exc:
                 if not _serialization_failure(exc) or attempt == SERIALIZABLE_ATTEMPTS:
                     raise
-        if hold is None:
+        if not written:
             return Response({"error": {"code": "slot_unavailable"}}, status=409)
         return Response(
             {
-                "id": str(hold.id),
+                "id": str(hold_id),
                 "slot_id": str(slot_id),
-                "status": hold.status,
-                "expires_at": hold.expires_at.isoformat(),
+                "status": "held",
+                "expires_at": expires_at.isoformat(),
             },
             status=201,
         )
 
-    def _write(self, owner: str, slot_id: uuid.UUID, pet_id: str) -> GuardedHold | None:
-        with transaction.atomic(using="serializable"):
-            taken = (
-                GuardedSlot.objects.using("serializable")
-                .filter(id=slot_id, held_count__lt=F("capacity") - F("booked_count"))
-                .update(held_count=F("held_count") + 1)
-            )
-            if not taken:
-                return None
-            hold = GuardedHold(
-                slot_id=slot_id,
-                user_id=owner,
-                pet_id=pet_id,
-                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=HOLD_SECONDS),
-            )
-            hold.save(using="serializable", force_insert=True)
-            GuardedEvent.objects.using("serializable").create(
-                aggregate_id=str(hold.id),
-                aggregate_version=1,
-                event_type="ReservationCreated",
-                payload={
-                    "reservation_id": str(hold.id),
-                    "slot_id": str(slot_id),
-                    "user_id": owner,
-                    "pet_id": pet_id,
-                    "status": hold.status,
-                    "expires_at": hold.expires_at.isoformat(),
+    def _write(
+        self,
+        owner: str,
+        slot_id: uuid.UUID,
+        pet_id: str,
+        hold_id: uuid.UUID,
+        expires_at: dt.datetime,
+    ) -> bool:
+        payload = {
+            "reservation_id": str(hold_id),
+            "slot_id": str(slot_id),
+            "user_id": owner,
+            "pet_id": pet_id,
+            "status": "held",
+            "expires_at": expires_at.isoformat(),
+        }
+        with (
+            transaction.atomic(using="serializable"),
+            connections["serializable"].cursor() as cursor,
+        ):
+            cursor.execute(
+                _GUARDED_WRITE,
+                {
+                    "slot": slot_id,
+                    "hold": hold_id,
+                    "hold_text": str(hold_id),
+                    "owner": owner,
+                    "pet": pet_id,
+                    "expires": expires_at,
+                    "event": uuid.uuid4(),
+                    "payload": json.dumps(payload),
                 },
             )
-        return hold
+            return cursor.fetchone() is not None
 
 
 def healthz(request):

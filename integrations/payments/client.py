@@ -25,6 +25,7 @@ from tenacity import RetryCallState
 from petpro_booking.core import metrics
 from petpro_booking.core.breaker import WindowedCircuitBreaker
 from petpro_booking.core.health import register_check
+from petpro_booking.core.parsers import UntrustedJSONError, check_untrusted
 from petpro_booking.core.retrying import RetryPolicy, retry_policy
 
 from ..http import PROVIDER_ERROR, Failure, MalformedAnswer, ServiceHTTP
@@ -204,6 +205,10 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
         raise MalformedAnswer("The payment service gave an answer that is not JSON.") from exc
     if not isinstance(body, dict):
         raise MalformedAnswer("The payment service gave an unexpected answer.")
+    try:
+        check_untrusted(body)  # its ids go into our columns as they are: no NUL, no surrogate
+    except UntrustedJSONError as exc:
+        raise MalformedAnswer(f"The payment service's answer is refused: {exc}.") from exc
     return body
 
 

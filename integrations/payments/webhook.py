@@ -56,7 +56,8 @@ class WebhookMalformed(ValueError):
     """A correctly signed body that is not a webhook event we understand."""
 
 
-# Fields read as text: a string (or a number, for ids), at most this long (our columns).
+# Fields read as text: a string or a number (an id, a Unix time), at most this long as text
+# (our columns).
 _TEXT_FIELDS = {"event_id": 100, "type": 64, "payment_id": 100, "currency": 3}
 _OPTIONAL_TEXT_FIELDS = {"booking_id": 64, "occurred_at": 64}
 
@@ -66,8 +67,8 @@ def _text_fields_problem(payload: dict[str, Any]) -> str | None:
         value = payload.get(key)
         if value is None or (key in _OPTIONAL_TEXT_FIELDS and value == ""):
             continue
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            return f"{key} is not a string"
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return f"{key} is not a string or a number"
         if len(str(value)) > limit:
             return f"{key} is longer than {limit} characters"
     return None

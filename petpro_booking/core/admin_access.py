@@ -7,18 +7,14 @@ Admin actions call services with this principal, like the API does.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.views.main import ERROR_FLAG
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest
 
-from .clock import in_service_years
 from .principal import ROLE_CLINIC_STAFF, ROLE_SUPPORT, Principal
 
 SUPPORT_GROUP = "support"
@@ -58,36 +54,6 @@ def visible_clinic_ids(user: Any) -> frozenset[str] | None:
     if principal.is_support:
         return None
     return principal.clinic_ids
-
-
-def date_drill_down_valid(params: Mapping[str, str], field: str) -> bool:
-    """Whether the `<field>__year/__month/__day` parameters of an admin changelist name a day
-    (or month, or year) of SERVICE_YEARS; absent ones are fine. Past 9998 Django's own date
-    hierarchy overflows computing the next year or month (a 500)."""
-    parts = [params.get(f"{field}__{part}") for part in ("year", "month", "day")]
-    given = [value for value in parts if value is not None]
-    if not given:
-        return True
-    if parts[: len(given)] != given:  # a month without its year, a day without its month
-        return False
-    if not all(re.fullmatch(r"[0-9]{1,4}", value) for value in given):
-        return False
-    year, month, day = [int(value) for value in given] + [1] * (3 - len(given))
-    try:
-        return in_service_years(dt.date(year, month, day))
-    except ValueError:
-        return False
-
-
-class DateDrillDownGuard(admin.ModelAdmin):
-    """For an admin with `date_hierarchy`: a drill-down outside SERVICE_YEARS (or not a
-    date) goes back to the list with Django's "wrong parameters" flag (`?e=1`), as any other
-    parameter the changelist cannot use, instead of a 500."""
-
-    def changelist_view(self, request: HttpRequest, extra_context=None):
-        if self.date_hierarchy and not date_drill_down_valid(request.GET, self.date_hierarchy):
-            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
-        return super().changelist_view(request, extra_context)
 
 
 class ClinicScopedAdmin(admin.ModelAdmin):

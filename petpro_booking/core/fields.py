@@ -8,7 +8,7 @@ import datetime as dt
 from django.utils import timezone
 from rest_framework import serializers
 
-from .clock import SERVICE_YEARS
+from .clock import SERVICE_YEARS, in_service_years
 
 
 class ShallowFieldsMixin:
@@ -38,10 +38,9 @@ class AwareDateTimeField(serializers.DateTimeField):
 
     default_error_messages = {
         "naive": "Give the time with an offset, like 2026-12-01T09:00:00+01:00.",
-        "out_of_range": "Give a time between the years 1970 and 2999.",
+        "out_of_range": f"Give a time between the years {SERVICE_YEARS[0]} and {SERVICE_YEARS[1]}.",
         "bad_offset": "Give an offset in whole minutes between -14:00 and +14:00.",
     }
-    MIN_YEAR, MAX_YEAR = SERVICE_YEARS
 
     def to_internal_value(self, value):
         if isinstance(value, str):
@@ -63,7 +62,7 @@ class AwareDateTimeField(serializers.DateTimeField):
             in_utc = result.astimezone(dt.UTC)
         except OverflowError:
             self.fail("out_of_range")
-        if not self.MIN_YEAR <= in_utc.year <= self.MAX_YEAR:
+        if not in_service_years(in_utc):
             self.fail("out_of_range")
         return result
 
@@ -73,7 +72,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 class BoundedDateField(serializers.DateField):
-    """A calendar date between the years 1970 and 2999 (see AwareDateTimeField)."""
+    """A calendar date of SERVICE_YEARS (see AwareDateTimeField)."""
 
     default_error_messages = {
         "out_of_range": AwareDateTimeField.default_error_messages["out_of_range"].replace(
@@ -83,6 +82,6 @@ class BoundedDateField(serializers.DateField):
 
     def to_internal_value(self, value):
         result = super().to_internal_value(value)
-        if not AwareDateTimeField.MIN_YEAR <= result.year <= AwareDateTimeField.MAX_YEAR:
+        if not in_service_years(result):
             self.fail("out_of_range")
         return result

@@ -11,20 +11,26 @@ Everything else (/admin/, /api/docs/, /api/schema/, /healthz ...) goes through i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from axes.middleware import AxesMiddleware
 from csp.middleware import CSPMiddleware
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden
+from django.db import DataError
+from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden, HttpResponseRedirect
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django_prometheus.middleware import Metrics
+
+from .exception_handler import json_bad_request
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/"
 
@@ -59,19 +65,54 @@ class _SkipsApi:
 class BrowserRefuseNulMiddleware:
     """Outside the API, a NUL in the path or the query string is a 400 before any view runs:
     PostgreSQL's text cannot hold one, and the admin's list filters, the daily tool's finder
-    and its clinic path sent it on to a query (a DataError, a 500). The API refuses NUL on its
-    own (ids are UUIDs, DRF's CharField refuses it: 404 or 400 with the field), and the
-    admin's forms do too (Django's); this covers the values pages read straight from the URL."""
+    and its clinic path sent it on to a query (a DataError, a 500). Under /api/ the API refuses
+    NUL on its own (ids are UUIDs: 404; DRF's CharField and the body parser: 400 naming the
+    field; any other path: the JSON 404)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if not is_api_request(request) and (
+        if not request.path_info.startswith("/api/") and (
             "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", "")
         ):
-            raise SuspiciousOperation("NUL in the request's path or query string")
+            logger.warning("refused: NUL in the path or query string of %s", request.method)
+            return json_bad_request(request)
         return self.get_response(request)
+
+
+class AdminChangelistGuardMiddleware:
+    """An admin list page whose parameters Django cannot turn into a query goes back to the
+    list with Django's "wrong parameters" flag (`?e=1`), as the changelist does for the
+    parameters it checks itself, instead of a 500: a year past 9998 in a date lookup or a date
+    drill-down (ValueError or OverflowError while Django builds the bounds, or while its date
+    hierarchy renders the next year's link), a value PostgreSQL refuses (a DataError, e.g. a
+    NUL in a posted action's selection). Every admin's list, the libraries' included."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponseRedirect | None:
+        match = getattr(request, "resolver_match", None)
+        if (
+            match is None
+            or match.namespace != "admin"
+            or not (match.url_name or "").endswith("_changelist")
+            or not isinstance(exception, ValueError | OverflowError | DataError)
+        ):
+            return None
+        logger.warning(
+            "admin list %s: parameters refused (%s: %s)",
+            match.url_name,
+            type(exception).__name__,
+            exception,
+        )
+        return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
 
 
 class BrowserSessionMiddleware(_SkipsApi, SessionMiddleware):

@@ -55,6 +55,8 @@ MIDDLEWARE = [
     "petpro_booking.core.middleware.BrowserMessageMiddleware",
     "petpro_booking.core.middleware.BrowserXFrameOptionsMiddleware",
     "petpro_booking.core.middleware.BrowserCSPMiddleware",
+    # Admin lists Django cannot query (a year past 9998, a NUL): ?e=1, not a 500.
+    "petpro_booking.core.middleware.AdminChangelistGuardMiddleware",
     # Last: counts failed admin logins and refuses locked-out users and IPs.
     "petpro_booking.core.middleware.BrowserAxesMiddleware",
 ]

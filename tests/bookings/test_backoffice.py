@@ -280,7 +280,7 @@ def test_story_page_actions_go_through_the_services(
     assert support_browser.post(page_url, {"action": "delete"}).status_code == 400
 
 
-def test_hostile_parameters_fall_back_or_are_not_found(support_browser, slot):
+def test_hostile_parameters_fall_back_or_are_refused(support_browser, slot):
     base = f"/admin/backoffice/schedule/{slot.clinic_id}/"
     for query in ({"date": "2026-99-99"}, {"view": "<script>"}, {"date": "x" * 5000}):
         page = support_browser.get(base, query)

@@ -98,6 +98,8 @@ def test_previous_webhook_secret_is_accepted_during_a_rollover(
         b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": {"a": 1},'
         b' "amount": 1, "currency": "EUR"}',
         b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": "p1",'
+        b' "amount": 1, "currency": "EUR", "occurred_at": [1]}',
+        b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": "p1",'
         b' "amount": 1e999, "currency": "EUR"}',
         b"[" * 1000 + b"]" * 1000,
     ],
@@ -107,6 +109,7 @@ def test_previous_webhook_secret_is_accepted_during_a_rollover(
         "NUL in payment_id",
         "event_id longer than its column",
         "payment_id an object",
+        "occurred_at a list",
         "amount infinite",
         "nested 1,000 deep",
     ],

@@ -81,3 +81,26 @@ json_values = st.recursive(
 def test_any_shallow_json_of_real_text_comes_back_as_json_loads_gives_it(value):
     raw = json.dumps(value)
     assert loads_untrusted(raw) == json.loads(raw)
+
+
+def test_the_api_parser_names_the_field_a_refusal_was_found_under():
+    import io
+
+    from rest_framework.exceptions import ParseError
+
+    from petpro_booking.core.errors import ValidationFailed
+    from petpro_booking.core.parsers import UntrustedJSONParser
+
+    def parse(raw: bytes):
+        return UntrustedJSONParser().parse(io.BytesIO(raw), parser_context={})
+
+    with pytest.raises(ValidationFailed) as refused:
+        parse(b'{"slot_id": "s", "pet_id": "pet\\u0000"}')
+    assert list(refused.value.details) == ["pet_id"]
+    with pytest.raises(ValidationFailed) as refused:
+        parse(b'{"reason": {"text": ["\\ud800"]}}')
+    assert list(refused.value.details) == ["reason"]
+    # No field to name: a bad key, a list at the top, nesting with no object around it.
+    for raw in (b'{"\\ud800": 1}', b'["\\u0000"]', b"[" * 40 + b"]" * 40):
+        with pytest.raises(ParseError):
+            parse(raw)

@@ -149,7 +149,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         status, answer, headers, delay = self.server.stub._answer(request)  # type: ignore[attr-defined]
         if delay:
             time.sleep(delay)
-        payload = b"" if answer is None and status == 204 else json.dumps(answer).encode()
+        if isinstance(answer, bytes):  # sent as it is (an answer json.dumps cannot make)
+            payload = answer
+        else:
+            payload = b"" if answer is None and status == 204 else json.dumps(answer).encode()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

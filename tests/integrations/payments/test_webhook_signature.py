@@ -83,6 +83,22 @@ def test_parse_reads_the_event():
     assert (event.amount, event.currency) == (Decimal("45.00"), "EUR")
 
 
+def test_parse_reads_numbers_where_a_provider_may_send_them():
+    """Ids and the time as numbers are read as their text (the columns are text)."""
+    body = json.dumps(
+        {
+            "event_id": 981,
+            "type": "payment.succeeded",
+            "payment_id": 77,
+            "amount": 45,
+            "currency": "EUR",
+            "occurred_at": 1733472000.25,
+        }
+    ).encode()
+    event = webhook_event_parse(body)
+    assert (event.event_id, event.payment_id, event.occurred_at) == ("981", "77", "1733472000.25")
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -14,6 +14,7 @@ from integrations.users import client, gateway
 from petpro_booking.core import cache as cache_generations
 from petpro_booking.core.errors import DependencyUnavailable
 from petpro_booking.core.local_cache import MISSING, local_cache
+from reservations.models import Reservation
 from tests.redis_commands import redis_round_trips
 
 PETS = "/api/v1/users/owner-1/pets"
@@ -166,6 +167,32 @@ def test_malformed_answer_is_a_failure_not_a_crash(user_service):
         gateway.pets_of(user_id="owner-1")
     assert user_service.count("GET", PETS) == 1
     assert client.reader.breaker.snapshot()["failures_in_window"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pet_name_no_column_can_hold_is_cleaned_and_the_hold_is_made(
+    user_service, slot, owner_client
+):
+    """A name typed with a NUL or a lone surrogate (text the User Service holds) went into the
+    hold's event and failed its INSERT (a 500): our copy drops the NUL and marks the rest."""
+    user_service.route(
+        "GET", PETS, body=[{"id": "pet-1", "name": "Re\x00x \ud800", "species": "dog"}]
+    )
+
+    held = owner_client.post(
+        "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+    )
+
+    assert held.status_code == 201, held.content[:300]
+    assert Reservation.objects.get().pet_name == "Rex \ufffd"
+
+
+def test_an_answer_nested_past_the_interpreter_limit_is_a_failure_not_a_crash(user_service):
+    """`response.json()` raised RecursionError, which no parser caught (a 500)."""
+    user_service.route("GET", PETS, body=b"[" * 5000 + b"]" * 5000)
+
+    with pytest.raises(DependencyUnavailable):
+        gateway.pets_of(user_id="owner-1")
 
 
 def test_a_rejected_service_token_is_reported_without_tripping_the_breaker(user_service):
