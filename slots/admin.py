@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -47,8 +48,24 @@ class ClinicServiceOwned:
         return super().has_change_permission(request, obj)  # type: ignore[misc]
 
 
+class ClinicForm(forms.ModelForm):
+    class Meta:
+        model = Clinic
+        fields = ["id", "name", "timezone", "language", "active", "version"]
+
+    def clean_timezone(self):
+        """An IANA zone, or the field's error (the save refused it: a 500 before)."""
+        name = self.cleaned_data["timezone"]
+        try:
+            ZoneInfo(name)
+        except (KeyError, ValueError):
+            raise ValidationError("Not an IANA time zone, e.g. Europe/Berlin.") from None
+        return name
+
+
 @admin.register(Clinic)
 class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
+    form = ClinicForm
     clinic_field = "id"
     list_display = ["name", "id", "timezone", "active"]
     search_fields = ["name", "id"]

@@ -22,6 +22,7 @@ from django.contrib.admin.views.main import ERROR_FLAG
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import ValidationError
 from django.db import DataError
 from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden, HttpResponseRedirect
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -87,7 +88,8 @@ class AdminChangelistGuardMiddleware:
     parameters it checks itself, instead of a 500: a year past 9998 in a date lookup or a date
     drill-down (ValueError or OverflowError while Django builds the bounds, or while its date
     hierarchy renders the next year's link), a value PostgreSQL refuses (a DataError, e.g. a
-    NUL in a posted action's selection). Every admin's list, the libraries' included."""
+    NUL in a posted action's selection), a selection that is no key of the model (Django's
+    ValidationError, e.g. not a UUID). Every admin's list, the libraries' included."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
@@ -103,7 +105,7 @@ class AdminChangelistGuardMiddleware:
             match is None
             or match.namespace != "admin"
             or not (match.url_name or "").endswith("_changelist")
-            or not isinstance(exception, ValueError | OverflowError | DataError)
+            or not isinstance(exception, ValueError | OverflowError | DataError | ValidationError)
         ):
             return None
         logger.warning(

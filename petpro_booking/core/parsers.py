@@ -9,6 +9,7 @@ service cannot carry.
   all fail.
 * NUL (`"\\u0000"`): PostgreSQL's text and jsonb cannot hold it (a DataError at the INSERT or
   in the WHERE of a lookup).
+* A number past a float's range (`1e400`): it parses as infinity, which no JSON column holds.
 
 Each is a 400 with the reason, before anything is read or written.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
 from typing import Any
 
@@ -59,8 +61,9 @@ def text_problem(text: str) -> str | None:
 
 
 def check_untrusted(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Raise UntrustedJSONError when `value` (parsed JSON) nests deeper than `max_depth` or
-    holds a string (a key included) that `text_problem` refuses. Iterative: no recursion."""
+    """Raise UntrustedJSONError when `value` (parsed JSON) nests deeper than `max_depth`, holds
+    a string (a key included) that `text_problem` refuses, or a number that overflowed to
+    infinity. Iterative: no recursion."""
     top = value if isinstance(value, dict) else {}
     pending: list[tuple[Any, int, str | None]] = [(value, 1, None)]
     while pending:
@@ -69,6 +72,9 @@ def check_untrusted(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
             problem = text_problem(item)
             if problem:
                 raise UntrustedJSONError(f"a string {problem}", field)
+        elif isinstance(item, float) and not math.isfinite(item):
+            # `1e400` parses as infinity, which JSON (and jsonb) cannot hold
+            raise UntrustedJSONError("a number too large to be stored", field)
         elif isinstance(item, dict | list):
             if depth > max_depth:
                 raise UntrustedJSONError(f"nested deeper than {max_depth} levels", field)
@@ -81,11 +87,11 @@ def check_untrusted(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
                 pending.extend((child, depth + 1, field) for child in item)
 
 
-def loads_untrusted(raw: str | bytes, *, strict: bool = True) -> Any:
+def loads_untrusted(raw: str | bytes) -> Any:
     """`json.loads` for input from outside: ValueError (UntrustedJSONError or the parser's own)
-    for anything `check_untrusted` refuses, NaN and Infinity too when `strict`."""
+    for anything `check_untrusted` refuses, and for the NaN and Infinity literals."""
     try:
-        value = json.loads(raw, parse_constant=strict_constant if strict else None)
+        value = json.loads(raw, parse_constant=strict_constant)
     except RecursionError as exc:
         raise UntrustedJSONError(f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
     check_untrusted(value)
@@ -127,7 +133,7 @@ class UntrustedJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = get_encoding(parser_context or {})
         try:
-            return loads_untrusted(codecs.getreader(encoding)(stream).read(), strict=self.strict)
+            return loads_untrusted(codecs.getreader(encoding)(stream).read())
         except UntrustedJSONError as exc:
             if exc.field is not None:
                 raise ValidationFailed(details={exc.field: [f"Refused: {exc}."]}) from exc

@@ -102,6 +102,8 @@ def test_previous_webhook_secret_is_accepted_during_a_rollover(
         b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": "p1",'
         b' "amount": 1e999, "currency": "EUR"}',
         b"[" * 1000 + b"]" * 1000,
+        b'{"event_id": "e1", "type": "payment.succeeded", "payment_id": "p1",'
+        b' "amount": 1, "currency": "EUR", "extra": 1e400}',
     ],
     ids=[
         "type not a string",
@@ -112,6 +114,7 @@ def test_previous_webhook_secret_is_accepted_during_a_rollover(
         "occurred_at a list",
         "amount infinite",
         "nested 1,000 deep",
+        "a number past a float's range",
     ],
 )
 def test_a_signed_body_we_cannot_carry_is_a_400_and_changes_nothing(body, settings):
