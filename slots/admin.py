@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -56,10 +55,8 @@ class ClinicForm(forms.ModelForm):
     def clean_timezone(self):
         """An IANA zone, or the field's error (the save refused it: a 500 before)."""
         name = self.cleaned_data["timezone"]
-        try:
-            ZoneInfo(name)
-        except (KeyError, ValueError):
-            raise ValidationError("Not an IANA time zone, e.g. Europe/Berlin.") from None
+        if not clinic_sync.time_zone_known(name):
+            raise ValidationError("Not an IANA time zone, e.g. Europe/Berlin.")
         return name
 
 

@@ -30,14 +30,21 @@ from .models import Clinic, ClinicService, Slot
 logger = logging.getLogger(__name__)
 
 
+def time_zone_known(name: str) -> bool:
+    """Whether `name` is an IANA time zone (the read-model's and the admin's one check)."""
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
 def clinic_upsert(
     *, clinic_id: str, name: str, timezone: str, active: bool = True, language: str = "en"
 ) -> Clinic:
     """Insert or refresh a clinic of the read-model (local adapter and Clinic Service sync)."""
-    try:
-        ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]}) from None
+    if not time_zone_known(timezone):
+        raise ValidationFailed(details={"timezone": ["Not an IANA time zone."]})
     clinic, _ = Clinic.objects.update_or_create(
         id=clinic_id,
         defaults={"name": name, "timezone": timezone, "active": active, "language": language},
