@@ -26,7 +26,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 TOGGLE = os.environ.get("BENCH_TOGGLE", "1") != "0"
 WARMUP_SECONDS = 3.0
 DRAIN_LIMIT_SECONDS = 5.0
-SLOTS = 40_000
+SLOTS = 58_000
 PEAK_RPS = 500  # the seed's peak hour
 SERVICE_GROUPS = (
     "web",
@@ -44,10 +44,10 @@ SERVICE_GROUPS = (
 SCENARIOS = {
     "slot search, cached": (scenarios.CachedSearch, (0, 0)),
     "slot search, every query new": (scenarios.UncachedSearch, (0, 0)),
-    # Up to the warm-up's slots (WARMUP_REGION): a second round would otherwise find them held
-    # (and slots from 36,000 on are past the booking horizon). 26,000 slots: a round each of
-    # 13,000 at BENCH_ROUNDS=2, past what 15 s of the faster side takes (~7,500).
-    "hold, POST /reservations": (scenarios.Holds, (4_000, 30_000)),
+    # Up to the warm-up's slots (WARMUP_REGION): a second round would otherwise find them held.
+    # 52,000 slots: a round each of 26,000 at BENCH_ROUNDS=2, twice what 15 s of the faster
+    # side takes on a fast VM (the bare hold at ~880/s used up 13,000 a round before 15 s).
+    "hold, POST /reservations": (scenarios.Holds, (4_000, 56_000)),
     # The mix holds slots of the searched service: its holds invalidate the cached pages.
     "mix 80 % search / 15 % hold / 5 % confirm": (scenarios.Mix, (0, 4_000)),
 }
@@ -110,7 +110,7 @@ def one_run(stack: Topology, name: str, target: str, round_: int) -> Run:
 
 # Slots the warm-up's holds take: inside the booking horizon, past what any measured hold run
 # reaches (a run of 15 s takes a few thousand slots from 4,000 up).
-WARMUP_REGION = (30_000, 31_000)
+WARMUP_REGION = (56_000, 57_000)
 
 
 def warm_up(stack: Topology) -> None:

@@ -104,11 +104,15 @@ other = ClinicService.objects.create(
 )
 start = (timezone.now() + dt.timedelta(days=2)).replace(second=0, microsecond=0)
 # The first {searched} slots belong to the searched service (a clinic's calendar of a few weeks),
-# the rest to a second service (room for the hold-only runs, outside the searched pages).
+# the rest to a second service (room for the hold-only runs, outside the searched pages), one
+# starting every 3 minutes after the searched calendar (overlapping: only the start is unique),
+# so that 100,000 of them end within 7 months, inside the booking horizon (a year).
+def starts(i):
+    return 15 * (i % {searched}) if i < {searched} else 15 * {searched} + 3 * (i - {searched})
 slots = [
     Slot(id=uuid.uuid4(), clinic=clinic, service=service if i < {searched} else other,
-         start_at=start + dt.timedelta(minutes=15 * (i % {searched} if i < {searched} else i)),
-         end_at=start + dt.timedelta(minutes=15 * ((i % {searched} if i < {searched} else i) + 1)),
+         start_at=start + dt.timedelta(minutes=starts(i)),
+         end_at=start + dt.timedelta(minutes=starts(i) + 15),
          capacity=capacity)
     for i in range(slot_count)
 ]
