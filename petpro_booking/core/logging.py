@@ -120,9 +120,11 @@ def current_trace_ids() -> tuple[str | None, str | None]:
 
 
 def _add_trace_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    trace_id, span_id = current_trace_ids()
-    event["traceId"] = trace_id
-    event["spanId"] = span_id
+    if tracing.tracing_active():
+        event["traceId"], event["spanId"] = current_trace_ids()
+    else:  # the ids the request or task bound, which merge_contextvars put in already
+        event.setdefault("traceId", None)
+        event.setdefault("spanId", None)
     return event
 
 
@@ -151,10 +153,15 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+# Values the service writes itself, never a person's text: not scanned (every request's
+# access line is scrubbed). requestId and userId come from the caller: scanned.
+_OWN_KEYS = frozenset({"timestamp", "level", "service", "component", "traceId", "spanId", "logger"})
+
+
 def mask_pii(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     """Replace PII-named keys and PII-looking strings (emails, phones, tokens) everywhere."""
     for key in list(event):
-        if key.startswith("_"):
+        if key.startswith("_") or key in _OWN_KEYS:
             continue
         if _is_pii_key(key):
             event[key] = REDACTED
@@ -194,6 +201,12 @@ def configure_structlog() -> None:
     global _configured
     if _configured:
         return
+    # No line shows the caller's file and line, thread or process name (pid comes from
+    # _add_service): the logging HOWTO's "Optimization" switches, so no record looks them up.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

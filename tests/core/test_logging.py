@@ -130,6 +130,19 @@ def test_pii_never_reaches_a_log_line():
     assert "sha256=[redacted]" in plain["message"]
 
 
+def test_what_a_caller_sends_is_scanned_even_where_the_service_writes_ids(anon_client):
+    """The service's own fields (time, level, trace ids, logger) are not scanned; the request
+    id comes from the caller's X-Request-ID and is: a token there never reaches the line."""
+    jwt_shaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.sig"
+    with captured_logs() as logs:
+        anon_client.get("/api/v1/slots", HTTP_X_REQUEST_ID=jwt_shaped)
+    assert jwt_shaped not in logs.raw
+    (access,) = logs.messages("request finished")
+    assert access["requestId"] == "[jwt]"
+    assert access["logger"] == "petpro.request"
+    assert re.fullmatch(r"[0-9a-f]{32}", access["traceId"])
+
+
 # Text made of the pieces the expressions look for, so that matches are frequent.
 _PIECES = st.sampled_from(
     [
