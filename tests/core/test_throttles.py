@@ -163,6 +163,24 @@ def test_requests_go_through_when_redis_is_down(limits, settings, private_redis)
     assert statuses(owner, 3) == [200, 200, 200]
 
 
+def test_a_redis_that_lost_its_scripts_still_counts_with_expiring_keys(limits):
+    """On one Redis node the limits are counted by one Lua script; a restarted Redis has lost
+    it (SCRIPT FLUSH here): the next request loads it again and the limit still holds. Every
+    counter key expires (volatile-lru may evict them)."""
+    from django_redis import get_redis_connection
+
+    limits(user="2/min")
+    owner = api_client_for(sub="owner-flush", roles=["pet_owner"])
+    assert statuses(owner, 1) == [200]
+    client = get_redis_connection("default")
+    client.script_flush()
+
+    assert statuses(owner, 2) == [200, 429]
+    keys = list(client.scan_iter(match="*throttle:{user:owner-flush}*"))
+    assert keys
+    assert all(0 < client.ttl(key) <= 121 for key in keys)
+
+
 def test_rates_are_read_from_settings_strings():
     assert parse_rate("60/min") == Rate(limit=60, period=60)
     assert parse_rate("120/minute") == Rate(limit=120, period=60)
