@@ -26,10 +26,10 @@ already holds is not taken again (the owner's lock taken with the slot's, then t
 inside it). A block
 inside another `acquire` of the same manager (the owner's lock around a slot write) hands its
 releases to the outermost block, which sends them, with any commands queued by
-`send_with_release` (the after-commit cache generation bumps), in one pipelined round trip
-when it ends; a new `acquire` inside the outer block sends what is queued first, so no lease is
-kept while waiting for another. The outer block's work after an inner block should be short:
-the inner leases are kept until it ends.
+`send_with_release` (the after-commit cache generation bumps), in one round trip and one
+command (a Lua script) when it ends; a new `acquire` inside the outer block sends what is
+queued first, so no lease is kept while waiting for another. The outer block's work after an
+inner block should be short: the inner leases are kept until it ends.
 
 With `REDIS_URL` unset (embedded mode) the locks are in-process.
 """
@@ -48,6 +48,7 @@ from contextvars import ContextVar
 import redis
 import redis_lock
 from django.conf import settings
+from redis.commands.core import Script
 from tenacity import retry_if_result
 
 from . import metrics
@@ -410,21 +411,24 @@ class DistributedLockManager:
     def _send(
         self, leases: list[tuple[redis_lock.Lock, str]], queued: list[tuple[list[tuple], Sent]]
     ) -> None:
-        """One pipelined round trip: the queued commands in order, then every lease's release
-        (python-redis-lock's own unlock script, by its SHA; a Redis that lost its scripts gets
-        each release the library's way)."""
+        """One command, one round trip (`_RELEASE_LUA`): the queued commands in order, then
+        every lease's release as python-redis-lock's unlock script does it. Six commands of a
+        hold's release cost ~2 % of its instructions more than one (docs/benchmarks.md). A
+        Redis that lost the script gets it again (redis-py's Script)."""
         for lock, _ in leases:
             self._renewer.discard(lock)
-        pipe = self._client.pipeline(transaction=False)  # type: ignore[union-attr]
-        for commands, _ in queued:
-            for command in commands:
-                pipe.execute_command(*command)
-        for lock, _ in leases:
-            pipe.evalsha(
-                lock.unlock_script.sha, 2, lock._name, lock._signal, lock._id, lock._signal_expire
-            )
+        commands = [command for batch, _ in queued for command in batch]
+        words: list = [len(commands)]
+        for command in commands:
+            words += [len(command), *command]
+        words += [lock._id for lock, _ in leases]
+        words.append(leases[0][0]._signal_expire if leases else 0)
+        keys = [name for lock, _ in leases for name in (lock._name, lock._signal)]
+        global _release_script
+        if _release_script is None:
+            _release_script = self._client.register_script(_RELEASE_LUA)  # type: ignore[union-attr]
         try:
-            answers = pipe.execute(raise_on_error=False)
+            answers = _release_script(keys=keys, args=words, client=self._client)
         except redis.RedisError as exc:
             for key in dict.fromkeys(key for _, key in leases):
                 logger.warning("Could not release lock %s, it expires on its own: %s", key, exc)
@@ -432,17 +436,46 @@ class DistributedLockManager:
                 sent(exc)
             return
         position = 0
-        for commands, sent in queued:
-            mine = answers[position : position + len(commands)]
-            position += len(commands)
-            sent(next((a for a in mine if isinstance(a, BaseException)), None))
-        for (lock, key), answer in zip(leases, answers[position:], strict=True):
-            if isinstance(answer, redis.exceptions.NoScriptError):
-                self._release(lock, key)  # the library loads its script again
-            elif isinstance(answer, BaseException):
-                logger.warning("Could not release lock %s, it expires on its own: %s", key, answer)
-            elif answer == 1:
+        for batch, sent in queued:
+            failures = [a for a in answers[position : position + len(batch)] if a]
+            position += len(batch)
+            sent(redis.ResponseError(failures[0].decode()) if failures else None)
+        for (_, key), answer in zip(leases, answers[position:], strict=True):
+            if answer == 1:
                 _lease_outlived(key)
+
+
+# What `_ReleaseBatch.send` runs on Redis in one command. ARGV: the number of queued commands,
+# then each as its word count and words (run in order; an error is its answer, "" success);
+# then each lease's id, then the signal's expiry (ms). KEYS: each lease's lock and signal key.
+# A lease is released as python-redis-lock 4.0.1's UNLOCK_SCRIPT does it (pinned in
+# pyproject.toml): 1 when the lock is no longer ours, else 0 and waiters signalled.
+# Batches exist only on a single Redis node (not a cluster): undeclared keys are allowed there.
+_RELEASE_LUA = """
+local answers, at, count = {}, 2, tonumber(ARGV[1])
+for c = 1, count do
+  local words = {}
+  for w = 1, tonumber(ARGV[at]) do words[w] = ARGV[at + w] end
+  at = at + #words + 1
+  local reply = redis.pcall(unpack(words))
+  answers[c] = (type(reply) == 'table' and reply.err) or ''
+end
+for i = 1, #KEYS / 2 do
+  local lock, signal = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('get', lock) ~= ARGV[at] then
+    answers[count + i] = 1
+  else
+    redis.call('del', signal)
+    redis.call('lpush', signal, 1)
+    redis.call('pexpire', signal, ARGV[#ARGV])
+    redis.call('del', lock)
+    answers[count + i] = 0
+  end
+  at = at + 1
+end
+return answers
+"""
+_release_script: Script | None = None
 
 
 def _lease_outlived(key: str) -> None:
