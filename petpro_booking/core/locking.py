@@ -439,7 +439,7 @@ class DistributedLockManager:
         for batch, sent in queued:
             failures = [a for a in answers[position : position + len(batch)] if a]
             position += len(batch)
-            sent(redis.ResponseError(failures[0].decode()) if failures else None)
+            sent(redis.ResponseError(_text(failures[0])) if failures else None)
         for (_, key), answer in zip(leases, answers[position:], strict=True):
             if answer == 1:
                 _lease_outlived(key)
@@ -476,6 +476,10 @@ end
 return answers
 """
 _release_script: Script | None = None
+
+
+def _text(answer: bytes | str) -> str:
+    return answer.decode(errors="replace") if isinstance(answer, bytes) else answer
 
 
 def _lease_outlived(key: str) -> None:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import redis
+import redis_lock
 from prometheus_client import REGISTRY
 
 from petpro_booking.core.locking import (
@@ -316,6 +317,27 @@ def test_a_release_after_redis_lost_its_scripts_still_happens(manager, private_r
     with manager.acquire("slot:flushed"):
         client.script_flush()  # a restarted or failed-over Redis: the unlock script is gone
     assert client.exists("lock:petpro:{slot:flushed}") == 0
+
+
+def test_a_release_wakes_a_python_redis_lock_waiter_at_once(manager, private_redis):
+    """The release script signals waiters as python-redis-lock's own release does: the
+    library's blocking acquire of the same key (BLPOP on its signal list) returns right after
+    the block ends, not when the 5 s lease or its own 10 s wait would have run out."""
+    client = redis.Redis.from_url(private_redis.url)
+    waited: list[object] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        waiter = redis_lock.Lock(client, "petpro:{slot:waited}", expire=30)
+        waited.extend([waiter.acquire(blocking=True, timeout=10), time.monotonic() - started])
+
+    with manager.acquire("slot:waited", "owner:{o5}"):
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.3)  # the waiter is blocked on the signal list by now
+    thread.join(12)
+    assert waited[0] is True
+    assert waited[1] < 2.0, waited
 
 
 def test_a_key_an_enclosing_block_holds_is_not_taken_again(manager, private_redis):
