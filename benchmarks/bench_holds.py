@@ -55,10 +55,12 @@ service = ClinicService.objects.create(
     price=Decimal("40.00"), currency="EUR", species=["dog", "cat"],
 )
 start = (timezone.now() + dt.timedelta(days=2)).replace(second=0, microsecond=0)
+# One slot starting every 3 minutes (overlapping; only the start is unique), so that all of
+# them start inside the booking horizon (a year): every 15 minutes, the 35,000th was past it.
 slots = [
     Slot(id=uuid.uuid4(), clinic=clinic, service=service,
-         start_at=start + dt.timedelta(minutes=15 * i),
-         end_at=start + dt.timedelta(minutes=15 * (i + 1)), capacity=1)
+         start_at=start + dt.timedelta(minutes=3 * i),
+         end_at=start + dt.timedelta(minutes=3 * i + 15), capacity=1)
     for i in range({SPREAD_SLOTS})
 ]
 hot = Slot(id=uuid.uuid4(), clinic=clinic, service=service,
