@@ -50,9 +50,13 @@ def bench_env(database: str, **extra: str) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         DATABASE_URL=f"{base}/{database}",
         REDIS_URL=REDIS_URL,
-        # Throttles still run (their Redis round trip is part of the cost) but never reject.
+        # Throttles and fair-use limits still run (their round trips are part of the cost)
+        # but never reject: 200 owners with 5 live holds each would stop a run at 1,000 holds.
         THROTTLE_USER_RATE="100000000/min",
         THROTTLE_IP_RATE="100000000/min",
+        FAIR_USE_MAX_LIVE_HOLDS="100000000",
+        FAIR_USE_MAX_UNPAID_BOOKINGS="100000000",
+        FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY="100000000",
         **extra,
     )
     for unset in (
