@@ -112,13 +112,19 @@ def scenario(env: dict[str, str], processes: int) -> dict:
     events = int(shell(env, SEED.replace("BOOKINGS", str(BOOKINGS))).strip().splitlines()[-1])
     started = time.perf_counter()
     reports = relays(env, processes)
+    # Relays at once: an event whose aggregate's earlier event another process has claimed is
+    # deferred, and a process stops when its last batch was short (in production the next
+    # nudge or sweep takes the rest). Here one more pass publishes them, and is timed too.
+    leftover = []
+    if processes > 1 and sum(r["published"] for r in reports) < events:
+        leftover = relays(env, 1)
     wall = time.perf_counter() - started
-    published = sum(r["published"] for r in reports)
-    messages = sum(r["messages"] for r in reports)
+    published = sum(r["published"] for r in reports + leftover)
+    messages = sum(r["messages"] for r in reports + leftover)
     # Per-process relay time excludes interpreter and Django start-up (~1 s per process).
-    relay_seconds = max(r["seconds"] for r in reports)
-    if published != events or any(r["failed"] or r["broker_error"] for r in reports):
-        raise RuntimeError(f"relay did not publish everything: {reports}")
+    relay_seconds = max(r["seconds"] for r in reports) + sum(r["seconds"] for r in leftover)
+    if published != events or any(r["failed"] or r["broker_error"] for r in reports + leftover):
+        raise RuntimeError(f"relay did not publish everything: {reports + leftover}")
     return {
         "processes": processes,
         "events": events,
@@ -158,7 +164,9 @@ BookingConfirmed (a different owner per booking: one preference lookup per confi
 the local user table, 8 at a time), validates every message against its JSON Schema,
 publishes them as persistent messages to the durable topic exchange, waits for RabbitMQ's
 publisher confirms, then marks the events published. Time is measured inside the relay
-process(es), from the first claim to an empty outbox. PostgreSQL, RabbitMQ and the relays
+process(es), from the first claim to an empty outbox (with two relays, events deferred behind
+the other's claim of their aggregate are left when both stop; one more pass publishes them and
+its time is added). PostgreSQL, RabbitMQ and the relays
 share the machine (load average {load:.1f} when the run started: other work was running).
 
 Command: `python -m benchmarks.run relay`
