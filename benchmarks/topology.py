@@ -106,7 +106,7 @@ start = (timezone.now() + dt.timedelta(days=2)).replace(second=0, microsecond=0)
 # The first {searched} slots belong to the searched service (a clinic's calendar of a few weeks),
 # the rest to a second service (room for the hold-only runs, outside the searched pages), one
 # starting every 3 minutes after the searched calendar (overlapping: only the start is unique),
-# so that 100,000 of them end within 7 months, inside the booking horizon (a year).
+# so that 100,000 of them start within 9 months, inside the booking horizon (a year).
 def starts(i):
     return 15 * (i % {searched}) if i < {searched} else 15 * {searched} + 3 * (i - {searched})
 slots = [
