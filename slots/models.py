@@ -122,6 +122,12 @@ class Slot(models.Model):
     held_count = models.IntegerField(default=0)
     status = models.CharField(max_length=10, choices=SlotStatus.choices, default=SlotStatus.OPEN)
     version = models.PositiveIntegerField(default=1)
+    # The aggregate version of the slot's last event (SlotCreated 1, each SlotUpdated one
+    # more). `version` moves with every hold, which writes no slot event, so it cannot be that;
+    # kept here, a writer passes it instead of reading max(aggregate_version) of the events
+    # inside its transaction (a SERIALIZABLE read of the events' shared index pages, issue 11),
+    # and versions never start again when retention has purged a slot's published events.
+    event_version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -356,7 +356,9 @@ def slot_update(
         if not changes:
             return slot
         previous_capacity = slot.capacity
-        Slot.objects.filter(id=slot.id).update(version=F("version") + 1, **changes)
+        Slot.objects.filter(id=slot.id).update(
+            version=F("version") + 1, event_version=F("event_version") + 1, **changes
+        )
         slot.refresh_from_db()
         event_append(
             aggregate_type=SLOT_AGGREGATE,
@@ -364,6 +366,7 @@ def slot_update(
             event_type="SlotUpdated",
             data={**slot_event_data(slot), "changed": sorted(changes)},
             actor=actor,
+            aggregate_version=slot.event_version,
         )
         invalidate_slot_search(clinic_id=slot.clinic_id)
         raised = "capacity" in changes and changes["capacity"] > previous_capacity
@@ -555,6 +558,7 @@ def slot_counters_correct(
         booked_count=booked_count,
         held_count=held_count,
         version=F("version") + 1,
+        event_version=F("event_version") + 1,
         updated_at=timezone.now(),
     )
     slot.refresh_from_db()
@@ -569,6 +573,7 @@ def slot_counters_correct(
             "reason": reason,
         },
         actor=actor,
+        aggregate_version=slot.event_version,
     )
     invalidate_slot_search(clinic_id=slot.clinic_id)
     if booked_count + held_count < previous["booked_count"] + previous["held_count"]:
