@@ -400,6 +400,9 @@ def _report(phases, checks, expiry_runs) -> str:
     )
     return f"""## Holds: POST /api/v1/reservations under load, and the expiry job
 
+**A reduced stack**, not the production topology of the section "Production topology vs. a
+bare Django/DRF baseline": no Celery worker or beat, no RabbitMQ, no service stubs (pets from the
+local user tables); events stay in the outbox during the loads.
 gunicorn with 2 workers (sync, then gthread with 4 threads each), PostgreSQL 15 + Redis 7
 (locks, cache, throttles) on the same 2 cores as the load generator, which is either
 {CONCURRENCY} Python threads ("python client"), each a closed loop on its own keep-alive

@@ -156,6 +156,8 @@ def run() -> str:
     verdict = "meets" if best >= TARGET else "misses"
     return f"""## Outbox relay throughput
 
+**A reduced stack**: the relay alone (in `manage.py shell` processes, not the Celery worker),
+PostgreSQL and RabbitMQ; no web tier, no load.
 What: {BOOKINGS:,} bookings' worth of events (ReservationCreated, ReservationConfirmed,
 BookingCreated, BookingConfirmed: {BOOKINGS * 4:,} events) already in the outbox. The relay
 claims them in batches of 500 (`FOR UPDATE SKIP LOCKED`, per-aggregate order), builds the

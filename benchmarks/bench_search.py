@@ -49,6 +49,8 @@ def run() -> str:
     )
     return f"""## Slot search vs. a bare JsonResponse
 
+**A reduced stack**, not the production topology of the section "Production topology vs. a
+bare Django/DRF baseline": no Celery worker or beat, no relay, no RabbitMQ, no service stubs.
 gunicorn, 2 sync workers, PostgreSQL 15 + Redis 7 on the same machine (DEBUG off, demo data);
 wrk with 2 threads and 16 connections for 10 s after a 3 s warm-up, all on the same 2 cores.
 "cache off" sets `SLOT_SEARCH_CACHE_SECONDS=0`, so every request reads PostgreSQL.
