@@ -41,6 +41,7 @@ from .models import IdempotencyKey
 from .permissions import request_principal
 
 HEADER = "Idempotency-Key"
+_META_KEY = "HTTP_IDEMPOTENCY_KEY"  # HEADER as WSGI names it
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 # Retryable answers: storing them would pin the failure to the key.
@@ -181,7 +182,7 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
 
     @functools.wraps(view_method)
     def wrapper(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        key = request.headers.get(HEADER)
+        key = request.META.get(_META_KEY)  # not request.headers: built from all of META
         if key is None:
             return view_method(self, request, *args, **kwargs)
         key = key.strip()

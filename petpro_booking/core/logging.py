@@ -260,7 +260,9 @@ def new_trace_ids(traceparent: str | None = None) -> tuple[str, str]:
 
 
 def _request_id(request: HttpRequest) -> str:
-    incoming = request.headers.get("X-Request-ID", "")
+    # request.META, not request.headers (which is built from every header on first use): on
+    # every request, so are `traceparent` and `Idempotency-Key`
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
     return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
 
@@ -278,7 +280,7 @@ class RequestLogContextMiddleware:
         metrics_export.ensure_db_pool_sampler()
         structlog.contextvars.clear_contextvars()
         request_id = _request_id(request)
-        trace_id, span_id = new_trace_ids(request.headers.get("traceparent"))
+        trace_id, span_id = new_trace_ids(request.META.get("HTTP_TRACEPARENT"))
         structlog.contextvars.bind_contextvars(
             requestId=request_id, traceId=trace_id, spanId=span_id
         )
