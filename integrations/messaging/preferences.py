@@ -7,10 +7,21 @@ from __future__ import annotations
 import logging
 
 from integrations.users import user_get
+from integrations.users.gateway import UserProfile
 
 from .messages import CHANNELS
 
 logger = logging.getLogger(__name__)
+
+
+def _channels(profile: UserProfile | None) -> tuple[str, ...]:
+    if profile is None:
+        return CHANNELS
+    return tuple(channel for channel in CHANNELS if channel in profile.channels)
+
+
+def _language(profile: UserProfile | None) -> str | None:
+    return (profile.locale or None) if profile is not None else None
 
 
 def notification_channels(*, user_id: str) -> tuple[str, ...]:
@@ -20,9 +31,7 @@ def notification_channels(*, user_id: str) -> tuple[str, ...]:
     except Exception:
         logger.warning("channel preferences of user %s unavailable; using all", user_id)
         return CHANNELS
-    if profile is None:
-        return CHANNELS
-    return tuple(channel for channel in CHANNELS if channel in profile.channels)
+    return _channels(profile)
 
 
 def notification_language(*, user_id: str) -> str | None:
@@ -33,4 +42,18 @@ def notification_language(*, user_id: str) -> str | None:
     except Exception:
         logger.warning("language preference of user %s unavailable; using the clinic's", user_id)
         return None
-    return (profile.locale or None) if profile is not None else None
+    return _language(profile)
+
+
+def notification_preferences(*, user_id: str) -> tuple[tuple[str, ...], str | None]:
+    """`notification_channels` and `notification_language` of one owner from one profile
+    lookup (the relay asks both for every owner it notifies)."""
+    try:
+        profile = user_get(user_id=user_id)
+    except Exception:
+        logger.warning(
+            "notification preferences of user %s unavailable; all channels, the clinic's language",
+            user_id,
+        )
+        return CHANNELS, None
+    return _channels(profile), _language(profile)

@@ -29,7 +29,7 @@ from integrations.messaging.messages import (
     OutboundMessage,
     messages_for,
 )
-from integrations.messaging.preferences import notification_channels, notification_language
+from integrations.messaging.preferences import notification_language, notification_preferences
 from integrations.messaging.validation import message_errors
 from petpro_booking.core import metrics
 
@@ -116,20 +116,21 @@ def _in_aggregate_order(claimed: Sequence[Event]) -> tuple[list[Event], int]:
     return ready, len(claimed) - len(ready)
 
 
-def _owner_language(user_id: str) -> str | None:
-    return notification_language(user_id=user_id)  # cached with the channels (User Service)
+# An owner's notification channels and language.
+Preferences = tuple[tuple[str, ...], str | None]
 
 
-def _channels_of_owner(user_id: str) -> tuple[str, ...]:
+def _preferences_of_owner(user_id: str) -> Preferences:
     try:
-        return notification_channels(user_id=user_id)
+        return notification_preferences(user_id=user_id)
     finally:
         connections.close_all()  # this pool thread's own connections (local adapter)
 
 
-def _owner_channels(events: Sequence[Event]) -> dict[str, tuple[str, ...]]:
-    """The channel preferences of every owner the batch notifies, looked up concurrently: a
-    cold User Service cache would otherwise cost one round trip per owner, in sequence."""
+def _owner_preferences(events: Sequence[Event]) -> dict[str, Preferences]:
+    """The channels and language of every owner the batch notifies, one profile lookup per
+    owner, looked up concurrently: a cold User Service cache would otherwise cost one round
+    trip per owner, in sequence (and the language was once a second lookup per event)."""
     owners = sorted(
         {
             str(event.payload["user_id"])
@@ -140,20 +141,23 @@ def _owner_channels(events: Sequence[Event]) -> dict[str, tuple[str, ...]]:
         }
     )
     if len(owners) <= 1:
-        return {owner: notification_channels(user_id=owner) for owner in owners}
+        return {owner: notification_preferences(user_id=owner) for owner in owners}
     workers = min(PREFERENCE_LOOKUPS_AT_ONCE, len(owners))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-prefs") as pool:
-        return dict(zip(owners, pool.map(_channels_of_owner, owners), strict=True))
+        return dict(zip(owners, pool.map(_preferences_of_owner, owners), strict=True))
 
 
-def _plan(event: Event, channels: dict[str, tuple[str, ...]]) -> _Plan:
+def _plan(event: Event, preferences: dict[str, Preferences]) -> _Plan:
     def channels_of(user_id: str) -> tuple[str, ...]:
-        return channels.get(user_id, CHANNELS)
+        known = preferences.get(user_id)
+        return known[0] if known is not None else CHANNELS
+
+    def language_of(user_id: str) -> str | None:
+        known = preferences.get(user_id)
+        return known[1] if known is not None else notification_language(user_id=user_id)
 
     try:
-        built = messages_for(
-            domain_event(event), channels_of=channels_of, language_of=_owner_language
-        )
+        built = messages_for(domain_event(event), channels_of=channels_of, language_of=language_of)
     except Exception as exc:
         logger.exception("event %s (%s): messages not built", event.event_id, event.event_type)
         metrics.RELAY_INVALID_MESSAGES.labels(kind="unbuildable").inc()
@@ -190,8 +194,8 @@ def _relay_batch(*, publisher: Publisher, batch_size: int) -> RelayReport:
         if not claimed:
             return report
         ready, report.deferred = _in_aggregate_order(claimed)
-        channels = _owner_channels(ready)
-        plans = [_plan(event, channels) for event in ready]
+        preferences = _owner_preferences(ready)
+        plans = [_plan(event, preferences) for event in ready]
         outgoing = [message for plan in plans for message in plan.messages]
         try:
             publisher.publish(outgoing)

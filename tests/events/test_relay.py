@@ -345,3 +345,47 @@ def test_an_event_whose_messages_cannot_be_built_is_set_aside(broker_tap):
     assert (report.published, report.failed) == (1, 1)
     assert [m.body["event_type"] for m in broker_tap.drain(expect=1)] == ["SlotUpdated"]
     assert Event.objects.get(event_type="BookingConfirmed").last_error.startswith("build: ")
+
+
+def test_a_batch_looks_each_owner_up_once_for_channels_and_language(
+    broker_tap, clinic_service, monkeypatch
+):
+    """Every notification of an owner gets their channels and language, from one profile
+    lookup per owner in the batch (the language was once a second lookup per event)."""
+    from integrations.messaging import preferences
+    from petpro_booking.core.principal import Principal
+
+    from ..bookings.conftest import book_on
+
+    LocalPetFactory(id="pet-a", owner__id="owner-a", owner__channels=["email"], owner__locale="id")
+    LocalPetFactory(
+        id="pet-b", owner__id="owner-b", owner__channels=["push", "sms"], owner__locale="en"
+    )
+    for owner, pet in (("owner-a", "pet-a"), ("owner-b", "pet-b")):
+        principal = Principal(sub=owner, roles=frozenset({"pet_owner"}))
+        for _ in range(3):
+            book_on(SlotFactory(service=clinic_service), owner=principal, pet_id=pet)
+    looked_up: list[str] = []
+    real_user_get = preferences.user_get
+
+    def counted(*, user_id: str):
+        looked_up.append(user_id)
+        return real_user_get(user_id=user_id)
+
+    monkeypatch.setattr(preferences, "user_get", counted)
+    report = outbox_relay()
+    assert report.failed == 0
+    assert report.published == Event.objects.count()
+    assert sorted(looked_up) == ["owner-a", "owner-b"]  # once each, for 3 confirmations each
+    notes = [
+        m
+        for m in broker_tap.drain(expect=report.messages)
+        if m.routing_key.startswith("booking.notification.")
+    ]
+    by_owner = defaultdict(set)
+    for note in notes:
+        assert note.body["template"] == "booking_confirmed"
+        owner = note.body["recipient"]["user_id"]
+        by_owner[owner].add((note.body["channel"], note.body["language"]))
+    assert by_owner == {"owner-a": {("email", "id")}, "owner-b": {("push", "en"), ("sms", "en")}}
+    assert Counter(n.body["recipient"]["user_id"] for n in notes) == {"owner-a": 3, "owner-b": 6}
