@@ -260,8 +260,8 @@ def new_trace_ids(traceparent: str | None = None) -> tuple[str, str]:
 
 
 def _request_id(request: HttpRequest) -> str:
-    # request.META, not request.headers (which is built from every header on first use): on
-    # every request, so are `traceparent` and `Idempotency-Key`
+    # request.META, not request.headers (a mapping of every header, built on first use): read
+    # on every request, as are `traceparent` (below) and `Idempotency-Key` (core/idempotency)
     incoming = request.META.get("HTTP_X_REQUEST_ID", "")
     return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
