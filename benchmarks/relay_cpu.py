@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import bench_relay
 from .stack import ROOT, bench_env, fresh_database, manage
+from .topology import pids_by_comm
 
 RELAY = """
 import json, time
@@ -41,13 +42,9 @@ print(json.dumps({"cpu": time.process_time() - started, **report.as_dict()}))
 def postgres_cpu_seconds() -> float:
     """User + system CPU of every postgres process, and of the children they reaped."""
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in pids_by_comm("postgres"):
         try:
-            if (entry / "comm").read_text().strip() != "postgres":
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
         total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
