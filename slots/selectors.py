@@ -28,6 +28,7 @@ from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.local_cache import MISSING, local_cache
 
 from .clinic_sync import clinic_is_stale, clinic_read_through
+from .day_totals import day_totals
 from .invalidation import clinic_read_model_family, slot_search_family
 from .models import (
     Clinic,
@@ -239,8 +240,9 @@ WHERE c.active AND sv.active AND {service_where}
 # expiry bounds the answer's life: both are read per held slot of the range, from the index of
 # held holds by slot and expiry (one probe per slot with `held_count > 0`, none for the others),
 # so the cost follows this clinic's holds, not every clinic's (nor the dead entries a busy
-# index of all held expiries carries between vacuums). The count and the next expiry come
-# from one pass over the range.
+# index of all held expiries carries between vacuums). The count, the notice edge and the next
+# expiry come from one pass over the `counted` ranges: the range itself, or what is left of it
+# past the whole days the per-day totals give (slots/day_totals.py).
 _OWNER_SEARCH = """
 WITH summary AS MATERIALIZED (
     SELECT count(*) FILTER (WHERE {free_test}) AS total,
@@ -250,7 +252,7 @@ WITH summary AS MATERIALIZED (
             WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at > %(now)s) END)
             AS next_expiry
     FROM slots s
-    WHERE {rows}
+    WHERE {counted}
 )
 SELECT summary.total, summary.notice_edge, summary.next_expiry, page.*
 FROM summary LEFT JOIN LATERAL (
@@ -403,30 +405,68 @@ def _owner_search(
         return {"count": 0, "results": [], "valid_until": None}
     params = {**params, "now": now, "limit": page_size, "offset": (page - 1) * page_size}
     wanted_from, wanted_to = filters.get("start_from"), filters.get("start_to")
-    ranges, notices = [], []
+    free = free_units_sql(slot="s", expired_holds=_EXPIRED_HOLDS)
+    available = filters.get("available")
+    ranges, counted_ranges, notices = [], [], []
+    # What the cached days of each service's range add to the summary (slots/day_totals.py):
+    # the statement counts only the rest. Not for one slot's search (`where`).
+    cached_count = 0
+    changes: list[dt.datetime | None] = []
     for i, service in enumerate(services):
+        start_from = max(filter(None, (service.start_from, wanted_from)))
+        start_to = min(filter(None, (service.horizon_end, wanted_to)))
         params.update(
             {
                 f"service{i}": service.service_id,
-                f"from{i}": max(filter(None, (service.start_from, wanted_from))),
-                f"to{i}": min(filter(None, (service.horizon_end, wanted_to))),
+                f"from{i}": start_from,
+                f"to{i}": start_to,
                 f"notice{i}": service.notice,
             }
         )
         ranges.append(_OWNER_RANGE.format(i=i))
         notices.append(f"WHEN %(service{i})s THEN %(notice{i})s::interval")
+        totals = (
+            day_totals(
+                service_id=service.service_id,
+                clinic_id=service.clinic_id,
+                zone_name=service.zone_name,
+                horizon_end=service.horizon_end,
+                free_sql=free,
+                now=now,
+                using=using,
+            )
+            if where == "TRUE" and start_from < start_to
+            else None
+        )
+        if totals is None:
+            counted_ranges.append(_OWNER_RANGE.format(i=i))
+            continue
+        part = totals.part(start_from, start_to)
+        cached_count += part.count(available=available)
+        if part.first_start is not None:
+            changes.append(part.first_start - service.notice)
+        changes.append(part.next_expiry)
+        for j, (piece_from, piece_to) in enumerate(part.uncounted):
+            params.update({f"from{i}_{j}": piece_from, f"to{i}_{j}": piece_to})
+            counted_ranges.append(
+                f"(s.service_id = %(service{i})s AND s.start_at >= %(from{i}_{j})s"
+                f" AND s.start_at < %(to{i}_{j})s)"
+            )
     # The notice edge: the last instant the first bookable slot may be held.
     notice = (
         "%(notice0)s::interval"
         if len(services) == 1
         else f"CASE s.service_id {' '.join(notices)} END"
     )
-    free = free_units_sql(slot="s", expired_holds=_EXPIRED_HOLDS)
-    available = filters.get("available")
     free_test = (
         f"{free} > 0" if available is True else f"{free} <= 0" if available is False else "TRUE"
     )
     sql = _OWNER_SEARCH.format(
+        counted=(
+            f"({' OR '.join(counted_ranges)}) AND s.status = 'open' AND {where}"
+            if counted_ranges
+            else "FALSE"
+        ),
         rows=f"({' OR '.join(ranges)}) AND s.status = 'open' AND {where}",
         free_test=free_test,
         free=free,
@@ -436,8 +476,8 @@ def _owner_search(
         cursor.execute(sql, params)
         found = cursor.fetchall()
     first = found[0]
-    count, notice_edge, next_expiry = first[0], first[1], first[2]
-    changes = [notice_edge, next_expiry]
+    count, notice_edge, next_expiry = cached_count + first[0], first[1], first[2]
+    changes += [notice_edge, next_expiry]
     # At the clinic's next midnight the horizon takes in another day: a slot past it may become
     # bookable. Asking whether one exists cost a probe per service whose plan depended on how
     # the services' slots spread over time (a walk down slots_start_idx past every later slot

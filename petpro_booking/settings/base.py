@@ -221,6 +221,10 @@ SLOT_SEARCH_CACHE_SECONDS = env.int("SLOT_SEARCH_CACHE_SECONDS", default=300)
 # of holds costs one recomputation per page and per interval. 0: a process sees its own changes
 # at once, others within LOCAL_CACHE_GENERATION_SECONDS. Needs LOCAL_CACHE_ENABLED.
 SLOT_SEARCH_MAX_LAG_SECONDS = env.float("SLOT_SEARCH_MAX_LAG_SECONDS", default=0.5)
+# An owner's uncached page adds the whole days of its range from per-day totals each process
+# keeps per service (slots/day_totals.py), keyed and lagging like the pages; off: every page
+# counts its whole range. Needs LOCAL_CACHE_ENABLED and the search cache.
+SLOT_SEARCH_DAY_TOTALS = env.bool("SLOT_SEARCH_DAY_TOTALS", default=True)
 # The in-process level in front of Redis (petpro_booking/core/local_cache.py): cache
 # generations for LOCAL_CACHE_GENERATION_SECONDS (a bump elsewhere is seen within a second),
 # read-model values (keyed by generation) for LOCAL_CACHE_SECONDS; off: every read goes to Redis.

@@ -243,15 +243,26 @@ def test_include_unbookable_is_for_staff_of_the_clinic_and_support(
     assert owner_client.get("/api/v1/slots", {"clinic_id": slot.clinic_id}).json()["count"] == 0
 
 
-def test_search_sql_matches_the_rules_slot_by_slot():
+@pytest.mark.parametrize("day_totals", [True, False], ids=["day-totals", "whole-range-counted"])
+def test_search_sql_matches_the_rules_slot_by_slot(settings, day_totals):
     """The PostgreSQL query and slots/rules.py evaluated row by row give the same pages, reasons
-    and next-change instant, for a mix of rules, states and filters around both DST changes."""
+    and next-change instant, for a mix of rules, states and filters around both DST changes:
+    with the per-day totals an owner's page adds up (slots/day_totals.py), and without them."""
     from reservations.models import Reservation as Hold
+    from slots.day_totals import DayTotals
     from slots.selectors import (
         OWNER_SEARCH_MAX_SERVICES,
         slot_search,
         slot_search_evaluated,
     )
+
+    settings.SLOT_SEARCH_DAY_TOTALS = day_totals
+    parts = []
+    real_part = DayTotals.part
+
+    def part(self, start, end):
+        parts.append(real_part(self, start, end))
+        return parts[-1]
 
     berlin_clinic = ClinicFactory(id="c-berlin", timezone="Europe/Berlin")
     lisbon = ClinicFactory(id="c-lisbon", timezone="Europe/Lisbon")
@@ -298,6 +309,7 @@ def test_search_sql_matches_the_rules_slot_by_slot():
         {"available": False, "include_unbookable": True},
         {"species": "dog"},
         {"clinic_id": "c-lisbon", "include_unbookable": True},
+        {"clinic_id": "c-lisbon"},  # its held slots lie in whole days ahead
         {"available": False},
         {"clinic_id": "c-berlin", "service_id": "s-notice", "available": True},
         {"start_from": now + dt.timedelta(hours=24), "start_to": now + dt.timedelta(hours=50)},
@@ -309,7 +321,10 @@ def test_search_sql_matches_the_rules_slot_by_slot():
             for most in (OWNER_SEARCH_MAX_SERVICES, 1):
                 for page in (1, 2):
                     kwargs = {"filters": filters, "page": page, "page_size": 7, "now": at}
-                    with mock.patch("slots.selectors.OWNER_SEARCH_MAX_SERVICES", most):
+                    with (
+                        mock.patch("slots.selectors.OWNER_SEARCH_MAX_SERVICES", most),
+                        mock.patch.object(DayTotals, "part", part),
+                    ):
                         in_sql = slot_search(**kwargs)
                     in_python = slot_search_evaluated(**kwargs, using="default")
                     case = (filters, at, page, most)
@@ -325,6 +340,8 @@ def test_search_sql_matches_the_rules_slot_by_slot():
         slot_search(filters={"include_unbookable": True}, page=1, page_size=100, now=now)["count"]
         == 50
     )
+    # With the totals, whole days were taken from them, open and free slots among them.
+    assert (any(p.open for p in parts) and any(p.free for p in parts)) is day_totals
 
 
 @pytest.mark.parametrize("notice", [None, 2_000_000_000])

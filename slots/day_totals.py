@@ -1,0 +1,191 @@
+"""Per-day totals of a service's open and free slots, kept in this process for the owner search.
+
+An owner's page answers with `count`, the bookable slots of the whole range asked for: months
+of slots, where the page itself shows twenty. Counting them on every uncached page was most
+of the page's PostgreSQL time (docs/benchmarks.md, "An uncached page's statement, taken
+apart"). So each process keeps, per service, how many of its open slots start on each of the
+clinic's days from tomorrow to the booking horizon and how many of those are free, with each
+day's first start and next hold expiry; an uncached page then counts only the part of its
+range that is not whole cached days (what is left of the first day, and of the last when the
+search ends inside one) and adds the cached days.
+
+The totals are keyed like the search pages themselves: by the clinic's search generation
+(read at most every SLOT_SEARCH_MAX_LAG_SECONDS, so they lag a change no longer than a cached
+page may), the day they were taken and the service's horizon, zone and clinic. A hold that
+expires turns its full slot free without a write, so the totals are used only between the
+instant they were taken and their days' first hold expiry. With SLOT_SEARCH_DAY_TOTALS, the
+local cache or the search cache switched off there are no totals, and every page counts its
+whole range.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connections
+
+from petpro_booking.core import cache as cache_keys
+from petpro_booking.core.local_cache import MISSING, local_cache
+
+from .invalidation import slot_search_family
+
+# Days past this many are counted with the page's statement (a service without a horizon).
+DAY_TOTALS_MAX_DAYS = 400
+
+# Each day's bucket is width_bucket's: day k (1-based) is [bounds[k-1], bounds[k]).
+_DAY_TOTALS = """
+SELECT width_bucket(s.start_at, %(bounds)s::timestamptz[]) AS day, count(*),
+    count(*) FILTER (WHERE {free} > 0), min(s.start_at),
+    min(CASE WHEN s.held_count > 0 THEN (
+        SELECT min(r.expires_at) FROM reservations r
+        WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at > %(now)s) END)
+FROM slots s
+WHERE s.service_id = %(service)s AND s.start_at >= %(from)s AND s.start_at < %(to)s
+    AND s.status = 'open'
+GROUP BY 1
+"""
+
+
+@dataclass(frozen=True)
+class Part:
+    """What the cached days contribute to one service's range, and what is left to count."""
+
+    open: int
+    free: int
+    first_start: dt.datetime | None
+    next_expiry: dt.datetime | None
+    uncounted: tuple[tuple[dt.datetime, dt.datetime], ...]
+
+    def count(self, *, available: bool | None) -> int:
+        """The search's `available` filter: free slots, full ones, or all open ones."""
+        if available is None:
+            return self.open
+        return self.free if available else self.open - self.free
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    """A service's open and free slots per day, taken at `taken_at` (holds past their expiry
+    then count as free); good until `good_until`, the first hold expiry in those days."""
+
+    taken_at: dt.datetime
+    good_until: dt.datetime | None
+    bounds: tuple[dt.datetime, ...]
+    open_before: tuple[int, ...]  # open slots of the days before bound k
+    free_before: tuple[int, ...]
+    busy_days: tuple[int, ...]  # days (1-based) with an open slot, in order
+    first_starts: dict[int, dt.datetime]
+    expiries: tuple[dt.datetime | None, ...]  # per day (index k - 1)
+
+    def usable_at(self, now: dt.datetime) -> bool:
+        return self.taken_at <= now and (self.good_until is None or now < self.good_until)
+
+    def part(self, start: dt.datetime, end: dt.datetime) -> Part:
+        """The cached whole days of [start, end), and the pieces of it outside them."""
+        first = bisect.bisect_left(self.bounds, start)  # bounds[first] >= start
+        last = bisect.bisect_right(self.bounds, end) - 1  # bounds[last] <= end
+        if first >= last:
+            return Part(0, 0, None, None, ((start, end),))
+        busy = bisect.bisect_right(self.busy_days, first)
+        first_day = self.busy_days[busy] if busy < len(self.busy_days) else None
+        expiries = [e for e in self.expiries[first:last] if e is not None]
+        uncounted = tuple(
+            piece
+            for piece in ((start, self.bounds[first]), (self.bounds[last], end))
+            if piece[0] < piece[1]
+        )
+        return Part(
+            open=self.open_before[last] - self.open_before[first],
+            free=self.free_before[last] - self.free_before[first],
+            first_start=(
+                self.first_starts[first_day]
+                if first_day is not None and first_day <= last
+                else None
+            ),
+            next_expiry=min(expiries, default=None),
+            uncounted=uncounted,
+        )
+
+
+def _midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+
+
+def day_totals(
+    *,
+    service_id: str,
+    clinic_id: str,
+    zone_name: str,
+    horizon_end: dt.datetime,
+    free_sql: str,
+    now: dt.datetime,
+    using: str,
+) -> DayTotals | None:
+    """The service's totals usable at `now`, from this process's cache or taken now; None
+    when there are none to keep (no local cache, the search cache off, no whole day ahead)."""
+    local = local_cache()
+    if (
+        local is None
+        or not settings.SLOT_SEARCH_DAY_TOTALS
+        or settings.SLOT_SEARCH_CACHE_SECONDS <= 0
+    ):
+        return None
+    zone = ZoneInfo(zone_name)
+    tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+    family = slot_search_family(clinic_id)
+    key = (
+        "day-totals",
+        service_id,
+        clinic_id,
+        zone_name,
+        tomorrow,
+        horizon_end,
+        cache_keys.generation(family, max_lag=settings.SLOT_SEARCH_MAX_LAG_SECONDS),
+    )
+    kept = local.get(key)
+    if kept is not MISSING and kept.usable_at(now):
+        return kept
+    bounds = []
+    for offset in range(DAY_TOTALS_MAX_DAYS + 1):
+        bound = _midnight(tomorrow + dt.timedelta(days=offset), zone)
+        if bound > horizon_end:
+            break
+        bounds.append(bound)
+    if len(bounds) < 2:
+        return None
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            _DAY_TOTALS.format(free=free_sql),
+            {
+                "bounds": bounds,
+                "now": now,
+                "service": service_id,
+                "from": bounds[0],
+                "to": bounds[-1],
+            },
+        )
+        rows = cursor.fetchall()
+    days = len(bounds) - 1
+    opened, free = [0] * days, [0] * days
+    expiries: list[dt.datetime | None] = [None] * days
+    first_starts = {}
+    for day, open_count, free_count, first_start, expiry in rows:
+        opened[day - 1], free[day - 1], expiries[day - 1] = open_count, free_count, expiry
+        first_starts[day] = first_start
+    totals = DayTotals(
+        taken_at=now,
+        good_until=min((e for e in expiries if e is not None), default=None),
+        bounds=tuple(bounds),
+        open_before=(0, *itertools.accumulate(opened)),
+        free_before=(0, *itertools.accumulate(free)),
+        busy_days=tuple(sorted(first_starts)),
+        first_starts=first_starts,
+        expiries=tuple(expiries),
+    )
+    local.set(key, totals, ttl=settings.SLOT_SEARCH_CACHE_SECONDS)
+    return totals

@@ -1,0 +1,92 @@
+"""The per-day totals behind an owner's uncached search page (slots/day_totals.py): taken once
+for many pages, changed at once by a hold, right past the days they keep."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from slots.selectors import slot_search, slot_search_evaluated
+
+from ..factories import ClinicServiceFactory, SlotFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _calendar(service, *, days: int, per_day: int = 3) -> list:
+    first = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).replace(
+        hour=8, minute=0, second=0, microsecond=0
+    )
+    return [
+        SlotFactory(
+            service=service,
+            start_at=first + dt.timedelta(days=day, hours=3 * n),
+            end_at=first + dt.timedelta(days=day, hours=3 * n, minutes=30),
+        )
+        for day in range(days)
+        for n in range(per_day)
+    ]
+
+
+def _totals_taken(queries: CaptureQueriesContext) -> int:
+    return sum("width_bucket" in query["sql"] for query in queries.captured_queries)
+
+
+def test_pages_with_new_starts_count_from_one_set_of_totals(clinic_service):
+    _calendar(clinic_service, days=20)
+    now = dt.datetime.now(dt.UTC)
+    with CaptureQueriesContext(connection) as queries:
+        for hours in range(0, 24 * 15, 37):  # each page a start no other page used
+            filters = {
+                "clinic_id": clinic_service.clinic_id,
+                "start_from": now + dt.timedelta(hours=hours, minutes=7),
+                "available": True,
+            }
+            answer = slot_search(filters=filters, page=1, page_size=5, now=now)
+            expected = slot_search_evaluated(
+                filters=filters, page=1, page_size=5, now=now, using="default"
+            )
+            assert answer["count"] == expected["count"] > 0
+            assert answer["results"] == expected["results"]
+    assert _totals_taken(queries) == 1
+
+
+def test_a_hold_on_a_day_ahead_changes_the_next_page_at_once(
+    clinic_service, owner_pet, owner_client
+):
+    slots = _calendar(clinic_service, days=6)
+    params = {"clinic_id": clinic_service.clinic_id, "available": "true"}
+    before = owner_client.get("/api/v1/slots", params).json()["count"]
+    assert before == len(slots)
+
+    held = slots[-2]  # in a whole day well inside the range
+    response = owner_client.post(
+        "/api/v1/reservations", {"slot_id": str(held.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert response.status_code == 201
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, seconds=13)).isoformat()
+    after = owner_client.get("/api/v1/slots", {**params, "start_from": start}).json()
+    assert after["count"] == before - 1
+    everything = owner_client.get("/api/v1/slots", {**params, "page_size": 100}).json()
+    assert str(held.id) not in {row["id"] for row in everything["results"]}
+
+
+def test_days_past_the_kept_ones_are_counted_by_the_page(clinic):
+    from slots.day_totals import DAY_TOTALS_MAX_DAYS
+
+    endless = ClinicServiceFactory(id="svc-endless", clinic=clinic, booking_horizon_days=1000)
+    near = _calendar(endless, days=2, per_day=1)
+    far = SlotFactory(
+        service=endless,
+        start_at=near[0].start_at + dt.timedelta(days=DAY_TOTALS_MAX_DAYS + 30),
+        end_at=near[0].start_at + dt.timedelta(days=DAY_TOTALS_MAX_DAYS + 30, minutes=30),
+    )
+    now = dt.datetime.now(dt.UTC)
+    filters = {"service_id": endless.id, "clinic_id": clinic.id}
+    for page in (1, 2, 3):
+        answer = slot_search(filters=filters, page=page, page_size=1, now=now)
+        assert answer["count"] == 3
+    assert answer["results"][0]["id"] == str(far.id)
