@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
+import threading
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -30,12 +31,16 @@ from django.conf import settings
 from django.db import connections
 
 from petpro_booking.core import cache as cache_keys
-from petpro_booking.core.local_cache import MISSING, local_cache
+from petpro_booking.core.local_cache import MISSING, LocalLRU, local_cache
 
 from .invalidation import slot_search_family
 
 # Days past this many are counted with the page's statement (a service without a horizon).
 DAY_TOTALS_MAX_DAYS = 400
+
+# The keys whose totals a thread of this process is taking now.
+_taking: set[tuple] = set()
+_taking_guard = threading.Lock()
 
 # Each day's bucket is width_bucket's: day k (1-based) is [bounds[k-1], bounds[k]).
 _DAY_TOTALS = """
@@ -150,6 +155,41 @@ def day_totals(
     kept = local.get(key)
     if kept is not MISSING and kept.usable_at(now):
         return kept
+    # One thread of the process takes them; a page asked for meanwhile counts its whole range,
+    # as it would without totals, rather than every thread taking the same totals at once.
+    with _taking_guard:
+        if key in _taking:
+            return None
+        _taking.add(key)
+    try:
+        return _take(
+            key,
+            local=local,
+            zone=zone,
+            tomorrow=tomorrow,
+            horizon_end=horizon_end,
+            free_sql=free_sql,
+            service_id=service_id,
+            now=now,
+            using=using,
+        )
+    finally:
+        with _taking_guard:
+            _taking.discard(key)
+
+
+def _take(
+    key: tuple,
+    *,
+    local: LocalLRU,
+    zone: ZoneInfo,
+    tomorrow: dt.date,
+    horizon_end: dt.datetime,
+    free_sql: str,
+    service_id: str,
+    now: dt.datetime,
+    using: str,
+) -> DayTotals | None:
     bounds = []
     for offset in range(DAY_TOTALS_MAX_DAYS + 1):
         bound = _midnight(tomorrow + dt.timedelta(days=offset), zone)

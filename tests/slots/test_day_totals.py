@@ -90,3 +90,52 @@ def test_days_past_the_kept_ones_are_counted_by_the_page(clinic):
         answer = slot_search(filters=filters, page=page, page_size=1, now=now)
         assert answer["count"] == 3
     assert answer["results"][0]["id"] == str(far.id)
+
+
+def test_one_thread_takes_the_totals_while_the_others_count_their_range(clinic_service):
+    import threading
+    from unittest import mock
+
+    from django.db import connections
+
+    from slots import day_totals as module
+
+    _calendar(clinic_service, days=5)
+    now = dt.datetime.now(dt.UTC)
+    inside, release = threading.Event(), threading.Event()
+    real_take = module._take
+
+    def slow_take(*args, **kwargs):
+        inside.set()
+        assert release.wait(10)
+        return real_take(*args, **kwargs)
+
+    def totals():
+        return module.day_totals(
+            service_id=clinic_service.id,
+            clinic_id=clinic_service.clinic_id,
+            zone_name="Europe/Berlin",
+            horizon_end=now + dt.timedelta(days=30),
+            free_sql="s.capacity - s.booked_count - s.held_count",
+            now=now,
+            using="default",
+        )
+
+    taken = []
+
+    def first():
+        try:
+            taken.append(totals())
+        finally:
+            connections.close_all()
+
+    with mock.patch.object(module, "_take", slow_take):
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert inside.wait(10)
+        assert totals() is None  # taken by the other thread right now: count the range
+        release.set()
+        thread.join(10)
+    assert taken[0] is not None
+    assert taken[0].open_before[-1] == 15
+    assert totals() is taken[0]  # kept for the next page
