@@ -23,7 +23,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
+import math
 import threading
+from array import array
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -76,45 +78,57 @@ class Part:
 @dataclass(frozen=True)
 class DayTotals:
     """A service's open and free slots per day, taken at `taken_at` (holds past their expiry
-    then count as free); good until `good_until`, the first hold expiry in those days."""
+    then count as free); good until `good_until`, the first hold expiry in those days.
+
+    Instants are epoch seconds in typed arrays (~16 KB for 400 days, where datetimes in tuples
+    took ~110 KB: a process may keep one per service searched)."""
 
     taken_at: dt.datetime
     good_until: dt.datetime | None
-    bounds: tuple[dt.datetime, ...]
-    open_before: tuple[int, ...]  # open slots of the days before bound k
-    free_before: tuple[int, ...]
-    busy_days: tuple[int, ...]  # days (1-based) with an open slot, in order
-    first_starts: dict[int, dt.datetime]
-    expiries: tuple[dt.datetime | None, ...]  # per day (index k - 1)
+    bounds: array  # the days' midnights ('d'); day k (1-based) is [bounds[k-1], bounds[k])
+    open_before: array  # open slots of the days before bound k ('q')
+    free_before: array
+    busy_days: array  # the days with an open slot, in order ('l')
+    first_starts: array  # per day (index k - 1), NaN for a day without an open slot ('d')
+    expiries: array  # per day, the first live hold's expiry; inf for none ('d')
 
     def usable_at(self, now: dt.datetime) -> bool:
         return self.taken_at <= now and (self.good_until is None or now < self.good_until)
 
     def part(self, start: dt.datetime, end: dt.datetime) -> Part:
         """The cached whole days of [start, end), and the pieces of it outside them."""
-        first = bisect.bisect_left(self.bounds, start)  # bounds[first] >= start
-        last = bisect.bisect_right(self.bounds, end) - 1  # bounds[last] <= end
+        first = bisect.bisect_left(self.bounds, start.timestamp())  # bounds[first] >= start
+        last = bisect.bisect_right(self.bounds, end.timestamp()) - 1  # bounds[last] <= end
         if first >= last:
             return Part(0, 0, None, None, ((start, end),))
         busy = bisect.bisect_right(self.busy_days, first)
         first_day = self.busy_days[busy] if busy < len(self.busy_days) else None
-        expiries = [e for e in self.expiries[first:last] if e is not None]
+        expiry = min(self.expiries[first:last])
         uncounted = tuple(
             piece
-            for piece in ((start, self.bounds[first]), (self.bounds[last], end))
+            for piece in (
+                (start, _instant(self.bounds[first])),
+                (_instant(self.bounds[last]), end),
+            )
             if piece[0] < piece[1]
         )
         return Part(
             open=self.open_before[last] - self.open_before[first],
             free=self.free_before[last] - self.free_before[first],
             first_start=(
-                self.first_starts[first_day]
+                _instant(self.first_starts[first_day - 1])
                 if first_day is not None and first_day <= last
                 else None
             ),
-            next_expiry=min(expiries, default=None),
+            next_expiry=None if math.isinf(expiry) else _instant(expiry),
             uncounted=uncounted,
         )
+
+
+def _instant(seconds: float) -> dt.datetime:
+    """An instant kept as epoch seconds (a float holds today's microseconds exactly enough to
+    come back to the same datetime)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
@@ -138,6 +152,7 @@ def day_totals(
         local is None
         or not settings.SLOT_SEARCH_DAY_TOTALS
         or settings.SLOT_SEARCH_CACHE_SECONDS <= 0
+        or settings.LOCAL_CACHE_SECONDS <= 0
     ):
         return None
     zone = ZoneInfo(zone_name)
@@ -212,20 +227,24 @@ def _take(
         rows = cursor.fetchall()
     days = len(bounds) - 1
     opened, free = [0] * days, [0] * days
-    expiries: list[dt.datetime | None] = [None] * days
-    first_starts = {}
+    first_starts, expiries = [math.nan] * days, [math.inf] * days
     for day, open_count, free_count, first_start, expiry in rows:
-        opened[day - 1], free[day - 1], expiries[day - 1] = open_count, free_count, expiry
-        first_starts[day] = first_start
+        opened[day - 1], free[day - 1] = open_count, free_count
+        first_starts[day - 1] = first_start.timestamp()
+        if expiry is not None:
+            expiries[day - 1] = expiry.timestamp()
+    soonest = min(expiries)
     totals = DayTotals(
         taken_at=now,
-        good_until=min((e for e in expiries if e is not None), default=None),
-        bounds=tuple(bounds),
-        open_before=(0, *itertools.accumulate(opened)),
-        free_before=(0, *itertools.accumulate(free)),
-        busy_days=tuple(sorted(first_starts)),
-        first_starts=first_starts,
-        expiries=tuple(expiries),
+        good_until=None if math.isinf(soonest) else _instant(soonest),
+        bounds=array("d", (bound.timestamp() for bound in bounds)),
+        open_before=array("q", (0, *itertools.accumulate(opened))),
+        free_before=array("q", (0, *itertools.accumulate(free))),
+        busy_days=array("l", sorted(day for day, *_ in rows)),
+        first_starts=array("d", first_starts),
+        expiries=array("d", expiries),
     )
-    local.set(key, totals, ttl=settings.SLOT_SEARCH_CACHE_SECONDS)
+    # A process keeps them as long as its other read-model values: a service searched again
+    # within that reuses them, one searched once does not hold memory for minutes.
+    local.set(key, totals, ttl=settings.LOCAL_CACHE_SECONDS)
     return totals
