@@ -14,8 +14,8 @@ The totals are keyed like the search pages themselves: by the clinic's search ge
 page may), the day they were taken and the service's horizon, zone and clinic. A hold that
 expires turns its full slot free without a write, so the totals are used only between the
 instant they were taken and their days' first hold expiry. With SLOT_SEARCH_DAY_TOTALS, the
-local cache or the search cache switched off there are no totals, and every page counts its
-whole range.
+local cache or the search cache switched off, or the cache's Redis unreachable (no generation
+to key them by), there are no totals, and every page counts its whole range.
 """
 
 from __future__ import annotations
@@ -157,16 +157,12 @@ def day_totals(
         return None
     zone = ZoneInfo(zone_name)
     tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
-    family = slot_search_family(clinic_id)
-    key = (
-        "day-totals",
-        service_id,
-        clinic_id,
-        zone_name,
-        tomorrow,
-        horizon_end,
-        cache_keys.generation(family, max_lag=settings.SLOT_SEARCH_MAX_LAG_SECONDS),
+    generation = cache_keys.generation(
+        slot_search_family(clinic_id), max_lag=settings.SLOT_SEARCH_MAX_LAG_SECONDS
     )
+    if not generation:  # Redis unreachable: no change would reach the totals, so none are kept
+        return None
+    key = ("day-totals", service_id, clinic_id, zone_name, tomorrow, horizon_end, generation)
     kept = local.get(key)
     if kept is not MISSING and kept.usable_at(now):
         return kept

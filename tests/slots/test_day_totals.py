@@ -139,3 +139,29 @@ def test_one_thread_takes_the_totals_while_the_others_count_their_range(clinic_s
     assert taken[0] is not None
     assert taken[0].open_before[-1] == 15
     assert totals() is taken[0]  # kept for the next page
+
+
+def test_with_the_cache_redis_down_every_page_counts_its_range(
+    settings, private_redis, clinic_service, owner_pet, owner_client
+):
+    """A stopped cache Redis reads every generation as 0 and bumps none: totals kept then
+    would never see a change, so pages count their whole range, as cached pages are not
+    served then either."""
+    from petpro_booking.core.local_cache import clear_local_cache
+
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": private_redis.url}}
+    clear_local_cache()
+    slots = _calendar(clinic_service, days=6)
+    params = {"clinic_id": clinic_service.clinic_id, "available": "true"}
+    private_redis.stop()
+
+    def count(minutes: int) -> int:  # a start no page used before: never a cached page
+        start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=minutes)).isoformat()
+        return owner_client.get("/api/v1/slots", {**params, "start_from": start}).json()["count"]
+
+    assert count(1) == len(slots)
+    response = owner_client.post(
+        "/api/v1/reservations", {"slot_id": str(slots[-2].id), "pet_id": "pet-1"}, format="json"
+    )
+    assert response.status_code == 201
+    assert count(2) == len(slots) - 1
