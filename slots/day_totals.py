@@ -92,6 +92,32 @@ class DayTotals:
     first_starts: array  # per day (index k - 1), NaN for a day without an open slot ('d')
     expiries: array  # per day, the first live hold's expiry; inf for none ('d')
 
+    @classmethod
+    def of(
+        cls, *, taken_at: dt.datetime, bounds: list[dt.datetime], rows: list[tuple]
+    ) -> DayTotals:
+        """From the days' midnights and _DAY_TOTALS's rows: (day, open, free, first start,
+        first live hold expiry or None), a row per day with an open slot."""
+        days = len(bounds) - 1
+        opened, free = [0] * days, [0] * days
+        first_starts, expiries = [math.nan] * days, [math.inf] * days
+        for day, open_count, free_count, first_start, expiry in rows:
+            opened[day - 1], free[day - 1] = open_count, free_count
+            first_starts[day - 1] = first_start.timestamp()
+            if expiry is not None:
+                expiries[day - 1] = expiry.timestamp()
+        soonest = min(expiries, default=math.inf)
+        return cls(
+            taken_at=taken_at,
+            good_until=None if math.isinf(soonest) else _instant(soonest),
+            bounds=array("d", (bound.timestamp() for bound in bounds)),
+            open_before=array("q", (0, *itertools.accumulate(opened))),
+            free_before=array("q", (0, *itertools.accumulate(free))),
+            busy_days=array("l", sorted(day for day, *_ in rows)),
+            first_starts=array("d", first_starts),
+            expiries=array("d", expiries),
+        )
+
     def usable_at(self, now: dt.datetime) -> bool:
         return self.taken_at <= now and (self.good_until is None or now < self.good_until)
 
@@ -221,25 +247,7 @@ def _take(
             },
         )
         rows = cursor.fetchall()
-    days = len(bounds) - 1
-    opened, free = [0] * days, [0] * days
-    first_starts, expiries = [math.nan] * days, [math.inf] * days
-    for day, open_count, free_count, first_start, expiry in rows:
-        opened[day - 1], free[day - 1] = open_count, free_count
-        first_starts[day - 1] = first_start.timestamp()
-        if expiry is not None:
-            expiries[day - 1] = expiry.timestamp()
-    soonest = min(expiries)
-    totals = DayTotals(
-        taken_at=now,
-        good_until=None if math.isinf(soonest) else _instant(soonest),
-        bounds=array("d", (bound.timestamp() for bound in bounds)),
-        open_before=array("q", (0, *itertools.accumulate(opened))),
-        free_before=array("q", (0, *itertools.accumulate(free))),
-        busy_days=array("l", sorted(day for day, *_ in rows)),
-        first_starts=array("d", first_starts),
-        expiries=array("d", expiries),
-    )
+    totals = DayTotals.of(taken_at=now, bounds=bounds, rows=rows)
     # A process keeps them as long as its other read-model values: a service searched again
     # within that reuses them, one searched once does not hold memory for minutes.
     local.set(key, totals, ttl=settings.LOCAL_CACHE_SECONDS)

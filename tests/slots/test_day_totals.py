@@ -4,10 +4,14 @@ for many pages, changed at once by a hold, right past the days they keep."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from slots.selectors import slot_search, slot_search_evaluated
 
@@ -165,3 +169,80 @@ def test_with_the_cache_redis_down_every_page_counts_its_range(
     )
     assert response.status_code == 201
     assert count(2) == len(slots) - 1
+
+
+def _instant_in(data, bounds: list[dt.datetime], *, after: dt.datetime | None = None):
+    """A midnight of the calendar, or any instant around it (never before `after`)."""
+    if data.draw(st.booleans()):
+        choices = [b for b in bounds if after is None or b >= after]
+        if choices:
+            return data.draw(st.sampled_from(choices))
+    low = after or bounds[0] - dt.timedelta(hours=30)
+    hours = data.draw(st.floats(0, max(0.0, (bounds[-1] - low).total_seconds() / 3600 + 30)))
+    return low + dt.timedelta(hours=hours, microseconds=7)
+
+
+@given(
+    zone=st.sampled_from(["Europe/Berlin", "America/Sao_Paulo", "Asia/Kolkata", "UTC"]),
+    first_day=st.dates(min_value=dt.date(2027, 1, 1), max_value=dt.date(2027, 12, 20)),
+    days=st.lists(
+        st.one_of(
+            st.none(),  # a day without an open slot
+            st.tuples(
+                st.integers(1, 40),  # open
+                st.integers(0, 40),  # free (capped at open below)
+                st.floats(0, 0.99),  # first start, as a share of the day
+                st.one_of(st.none(), st.integers(1, 10**6)),  # expiry, seconds after taking
+            ),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    data=st.data(),
+)
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_a_part_is_what_the_days_inside_the_range_add_up_to(zone, first_day, days, data):
+    """DayTotals.part against the days summed one by one: the whole days inside [start, end)
+    count, their first start and first expiry bound the answer, and what they leave out of the
+    range is exactly what the page statement must count."""
+    from zoneinfo import ZoneInfo
+
+    from slots.day_totals import DayTotals
+
+    tz = ZoneInfo(zone)
+    bounds = [
+        dt.datetime.combine(first_day + dt.timedelta(days=k), dt.time(), tz).astimezone(dt.UTC)
+        for k in range(len(days) + 1)
+    ]
+    taken = bounds[0] - dt.timedelta(hours=5)
+    rows = []
+    for k, day in enumerate(days, start=1):
+        if day is None:
+            continue
+        opened, free, share, expiry = day
+        start = bounds[k - 1] + (bounds[k] - bounds[k - 1]) * share
+        start = start.replace(microsecond=start.microsecond // 10 * 10)
+        expires = None if expiry is None else taken + dt.timedelta(seconds=expiry)
+        rows.append((k, opened, min(free, opened), start, expires))
+    totals = DayTotals.of(taken_at=taken, bounds=bounds, rows=rows)
+
+    start = _instant_in(data, bounds)
+    end = _instant_in(data, bounds, after=start)
+    part = totals.part(start, end)
+    inside = [row for row in rows if start <= bounds[row[0] - 1] and bounds[row[0]] <= end]
+    assert part.open == sum(row[1] for row in inside)
+    assert part.free == sum(row[2] for row in inside)
+    assert part.first_start == min((row[3] for row in inside), default=None)
+    assert part.next_expiry == min((row[4] for row in inside if row[4]), default=None)
+    # The pieces left to count and the whole days kept tile [start, end) exactly.
+    kept = [
+        (bounds[k - 1], bounds[k])
+        for k in range(1, len(bounds))
+        if start <= bounds[k - 1] and bounds[k] <= end
+    ]
+    pieces = sorted([*part.uncounted, *kept])
+    if start < end:
+        assert pieces[0][0] == start
+        assert pieces[-1][1] == end
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+        assert all(a < b for a, b in pieces)
