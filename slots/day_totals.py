@@ -172,7 +172,8 @@ def day_totals(
     using: str,
 ) -> DayTotals | None:
     """The service's totals usable at `now`, from this process's cache or taken now; None
-    when there are none to keep (no local cache, the search cache off, no whole day ahead)."""
+    when there are none to use (switched off, Redis unreachable, no whole day ahead, or
+    another thread of the process taking them): the page then counts its whole range."""
     local = local_cache()
     if (
         local is None
