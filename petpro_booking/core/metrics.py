@@ -85,6 +85,11 @@ RELAY_INVALID_MESSAGES = Counter(
 RELAY_BROKER_FAILURES = Counter(
     "petpro_relay_broker_failures_total", "Relay batches cut short by the broker."
 )
+RELAY_LISTENER_PASSES = Counter(
+    "petpro_relay_listener_passes_total",
+    "Relay passes of `manage.py outbox listen`, by what woke it (notify, sweep, start, backlog).",
+    ["woken_by"],
+)
 TASK_FAILURES = Counter(
     "petpro_task_failures_total",
     "Celery tasks that failed for good (after their retries) and were dead-lettered.",

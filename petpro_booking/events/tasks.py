@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from .listener import notify_relay
 from .nudge import RelayNudger
 from .partitions import ensure_partitions_ahead
 from .relay import outbox_relay
@@ -23,7 +24,10 @@ def relay_outbox(max_batches: int | None = None) -> dict:
 
 
 def _send_relay_pass() -> None:
-    relay_outbox.apply_async(retry=False)
+    if settings.EVENT_RELAY_NUDGE == "notify":
+        notify_relay()  # `manage.py outbox listen` relays
+    else:
+        relay_outbox.apply_async(retry=False)
 
 
 # One per process: coalesces every commit's nudge into at most one relay pass per interval.
@@ -35,7 +39,8 @@ def relay_nudge(event_ids: list[int]) -> None:
 
     With a broker, the nudge only sets a flag; a background thread sends at most one relay
     pass per `EVENT_RELAY_NUDGE_INTERVAL_SECONDS`, and that pass drains the whole outbox (one
-    Celery message per interval per process, not one per commit). Without a broker (tasks run
+    Celery message, or with `EVENT_RELAY_NUDGE=notify` one NOTIFY to the listening relays, per
+    interval per process, not one per commit). Without a broker (tasks run
     eagerly, the embedded mode) one batch is relayed right here, in the request that
     committed, which must not drain a backlog. Never raises: the request that appended the
     events has already succeeded, and the beat sweep publishes anything a nudge left behind."""

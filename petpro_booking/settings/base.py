@@ -391,6 +391,23 @@ EVENT_RELAY_ON_COMMIT = env.bool("EVENT_RELAY_ON_COMMIT", default=True)
 # With a broker, a process sends at most one relay pass per this interval, however many
 # commits nudge it (the pass drains the whole outbox).
 EVENT_RELAY_NUDGE_INTERVAL_SECONDS = env.float("EVENT_RELAY_NUDGE_INTERVAL_SECONDS", default=0.2)
+# How a nudge reaches the relay: "celery" sends the relay task to the worker; "notify" sends a
+# PostgreSQL NOTIFY to `manage.py outbox listen` processes, which must then run
+# (docs/events.md).
+EVENT_RELAY_NUDGE = env.str("EVENT_RELAY_NUDGE", default="celery")
+if EVENT_RELAY_NUDGE not in ("celery", "notify"):
+    raise environ.ImproperlyConfigured(
+        f"EVENT_RELAY_NUDGE must be 'celery' or 'notify', not {EVENT_RELAY_NUDGE!r}."
+    )
+# `manage.py outbox listen`: its own relay pass when no notification came for this long, and
+# at most one pass per the minimum interval however many notifications arrive.
+EVENT_RELAY_LISTEN_SWEEP_SECONDS = env.float("EVENT_RELAY_LISTEN_SWEEP_SECONDS", default=5.0)
+EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS = env.float(
+    "EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS", default=0.1
+)
+# Its LISTEN connection, when the default database sits behind PgBouncer in transaction mode
+# (LISTEN needs a session of its own); empty: the default database.
+EVENT_RELAY_LISTEN_DATABASE_URL = env.str("EVENT_RELAY_LISTEN_DATABASE_URL", default="")
 EVENT_RELAY_BATCH_SIZE = env.int("EVENT_RELAY_BATCH_SIZE", default=500)
 EVENT_RELAY_MAX_SECONDS = env.float("EVENT_RELAY_MAX_SECONDS", default=20.0)
 EVENT_CONNECT_TIMEOUT_SECONDS = env.float("EVENT_CONNECT_TIMEOUT_SECONDS", default=2.0)

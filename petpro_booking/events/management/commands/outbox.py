@@ -1,14 +1,19 @@
-"""`manage.py outbox status|relay|republish`: the outbox backlog for support and operators."""
+"""`manage.py outbox status|relay|republish|listen`: the outbox backlog for support and
+operators, and the long-running relay woken by NOTIFY (`EVENT_RELAY_NUDGE=notify`)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from petpro_booking.core.principal import SYSTEM
 from petpro_booking.core.progress import progress
+from petpro_booking.events.listener import RelayListener
 from petpro_booking.events.relay import outbox_relay
 from petpro_booking.events.selectors import (
     outbox_backlog,
@@ -31,6 +36,10 @@ class Command(BaseCommand):
             "--json", action="store_true", dest="as_json", help="machine-readable output"
         )
         actions.add_parser("relay", help="publish the backlog now (what the beat sweep does)")
+        actions.add_parser(
+            "listen",
+            help="run the relay until SIGTERM, woken by NOTIFY (EVENT_RELAY_NUDGE=notify)",
+        )
         republish = actions.add_parser(
             "republish", help="publish events again (same message_id; consumers deduplicate)"
         )
@@ -74,6 +83,19 @@ class Command(BaseCommand):
         self.stdout.write(_dumps(report.as_dict()))
         if report.broker_error:
             raise CommandError(f"broker failed: {report.broker_error}")
+
+    def _listen(self, **options) -> None:
+        if connection.vendor != "postgresql":
+            raise CommandError("outbox listen needs PostgreSQL (LISTEN/NOTIFY)")
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        listener = RelayListener(
+            sweep_seconds=settings.EVENT_RELAY_LISTEN_SWEEP_SECONDS,
+            min_interval=settings.EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS,
+        )
+        listener.run(stop)
+        self.stdout.write(f"outbox listener stopped after {listener.passes} pass(es)")
 
     def _republish(
         self,
