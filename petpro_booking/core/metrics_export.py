@@ -80,14 +80,18 @@ def scrape_registry() -> CollectorRegistry:
 
 
 def reset_multiprocess_dir(path: str | None = None) -> None:
-    """Empty the directory at start-up: files of a previous run would be counted again."""
+    """Empty the directory at start-up: files of a previous run would be counted again. This
+    process's own files stay (metrics created at import time already write to them; deleted,
+    their samples would vanish from every scrape)."""
     path = path or multiprocess_dir()
     if not path:
         return
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
+    own = f"_{os.getpid()}.db"
     for leftover in directory.glob("*.db"):  # only the files: the directory may be a mount
-        leftover.unlink(missing_ok=True)
+        if not leftover.name.endswith(own):
+            leftover.unlink(missing_ok=True)
 
 
 def mark_process_dead(pid: int) -> None:
@@ -206,16 +210,22 @@ def _on_task_postrun(
         CELERY_TASK_SECONDS.labels(task=name).observe(time.perf_counter() - started)
 
 
-def _on_worker_init(**_: Any) -> None:
-    """In the worker's main process: serve /metrics on CELERY_METRICS_PORT (0: off)."""
-    port = int(os.environ.get("CELERY_METRICS_PORT", "0") or 0)
+def serve_metrics(port_variable: str) -> None:
+    """Serve /metrics on the port the environment variable names (0 or unset: off), for a
+    process with no HTTP server of its own (the Celery worker, the outbox relay)."""
+    port = int(os.environ.get(port_variable, "0") or 0)
     if not port:
         return
     from prometheus_client import start_http_server
 
     reset_multiprocess_dir()
     start_http_server(port, registry=scrape_registry())
-    logger.info("worker metrics listening", port=port, multiprocess=bool(multiprocess_dir()))
+    logger.info("metrics listening", port=port, multiprocess=bool(multiprocess_dir()))
+
+
+def _on_worker_init(**_: Any) -> None:
+    """In the worker's main process: serve /metrics on CELERY_METRICS_PORT (0: off)."""
+    serve_metrics("CELERY_METRICS_PORT")
 
 
 def _on_worker_process_init(**_: Any) -> None:

@@ -5,6 +5,7 @@ Celery task metrics."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from decimal import Decimal
 
@@ -234,3 +235,17 @@ def test_http_metrics_count_an_exception_a_view_lets_out(anon_client, settings):
         )
         == 1
     )
+
+
+def test_a_start_up_reset_keeps_this_process_s_own_sample_files(tmp_path):
+    """Metrics made at import time already write to this process's files; a reset that
+    deleted them (as it did before the relay served its metrics) lost every sample."""
+    from petpro_booking.core.metrics_export import reset_multiprocess_dir
+
+    own = tmp_path / f"counter_{os.getpid()}.db"
+    dead = tmp_path / "counter_4194303.db"
+    for sample_file in (own, dead):
+        sample_file.write_bytes(b"\0" * 8)
+    reset_multiprocess_dir(str(tmp_path))
+    assert own.exists()
+    assert not dead.exists()
