@@ -357,10 +357,12 @@ def report(runs: list[Run], toggle: list[Run], stack: Topology, problems: list[s
         )
     verdict = "\n".join(f"* **{p}**" for p in problems) or "* none"
     relay = (
-        f"a long-running relay process (`manage.py {' '.join(stack.relay_command)}`)"
+        f"a long-running relay process (`manage.py {' '.join(stack.relay_command)}`), woken by "
+        f"a NOTIFY from each process that committed events (at most one per "
+        f"EVENT_RELAY_NUDGE_INTERVAL_SECONDS), as the chart runs it; beat's sweep every 5 s too"
         if stack.relay_command
-        else "no separate process: the relay runs in the Celery worker, as production runs it "
-        "(beat's sweep every 5 s plus the after-commit nudges)"
+        else "no separate process: the relay runs in the Celery worker "
+        "(beat's sweep every 5 s plus the after-commit nudges, `BENCH_RELAY_COMMAND=none`)"
     )
     return f"""## Production topology vs. a bare Django/DRF baseline (issue 11)
 

@@ -1,7 +1,9 @@
 """The production topology on one machine, for `make bench`, `make soak` and the history
 checker: production settings; gunicorn (2 workers x 4 threads) on 127.0.0.1:8801; a Celery
-worker and Celery beat; the relay as production runs it; RabbitMQ (a vhost of our own) as the
-event broker and the Celery broker, as docker-compose and the chart configure it; a PRIVATE
+worker and Celery beat; the relay as the chart runs it (`manage.py outbox listen`, woken
+by NOTIFY; `BENCH_RELAY_COMMAND=none` leaves it to the Celery worker); RabbitMQ (a vhost of
+our own) as the event broker and the Celery broker, as docker-compose and the chart configure
+it; a PRIVATE
 redis-server on 127.0.0.1:8820 as cache, lock and throttle store; the User, Clinic and Payment
 Service stubs (`benchmarks/stubs.py`) on 8811-8813; and next to it the bare Django/DRF baseline
 (`benchmarks/baseline/`) under gunicorn with the same worker and thread counts on 8802.
@@ -278,7 +280,10 @@ class Topology:
         self.run_dir = Path(tempfile.mkdtemp(prefix="petpro-bench-"))
         self.processes: dict[str, subprocess.Popen] = {}
         self.seed: dict = {}
-        self.relay_command: list[str] | None = None
+        # As the chart runs it (helm values `relay.enabled`): `manage.py outbox listen`, woken
+        # by NOTIFY. BENCH_RELAY_COMMAND=none: no relay process, the Celery worker relays.
+        command = os.environ.get("BENCH_RELAY_COMMAND", "outbox listen").split()
+        self.relay_command: list[str] | None = None if command in ([], ["none"]) else command
         self.web_url = f"http://127.0.0.1:{self.ports.web}"
         self.baseline_url = f"http://127.0.0.1:{self.ports.baseline}"
         self.env = self._service_env()
@@ -335,6 +340,8 @@ class Topology:
             PROMETHEUS_MULTIPROC_DIR=str(self.run_dir / "metrics-tools"),
         )
         env.pop("EVENT_LOG_SINK_PATH", None)
+        # Commits wake the relay process when there is one, else the Celery worker.
+        env.setdefault("EVENT_RELAY_NUDGE", "notify" if self.relay_command else "celery")
         env.update(self.options.extra_env)
         return env
 
@@ -472,15 +479,8 @@ class Topology:
         )
 
     def relay_start(self) -> None:
-        """A long-running relay process, when the project has one (a management command whose
-        name mentions the relay); otherwise the relay runs as production runs it today: beat's
-        sweep plus the on-commit nudges, both in the Celery worker."""
-        commands = ROOT / "petpro_booking" / "events" / "management" / "commands"
-        found = sorted(p.stem for p in commands.glob("*relay*.py"))
-        if os.environ.get("BENCH_RELAY_COMMAND"):
-            self.relay_command = os.environ["BENCH_RELAY_COMMAND"].split()
-        elif found:
-            self.relay_command = [found[0]]
+        """The long-running relay process (`relay_command`), as the chart runs it; with none,
+        the relay runs in the Celery worker (beat's sweep plus the after-commit nudges)."""
         if self.relay_command:
             self._start(
                 "relay",

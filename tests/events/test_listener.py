@@ -8,10 +8,13 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,6 +30,9 @@ from petpro_booking.events.selectors import outbox_backlog
 from .conftest import slot_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# Aggregate ids of this run only: the events' version guard outlives each test's flush.
+RUN = uuid.uuid4().hex[:8]
 
 
 @contextmanager
@@ -76,7 +82,7 @@ def test_a_commits_nudge_wakes_the_listener_and_nothing_else_does(
         assert wait_for(lambda: listener.passes == 1)  # the pass at start, outbox empty
 
         settings.EVENT_RELAY_ON_COMMIT = False  # no nudge: the event waits (60 s sweep)
-        slot_events("slot-unnudged", 1)
+        slot_events(f"listener-{RUN}-unnudged", 1)
         assert broker_tap.drain(timeout=1.0) == []
         assert listener.passes == 1
         assert outbox_backlog().unpublished == 1
@@ -87,9 +93,12 @@ def test_a_commits_nudge_wakes_the_listener_and_nothing_else_does(
         monkeypatch.setattr(
             tasks.relay_outbox, "apply_async", lambda *a, **k: pytest.fail("a Celery send")
         )
-        slot_events("slot-nudged", 1)
+        slot_events(f"listener-{RUN}-nudged", 1)
         messages = broker_tap.drain(expect=2, timeout=5)
-    assert sorted(m.body["aggregate_id"] for m in messages) == ["slot-nudged", "slot-unnudged"]
+    assert sorted(m.body["aggregate_id"] for m in messages) == [
+        f"listener-{RUN}-nudged",
+        f"listener-{RUN}-unnudged",
+    ]
     assert outbox_backlog().unpublished == 0
 
 
@@ -98,7 +107,7 @@ def test_a_burst_of_notifications_costs_one_pass_per_interval(broker_tap):
         assert wait_for(lambda: listener.passes == 1)
         started = time.monotonic()
         for index in range(20):
-            slot_events(f"slot-burst-{index}", 1)
+            slot_events(f"listener-{RUN}-burst-{index}", 1)
             notify(3)
         elapsed = time.monotonic() - started
         messages = broker_tap.drain(expect=20, timeout=10)
@@ -110,7 +119,7 @@ def test_a_burst_of_notifications_costs_one_pass_per_interval(broker_tap):
 
 def test_the_sweep_publishes_without_any_notification(broker_tap):
     with running(RelayListener(sweep_seconds=0.5, min_interval=0.05)):
-        slot_events("slot-swept", 2)
+        slot_events(f"listener-{RUN}-swept", 2)
         assert len(broker_tap.drain(expect=2, timeout=5)) == 2
     assert outbox_backlog().unpublished == 0
 
@@ -130,7 +139,7 @@ def test_the_listener_listens_again_after_its_backend_is_terminated(broker_tap):
         assert _terminate_listening_backends() >= 1
         assert wait_for(lambda: listener.connections == 2, timeout=15), "no reconnection"
         assert listener.listening.wait(5)
-        slot_events("slot-after-reconnect", 1)
+        slot_events(f"listener-{RUN}-after-reconnect", 1)
         notify()
         assert len(broker_tap.drain(expect=1, timeout=5)) == 1
 
@@ -140,7 +149,7 @@ def test_a_broker_outage_leaves_the_events_and_they_go_out_once_it_is_back(
 ):
     with running(RelayListener(sweep_seconds=0.5, min_interval=0.05)) as listener:
         with stop_rabbitmq():
-            slot_events("slot-outage", 2)
+            slot_events(f"listener-{RUN}-outage", 2)
             notify()
             assert wait_for(lambda: listener.failures >= 1, timeout=15)
             assert outbox_backlog().unpublished == 2
@@ -150,7 +159,13 @@ def test_a_broker_outage_leaves_the_events_and_they_go_out_once_it_is_back(
     assert outbox_backlog().unpublished == 0
 
 
-def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exchange):
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exchange, tmp_path):
     database = connection.settings_dict
     env = {
         **os.environ,
@@ -161,6 +176,8 @@ def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exc
         ),
         "EVENT_EXCHANGE": private_exchange,
         "EVENT_RELAY_LISTEN_SWEEP_SECONDS": "60",
+        "RELAY_METRICS_PORT": str(port := _free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "outbox", "listen"]
     process = subprocess.Popen(
@@ -171,9 +188,11 @@ def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exc
             lambda: _listening_backends() == 1 or process.poll() is not None, timeout=60
         ), "the command never listened"
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        slot_events("slot-command", 1)
+        slot_events(f"listener-{RUN}-command", 1)
         notify()
         assert len(broker_tap.drain(expect=1, timeout=10)) == 1
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b'petpro_relay_listener_passes_total{woken_by="notify"} 1.0' in scraped
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=15)

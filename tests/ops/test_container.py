@@ -67,17 +67,28 @@ def test_every_package_the_image_copies_exists():
 def test_compose_runs_every_process_from_the_one_image():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "rabbitmq", "migrate", "web", "worker", "beat"}
-    app = {name: services[name] for name in ("migrate", "web", "worker", "beat")}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "rabbitmq",
+        "migrate",
+        "web",
+        "worker",
+        "beat",
+        "relay",
+    }
+    app = {name: services[name] for name in ("migrate", "web", "worker", "beat", "relay")}
     assert {s["image"] for s in app.values()} == {"petpro-booking:local"}
     assert app["migrate"]["command"] == ["manage.py", "migrate", "--noinput"]
     assert "command" not in app["web"]  # the image's gunicorn CMD
     celery = ["-m", "celery", "-A", "petpro_booking", "-q"]
     assert app["worker"]["command"][:6] == [*celery, "worker"]
     assert app["beat"]["command"][:6] == [*celery, "beat"]
-    for name in ("web", "worker", "beat"):
+    assert app["relay"]["command"] == ["manage.py", "outbox", "listen"]
+    for name in ("web", "worker", "beat", "relay"):
         assert app[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         env = app[name]["environment"]
         for variable in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "EVENT_BROKER_URL"):
             assert env[variable]
         assert env["DJANGO_SETTINGS_MODULE"] == "petpro_booking.settings.production"
+        assert env["EVENT_RELAY_NUDGE"] == "notify"  # the relay service hears the commits

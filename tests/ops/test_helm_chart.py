@@ -119,6 +119,7 @@ def test_the_chart_has_every_workload_and_object():
         "deployment-web.yaml",
         "deployment-worker.yaml",
         "deployment-beat.yaml",
+        "deployment-relay.yaml",
         "job-migrate.yaml",
         "hpa.yaml",
         "pdb.yaml",
@@ -133,6 +134,9 @@ def test_the_chart_has_every_workload_and_object():
     beat = (CHART / "templates" / "deployment-beat.yaml").read_text()
     assert "replicas: 1\n" in beat
     assert "type: Recreate" in beat
+    relay = (CHART / "templates" / "deployment-relay.yaml").read_text()
+    assert 'args: ["manage.py", "outbox", "listen"]' in relay
+    assert "{{- if .Values.relay.enabled }}" in relay
     job = (CHART / "templates" / "job-migrate.yaml").read_text()
     assert "helm.sh/hook: pre-install,pre-upgrade" in job
     assert 'args: ["manage.py", "migrate", "--noinput"]' in job
@@ -157,3 +161,18 @@ def test_every_alert_has_a_runbook_entry():
     assert alerts <= headings
     for alert in alerts:
         assert f"runbook: docs/operations.md#{alert.lower()}" in rules
+
+
+def test_the_relay_process_and_the_nudge_setting_go_together(values):
+    """The relay deployment is on by default and the config map then has the processes wake it
+    by NOTIFY; turned off, they send the Celery task (a NOTIFY nobody hears would leave every
+    event to beat's 5 s sweep)."""
+    assert values["relay"]["enabled"] is True
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert 'EVENT_RELAY_NUDGE: {{ ternary "notify" "celery" .Values.relay.enabled | quote }}' in (
+        helpers
+    )
+    policy = (CHART / "templates" / "networkpolicy.yaml").read_text()
+    assert '"relay"' in policy
+    service = (CHART / "templates" / "service.yaml").read_text()
+    assert "-relay-metrics" in service

@@ -124,6 +124,10 @@ affinity:
 
 {{/* Config data shared by the ConfigMap and the migration hook's copy of it. */}}
 {{- define "petpro.configData" -}}
+{{/* The relay process (deployment-relay.yaml) is woken by NOTIFY; without it, by Celery. */}}
+{{- if not (hasKey .Values.config "EVENT_RELAY_NUDGE") }}
+EVENT_RELAY_NUDGE: {{ ternary "notify" "celery" .Values.relay.enabled | quote }}
+{{- end }}
 {{- range $key, $value := .Values.config }}
 {{- if ne (toString $value) "" }}
 {{ $key }}: {{ $value | toString | quote }}

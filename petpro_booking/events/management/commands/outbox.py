@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
+from petpro_booking.core.metrics_export import serve_metrics
 from petpro_booking.core.principal import SYSTEM
 from petpro_booking.core.progress import progress
 from petpro_booking.events.listener import RelayListener
@@ -87,6 +88,7 @@ class Command(BaseCommand):
     def _listen(self, **options) -> None:
         if connection.vendor != "postgresql":
             raise CommandError("outbox listen needs PostgreSQL (LISTEN/NOTIFY)")
+        serve_metrics("RELAY_METRICS_PORT")
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
