@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
@@ -16,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 from amqp.exceptions import NotFound
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from kombu import Connection, Queue
 
 from integrations.messaging.client import event_exchange, event_queues, publisher_get
@@ -183,6 +184,23 @@ def stop_rabbitmq():
     """`with stop_rabbitmq(): ...` -- the broker is down inside the block, up again after."""
     yield rabbitmq_stopped
     publisher_get().close()  # drop the connection the outage broke
+
+
+def child_process_env(**extra: str) -> dict[str, str]:
+    """The environment of a service process this test starts (a Celery worker, a relay): the
+    test settings on this test's database, broker and exchange."""
+    database = connection.settings_dict
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "petpro_booking.settings.test",
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
+            f"{database['PORT'] or 5432}/{database['NAME']}"
+        ),
+        "EVENT_BROKER_URL": settings.EVENT_BROKER_URL,
+        "EVENT_EXCHANGE": settings.EVENT_EXCHANGE,
+        **extra,
+    }
 
 
 def slot_events(aggregate_id: str, count: int) -> None:

@@ -4,7 +4,6 @@ schedule names only tasks that exist."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from petpro_booking.celery import app, dead_letter_queue, task_queues
 from petpro_booking.events.models import Event
 from petpro_booking.settings import base as base_settings
 
-from .conftest import slot_events
+from .conftest import child_process_env, slot_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,19 +41,7 @@ def worker_queue():
 
 
 def start_worker(queue_name: str, *pool: str, **extra_env: str) -> subprocess.Popen:
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        **extra_env,
-        "DJANGO_SETTINGS_MODULE": "petpro_booking.settings.test",
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "CELERY_BROKER_URL": BROKER,
-        "CELERY_TASK_QUEUE": queue_name,
-        "EVENT_EXCHANGE": settings.EVENT_EXCHANGE,
-    }
+    env = child_process_env(CELERY_BROKER_URL=BROKER, CELERY_TASK_QUEUE=queue_name, **extra_env)
     return subprocess.Popen(
         [
             CELERY,

@@ -27,7 +27,7 @@ from petpro_booking.events import tasks
 from petpro_booking.events.listener import CHANNEL, RelayListener, listen_conninfo
 from petpro_booking.events.selectors import outbox_backlog
 
-from .conftest import slot_events
+from .conftest import child_process_env, slot_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,10 +124,12 @@ def test_the_sweep_publishes_without_any_notification(broker_tap):
     assert outbox_backlog().unpublished == 0
 
 
-def _terminate_listening_backends() -> int:
+def _listening_backends(*, terminate: bool = False) -> int:
+    """This database's backends that LISTEN for the relay (terminated, with `terminate`)."""
+    counted = "count(pg_terminate_backend(pid))" if terminate else "count(*)"
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"SELECT {counted} FROM pg_stat_activity "  # noqa: S608 - one of two constants
             "WHERE query = %s AND datname = current_database() AND pid <> pg_backend_pid()",
             [f"LISTEN {CHANNEL}"],
         )
@@ -136,7 +138,7 @@ def _terminate_listening_backends() -> int:
 
 def test_the_listener_listens_again_after_its_backend_is_terminated(broker_tap):
     with running(RelayListener(sweep_seconds=60, min_interval=0.05)) as listener:
-        assert _terminate_listening_backends() >= 1
+        assert _listening_backends(terminate=True) >= 1
         assert wait_for(lambda: listener.connections == 2, timeout=15), "no reconnection"
         assert listener.listening.wait(5)
         slot_events(f"listener-{RUN}-after-reconnect", 1)
@@ -166,19 +168,12 @@ def _free_port() -> int:
 
 
 def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exchange, tmp_path):
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "petpro_booking.settings.test",
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "EVENT_EXCHANGE": private_exchange,
-        "EVENT_RELAY_LISTEN_SWEEP_SECONDS": "60",
-        "RELAY_METRICS_PORT": str(port := _free_port()),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
+    env = child_process_env(
+        EVENT_EXCHANGE=private_exchange,
+        EVENT_RELAY_LISTEN_SWEEP_SECONDS="60",
+        RELAY_METRICS_PORT=str(port := _free_port()),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+    )
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "outbox", "listen"]
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -198,16 +193,6 @@ def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exc
         out, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
     assert "outbox listener stopped after" in out
-
-
-def _listening_backends() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE query = %s AND datname = current_database()",
-            [f"LISTEN {CHANNEL}"],
-        )
-        return cursor.fetchone()[0]
 
 
 def test_an_unknown_nudge_way_is_refused_at_start():

@@ -3,7 +3,6 @@ process killed between the broker's confirm and the commit that marks the events
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,6 @@ from collections import Counter
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from petpro_booking.events.models import Event
 from petpro_booking.events.relay import outbox_relay
@@ -19,7 +17,7 @@ from petpro_booking.events.selectors import outbox_backlog
 
 from ..conftest import api_client_for
 from ..factories import LocalPetFactory, SlotFactory
-from .conftest import slot_events
+from .conftest import child_process_env, slot_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,17 +90,7 @@ CRASHING_RELAY = textwrap.dedent(
 def test_a_relay_killed_between_publish_and_mark_causes_duplicates_not_losses(broker_tap):
     for index in range(3):
         slot_events(f"slot-crash-{index}", 4)
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "petpro_booking.settings.test",
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "EVENT_BROKER_URL": settings.EVENT_BROKER_URL,
-        "EVENT_EXCHANGE": settings.EVENT_EXCHANGE,
-    }
+    env = child_process_env()
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHING_RELAY],
         cwd=settings.BASE_DIR,
