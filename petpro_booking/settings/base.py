@@ -405,6 +405,11 @@ EVENT_RELAY_LISTEN_SWEEP_SECONDS = env.float("EVENT_RELAY_LISTEN_SWEEP_SECONDS",
 EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS = env.float(
     "EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS", default=0.1
 )
+if not (EVENT_RELAY_LISTEN_SWEEP_SECONDS > 0 and EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS >= 0):
+    raise environ.ImproperlyConfigured(  # else a loop that never waits
+        "EVENT_RELAY_LISTEN_SWEEP_SECONDS must be above 0 and "
+        "EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS 0 or more."
+    )
 # Its LISTEN connection, when the default database sits behind PgBouncer in transaction mode
 # (LISTEN needs a session of its own); empty: the default database.
 EVENT_RELAY_LISTEN_DATABASE_URL = env.str("EVENT_RELAY_LISTEN_DATABASE_URL", default="")

@@ -195,13 +195,21 @@ def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exc
     assert "outbox listener stopped after" in out
 
 
-def test_an_unknown_nudge_way_is_refused_at_start():
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("EVENT_RELAY_NUDGE", "carrier-pigeon", "EVENT_RELAY_NUDGE must be 'celery' or 'notify'"),
+        ("EVENT_RELAY_LISTEN_SWEEP_SECONDS", "0", "EVENT_RELAY_LISTEN_SWEEP_SECONDS must be"),
+        ("EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS", "-1", "MIN_INTERVAL_SECONDS 0 or more"),
+    ],
+)
+def test_a_relay_setting_that_cannot_work_is_refused_at_start(variable, value, message):
     result = subprocess.run(
         [sys.executable, "-c", "import petpro_booking.settings.base"],
-        env={**os.environ, "EVENT_RELAY_NUDGE": "carrier-pigeon"},
+        env={**os.environ, variable: value},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "EVENT_RELAY_NUDGE must be 'celery' or 'notify'" in result.stderr
+    assert message in result.stderr
