@@ -312,6 +312,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # a worker process keeps its pool across tasks (connections go back to it after each task,
 # petpro_booking/celery.py) and recycles it every 2 x this many tasks.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
+# A worker process whose resident memory passed this many KiB after a task is replaced by a
+# new one (the task itself finishes first): a guard against slow growth, as gunicorn's
+# max_requests is for web. The chart gives a worker pod 1 GiB for its main process (~120 MiB)
+# and two children (~110-135 MiB each in a 20-minute soak, docs/benchmarks.md). 0: never.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = (
+    env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB", default=350 * 1024) or None
+)
 # Every periodic job of the product, in one place (celery beat).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Outbox sweep: publishes what the after-commit nudge missed (broker down, crash).

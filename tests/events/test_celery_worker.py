@@ -179,3 +179,44 @@ def test_a_prefork_worker_keeps_its_database_pool_across_tasks(worker_queue):
     time.sleep(0.5)
     new_backends = _sessions_opened() - before
     assert 2 <= new_backends <= 8, f"{new_backends} new backends for 50 tasks"
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(child) for child in text)
+    return found
+
+
+def _children_after_tasks(worker_queue: str, **extra_env: str) -> tuple[set[int], set[int]]:
+    """A prefork worker with one child: its child before and after three tasks."""
+    process = start_worker(worker_queue, "--pool=prefork", "--concurrency=1", **extra_env)
+    try:
+        wait_for(lambda: len(_children(process.pid)) == 1, timeout=60, what="the worker's child")
+        sender = sender_for(worker_queue)
+        sender.send_task("events.relay_outbox")  # the child has started and run a task
+        wait_for(lambda: _queue_depth(worker_queue) == 0, timeout=60, what="the first task")
+        time.sleep(1.0)
+        wait_for(lambda: len(_children(process.pid)) == 1, timeout=30, what="one child")
+        before = _children(process.pid)
+        for _ in range(3):
+            sender.send_task("events.relay_outbox")
+        wait_for(lambda: _queue_depth(worker_queue) == 0, timeout=60, what="three tasks")
+        time.sleep(1.0)
+        wait_for(lambda: len(_children(process.pid)) == 1, timeout=30, what="one child")
+        return before, _children(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_worker_child_past_its_memory_bound_is_replaced_after_its_task(worker_queue):
+    """CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB: a child whose resident memory passed the bound
+    finishes its task and is replaced (1 KiB: after every task); under the default bound the
+    same child runs every task."""
+    before, after = _children_after_tasks(worker_queue, CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB="1")
+    assert before.isdisjoint(after), (before, after)
+    before, after = _children_after_tasks(worker_queue)
+    assert before == after
+    assert base_settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD == 350 * 1024
