@@ -117,6 +117,27 @@ def test_a_burst_of_notifications_costs_one_pass_per_interval(broker_tap):
     assert 1 <= passes <= elapsed / 0.3 + 2, f"{passes} passes for 60 notifications"
 
 
+def test_a_listen_database_url_is_where_the_listener_listens(broker_tap, settings):
+    """EVENT_RELAY_LISTEN_DATABASE_URL (a session of its own past PgBouncer): the LISTEN
+    connection is made from it (its application_name shows), and a NOTIFY still wakes it."""
+    database = connection.settings_dict
+    settings.EVENT_RELAY_LISTEN_DATABASE_URL = (
+        f"postgresql://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}?application_name=relay-url-{RUN}"
+    )
+    with running(RelayListener(sweep_seconds=60, min_interval=0.05)) as listener:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query = %s",
+                [f"relay-url-{RUN}", f"LISTEN {CHANNEL}"],
+            )
+            assert cursor.fetchone()[0] == 1
+        slot_events(f"listener-{RUN}-via-url", 1)
+        notify()
+        assert len(broker_tap.drain(expect=1, timeout=5)) == 1
+        assert listener.passes == 2
+
+
 def test_the_sweep_publishes_without_any_notification(broker_tap):
     with running(RelayListener(sweep_seconds=0.5, min_interval=0.05)):
         slot_events(f"listener-{RUN}-swept", 2)
