@@ -389,3 +389,90 @@ def test_a_batch_looks_each_owner_up_once_for_channels_and_language(
         by_owner[owner].add((note.body["channel"], note.body["language"]))
     assert by_owner == {"owner-a": {("email", "id")}, "owner-b": {("push", "en"), ("sms", "en")}}
     assert Counter(n.body["recipient"]["user_id"] for n in notes) == {"owner-a": 3, "owner-b": 6}
+
+
+def _claimable_events() -> tuple[int, int]:
+    """(unpublished events, how many of them another session could lock now), asked on a
+    connection of its own: fewer means a relay holds claimed rows."""
+    import psycopg
+
+    from petpro_booking.events.listener import listen_conninfo
+
+    with psycopg.connect(**listen_conninfo(), autocommit=True) as own:
+        pending = "published_at IS NULL AND failed_at IS NULL"
+        total = own.execute(f"SELECT count(*) FROM events WHERE {pending}").fetchone()
+        free = own.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {pending} "
+            "FOR UPDATE SKIP LOCKED) AS free"
+        ).fetchone()
+    assert total is not None and free is not None
+    return total[0], free[0]
+
+
+@pytest.mark.parametrize("max_batches", [None, 1])
+def test_owners_are_looked_up_before_the_claim_and_a_late_owner_in_the_same_pass(
+    broker_tap, clinic_service, monkeypatch, max_batches
+):
+    """The User Service is a network call: the relay asks it before it claims, never while it
+    holds claimed rows (DESIGN.md, invariant 2). An owner whose event commits after that
+    look-up (here: during it) waits for the next batch, which looks them up first, in the same
+    pass, even for the nudge's one-batch pass; their notifications still follow their
+    preferences, and nothing of theirs goes out before it."""
+    from integrations.messaging import preferences
+    from petpro_booking.core.principal import Principal
+
+    LocalPetFactory(id="pet-a", owner__id="owner-a", owner__channels=["email"])
+    LocalPetFactory(id="pet-b", owner__id="owner-b", owner__channels=["email"])
+    LocalPetFactory(id="pet-late", owner__id="owner-late", owner__channels=["sms"])
+    for owner, pet in (("owner-a", "pet-a"), ("owner-b", "pet-b")):
+        book_on(
+            SlotFactory(service=clinic_service),
+            owner=Principal(sub=owner, roles=frozenset({"pet_owner"})),
+            pet_id=pet,
+        )
+    late_slot = SlotFactory(service=clinic_service)
+
+    def book_late() -> None:
+        try:
+            book_on(
+                late_slot,
+                owner=Principal(sub="owner-late", roles=frozenset({"pet_owner"})),
+                pet_id="pet-late",
+            )
+        finally:
+            connections.close_all()
+
+    looked_up: list[str] = []
+    claimable_while_asked: list[tuple[int, int]] = []
+    real_user_get = preferences.user_get
+    one_check_at_a_time = threading.Lock()  # the look-ups overlap; each check locks rows
+
+    def watched(*, user_id: str):
+        with one_check_at_a_time:
+            claimable_while_asked.append(_claimable_events())
+        if user_id == "owner-a" and "owner-late" not in looked_up:
+            looked_up.append("(late booking)")
+            booker = threading.Thread(target=book_late)  # commits while the look-up runs
+            booker.start()
+            booker.join()
+        looked_up.append(user_id)
+        return real_user_get(user_id=user_id)
+
+    monkeypatch.setattr(preferences, "user_get", watched)
+    report = outbox_relay(max_batches=max_batches)
+
+    assert Event.objects.filter(published_at__isnull=True).count() == 0
+    assert report.failed == 0 and report.deferred >= 1  # the late owner's events waited
+    assert sorted(u for u in looked_up if u.startswith("owner")) == [
+        "owner-a",
+        "owner-b",
+        "owner-late",
+    ]
+    assert all(total == free for total, free in claimable_while_asked), claimable_while_asked
+    late_notes = [
+        m
+        for m in broker_tap.drain(expect=report.messages)
+        if m.routing_key.startswith("booking.notification.")
+        and m.body["recipient"]["user_id"] == "owner-late"
+    ]
+    assert [m.body["channel"] for m in late_notes] == ["sms"]
