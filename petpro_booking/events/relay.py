@@ -127,31 +127,18 @@ def _preferences_of_owner(user_id: str) -> Preferences:
         connections.close_all()  # this pool thread's own connections (local adapter)
 
 
-def _owner_notified(event: Event) -> str | None:
-    """The owner whose channels and language the event's messages need, if it notifies one."""
-    payload = event.payload
-    if (
-        event.event_type in NOTIFICATION_TEMPLATES
-        and isinstance(payload, dict)  # a malformed payload fails in _plan, alone
-        and payload.get("user_id")
-    ):
-        return str(payload["user_id"])
-    return None
-
-
-def _owners_ahead(batch_size: int) -> set[str]:
-    """The owners the next batch is likely to notify: those of the first `batch_size`
-    unpublished events, read without a lock (the claim that follows may differ a little)."""
-    ahead = (
-        Event.objects.filter(published_at__isnull=True, failed_at__isnull=True)
-        .order_by("id")
-        .values_list("event_type", "payload__user_id")[:batch_size]
-    )
-    return {
-        str(user_id)
-        for event_type, user_id in ahead
-        if event_type in NOTIFICATION_TEMPLATES and user_id
-    }
+def _events_ahead(batch_size: int) -> list[tuple[int, str, object]]:
+    """The next batch's events as (id, event type, payload's user_id): the first `batch_size`
+    unpublished events no other relay holds, locked only for this short transaction. The
+    claim takes only these, so it holds nothing whose owner was not looked up; run at the same
+    time, two relays' reads take different events, as their claims do."""
+    with transaction.atomic():
+        return list(
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True, failed_at__isnull=True)
+            .order_by("id")
+            .values_list("id", "event_type", "payload__user_id")[:batch_size]
+        )
 
 
 def _owner_preferences(owners: Iterable[str]) -> dict[str, Preferences]:
@@ -159,7 +146,7 @@ def _owner_preferences(owners: Iterable[str]) -> dict[str, Preferences]:
     concurrently: a cold User Service cache would otherwise cost one round trip per owner, in
     sequence (and the language was once a second lookup per event). A network call: never
     made while the relay holds claimed rows."""
-    owners = sorted(owners)
+    owners = sorted(set(owners))
     if len(owners) <= 1:
         return {owner: notification_preferences(user_id=owner) for owner in owners}
     workers = min(PREFERENCE_LOOKUPS_AT_ONCE, len(owners))
@@ -167,29 +154,9 @@ def _owner_preferences(owners: Iterable[str]) -> dict[str, Preferences]:
         return dict(zip(owners, pool.map(_preferences_of_owner, owners), strict=True))
 
 
-def _with_preferences(
-    events: Sequence[Event], preferences: dict[str, Preferences]
-) -> tuple[list[Event], set[str]]:
-    """Keep the events whose owner's preferences were looked up, and, per aggregate, only
-    those before its first event whose owner's were not (committed, or freed by another relay,
-    after the look-up): they wait for the next batch, which looks those owners up first.
-    Returns the events to publish now and the owners still to look up."""
-    missing: set[str] = set()
-    held_back: set[str] = set()
-    ready = []
-    for event in events:
-        owner = _owner_notified(event)
-        if owner is not None and owner not in preferences:
-            missing.add(owner)
-            held_back.add(event.aggregate_id)
-        elif event.aggregate_id not in held_back:
-            ready.append(event)
-    return ready, missing
-
-
 def _plan(event: Event, preferences: dict[str, Preferences]) -> _Plan:
-    # Every owner a ready event notifies was looked up (_with_preferences); the default is
-    # what an owner gets whom the User Service cannot tell about.
+    # Every owner a claimed event notifies was looked up (_relay_batch); the default is what
+    # an owner gets whom the User Service cannot tell about.
     def channels_of(user_id: str) -> tuple[str, ...]:
         return preferences.get(user_id, (CHANNELS, None))[0]
 
@@ -221,29 +188,36 @@ def _plan(event: Event, preferences: dict[str, Preferences]) -> _Plan:
     return _Plan(event=event, messages=valid, errors=errors)
 
 
-def _relay_batch(
-    *, publisher: Publisher, batch_size: int, owners: set[str]
-) -> tuple[RelayReport, set[str]]:
-    """One batch: the owners' preferences looked up (those of the events ahead and `owners`),
-    then claim, publish and mark in one transaction. Returns its report and the owners of
-    claimed events left for the next batch because their preferences were not looked up."""
+def _relay_batch(*, publisher: Publisher, batch_size: int) -> tuple[RelayReport, int]:
+    """One batch: the events ahead read and their owners' preferences looked up, then those
+    events claimed, published and marked in one transaction. Returns its report and how many
+    events were ahead (fewer than `batch_size`: nothing more for this relay to take)."""
     report = RelayReport()
+    ahead = _events_ahead(batch_size)
+    if not ahead:
+        return report, 0
     # The User Service is asked before the claim: the transaction that holds the claimed rows
     # waits on the broker's confirms, never on another service (DESIGN.md, invariant 2).
-    preferences = _owner_preferences(_owners_ahead(batch_size) | owners)
+    preferences = _owner_preferences(
+        str(user_id)
+        for _, event_type, user_id in ahead
+        if event_type in NOTIFICATION_TEMPLATES and user_id
+    )
     with transaction.atomic():
         claimed = list(
             Event.objects.select_for_update(skip_locked=True)
-            .filter(published_at__isnull=True, failed_at__isnull=True)
+            .filter(
+                published_at__isnull=True,
+                failed_at__isnull=True,
+                id__in=[event_pk for event_pk, _, _ in ahead],
+            )
             .order_by("id")
-            .only(*CLAIM_FIELDS)[:batch_size]
+            .only(*CLAIM_FIELDS)
         )
         report.claimed = len(claimed)
-        if not claimed:
-            return report, set()
-        in_order, _ = _in_aggregate_order(claimed)
-        ready, missing = _with_preferences(in_order, preferences)
-        report.deferred = len(claimed) - len(ready)
+        if not claimed:  # another relay took them meanwhile
+            return report, len(ahead)
+        ready, report.deferred = _in_aggregate_order(claimed)
         plans = [_plan(event, preferences) for event in ready]
         outgoing = [message for plan in plans for message in plan.messages]
         try:
@@ -287,7 +261,7 @@ def _relay_batch(
         report.published = len(published)
         report.messages = confirmed
         metrics.RELAY_MESSAGES_PUBLISHED.inc(confirmed)
-    return report, missing
+    return report, len(ahead)
 
 
 def outbox_relay(
@@ -303,17 +277,15 @@ def outbox_relay(
     batch_size = batch_size or settings.EVENT_RELAY_BATCH_SIZE
     budget = settings.EVENT_RELAY_MAX_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + budget
-    report, batches, missing = RelayReport(), 0, set[str]()
+    report, batches = RelayReport(), 0
     while True:
-        batch, missing = _relay_batch(publisher=publisher, batch_size=batch_size, owners=missing)
+        batch, ahead = _relay_batch(publisher=publisher, batch_size=batch_size)
         report.add(batch)
-        # A batch that left events only for their owners' look-up is followed by one that
-        # looks them up first, whatever `max_batches` says: at most one more per such batch.
-        batches += 0 if missing else 1
+        batches += 1
         if (
             batch.broker_error
-            or (not missing and batch.claimed < batch_size)
-            or (not missing and batch.published + batch.failed == 0)
+            or ahead < batch_size
+            or (batch.claimed and batch.published + batch.failed == 0)
             or (max_batches is not None and batches >= max_batches)
             or time.monotonic() >= deadline
         ):
