@@ -8,7 +8,9 @@ database and a RabbitMQ vhost of its own, relays it with one process (`outbox_re
 the relay process's (`time.process_time()`, its preference-lookup threads included) and
 PostgreSQL's (every `postgres` process of the server, the backends that ended meanwhile
 counted through the postmaster: run it on an otherwise idle server). `ROUNDS=1` rounds, each on
-a fresh outbox.
+a fresh outbox. `RELAY_BATCH=4` relays in batches of that many events instead of
+`EVENT_RELAY_BATCH_SIZE` (500): one booking's events a batch, as a relay woken after every
+commit sees them, so a batch's fixed cost shows.
 
 On a VM whose speed drifts (docs/benchmarks.md), relay throughput compares badly from run to
 run; CPU per event compares better, and only between builds run in alternation: the other
@@ -29,12 +31,12 @@ from .stack import ROOT, bench_env, fresh_database, manage
 from .topology import pids_by_comm
 
 RELAY = """
-import json, time
+import json, os, time
 from petpro_booking.events.relay import outbox_relay
 from integrations.messaging.client import publisher_get
 publisher_get().declare()
 started = time.process_time()
-report = outbox_relay(max_seconds=600)
+report = outbox_relay(max_seconds=600, batch_size=int(os.environ.get("RELAY_BATCH") or 0) or None)
 print(json.dumps({"cpu": time.process_time() - started, **report.as_dict()}))
 """
 
