@@ -197,7 +197,7 @@ def _relay_batch(*, publisher: Publisher, batch_size: int) -> tuple[RelayReport,
     if not ahead:
         return report, 0
     # The User Service is asked before the claim: the transaction that holds the claimed rows
-    # waits on the broker's confirms, never on another service (DESIGN.md, invariant 2).
+    # waits on the broker's confirms, never on another service (docs/architecture.md).
     preferences = _owner_preferences(
         str(user_id)
         for _, event_type, user_id in ahead

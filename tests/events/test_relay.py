@@ -413,7 +413,7 @@ def test_owners_are_looked_up_before_the_claim_and_the_claim_takes_no_other_owne
     broker_tap, clinic_service, monkeypatch
 ):
     """The User Service is a network call: the relay asks it before it claims, never while it
-    holds claimed rows (DESIGN.md, invariant 2), and it claims only the events whose owners it
+    holds claimed rows (docs/architecture.md), and it claims only the events whose owners it
     looked up. An owner whose events commit after that look-up (here: during it) is left for
     the next pass, which looks them up; their notifications follow their preferences."""
     from integrations.messaging import preferences
