@@ -399,13 +399,15 @@ def _claimable_events() -> tuple[int, int]:
     from petpro_booking.events.listener import listen_conninfo
 
     with psycopg.connect(**listen_conninfo(), autocommit=True) as own:
-        pending = "published_at IS NULL AND failed_at IS NULL"
-        total = own.execute(f"SELECT count(*) FROM events WHERE {pending}").fetchone()
-        free = own.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {pending} "
-            "FOR UPDATE SKIP LOCKED) AS free"
+        total = own.execute(
+            "SELECT count(*) FROM events WHERE published_at IS NULL AND failed_at IS NULL"
         ).fetchone()
-    assert total is not None and free is not None
+        free = own.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM events"
+            " WHERE published_at IS NULL AND failed_at IS NULL FOR UPDATE SKIP LOCKED) AS free"
+        ).fetchone()
+    assert total is not None
+    assert free is not None
     return total[0], free[0]
 
 
@@ -461,7 +463,8 @@ def test_owners_are_looked_up_before_the_claim_and_the_claim_takes_no_other_owne
     late_events = Event.objects.filter(payload__user_id="owner-late")
     assert late_events.exists()
     assert sorted(looked_up) == ["owner-a", "owner-b"]
-    assert first.failed == 0 and first.published == Event.objects.count() - late_events.count()
+    assert first.failed == 0
+    assert first.published == Event.objects.count() - late_events.count()
     assert late_events.filter(published_at__isnull=True).count() == late_events.count()
 
     second = outbox_relay()
