@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 
 from . import scenarios
 from .load import Load, Record, Summary, summarize
-from .topology import CpuSampler, Options, Topology, machine_load_line, process_groups
+from .topology import (
+    BENCH_AUTOVACUUM,
+    CpuSampler,
+    Options,
+    Topology,
+    machine_load_line,
+    process_groups,
+)
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
@@ -372,7 +379,8 @@ What runs (`benchmarks/topology.py`): production settings
 (`petpro_booking.settings.production`); gunicorn with `petpro_booking/gunicorn_conf.py`,
 {stack.options.gunicorn_workers} workers x {stack.options.gunicorn_threads} threads; a Celery
 worker (prefork, concurrency {stack.options.celery_concurrency}) and Celery beat; relay:
-{relay}; RabbitMQ (vhost `wt-bench`) as event broker and Celery broker; a private
+{relay}; {stack.autovacuum_note()}; RabbitMQ (vhost `wt-bench`) as event broker and
+Celery broker; a private
 redis-server (127.0.0.1:{stack.ports.redis}) as cache, locks and throttles; User, Clinic and
 Payment Service stubs (`benchmarks/stubs.py`, {stack.options.stub_latency_ms:g} ms per answer);
 {stack.options.owners} owners with a pet each, in turn; throttles at 10⁸/min and fair-use limits at
@@ -443,7 +451,7 @@ def run() -> tuple[str, list[str]]:
     problems: list[str] = []
     runs: list[Run] = []
     toggle: list[Run] = []
-    with Topology(Options(slots=SLOTS)) as stack:
+    with Topology(Options(slots=SLOTS, autovacuum=BENCH_AUTOVACUUM)) as stack:
         warm_up(stack)
         for name in SCENARIOS:
             for round_ in range(ROUNDS):
