@@ -158,6 +158,34 @@ def test_the_embedded_clock_cancels_an_unpaid_booking_after_the_deadline(embedde
     assert current["status"] == "cancelled"
     assert "embedded clock: cancel-unpaid-bookings" in log
     assert "'cancelled': 1" in log
+    # The relay on SQLite: the cancellation goes to the log sink as one notification per
+    # channel the owner chose (the demo's Anna: email and push), her preferences looked up.
+    notes: list[dict] = []
+    while time.monotonic() < deadline + 10 and len(notes) < 2:
+        time.sleep(0.2)
+        notes = [
+            record
+            for record in sink_records(workdir)
+            if record["routing_key"].startswith("booking.notification.")
+            and record["body"].get("booking_id") == booking["id"]
+        ]
+    assert sorted(
+        (n["body"]["template"], n["body"]["channel"], n["body"]["recipient"]["user_id"])
+        for n in notes
+    ) == [
+        ("booking_cancelled", "email", "owner-anna"),
+        ("booking_cancelled", "push", "owner-anna"),
+    ]
+
+
+def sink_records(workdir: Path) -> list[dict]:
+    """The messages the relay wrote to the embedded log sink (EVENT_LOG_SINK_PATH)."""
+    sink = workdir / "events.log"
+    if not sink.exists():
+        return []
+    text = sink.read_text()
+    written = text[: text.rfind("\n") + 1]  # a line still being written is left for later
+    return [json.loads(line) for line in written.splitlines() if line.strip()]
 
 
 def test_hold_and_confirm_on_sqlite(embedded_server):
