@@ -146,6 +146,10 @@ class Slot(models.Model):
                 condition=Q(booked_count__lte=F("capacity") - F("held_count")),
                 name="slots_taken_within_capacity",
             ),
+            models.CheckConstraint(
+                condition=Q(capacity__gte=1) & Q(capacity__lte=CAPACITY_MAX),
+                name="slots_capacity_in_range",
+            ),
             models.UniqueConstraint(
                 fields=["clinic", "service", "start_at"], name="slots_clinic_service_start_uniq"
             ),

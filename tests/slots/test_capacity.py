@@ -3,15 +3,19 @@ the admin lists and slot picker, and the back office."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from bookings.admin import SlotChoiceField
 from bookings.backoffice.selectors import SlotCell
 from slots.admin import SlotAdmin
 from slots.models import (
+    CAPACITY_MAX,
     Slot,
     SlotStatus,
     available_capacity,
@@ -163,3 +167,36 @@ def test_the_slot_admins_column_shows_0_for_an_over_held_slot():
     column = SlotAdmin(Slot, admin.site).available
     assert column(Slot(status=SlotStatus.OPEN, capacity=1, booked_count=1, held_count=1)) == 0
     assert column(Slot(status=SlotStatus.CLOSED, capacity=3)) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("capacity", [0, CAPACITY_MAX + 1])
+def test_the_database_refuses_a_capacity_outside_one_to_capacity_max(slot, capacity):
+    """Behind the API's and the admin's bound: a row written past them is refused too."""
+    with pytest.raises(IntegrityError, match="slots_capacity_in_range"), transaction.atomic():
+        Slot.objects.filter(id=slot.id).update(capacity=capacity)
+    assert Slot.objects.get(id=slot.id).capacity == slot.capacity
+
+
+@pytest.mark.django_db
+def test_the_capacity_migration_names_rows_outside_the_range_then_validates_the_check(slot):
+    migration = importlib.import_module("slots.migrations.0007_slot_capacity_in_range")
+    with connection.cursor() as cursor:  # as before the migration (rolled back with the test)
+        # The fixture's deferred foreign-key checks would stop an ALTER TABLE in this
+        # transaction; the migration itself runs on committed rows.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE slots DROP CONSTRAINT {migration.CONSTRAINT}")
+    Slot.objects.filter(id=slot.id).update(capacity=0)
+    refused = rf"1 slots have a capacity outside 1\.\.1000 .*{slot.id}"
+    with pytest.raises(RuntimeError, match=refused), connection.schema_editor() as editor:
+        migration.add_check(django_apps, editor)
+
+    Slot.objects.filter(id=slot.id).update(capacity=2)
+    with connection.schema_editor() as editor:
+        migration.add_check(django_apps, editor)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT convalidated FROM pg_constraint WHERE conname = %s", [migration.CONSTRAINT]
+        )
+        assert cursor.fetchone() == (True,)
+    assert migration.CAPACITY_MAX == CAPACITY_MAX  # a new bound needs a migration of its own
