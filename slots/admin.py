@@ -52,6 +52,17 @@ class ClinicForm(forms.ModelForm):
         model = Clinic
         fields = ["id", "name", "timezone", "language", "active", "version"]
 
+    def clean_id(self):
+        """A new id the API can name (`/api/v1/clinics/<id>`: no `/`) and a person can type: no
+        control characters (the form strips spaces around it). A clinic already stored under
+        another id keeps it."""
+        value = self.cleaned_data["id"]
+        if value == self.instance.pk and not self.instance._state.adding:
+            return value
+        if "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValidationError("No '/' and no control characters in the id.")
+        return value
+
     def clean_timezone(self):
         """An IANA zone, or the field's error (the save refused it: a 500 before)."""
         name = self.cleaned_data["timezone"]

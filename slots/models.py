@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -30,6 +31,27 @@ class Clinic(models.Model):
         return self.name
 
 
+SPECIES_MAX = 20
+SPECIES_NAME_MAX = 40
+
+
+def validate_species(value: object) -> None:
+    """A service's accepted species: a list of names. Anything else (a string, an object, a
+    number in the list) broke every owner's species search and the holds' species check."""
+    if (
+        not isinstance(value, list)
+        or len(value) > SPECIES_MAX
+        or not all(
+            isinstance(name, str) and 0 < len(name.strip()) <= SPECIES_NAME_MAX for name in value
+        )
+    ):
+        raise ValidationError(
+            f'A list of species names, e.g. ["dog", "cat"]: at most {SPECIES_MAX}, each 1 to '
+            f"{SPECIES_NAME_MAX} characters; an empty list takes every species.",
+            code="species",
+        )
+
+
 class ClinicService(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="services")
@@ -37,7 +59,11 @@ class ClinicService(models.Model):
     duration_minutes = models.PositiveIntegerField()
     price = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
-    species = models.JSONField(default=list, help_text='Species accepted, e.g. ["dog", "cat"]')
+    species = models.JSONField(
+        default=list,
+        validators=[validate_species],
+        help_text='Species accepted, e.g. ["dog", "cat"]; empty: every species',
+    )
     requires_payment = models.BooleanField(default=False)
     cancellation_window_hours = models.PositiveIntegerField(default=24)
     # Booking rules (slots/rules.py); empty means the setting BOOKING_<RULE> applies.

@@ -109,6 +109,9 @@ def _parse_services(body: Any) -> list[dict[str, Any]]:
         window = int(service.get("cancellation_window_hours", 24))
         if duration <= 0 or not price.is_finite() or price < 0 or window < 0:
             raise ValueError(f"service {service.get('id')!r}: bad duration, price or window")
+        species = service.get("species") or []
+        if not isinstance(species, list) or not all(isinstance(s, str) for s in species):
+            raise ValueError(f"service {service.get('id')!r}: species is not a list of names")
         rows.append(
             {
                 "id": str(service["id"]),
@@ -116,7 +119,7 @@ def _parse_services(body: Any) -> list[dict[str, Any]]:
                 "duration_minutes": duration,
                 "price": str(price),
                 "currency": str(service["currency"]).upper(),
-                "species": [str(s).lower() for s in service.get("species") or []],
+                "species": [s.lower() for s in species],
                 "requires_payment": bool(service.get("requires_payment", False)),
                 "cancellation_window_hours": window,
                 "rules": _parse_rules(service),

@@ -78,6 +78,10 @@ def test_unknown_clinic_is_none(clinic_service_stub):
         {**SERVICES_BODY[0], "price": "free"},
         {**SERVICES_BODY[0], "duration_minutes": 0},
         {key: value for key, value in SERVICES_BODY[0].items() if key != "name"},
+        # Species as a string became its letters ("dog": d, o, g); an object its keys.
+        {**SERVICES_BODY[0], "species": "dog"},
+        {**SERVICES_BODY[0], "species": {"dog": True}},
+        {**SERVICES_BODY[0], "species": ["dog", 1]},
     ],
 )
 def test_a_malformed_service_list_is_refused_and_counted(clinic_service_stub, bad_service):
