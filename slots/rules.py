@@ -55,6 +55,13 @@ class BookingRules:
 # horizon; a notice or buffer longer than a century leaves nothing bookable or no room.
 HORIZON_DAYS_MAX = 36_500
 NOTICE_MINUTES_MAX = 36_500 * 24 * 60
+CANCELLATION_WINDOW_HOURS_MAX = 36_500 * 24
+
+
+def cancellation_window_hours(service: Any) -> int:
+    """How many hours before the start an owner may still cancel or reschedule: the service's
+    window, at most a century (longer is "never", and the calendar cannot hold every sum)."""
+    return min(service.cancellation_window_hours, CANCELLATION_WINDOW_HOURS_MAX)
 
 
 def rules_of(service: Any) -> BookingRules:

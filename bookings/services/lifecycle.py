@@ -33,6 +33,7 @@ from reservations.services import reservation_expire_stale, reservation_mark_con
 from slots.errors import SlotUnavailable
 from slots.locking import SlotRef, slot_write
 from slots.models import Slot
+from slots.rules import cancellation_window_hours
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
@@ -113,7 +114,7 @@ def _check_change_rights(*, booking: Booking, actor: Principal, reason: str) -> 
                 details={"reason": ["This field is required for staff and support."]},
             )
         return
-    hours = booking.slot.service.cancellation_window_hours
+    hours = cancellation_window_hours(booking.slot.service)
     if timezone.now() > booking.slot.start_at - dt.timedelta(hours=hours):
         raise OutsideCancellationWindow(
             details={

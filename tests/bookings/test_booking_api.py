@@ -246,6 +246,28 @@ def test_owner_outside_window_is_refused(owner_client, owner_pet, clinic_service
     assert counters(soon) == (1, 0)
 
 
+@pytest.mark.parametrize("hours", [99_999_999, 2_147_483_647])
+def test_a_window_longer_than_the_calendar_is_a_refusal_not_a_500(
+    booking, owner_client, clinic_service, slot, second_slot, hours
+):
+    """The admin and the Clinic Service may store any whole number; a window past a century
+    reached back before the year 1 (OverflowError, a 500). Longer than a century is "never"."""
+    clinic_service.cancellation_window_hours = hours
+    clinic_service.save(update_fields=["cancellation_window_hours"])
+    for action in ("cancel", "reschedule"):
+        response = owner_client.post(
+            f"/api/v1/bookings/{booking.id}/{action}",
+            {"slot_id": str(second_slot.id)},
+            format="json",
+        )
+        assert response.status_code == 409, action
+        error = response.json()["error"]
+        assert error["code"] == "outside_cancellation_window"
+        assert error["details"]["cancellation_window_hours"] == 36_500 * 24
+    assert Booking.objects.get(id=booking.id).status == booking.status
+    assert counters(slot) == (1, 0)
+
+
 def test_staff_may_cancel_inside_window_with_reason(staff_client, owner_pet, clinic_service):
     soon = SlotFactory(
         clinic=clinic_service.clinic,
