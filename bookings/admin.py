@@ -27,6 +27,7 @@ from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError, VersionConflict
+from petpro_booking.core.http import uuid_or_none, version_or_none
 from petpro_booking.core.principal import Principal
 from slots.display import local_label
 from slots.models import Slot, SlotStatus
@@ -167,9 +168,12 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
         return queryset
 
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
-        """A booking's page is its whole story (bookings.backoffice); no edit form."""
-        if request.method == "GET":
-            return redirect("backoffice:booking", booking_id=object_id)
+        """A booking's page is its whole story (bookings.backoffice); no edit form. An id that is
+        no booking's (not a UUID, or with a `/` the admin's route takes) gets Django's "does not
+        exist" answer."""
+        booking_id = uuid_or_none(object_id)
+        if request.method == "GET" and booking_id is not None:
+            return redirect("backoffice:booking", booking_id=str(booking_id))
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Reference", ordering="reference")
@@ -463,8 +467,7 @@ def _people_of(booking: Booking) -> PeopleNames:
 
 def _seen_version(request: HttpRequest, booking: Booking) -> int | None:
     """The version shown on the action form for this booking (refuses stale changes)."""
-    raw = request.POST.get(f"version_{booking.pk}", "")
-    return int(raw) if raw.isdigit() else None
+    return version_or_none(request.POST.get(f"version_{booking.pk}"))
 
 
 from . import payment_admin  # noqa: E402, F401  (registers PaymentRecordAdmin)

@@ -4,7 +4,6 @@ services the API uses (with the admin user's Principal), and renders a template.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 
 from django import forms
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from petpro_booking.core.clock import in_service_years
 from petpro_booking.core.errors import ApplicationError, NotFound, VersionConflict
+from petpro_booking.core.http import version_or_none
 from petpro_booking.core.principal import Principal
 from slots import services as slot_services
 from slots.display import local_moment
@@ -57,11 +57,6 @@ def _parse_day(raw: str | None) -> dt.date | None:
     except ValueError:
         return None
     return day if day is not None and in_service_years(day) else None
-
-
-def _version(raw: str | None) -> int | None:
-    """The form's version: ASCII digits only (`"²".isdigit()` is true, `int("²")` fails)."""
-    return int(raw) if raw and re.fullmatch(r"[0-9]{1,9}", raw) else None
 
 
 def _failed(request: HttpRequest, label: str, exc: ApplicationError) -> None:
@@ -139,7 +134,7 @@ def slot_page(request: HttpRequest, slot_id: str) -> HttpResponse:
                 slot_services.slot_close(
                     actor=principal,
                     slot_id=slot.id,
-                    expected_version=_version(request.POST.get("version")),
+                    expected_version=version_or_none(request.POST.get("version")),
                 )
             except ApplicationError as exc:
                 _failed(request, label, exc)
@@ -228,7 +223,7 @@ def booking_page(request: HttpRequest, booking_id: str) -> HttpResponse:
     reschedule_form = RescheduleForm(booking=booking)
     if request.method == "POST":
         action = request.POST.get("action", "")
-        seen = _version(request.POST.get("version"))
+        seen = version_or_none(request.POST.get("version"))
         if action in CHANGES:
             reason_form = BookingActionForm(request.POST)
             if reason_form.is_valid():

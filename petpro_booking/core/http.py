@@ -28,6 +28,14 @@ def uuid_or_not_found(value: object, *, what: str = "resource") -> uuid.UUID:
     return parsed
 
 
+def version_or_none(raw: object) -> int | None:
+    """A version a form sent back (admin actions, the daily tool): ASCII digits only, at most
+    9 of them (`"²".isdigit()` is true and `int("²")` fails); None for anything else."""
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 9:
+        return int(raw)
+    return None
+
+
 def etag_for(version: int) -> str:
     return f'"{version}"'
 

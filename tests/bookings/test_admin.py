@@ -94,6 +94,40 @@ def test_cancel_action_asks_for_a_reason_then_goes_through_the_service(
     assert event.metadata["actor"] == {"type": "support", "id": f"admin:{support_user.pk}"}
 
 
+@pytest.mark.parametrize("version", ["\u00b2", "1" * 5000, "-1", ""])
+def test_a_version_field_that_is_no_version_is_no_stale_check_and_no_500(
+    support_browser, booking, version
+):
+    """The action form's hidden version, hand-edited: `"²".isdigit()` is true and `int("²")`
+    raised mid-batch (the bookings before it were already changed)."""
+    data = {
+        "action": "cancel_bookings",
+        "_selected_action": [str(booking.pk)],
+        "apply": "1",
+        f"version_{booking.pk}": version,
+        "reason": "owner phoned",
+    }
+    response = support_browser.post(CHANGELIST, data, follow=True)
+    assert response.status_code == 200
+    booking.refresh_from_db()
+    assert booking.status == "cancelled"  # as if no version had been sent
+
+
+@pytest.mark.parametrize(
+    "path", ["a/b/change/", "a/b/", "not-a-uuid/change/", "%2F/change/", "a%00b/change/"]
+)
+def test_a_booking_admin_url_that_names_no_booking_is_not_a_500(support_browser, path):
+    support_browser.raise_request_exception = False
+    response = support_browser.get(f"{CHANGELIST}{path}", follow=True)
+    assert response.status_code in (200, 400, 404), path
+
+
+def test_a_booking_admin_url_goes_to_the_bookings_page(support_browser, booking):
+    response = support_browser.get(f"{CHANGELIST}{str(booking.pk).upper()}/change/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/backoffice/bookings/{booking.pk}/"
+
+
 def test_stale_action_is_refused(support_browser, booking):
     let_slot_start(booking.slot)
     seen_version = booking.version  # a second agent opens the form now...
