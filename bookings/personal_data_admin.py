@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from petpro_booking.core.admin_access import admin_principal
+from petpro_booking.core.errors import ApplicationError
 
 from .personal_data import person_data_export, person_erase
 
@@ -56,7 +57,18 @@ def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> Ht
             for user_id in _owners(queryset):
                 if user_id.startswith("erased-"):
                     continue
-                audit = person_erase(actor=principal, user_id=user_id)
+                try:
+                    audit = person_erase(actor=principal, user_id=user_id)
+                except ApplicationError as exc:
+                    # A booking or hold of theirs changed meanwhile, or its slot was busy: what
+                    # was cancelled stays cancelled; erasing again finishes the rest.
+                    modeladmin.message_user(
+                        request,
+                        f"Owner {user_id} not erased: {exc.message} "
+                        "Run the erasure again for them.",
+                        messages.ERROR,
+                    )
+                    continue
                 modeladmin.message_user(
                     request,
                     f"Owner erased (audit {audit.pk}, now {audit.pseudonym}).",

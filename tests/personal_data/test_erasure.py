@@ -164,3 +164,51 @@ def test_support_erases_from_the_admin_after_confirming(client, person):
     assert audit.erased_by_id == f"admin:{User.objects.get(username='agent').pk}"
     assert Event.objects.filter(event_type="PersonErased", aggregate_id=audit.pseudonym).exists()
     assert_counters_match_rows()
+
+
+def test_an_erasure_the_admin_cannot_finish_now_is_said_and_can_run_again(
+    client, person, monkeypatch
+):
+    """An owner's future booking whose slot someone else is changing: the erasure stops at that
+    cancellation (409 slot_busy inside), the admin says so instead of a 500, nothing of theirs
+    is pseudonymised yet, and running it again once the slot is free finishes it."""
+    import threading
+
+    from petpro_booking.core.locking import lock_manager
+    from slots.locking import SlotRef, slot_lock_keys
+
+    client.force_login(User.objects.create_superuser("agent", "agent@example.com", "pw"))
+    booking = person.bookings["confirmed"]
+    key = slot_lock_keys(SlotRef(booking.slot_id, booking.clinic_id, booking.slot.service_id))
+    monkeypatch.setattr(lock_manager(), "wait_seconds", 0.2)
+    taken, done = threading.Event(), threading.Event()
+
+    def someone_else_changes_the_slot() -> None:
+        with lock_manager().acquire(*key):
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=someone_else_changes_the_slot)
+    holder.start()
+    assert taken.wait(5)
+    erase = {
+        "action": "erase_owner_data",
+        "_selected_action": [str(booking.id)],
+        "apply": "1",
+        "confirm": "on",
+    }
+    try:
+        answer = client.post("/admin/bookings/booking/", erase, follow=True)
+    finally:
+        done.set()
+        holder.join()
+    assert answer.status_code == 200
+    said = [str(message) for message in answer.context["messages"]]
+    assert any(m.startswith("Owner owner-1 not erased:") for m in said), said
+    assert not PersonErasure.objects.exists()
+    assert Booking.objects.filter(user_id="owner-1").exists()
+
+    again = client.post("/admin/bookings/booking/", erase, follow=True)
+    assert any(str(m).startswith("Owner erased") for m in again.context["messages"])
+    assert not Booking.objects.filter(user_id="owner-1").exists()
+    assert_counters_match_rows()
