@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext
 from rest_framework import exceptions, status
@@ -106,5 +108,22 @@ def json_server_error(request) -> JsonResponse:
     )
 
 
-def json_bad_request(request, exception=None) -> JsonResponse:
-    return JsonResponse(error_body("validation_error", "Bad request."), status=400)
+def _bad_request_reason(exception: Exception | None) -> tuple[str, dict[str, list[str]]]:
+    """What Django refused before any view ran (its handler400), said plainly."""
+    if isinstance(exception, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return "Too many parameters.", {"request": [f"At most {limit} query or form fields."]}
+    if isinstance(exception, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return "Too many files.", {"request": [f"At most {limit} files."]}
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return "The request body is too large.", {"body": [f"At most {limit} bytes."]}
+    return "Bad request.", {}
+
+
+def json_bad_request(request, exception=None, *, reason: str | None = None) -> JsonResponse:
+    message, details = _bad_request_reason(exception)
+    if reason is not None:
+        message, details = "Bad request.", {"request": [reason]}
+    return JsonResponse(error_body("validation_error", message, details), status=400)

@@ -78,7 +78,7 @@ class BrowserRefuseNulMiddleware:
             "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", "")
         ):
             logger.warning("refused: NUL in the path or query string of %s", request.method)
-            return json_bad_request(request)
+            return json_bad_request(request, reason="No NUL character in the path or query.")
         return self.get_response(request)
 
 

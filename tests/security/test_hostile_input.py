@@ -204,3 +204,34 @@ def test_hostile_input_is_a_4xx_with_the_error_envelope(name, slot, owner_pet, c
         assert set(response.json()["error"]) == {"code", "message", "details"}
     assert Slot.objects.count() == 1  # nothing was created by any of them
     assert not Slot.objects.filter(end_at__year__gte=3000).exists()
+
+
+def test_too_many_parameters_are_a_400_that_says_which_limit(clinic):
+    """Django refuses them before any view (its handler400); the envelope names the limit."""
+    from django.conf import settings
+
+    query = "&".join(["a=1"] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = api_client_for(sub="owner-1", roles=["pet_owner"]).get(f"/api/v1/slots?{query}")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"] == {
+        "request": [f"At most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query or form fields."]
+    }
+
+
+def test_a_body_over_the_limit_is_a_400_that_says_which_limit(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    response = APIClient().post(
+        "/api/v1/payments/webhook", b"{" + b" " * 2_000 + b"}", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"body": ["At most 1000 bytes."]}
+
+
+def test_a_nul_outside_the_api_is_a_400_that_says_so(client):
+    response = client.get("/admin/login/?next=%00")
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {
+        "request": ["No NUL character in the path or query."]
+    }
