@@ -700,7 +700,9 @@ def payment_reconcile(*, record_id: uuid.UUID | str) -> str:
 
 def payments_reconcile_stale(*, batch_size: int = JOB_BATCH) -> dict[str, int]:
     """The reconciliation job: every payment still pending PAYMENT_RECONCILE_AFTER_SECONDS
-    after we last heard of it is asked about. Stops at the first provider outage."""
+    after we last heard of it is asked about. Stops at the first provider outage; the payment
+    it failed on goes to the back of the line (`updated_at`), so one payment the provider
+    keeps failing on (a 5xx, an answer we cannot read) does not stop the others every run."""
     now = timezone.now()
     due = (
         PaymentRecord.objects.filter(
@@ -721,6 +723,7 @@ def payments_reconcile_stale(*, batch_size: int = JOB_BATCH) -> dict[str, int]:
             PaymentRecord.objects.filter(id=record_id).update(updated_at=timezone.now())
             outcome = "rejected"
         except PaymentServiceUnavailable:
+            PaymentRecord.objects.filter(id=record_id).update(updated_at=timezone.now())
             counts["provider_unavailable"] = counts.get("provider_unavailable", 0) + 1
             break
         except (VersionConflict, SlotBusy, InvalidTransition):

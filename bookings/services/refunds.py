@@ -110,7 +110,8 @@ def payment_refund_owed(*, record_id: uuid.UUID | str) -> str:
     """Refund one payment that is owed back. The provider is called outside any transaction;
     a provider outage leaves it owed for the next sweep (never raises for that).
 
-    Returns "refunded", "not_owed", "rejected" or "provider_unavailable".
+    Returns "refunded", "not_owed", "rejected", "not_refunded" (the provider answered another
+    status than refunded) or "provider_unavailable".
     """
     record = PaymentRecord.objects.filter(id=record_id).first()
     if record is None or not _owed(record):
@@ -127,9 +128,19 @@ def payment_refund_owed(*, record_id: uuid.UUID | str) -> str:
         PaymentRecord.objects.filter(id=record.id).update(updated_at=timezone.now())
         return "rejected"
     except PaymentServiceUnavailable as exc:
+        # Behind the others next time: one payment the provider keeps failing on (a 5xx, an
+        # answer we cannot read) must not hold every other refund back.
         logger.warning("refund of %s postponed: %s", record.payment_id, exc.message)
         metrics.PAYMENTS.labels(outcome="refund_postponed").inc()
+        PaymentRecord.objects.filter(id=record.id).update(updated_at=timezone.now())
         return "provider_unavailable"
+    if result.status != PaymentStatus.REFUNDED:
+        # The provider took the request but has not refunded (pending) or could not (failed,
+        # or the payment still succeeded): still owed, asked again with the same key later.
+        logger.error("refund of %s answered %r, not refunded", record.payment_id, result.status)
+        metrics.PAYMENTS.labels(outcome="refund_postponed").inc()
+        PaymentRecord.objects.filter(id=record.id).update(updated_at=timezone.now())
+        return "not_refunded"
 
     with transaction.atomic(durable=True):
         record = (

@@ -129,6 +129,8 @@ class PaymentServiceClient:
                 raise MalformedAnswer(
                     "The payment service gave an answer without a valid amount."
                 ) from exc
+            if not amount.is_finite():  # "NaN", "sNaN", "Infinity": no amount to compare
+                raise MalformedAnswer("The payment service gave an answer without a valid amount.")
             return PaymentState(
                 payment_id=_required_str(body, "payment_id"),
                 status=_status(body),

@@ -14,6 +14,7 @@ from bookings import tasks
 from bookings.models import Booking, BookingHistory, PaymentRecord
 from petpro_booking.celery import app as celery_app
 
+from ..factories import SlotFactory
 from .conftest import OTHER_OWNER
 from .payment_fixtures import (
     age_booking,
@@ -91,7 +92,46 @@ def test_reconciliation_with_the_provider_down_changes_nothing(
     assert status_of(unpaid_booking) == "pending_payment"
 
     payment_stub.fail_next = 0
+    # Asked again PAYMENT_RECONCILE_AFTER_SECONDS after the failed attempt (it went to the
+    # back of the line), not at once.
+    assert tasks.payments_reconcile.delay().get() == {}
+    age_payments(unpaid_booking, seconds=django_settings.PAYMENT_RECONCILE_AFTER_SECONDS + 1)
     assert tasks.payments_reconcile.delay().get() == {"confirmed": 1}
+
+
+@pytest.fixture
+def second_unpaid(owner_client, paid_slot, payment_stub) -> tuple[Booking, str]:
+    """Another booking of the same owner waiting for its payment, on a slot an hour later."""
+    later = SlotFactory(
+        clinic=paid_slot.clinic,
+        service=paid_slot.service,
+        start_at=paid_slot.start_at + dt.timedelta(hours=1),
+        end_at=paid_slot.end_at + dt.timedelta(hours=1),
+    )
+    booking = book_paid(later)
+    response = owner_client.post(payment_url(booking))
+    assert response.status_code == 201
+    return booking, response.json()["payment_id"]
+
+
+@pytest.mark.parametrize("unreadable", [{"status": "expired"}, {"amount": "sNaN"}])
+def test_a_payment_the_provider_answers_unreadably_does_not_stop_the_others(
+    unpaid_booking, payment_id, second_unpaid, payment_stub, unreadable
+):
+    """The sweep stops at a provider failure and took the same payment first every run (oldest
+    `updated_at`): one payment answered with an unknown status held every other one back for
+    a week; a non-finite amount crashed the job every run."""
+    other, other_payment = second_unpaid
+    payment_stub.payments[payment_id].update(unreadable)
+    payment_stub.settle(other_payment, "succeeded")
+    after = django_settings.PAYMENT_RECONCILE_AFTER_SECONDS
+    age_payments(unpaid_booking, seconds=after + 120)  # the oldest: asked first
+    age_payments(other, seconds=after + 60)
+
+    assert tasks.payments_reconcile.delay().get() == {"provider_unavailable": 1}
+    assert tasks.payments_reconcile.delay().get() == {"confirmed": 1}
+    assert status_of(other) == "confirmed"
+    assert status_of(unpaid_booking) == "pending_payment"
 
 
 # --- the payment deadline --------------------------------------------------------------------
@@ -253,6 +293,38 @@ def test_a_refund_postponed_by_an_outage_is_swept_later(
     assert PaymentRecord.objects.get(payment_id=payment_id).status == "refunded"
     assert len({r.idempotency_key for r in payment_stub.requests_to("/refund")}) == 1
     assert tasks.payments_refund_owed.delay().get() == {}
+
+
+@pytest.mark.parametrize("answered", ["pending", "failed", "succeeded"])
+def test_a_refund_the_provider_did_not_make_stays_owed_and_the_others_go_on(
+    owner_client, unpaid_booking, payment_id, second_unpaid, payment_stub, answered
+):
+    """Only an answer of "refunded" is a refund: a pending or failed one was recorded as
+    refunded and never asked about again."""
+    other, other_payment = second_unpaid
+    for booking, paid in ((unpaid_booking, payment_id), (other, other_payment)):
+        deliver(APIClient(), *payment_stub.webhook(paid, "payment.succeeded"))
+        assert status_of(booking) == "confirmed"
+    payment_stub.refund_status[payment_id] = answered
+    payment_stub.refund_status[other_payment] = "pending"  # its cancel's refund: not yet
+    for booking in (unpaid_booking, other):
+        cancel = owner_client.post(
+            f"/api/v1/bookings/{booking.id}/cancel", {"reason": "sick"}, format="json"
+        )
+        assert cancel.status_code == 200
+    assert PaymentRecord.objects.filter(status="succeeded").count() == 2  # both still owed
+    del payment_stub.refund_status[other_payment]
+    age_payments(unpaid_booking, seconds=120)  # the oldest: swept first
+
+    assert tasks.payments_refund_owed.delay().get() == {"not_refunded": 1, "refunded": 1}
+    stuck = PaymentRecord.objects.get(payment_id=payment_id)
+    assert (stuck.status, stuck.refund_requested_at is not None) == ("succeeded", True)
+    assert PaymentRecord.objects.get(payment_id=other_payment).status == "refunded"
+
+    del payment_stub.refund_status[payment_id]  # the provider refunds it when asked again
+    assert tasks.payments_refund_owed.delay().get() == {"refunded": 1}
+    keys = {r.idempotency_key for r in payment_stub.requests_to(f"{payment_id}/refund")}
+    assert keys == {f"refund-{stuck.id}"}
 
 
 # --- admin and wiring ------------------------------------------------------------------------

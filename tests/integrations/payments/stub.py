@@ -55,6 +55,8 @@ class PaymentServiceStub:
         self.fail_after_create = False  # ... but a failing create still creates the payment
         self.rate_limit_next = 0  # answer 429 (Retry-After: 0) to the next N requests
         self.hang_seconds = 0.0  # wait this long before answering any request
+        # A refund's answered status per payment (default "refunded"): "pending", "failed"...
+        self.refund_status: dict[str, str] = {}
         self._by_key: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -144,8 +146,10 @@ class PaymentServiceStub:
                 payment = self.payments.get(match["payment_id"])
                 if payment is None:
                     return 404, {"error": "no such payment"}, {}
-                payment["status"] = "refunded"
-                return 200, {"payment_id": payment["payment_id"], "status": "refunded"}, {}
+                status = self.refund_status.get(payment["payment_id"], "refunded")
+                if status == "refunded":
+                    payment["status"] = "refunded"
+                return 200, {"payment_id": payment["payment_id"], "status": status}, {}
             if method == "GET" and (match := PAYMENT_PATH.match(path)):
                 payment = self.payments.get(match["payment_id"])
                 if payment is None:
