@@ -66,16 +66,33 @@ RULE_FIELDS = (
 )
 
 
+# What the read-model's columns hold (slots.models): an answer outside them is a bad answer
+# (refused like a missing field), not a DataError that stops every later clinic's refresh.
+INT_MAX = 2_147_483_647
+PRICE_LIMIT = Decimal("100000000")  # DecimalField(max_digits=10, decimal_places=2)
+
+
+def _text(value: Any, *, what: str, most: int) -> str:
+    text = str(value)
+    if not 0 < len(text) <= most or "\x00" in text:
+        raise ValueError(f"{what}: empty, longer than {most} characters, or with a NUL")
+    return text
+
+
+def _whole(value: Any, *, what: str, least: int = 0) -> int:
+    number = int(value)
+    if not least <= number <= INT_MAX:
+        raise ValueError(f"{what}: {number} outside {least}..{INT_MAX}")
+    return number
+
+
 def _parse_rules(service: dict[str, Any]) -> list[tuple[str, int]]:
     """The booking rules the service sends, each a whole number >= 0; absent ones are left out."""
-    rules = []
-    for name in RULE_FIELDS:
-        if service.get(name) is not None:
-            value = int(service[name])
-            if value < 0:
-                raise ValueError(f"service {service.get('id')!r}: {name} below 0")
-            rules.append((name, value))
-    return rules
+    return [
+        (name, _whole(service[name], what=f"service {service.get('id')!r}: {name}"))
+        for name in RULE_FIELDS
+        if service.get(name) is not None
+    ]
 
 
 def _clinic_key(clinic_id: str) -> str:
@@ -92,33 +109,38 @@ def invalidate_clinic(clinic_id: str) -> None:
 
 
 def _parse_clinic(body: Any) -> dict[str, Any]:
+    language = body.get("default_language") or body.get("language") or "en"
     return {
-        "id": str(body["id"]),
-        "name": str(body["name"]),
-        "timezone": str(body["timezone"]),
+        "id": _text(body["id"], what="clinic id", most=64),
+        "name": _text(body["name"], what="clinic name", most=200),
+        "timezone": _text(body["timezone"], what="clinic timezone", most=64),
         "active": bool(body.get("active", True)),
-        "language": str(body.get("default_language") or body.get("language") or "en"),
+        "language": _text(language, what="clinic language", most=10),
     }
 
 
 def _parse_services(body: Any) -> list[dict[str, Any]]:
     rows = []
     for service in body:
-        duration = int(service["duration_minutes"])
+        what = f"service {service.get('id')!r}"
+        duration = _whole(service["duration_minutes"], what=f"{what}: duration", least=1)
         price = Decimal(str(service["price"]))
-        window = int(service.get("cancellation_window_hours", 24))
-        if duration <= 0 or not price.is_finite() or price < 0 or window < 0:
-            raise ValueError(f"service {service.get('id')!r}: bad duration, price or window")
+        window = _whole(service.get("cancellation_window_hours", 24), what=f"{what}: window")
+        if not price.is_finite() or not 0 <= price < PRICE_LIMIT:
+            raise ValueError(f"{what}: price outside 0..{PRICE_LIMIT}")
+        currency = str(service["currency"]).upper()
+        if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+            raise ValueError(f"{what}: currency {currency!r} is not a three-letter code")
         species = service.get("species") or []
         if not isinstance(species, list) or not all(isinstance(s, str) for s in species):
             raise ValueError(f"service {service.get('id')!r}: species is not a list of names")
         rows.append(
             {
-                "id": str(service["id"]),
-                "name": str(service["name"]),
+                "id": _text(service["id"], what="service id", most=64),
+                "name": _text(service["name"], what=f"{what}: name", most=200),
                 "duration_minutes": duration,
                 "price": str(price),
-                "currency": str(service["currency"]).upper(),
+                "currency": currency,
                 "species": [s.lower() for s in species],
                 "requires_payment": bool(service.get("requires_payment", False)),
                 "cancellation_window_hours": window,

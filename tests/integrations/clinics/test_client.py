@@ -82,6 +82,14 @@ def test_unknown_clinic_is_none(clinic_service_stub):
         {**SERVICES_BODY[0], "species": "dog"},
         {**SERVICES_BODY[0], "species": {"dog": True}},
         {**SERVICES_BODY[0], "species": ["dog", 1]},
+        # Outside what the read-model's columns hold: a DataError stopped every later clinic's
+        # refresh in the daily sync.
+        {**SERVICES_BODY[0], "currency": "EURO"},
+        {**SERVICES_BODY[0], "name": "x" * 201},
+        {**SERVICES_BODY[0], "price": "1e10"},
+        {**SERVICES_BODY[0], "duration_minutes": 2**31},
+        {**SERVICES_BODY[0], "min_notice_minutes": 2**31},
+        {**SERVICES_BODY[0], "id": "s" * 65},
     ],
 )
 def test_a_malformed_service_list_is_refused_and_counted(clinic_service_stub, bad_service):
@@ -91,6 +99,21 @@ def test_a_malformed_service_list_is_refused_and_counted(clinic_service_stub, ba
         client.clinic_services(clinic_id="c-7")
     assert raised.value.details == {"dependency": "clinic service"}
     assert client.reader.breaker.snapshot()["failures_in_window"] == 1
+
+
+@pytest.mark.parametrize(
+    "bad_clinic",
+    [
+        {**CLINIC_BODY, "name": "n" * 201},
+        {**CLINIC_BODY, "default_language": "l" * 11},
+        {**CLINIC_BODY, "timezone": ""},
+    ],
+)
+def test_a_clinic_outside_what_the_read_model_holds_is_refused(clinic_service_stub, bad_clinic):
+    clinic_service_stub.route("GET", CLINIC, body=bad_clinic)
+
+    with pytest.raises(DependencyUnavailable):
+        client.clinic_get(clinic_id="c-7")
 
 
 def test_refused_connection_is_not_retried(clinic_service_stub):
