@@ -225,6 +225,24 @@ def test_a_gap_in_a_bookings_events_is_reported(busy_day):
     assert (sample["events"], sample["first_version"], sample["last_version"]) == (1, 2, 2)
 
 
+def test_a_booking_older_than_the_event_retention_is_not_a_gap(busy_day, settings):
+    """Retention removes published events past RETENTION_EVENTS_DAYS; the bookings stay. A
+    booking that old, whose first events are gone, reported a gap forever."""
+    booking = busy_day["booking"]
+    sql(
+        "DELETE FROM events WHERE aggregate_id = %s AND aggregate_version = 1",
+        [str(booking.id)],
+    )
+    sql(
+        "UPDATE bookings SET created_at = now() - make_interval(days => %s) WHERE id = %s",
+        [settings.RETENTION_EVENTS_DAYS + 1, booking.id],
+    )
+
+    code, report = run()
+
+    assert code == 0, broken(report)
+
+
 def test_payments_without_their_counterpart_are_reported(owner_pet, paid_slot):
     unpaid = book_paid(paid_slot)
     assert unpaid.status == "pending_payment"
