@@ -57,8 +57,12 @@ def relay_nudge(event_ids: list[int]) -> None:
 
 @shared_task(name="events.retention_events", soft_time_limit=3000, time_limit=3300)
 def retention_events() -> dict:
-    """Archive/drop published events past RETENTION_EVENTS_DAYS, then make sure the months
-    ahead have their partitions."""
+    """Make sure the months ahead have their partitions, then archive/drop published events
+    past RETENTION_EVENTS_DAYS. Partitions first: a purge that fails (an archive directory
+    that cannot be written, a month past the time limit) must not leave the next months
+    without partitions, whose events would land in the default partition and then block
+    attaching those months' partitions."""
+    created = len(ensure_partitions_ahead())
     report = events_purge_published().as_dict()
-    report["partitions_created"] = len(ensure_partitions_ahead())
+    report["partitions_created"] = created
     return report

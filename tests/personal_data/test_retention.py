@@ -169,6 +169,29 @@ def test_the_months_ahead_have_their_partitions():
     assert partitions.ensure_partitions_ahead() == []  # idempotent
 
 
+def test_a_purge_that_fails_still_leaves_the_months_ahead_their_partitions(settings, tmp_path):
+    """The daily job made the next months' partitions only after a successful purge: an
+    archive directory it cannot write failed it every day, and three months later events
+    landed in the default partition."""
+    from petpro_booking.events.tasks import retention_events
+
+    last = partitions.month_start(NOW)
+    for _ in range(partitions.MONTHS_AHEAD):
+        last = partitions.next_month(last)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {partitions.partition_name(last)}")
+    old_events(months_ago(15), 2, published=True)
+    unwritable = tmp_path / "archive"
+    unwritable.write_text("a file where the directory should be")
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(unwritable)
+
+    with pytest.raises(FileExistsError):  # mkdir of the archive directory
+        retention_events.apply(throw=True)
+
+    assert table_exists(partitions.partition_name(last))
+    assert table_exists(partitions.partition_name(months_ago(15)))  # not dropped unarchived
+
+
 def test_processed_webhooks_older_than_30_days_go():
     ProcessedWebhook.objects.create(event_id="evt-old")
     ProcessedWebhook.objects.create(event_id="evt-new")
