@@ -112,11 +112,26 @@ def encrypt_existing_rows(
             )
 
 
+# A row a writer holds locked is skipped and visited again, this many times this far apart.
+REENCRYPT_LOCKED_ROUNDS = 50
+REENCRYPT_LOCKED_PAUSE_SECONDS = 0.1
+
+
+class RowsStillLocked(RuntimeError):
+    """Rows a writer kept locked through every revisit: not re-encrypted yet."""
+
+
 def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
     """Re-encrypt every encrypted column of `model` under the newest key and recompute its
     lookup hashes (so a new PERSONAL_DATA_LOOKUP_KEY takes effect too). Batches of rows, each
-    in its own short transaction, rows locked with SKIP LOCKED where the database can (a row
-    being written right now is written under the newest key anyway). Returns rows rewritten."""
+    in its own short transaction, rows locked with SKIP LOCKED where the database can, so the
+    command never waits on, or deadlocks with, a writer. A row a writer holds is skipped, not
+    forgotten: it is visited again after the pass (a writer that changes only its status
+    leaves its old token behind). Raises RowsStillLocked when some stay locked through every
+    revisit (the old key must not be dropped yet: run the command again). Returns rows
+    rewritten."""
+    import time
+
     from django.db import connection, transaction
 
     meta = model._meta
@@ -131,10 +146,44 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
     column_of = {f.name: f.column for f in meta.concrete_fields}
     table, pk = quote(meta.db_table), quote(meta.pk.column if meta.pk else "id")
     columns = ", ".join(quote(f.column) for f in encrypted)
-    skip_locked = (
-        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    )
-    rewritten, last = 0, None
+    can_skip = connection.features.has_select_for_update_skip_locked
+    skip_locked = " FOR UPDATE SKIP LOCKED" if can_skip else ""
+
+    def rewrite(cursor: Any, rows: list[tuple]) -> int:
+        # The batch's UPDATEs, by the columns they set, each set sent with executemany
+        # (psycopg pipelines it: one round trip for the batch, not one per row).
+        updates: dict[str, list[list[Any]]] = {}
+        count = 0
+        for row in rows:
+            tokens = dict(zip((f.name for f in encrypted), row[1:], strict=True))
+            changes = {name: crypto.reencrypt(token) for name, token in tokens.items() if token}
+            for lookup in lookups:
+                token = tokens.get(lookup.source)
+                changes[lookup.name] = crypto.lookup_hash(crypto.decrypt(token) if token else "")
+            if not changes:  # nothing stored in this row's encrypted columns
+                continue
+            assignments = ", ".join(f"{quote(column_of[n])} = %s" for n in changes)
+            updates.setdefault(assignments, []).append([*changes.values(), row[0]])
+            count += 1
+        for assignments, params in updates.items():
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
+                params,
+            )
+        return count
+
+    def ids_in(cursor: Any, after: Any, through: Any | None) -> set:
+        """Every id after `after` (up to `through`), locked or not: what SKIP LOCKED left out."""
+        where = [f"{pk} > %s"] if after is not None else []
+        params = [after] if after is not None else []
+        if through is not None:
+            where.append(f"{pk} <= %s")
+            params.append(through)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        cursor.execute(f"SELECT {pk} FROM {table} {clause}", params)  # noqa: S608
+        return {row[0] for row in cursor.fetchall()}
+
+    rewritten, last, skipped = 0, None, set()
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             where = "" if last is None else f"WHERE {pk} > %s"
@@ -144,27 +193,34 @@ def reencrypt_model(model: type[models.Model], *, batch_size: int = 500) -> int:
                 ([] if last is None else [last]) + [batch_size],
             )
             rows = cursor.fetchall()
+            if can_skip:
+                through = rows[-1][0] if rows else None
+                skipped |= ids_in(cursor, last, through) - {row[0] for row in rows}
             if not rows:
-                return rewritten
-            # The batch's UPDATEs, by the columns they set, each set sent with executemany
-            # (psycopg pipelines it: one round trip for the batch, not one per row).
-            updates: dict[str, list[list[Any]]] = {}
-            for row in rows:
-                last = row[0]
-                tokens = dict(zip((f.name for f in encrypted), row[1:], strict=True))
-                changes = {name: crypto.reencrypt(token) for name, token in tokens.items() if token}
-                for lookup in lookups:
-                    token = tokens.get(lookup.source)
-                    changes[lookup.name] = crypto.lookup_hash(
-                        crypto.decrypt(token) if token else ""
-                    )
-                if not changes:  # nothing stored in this row's encrypted columns
-                    continue
-                assignments = ", ".join(f"{quote(column_of[n])} = %s" for n in changes)
-                updates.setdefault(assignments, []).append([*changes.values(), row[0]])
-                rewritten += 1
-            for assignments, params in updates.items():
-                cursor.executemany(
-                    f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
-                    params,
-                )
+                break
+            last = rows[-1][0]
+            rewritten += rewrite(cursor, rows)
+    for _ in range(REENCRYPT_LOCKED_ROUNDS):
+        if not skipped:
+            return rewritten
+        time.sleep(REENCRYPT_LOCKED_PAUSE_SECONDS)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {pk}, {columns} FROM {table} WHERE {pk} = ANY(%s)"  # noqa: S608
+                f" ORDER BY {pk}{skip_locked}",
+                [list(skipped)],
+            )
+            rows = cursor.fetchall()
+            rewritten += rewrite(cursor, rows)
+            cursor.execute(
+                f"SELECT {pk} FROM {table} WHERE {pk} = ANY(%s)",  # noqa: S608
+                [list(skipped)],
+            )
+            still_there = {row[0] for row in cursor.fetchall()}  # a deleted row needs nothing
+            skipped = still_there - {row[0] for row in rows}
+    if skipped:
+        raise RowsStillLocked(
+            f"{len(skipped)} rows of {meta.db_table} stayed locked and were not re-encrypted "
+            f"({rewritten} were); run the command again before dropping the old key."
+        )
+    return rewritten

@@ -135,3 +135,57 @@ def test_filtering_an_encrypted_column_by_its_text_is_refused_not_silently_empty
         list(BookingHistory.objects.filter(reason="limping since Monday"))
     with pytest.raises(FieldError):
         list(BookingHistory.objects.filter(reason__contains="limping"))
+
+
+def _writer_holding(reservation_id):
+    """Another session with the hold's row locked, as a confirm holds it while it changes only
+    the status: (connection, release)."""
+    import psycopg
+
+    from petpro_booking.events.listener import listen_conninfo
+
+    writer = psycopg.connect(**listen_conninfo())
+    writer.execute("SELECT 1 FROM reservations WHERE id = %s FOR UPDATE", [reservation_id])
+    return writer
+
+
+def test_reencrypt_comes_back_for_a_row_a_writer_held_locked(settings, keys, personal_booking):
+    """SKIP LOCKED passed a locked row over for good: it kept the old key's token, and once
+    the old key was dropped the hold could not be read (InvalidToken)."""
+    import threading
+
+    from petpro_booking.core.model_fields import reencrypt_model
+    from reservations.models import Reservation
+
+    old, new = keys
+    settings.FIELD_ENCRYPTION_KEYS = [new, old]
+    crypto.reset_keys()
+    writer = _writer_holding(personal_booking.reservation_id)
+    releaser = threading.Timer(0.3, writer.commit)
+    releaser.start()
+    try:
+        assert reencrypt_model(Reservation) == Reservation.objects.count()
+    finally:
+        releaser.join()
+        writer.close()
+    settings.FIELD_ENCRYPTION_KEYS = [new]
+    crypto.reset_keys()
+    personal_booking.reservation.refresh_from_db()
+    assert personal_booking.reservation.pet_name == SECRETS[0]
+
+
+def test_reencrypt_says_when_a_row_stayed_locked(settings, keys, personal_booking, monkeypatch):
+    from petpro_booking.core import model_fields
+    from reservations.models import Reservation
+
+    old, new = keys
+    settings.FIELD_ENCRYPTION_KEYS = [new, old]
+    crypto.reset_keys()
+    monkeypatch.setattr(model_fields, "REENCRYPT_LOCKED_ROUNDS", 2)
+    monkeypatch.setattr(model_fields, "REENCRYPT_LOCKED_PAUSE_SECONDS", 0.01)
+    writer = _writer_holding(personal_booking.reservation_id)
+    try:
+        with pytest.raises(model_fields.RowsStillLocked, match="1 rows of reservations"):
+            model_fields.reencrypt_model(Reservation)
+    finally:
+        writer.close()

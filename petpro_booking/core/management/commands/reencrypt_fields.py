@@ -4,9 +4,9 @@ new key first in FIELD_ENCRYPTION_KEYS) and refresh the lookup hashes."""
 from __future__ import annotations
 
 from django.apps import apps
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from petpro_booking.core.model_fields import EncryptedTextField, reencrypt_model
+from petpro_booking.core.model_fields import EncryptedTextField, RowsStillLocked, reencrypt_model
 
 
 class Command(BaseCommand):
@@ -16,7 +16,14 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args, **options) -> None:
+        locked = []
         for model in apps.get_models():
             if any(isinstance(f, EncryptedTextField) for f in model._meta.concrete_fields):
-                count = reencrypt_model(model, batch_size=options["batch_size"])
+                try:
+                    count = reencrypt_model(model, batch_size=options["batch_size"])
+                except RowsStillLocked as exc:  # the other models still go
+                    locked.append(str(exc))
+                    continue
                 self.stdout.write(f"{model._meta.label}: {count} row(s) re-encrypted")
+        if locked:
+            raise CommandError(" ".join(locked))
