@@ -55,8 +55,8 @@ def _jsonable(value: Any) -> Any:
     return str(value) if not isinstance(value, int | str | dict | list | None) else value
 
 
-def archive_rows(rows: Iterable[dict[str, Any]], directory: str) -> int:
-    """Append rows to `<directory>/events-YYYY-MM-DD.jsonl.gz`, one file per day of
+def archive_rows(rows: Iterable[dict[str, Any]], directory: str, *, suffix: str = "") -> int:
+    """Append rows to `<directory>/events-YYYY-MM-DD.jsonl.gz<suffix>`, one file per day of
     `created_at` (gzip members appended: a file written by several runs still reads as one)."""
     by_day: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -67,9 +67,31 @@ def archive_rows(rows: Iterable[dict[str, Any]], directory: str) -> int:
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     for day, lines in by_day.items():
-        with gzip.open(target / f"events-{day}.jsonl.gz", "at", encoding="utf-8") as archive:
+        path = target / f"events-{day}.jsonl.gz{suffix}"
+        with gzip.open(path, "at", encoding="utf-8") as archive:
             archive.write("\n".join(lines) + "\n")
     return sum(len(lines) for lines in by_day.values())
+
+
+PARTIAL = ".partial"
+
+
+def _archive_partition(partition: partitions.Partition, directory: str) -> int:
+    """One month's rows into its day files, whole: written as `.partial` files and renamed at
+    the end. A run that stops half-way (the time limit, a full disk, a crash before the drop)
+    leaves no half month in the archive, and the next run writes the month again from the
+    start instead of appending a second copy of what the first wrote."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    pattern = f"events-{partition.start:%Y-%m}-*.jsonl.gz"
+    for leftover in target.glob(pattern + PARTIAL):
+        leftover.unlink()
+    count = 0
+    for batch in partitions.rows_of(partition, ARCHIVE_FIELDS):
+        count += archive_rows(batch, directory, suffix=PARTIAL)
+    for partial in target.glob(pattern + PARTIAL):
+        partial.replace(partial.with_suffix(""))  # a day file of an earlier run: the same rows
+    return count
 
 
 def _purge_partitions(cutoff: dt.datetime, archive_dir: str, report: PurgeReport) -> None:
@@ -79,8 +101,7 @@ def _purge_partitions(cutoff: dt.datetime, archive_dir: str, report: PurgeReport
             logger.warning("retention: %s still has unpublished events; kept", partition.name)
             continue
         if archive_dir:
-            for batch in partitions.rows_of(partition, ARCHIVE_FIELDS):
-                report.archived += archive_rows(batch, archive_dir)
+            report.archived += _archive_partition(partition, archive_dir)
         report.deleted += partitions.drop(partition)
         report.partitions_dropped += 1
 

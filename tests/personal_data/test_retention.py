@@ -95,6 +95,34 @@ def test_a_month_past_retention_is_archived_per_day_and_dropped(settings, tmp_pa
     assert {row["event_type"] for row in archived} == {"SlotUpdated"}
 
 
+def test_a_month_archived_by_a_run_that_stopped_is_not_archived_twice(
+    settings, tmp_path, monkeypatch
+):
+    """A run that archived a month and stopped before dropping it (the time limit, a crash)
+    left the rows in the day files, and the next run appended them again: every event twice."""
+    settings.RETENTION_EVENTS_DAYS = 400
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    expired = old_events(months_ago(15), 6, published=True)
+    drop = partitions.drop
+
+    def crash_before_the_drop(partition):
+        monkeypatch.setattr(partitions, "drop", drop)
+        raise RuntimeError("stopped after the archive, before the drop")
+
+    monkeypatch.setattr(partitions, "drop", crash_before_the_drop)
+    with pytest.raises(RuntimeError, match="before the drop"):
+        events_purge_published()
+    report = events_purge_published()
+
+    assert report.archived == report.deleted == 6
+    archived = []
+    for path in sorted(tmp_path.glob("events-*")):
+        assert path.name.endswith(".jsonl.gz"), path.name  # no .partial file left
+        with gzip.open(path, "rt") as archive:
+            archived += [json.loads(line)["event_id"] for line in archive]
+    assert sorted(archived) == sorted(str(e.event_id) for e in expired)
+
+
 def test_without_an_archive_path_old_months_are_only_dropped(settings, tmp_path):
     settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
     old_events(months_ago(15), 4, published=True)
