@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import csrf_protect_m
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import JSONField, QuerySet
@@ -405,15 +406,20 @@ class SlotAdmin(ClinicScopedAdmin):
         "end_at", "Ends (clinic time)", zone_of=lambda slot: slot.clinic.timezone
     )
 
+    @csrf_protect_m
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         """The page renders in the clinic's zone: an existing slot's, or on the add form the
         one zone of the clinics this user may choose (the admin's "Now" then gives the
-        clinic's wall-clock time)."""
+        clinic's wall-clock time).
+
+        Not in the admin's one transaction around a save (Django's own changeform_view): the
+        save goes through the slot services, whose slot-write gateway opens a durable
+        SERIALIZABLE transaction of its own, which cannot nest in another."""
         zone_name = self._page_zone(request, object_id)
         if zone_name is None:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            return self._changeform_view(request, object_id, form_url, extra_context)
         with timezone.override(clinic_zone(zone_name)):
-            response = super().changeform_view(request, object_id, form_url, extra_context)
+            response = self._changeform_view(request, object_id, form_url, extra_context)
             if hasattr(response, "render"):
                 response.render()
         return response
@@ -479,11 +485,19 @@ class SlotAdmin(ClinicScopedAdmin):
         principal = admin_principal(request.user)
         if principal is None:
             raise PermissionDenied
-        closed = 0
+        closed, busy = 0, []
         for slot in queryset.filter(status=SlotStatus.OPEN):
-            services.slot_close(actor=principal, slot_id=slot.pk)
+            try:
+                services.slot_close(actor=principal, slot_id=slot.pk)
+            except ApplicationError as exc:  # e.g. a hold being written on it: try it again
+                busy.append(f"{slot}: {exc.message}")
+                continue
             closed += 1
         self.message_user(request, f"{closed} slots closed.")
+        if busy:
+            self.message_user(
+                request, f"Not closed, try again: {'; '.join(busy[:10])}", messages.ERROR
+            )
 
     @admin.action(description="Cancel the visits of the selected slot (asks for a reason)")
     def cancel_slot_visits(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

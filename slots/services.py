@@ -23,7 +23,7 @@ from petpro_booking.events.services import event_append, events_append
 from .clinic_sync import clinic_service_ensure_synced, clinic_sync_due
 from .errors import CapacityConflict, NotClinicStaff
 from .invalidation import clinic_read_model_changed, invalidate_slot_search
-from .locking import units_freed
+from .locking import SlotRef, slot_write, units_freed
 from .models import CAPACITY_MAX, ClinicService, Slot, SlotStatus
 from .rules import BookingRules, buffered_window, rules_of
 
@@ -328,17 +328,26 @@ def slot_update(
     status: str | None = None,
 ) -> Slot:
     """Change capacity and/or status. `expected_version` (If-Match) makes a stale edit a 412;
-    capacity below booked + held is a 409."""
+    capacity below booked + held is a 409.
+
+    Through the slot-write gateway (`slot_write`: the slot's Redis lock, one SERIALIZABLE
+    transaction, the row locked), as every write that can change a slot's counters: a raised
+    capacity or a reopened slot gives the waiting list its turn (`units_freed`), whose offers
+    take units in this transaction. 409 `slot_busy` when the slot stays busy."""
     if capacity is not None:
         _capacity_check(capacity)
     if status is not None and status not in SlotStatus.values:
         raise ValidationFailed(details={"status": [f"One of {', '.join(SlotStatus.values)}."]})
-    with transaction.atomic():
-        try:
-            slot = Slot.objects.select_for_update().get(id=uuid_or_not_found(slot_id, what="slot"))
-        except Slot.DoesNotExist:
-            raise NotFound("No such slot.") from None
-        _require_manager(actor, slot.clinic_id)
+    seen = (
+        Slot.objects.filter(id=uuid_or_not_found(slot_id, what="slot"))
+        .values_list("id", "clinic_id", "service_id")
+        .first()
+    )
+    if seen is None:
+        raise NotFound("No such slot.")
+    _require_manager(actor, seen[1])
+
+    def decide(slot: Slot) -> Slot:
         if expected_version is not None and slot.version != expected_version:
             raise VersionConflict(details={"current_version": slot.version})
         if capacity is not None and capacity < slot.booked_count + slot.held_count:
@@ -372,7 +381,9 @@ def slot_update(
         raised = "capacity" in changes and changes["capacity"] > previous_capacity
         if raised or changes.get("status") == SlotStatus.OPEN:
             units_freed(slot.id)  # more room, or room again: the waiting list's turn
-    return slot
+        return slot
+
+    return slot_write(SlotRef(*seen), name="slot_update", decide=decide)
 
 
 def slot_close(

@@ -52,7 +52,8 @@ def test_support_sees_every_clinic(support_browser, two_clinics):
     assert len(page.context["cl"].result_list) == 2
 
 
-def test_change_goes_through_the_service_and_refuses_stale_saves(staff_browser, two_clinics):
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
+def test_change_goes_through_the_service_and_refuses_stale_saves(two_clinics, staff_browser):
     mine, _ = two_clinics
     form = {"capacity": 3, "status": "open", "seen_version": mine.version}
     response = staff_browser.post(f"/admin/slots/slot/{mine.pk}/change/", form)
@@ -66,6 +67,23 @@ def test_change_goes_through_the_service_and_refuses_stale_saves(staff_browser, 
     assert "changed since you opened it" in stale.content.decode()
     mine.refresh_from_db()
     assert mine.capacity == 3
+
+
+def test_the_slot_form_still_refuses_a_post_without_its_csrf_token(two_clinics):
+    """The change form's view is the admin's own without its transaction wrapper (the save
+    opens the gateway's): its CSRF protection stays."""
+    from django.test import Client
+
+    mine, _ = two_clinics
+    browser = Client(enforce_csrf_checks=True)
+    user = User.objects.create_user("staff-csrf", password="pw", is_staff=True)
+    ClinicStaff.objects.create(user=user, clinic_id="mine")
+    browser.force_login(user)
+    form = {"capacity": 3, "status": "open", "seen_version": mine.version}
+    response = browser.post(f"/admin/slots/slot/{mine.pk}/change/", form)
+    assert response.status_code == 403
+    mine.refresh_from_db()
+    assert mine.capacity != 3
 
 
 def test_generate_action_creates_slots_in_clinic_time(staff_browser, two_clinics):

@@ -154,6 +154,7 @@ def test_no_clinic_chosen_is_a_form_error_not_a_crash(support):
     assert not Slot.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_the_change_form_shows_start_and_end_in_the_slots_clinic_time(jakarta_staff):
     slot = SlotFactory(
         service_id="svc-jkt",

@@ -205,6 +205,7 @@ def test_create_rejects_duplicate_start_and_foreign_service(berlin_service):
     assert "service_id" in foreign.value.details
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_update_is_fenced_on_version_and_taken_capacity(slot):
     Slot.objects.filter(id=slot.id).update(held_count=1, capacity=3)
     with pytest.raises(VersionConflict):
@@ -220,6 +221,7 @@ def test_update_is_fenced_on_version_and_taken_capacity(slot):
     assert event.payload["changed"] == ["capacity"]
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_close_and_noop_update(slot):
     closed = slot_close(actor=SYSTEM, slot_id=slot.id)
     assert closed.status == SlotStatus.CLOSED

@@ -60,6 +60,7 @@ def test_owner_cannot_create_slot(owner_client, clinic_service):
     assert response.json()["error"]["code"] == "permission_denied"
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_detail_has_etag_and_patch_honours_if_match(staff_client, slot):
     detail = staff_client.get(f"/api/v1/slots/{slot.id}")
     assert detail.status_code == 200
@@ -82,6 +83,7 @@ def test_detail_has_etag_and_patch_honours_if_match(staff_client, slot):
     assert slot.capacity == 4
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_patch_below_taken_capacity_is_409(support_client, slot):
     Slot.objects.filter(id=slot.id).update(capacity=3, booked_count=2)
     response = support_client.patch(f"/api/v1/slots/{slot.id}", {"capacity": 1}, format="json")
@@ -209,3 +211,60 @@ def test_unknown_api_path_is_json_404(owner_client):
     response = owner_client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.fixture
+def someone_writing(slot, monkeypatch):
+    """Another writer holds the slot's Redis lock (a hold, a confirm) until the test ends; the
+    lock wait is short."""
+    import threading
+
+    from petpro_booking.core.locking import lock_manager
+    from slots.locking import slot_lock_keys
+
+    monkeypatch.setattr(lock_manager(), "wait_seconds", 0.2)
+    taken, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with lock_manager().acquire(*slot_lock_keys(slot)):
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert taken.wait(5)
+    yield
+    done.set()
+    holder.join()
+
+
+def test_a_slot_edit_goes_through_the_slot_lock_like_every_counter_write(
+    staff_client, slot, someone_writing
+):
+    """A raised capacity or a reopened slot gives the waiting list its turn, whose offers take
+    units: the edit took only the row lock, not the slot-write gateway's Redis lock and
+    SERIALIZABLE transaction."""
+    response = staff_client.patch(f"/api/v1/slots/{slot.id}", {"capacity": 5}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "slot_busy"
+    assert response.headers["Retry-After"]
+    assert Slot.objects.get(id=slot.id).capacity == slot.capacity
+    assert not Event.objects.filter(aggregate_id=str(slot.id), event_type="SlotUpdated").exists()
+
+
+def test_the_admins_close_action_says_which_slot_was_busy(client, slot, someone_writing):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("helpdesk", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name="support")[0])
+    client.force_login(user)
+    response = client.post(
+        "/admin/slots/slot/",
+        {"action": "close_slots", "_selected_action": [str(slot.id)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    said = [str(message) for message in response.context["messages"]]
+    assert "0 slots closed." in said
+    assert any(m.startswith("Not closed, try again:") for m in said), said
+    assert Slot.objects.get(id=slot.id).status == "open"

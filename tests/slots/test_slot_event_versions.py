@@ -66,6 +66,7 @@ def test_updates_and_a_repair_number_their_events_from_the_slot_row(created):
     assert created.event_version == 4
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_versions_go_on_after_retention_purged_the_slots_events(created):
     slot_update(actor=SYSTEM, slot_id=created.id, capacity=3)
     Event.objects.filter(aggregate_id=str(created.id)).update(published_at=timezone.now())
@@ -76,6 +77,7 @@ def test_versions_go_on_after_retention_purged_the_slots_events(created):
     assert versions(created) == [("SlotUpdated", 3)]  # not 1 again: consumers saw 1 and 2
 
 
+@pytest.mark.django_db(transaction=True)  # slot_update: a SERIALIZABLE transaction of its own
 def test_the_migration_takes_each_edited_slots_last_event_version(created, clinic_service):
     slot_update(actor=SYSTEM, slot_id=created.id, capacity=3)
     slot_update(actor=SYSTEM, slot_id=created.id, capacity=4)
