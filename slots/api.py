@@ -164,7 +164,9 @@ class SlotViewSet(viewsets.ViewSet):
         parameters=[IF_MATCH],
         responses={200: SlotOutput, **error_responses(400, 403, 404, 409, 412)},
         description="Change capacity or status. 412 when If-Match is stale; 409 "
-        "`capacity_conflict` when capacity would drop below what is held or booked.",
+        "`capacity_conflict` when capacity would drop below what is held or booked; 409 "
+        "`slot_busy` (with Retry-After) when a hold or booking is being written on the slot "
+        "past the lock wait.",
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         body = SlotUpdateInput(data=request.data)

@@ -39,6 +39,8 @@ def add_check(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         schema_editor.add_constraint(Slot, _constraint())
         return
+    # Not atomic: a run stopped between the two statements left the check NOT VALID behind.
+    schema_editor.execute(f"ALTER TABLE slots DROP CONSTRAINT IF EXISTS {CONSTRAINT}")
     schema_editor.execute(
         f"ALTER TABLE slots ADD CONSTRAINT {CONSTRAINT} "
         f"CHECK (capacity >= 1 AND capacity <= {CAPACITY_MAX}) NOT VALID"
