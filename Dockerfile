@@ -28,6 +28,7 @@ COPY slots ./app/slots
 COPY reservations ./app/reservations
 COPY bookings ./app/bookings
 COPY integrations ./app/integrations
+COPY waitlist ./app/waitlist
 COPY templates ./app/templates
 COPY locale ./app/locale
 # The admin's and the API docs' static files, served by whitenoise from gunicorn.

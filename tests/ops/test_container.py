@@ -3,7 +3,10 @@ docker-compose stack built from it."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +65,69 @@ def test_every_package_the_image_copies_exists():
         match = re.match(r"COPY (\S+) \./app/", instruction)
         if match:
             assert (ROOT / match.group(1)).exists(), match.group(1)
+
+
+IMAGE_CHECK = """
+import django, importlib, json, pathlib
+from django.apps import apps
+from django.conf import settings
+django.setup()
+importlib.import_module(settings.ROOT_URLCONF)
+print(json.dumps([c.path for c in apps.get_app_configs()] + [
+    str(pathlib.Path(importlib.import_module(settings.ROOT_URLCONF).__file__).parent)
+]))
+"""
+
+
+def test_the_image_tree_holds_every_app_and_builds_its_static_files(tmp_path):
+    """What the build stage copies, run as its RUN runs it: collectstatic, then every installed
+    app and the URLconf imported from that tree alone (a project app left out of the COPY list
+    made the build fail: `waitlist` was missing once)."""
+    build, _ = stages()
+    app = tmp_path / "app"
+    app.mkdir()
+    for instruction in build:
+        match = re.match(r"COPY (\S+) \./app/(\S*)$", instruction)
+        if not match:
+            continue
+        source = ROOT / match.group(1)
+        if source.is_dir():
+            shutil.copytree(source, app / match.group(2), ignore=_NOT_IN_CONTEXT)
+        else:
+            shutil.copy(source, app / (match.group(2) or source.name))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "PYTHON", "DATABASE", "REDIS", "CELERY", "EVENT_"))
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "petpro_booking.settings.local"
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert collect.returncode == 0, collect.stderr[-3000:]
+    assert (app / "var" / "static" / "admin").is_dir()
+    loaded = subprocess.run(
+        [sys.executable, "-c", IMAGE_CHECK],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    project = [Path(path) for path in json.loads(loaded.stdout.splitlines()[-1])]
+    project = [path for path in project if "site-packages" not in path.parts]
+    assert project, "no project app was loaded"
+    for path in project:
+        assert path.is_relative_to(app), f"{path} was loaded from outside the image's tree"
+
+
+_NOT_IN_CONTEXT = shutil.ignore_patterns("__pycache__", "*.pyc", "*.sqlite3")
 
 
 def test_compose_runs_every_process_from_the_one_image():
