@@ -126,6 +126,9 @@ def workers_of(process: subprocess.Popen) -> list[int]:
     return sorted(child.pid for child in psutil.Process(process.pid).children())
 
 
+# The workers read the test database, which pytest-django creates only for a session with a
+# test that asks for it: run alone, this test would give gunicorn a database that does not exist.
+@pytest.mark.django_db(transaction=True)
 def test_metrics_sum_every_worker_and_forget_dead_ones(gunicorn):
     process, base_url, log_path = gunicorn
     hammer(base_url)
