@@ -73,6 +73,23 @@ def test_missing_variable_is_refused(missing):
     assert missing in result.stderr
 
 
+def test_an_earlier_secret_key_still_verifies_while_it_is_a_fallback():
+    """Rotating DJANGO_SECRET_KEY (docs/security.md): a value signed under the old key (an admin
+    session, a CSRF token) still verifies while the old key is in DJANGO_SECRET_KEY_FALLBACKS."""
+    code = (
+        "from django.core import signing; "
+        "old = signing.Signer(key='the-old-key').sign('admin-session'); "
+        "print(signing.Signer().unsign(old))"
+    )
+    rotated = {**COMPLETE, "DJANGO_SECRET_KEY": "the-new-key"}
+    result = load({**rotated, "DJANGO_SECRET_KEY_FALLBACKS": "the-old-key,older"}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "admin-session"
+    refused = load(rotated, code)
+    assert refused.returncode != 0
+    assert "BadSignature" in refused.stderr
+
+
 def test_sandbox_payments_only_when_asked_for():
     without_payments = {
         k: v for k, v in COMPLETE.items() if k not in ("PAYMENT_SERVICE_URL", "PAYMENT_API_KEY")

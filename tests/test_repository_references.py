@@ -4,6 +4,7 @@ named). Markdown docs follow the same rule."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +38,23 @@ def test_python_files_name_no_file_outside_the_repository():
 
 def test_markdown_docs_send_no_reader_to_a_file_outside_the_repository():
     assert _naming_it(_files(".md")) == []
+
+
+# A repository file named in backquotes: `slots/admin.py`, `helm/petpro-booking/values.yaml`.
+FILE_NAMED = re.compile(
+    r"`([A-Za-z0-9_][A-Za-z0-9_./-]*/[A-Za-z0-9_./-]*\.(?:py|md|yaml|yml|json|toml|lua|tpl|txt|html))`"
+)
+
+
+def test_every_file_the_docs_name_exists():
+    """README and docs/ send readers to files by path; a moved or misnamed one (the admin's
+    access rules were once cited under slots/) leaves them looking for nothing. `core/...` and
+    `events/...` are the project package's own short forms."""
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
+            for named in FILE_NAMED.findall(line):
+                places = (ROOT / named, doc.parent / named, ROOT / "petpro_booking" / named)
+                if not any(place.exists() for place in places):
+                    missing.append(f"{doc.relative_to(ROOT)}:{number}: {named}")
+    assert missing == []

@@ -124,6 +124,7 @@ affinity:
 
 {{/* Config data shared by the ConfigMap and the migration hook's copy of it. */}}
 {{- define "petpro.configData" -}}
+{{- $_ := required "Set config.JWT_ISSUER: the iss of callers' tokens (docs/operations.md)" .Values.config.JWT_ISSUER }}
 {{/* The relay process (deployment-relay.yaml) is woken by NOTIFY; without it, by Celery. */}}
 {{- if not (hasKey .Values.config "EVENT_RELAY_NUDGE") }}
 EVENT_RELAY_NUDGE: {{ ternary "notify" "celery" .Values.relay.enabled | quote }}
