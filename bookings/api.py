@@ -165,10 +165,12 @@ class BookingViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str) -> Response:
         principal = request_principal(request)
-        events = selectors.booking_events(principal=principal, booking_id=pk)
+        events, whole = selectors.booking_events(principal=principal, booking_id=pk)
         paginator = PagePagination()
         page = paginator.paginate_queryset(events, request, view=self)
-        items = [selectors.history_item(event, viewer=principal) for event in page or []]
+        items = [
+            selectors.history_item(event, viewer=principal, whole=whole) for event in page or []
+        ]
         return paginator.get_paginated_response(HistoryItemOutput(items, many=True).data)
 
 

@@ -72,28 +72,35 @@ def booking_get_for(*, principal: Principal, booking_id: uuid.UUID | str) -> Boo
     return booking
 
 
-def booking_events(*, principal: Principal, booking_id: uuid.UUID | str) -> QuerySet[Event]:
-    """The booking's events, oldest first (404 when the booking is not visible)."""
+def booking_events(
+    *, principal: Principal, booking_id: uuid.UUID | str
+) -> tuple[QuerySet[Event], bool]:
+    """The booking's events, oldest first (404 when the booking is not visible), and whether
+    the caller sees them whole: staff of the booking's clinic, support and services do; anyone
+    else who sees the booking is its owner (`history_item`). Decided per booking, not per
+    token: a token with the owner and the staff role is an owner at other clinics."""
     booking = booking_get_for(principal=principal, booking_id=booking_id)
-    return (
+    events = (
         Event.objects.filter(aggregate_type=BOOKING_AGGREGATE, aggregate_id=str(booking.id))
         .only("event_type", "created_at", "metadata", "payload", "aggregate_version")
         .order_by("aggregate_version")
     )
+    return events, principal.can_manage_clinic(booking.clinic_id)
 
 
 # What an owner never sees in their booking's history (issue 12): staff's internal notes.
 OWNER_HIDDEN_DATA = frozenset({"internal_note"})
 
 
-def history_item(event: Event, *, viewer: Principal | None = None) -> dict[str, Any]:
-    """One history entry: `{event_type, occurred_at, actor, data}`. Shown to an owner, the
-    actor is only a role (`{"type": "staff"}`), unless it is the owner themselves, and
-    internal notes are left out; staff, support and services see everything."""
+def history_item(event: Event, *, viewer: Principal, whole: bool) -> dict[str, Any]:
+    """One history entry: `{event_type, occurred_at, actor, data}`. `whole` (staff of the
+    booking's clinic, support, services: `booking_events`) shows everything; otherwise the
+    viewer is the owner, the actor is only a role (`{"type": "staff"}`) unless it is the owner
+    themselves, and internal notes are left out."""
     actor = dict(event.metadata.get("actor", {}))
     data = event.payload
-    if viewer is not None and viewer.is_owner and not (viewer.is_support or viewer.is_clinic_staff):
-        if not (actor.get("type") == "user" and actor.get("id") == viewer.sub):
+    if not whole:
+        if actor.get("id") != viewer.sub:
             actor = {"type": actor.get("type", "system")}
         data = {k: v for k, v in data.items() if k not in OWNER_HIDDEN_DATA}
     return {

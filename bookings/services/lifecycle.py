@@ -124,6 +124,12 @@ def _check_change_rights(*, booking: Booking, actor: Principal, reason: str) -> 
         )
 
 
+def _staff_note(note: str, *, booking: Booking, actor: Principal) -> str:
+    """The internal note of a change by staff of the booking's clinic or support; an owner
+    (also one whose token has the staff role for another clinic) writes none."""
+    return note.strip() if actor.can_manage_clinic(booking.clinic_id) else ""
+
+
 # --- confirm a hold into a booking -----------------------------------------------------------
 
 
@@ -380,7 +386,7 @@ def booking_cancel(
             event_type="BookingCancelled",
             extra_data={"refund_requested": refund_requested},
             changes={"cancel_reason": cancel_reason},
-            internal_note=internal_note.strip() if not actor.is_owner else "",
+            internal_note=_staff_note(internal_note, booking=booking, actor=actor),
         )
 
     return slot_write(seen.slot, name="booking_cancel", decide=decide)
@@ -467,7 +473,7 @@ def _booking_cancel_group(
                 event_type="BookingCancelled",
                 extra_data={"refund_requested": refund_requested, "scope": SCOPE_GROUP},
                 changes={"cancel_reason": cancel_reason},
-                internal_note=internal_note.strip() if not actor.is_owner else "",
+                internal_note=_staff_note(internal_note, booking=booking, actor=actor),
             )
         return named
 

@@ -118,3 +118,70 @@ def test_a_payment_deadline_cancel_is_notified_as_system(unpaid_booking):
     for body in owner_notifications(unpaid_booking, "BookingCancelled"):
         assert body["actor"] == {"type": "system"}
         assert "booking-service" not in json.dumps(body)
+
+
+def test_an_owner_who_is_staff_elsewhere_sees_their_own_booking_as_an_owner(booking, staff_client):
+    """One token may carry both roles: staff of another clinic booking a visit for their own
+    pet. At the booking's clinic they are its owner: roles only, no internal note, and a note
+    they send themselves is not kept (only staff of the booking's clinic write one)."""
+    from ..conftest import api_client_for
+
+    both = api_client_for(
+        sub="owner-1", roles=["pet_owner", "clinic_staff"], clinic_ids=["clinic-elsewhere"]
+    )
+    response = staff_client.post(
+        f"/api/v1/bookings/{booking.id}/cancel",
+        {"reason": "The vet is ill today.", "internal_note": "Owner was rude on the phone."},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+
+    seen = both.get(f"/api/v1/bookings/{booking.id}/history")
+    assert seen.status_code == 200, seen.content
+    text = json.dumps(seen.json())
+    assert "staff-1" not in text
+    assert "rude" not in text
+    cancelled = next(i for i in seen.json()["results"] if i["event_type"] == "BookingCancelled")
+    assert cancelled["actor"] == {"type": "staff"}
+    # Staff of the booking's clinic still see it whole.
+    whole = staff_client.get(f"/api/v1/bookings/{booking.id}/history").json()
+    assert "rude" in json.dumps(whole)
+
+
+def test_an_owner_who_is_staff_elsewhere_writes_no_internal_note(booking):
+    from ..conftest import api_client_for
+
+    both = api_client_for(
+        sub="owner-1", roles=["pet_owner", "clinic_staff"], clinic_ids=["clinic-elsewhere"]
+    )
+    response = both.post(
+        f"/api/v1/bookings/{booking.id}/cancel",
+        {"reason": "Rex is better.", "internal_note": "A note only staff would keep."},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    row = BookingHistory.objects.get(booking=booking, to_status="cancelled")
+    assert row.internal_note == ""
+    stored = Event.objects.get(aggregate_id=str(booking.id), event_type="BookingCancelled")
+    assert "internal_note" not in stored.payload
+
+
+def test_staff_of_the_clinic_who_also_own_a_pet_keep_their_internal_note(booking):
+    """The other way round: staff of the booking's clinic whose token also has the owner role
+    (they have a pet of their own) act as staff here, and their note is kept."""
+    from ..conftest import api_client_for
+
+    staff_with_a_pet = api_client_for(
+        sub="staff-2", roles=["pet_owner", "clinic_staff"], clinic_ids=[booking.clinic_id]
+    )
+    response = staff_with_a_pet.post(
+        f"/api/v1/bookings/{booking.id}/cancel",
+        {"reason": "The vet is ill today.", "internal_note": "Called twice, no answer."},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    row = BookingHistory.objects.get(booking=booking, to_status="cancelled")
+    assert row.internal_note == "Called twice, no answer."
+    history = staff_with_a_pet.get(f"/api/v1/bookings/{booking.id}/history").json()
+    cancelled = next(i for i in history["results"] if i["event_type"] == "BookingCancelled")
+    assert cancelled["data"]["internal_note"] == "Called twice, no answer."
