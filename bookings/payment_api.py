@@ -26,7 +26,11 @@ from .models import PaymentStatus
 class PaymentOutput(serializers.Serializer):
     payment_id = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=PaymentStatus.choices)
-    checkout_url = serializers.CharField(help_text="Where the owner completes the payment.")
+    checkout_url = serializers.CharField(
+        allow_null=True,
+        help_text="Where the owner completes the payment; null for anyone else who may read "
+        "the booking (staff of its clinic, support, services).",
+    )
 
 
 class WebhookEventInput(serializers.Serializer):
@@ -51,11 +55,11 @@ class WebhookAck(serializers.Serializer):
     )
 
 
-def payment_body(record) -> dict:
+def payment_body(record, *, to_owner: bool = True) -> dict:
     return {
         "payment_id": record.payment_id,
         "status": record.status,
-        "checkout_url": record.checkout_url,
+        "checkout_url": record.checkout_url if to_owner else None,
     }
 
 
@@ -74,13 +78,14 @@ class BookingPaymentView(APIView):
         operation_id="bookings_payment_retrieve",
         tags=["bookings"],
         responses={200: PaymentOutput, **error_responses(404)},
-        description="The booking's latest payment and its status; 404 before any payment.",
+        description="The booking's latest payment and its status; 404 before any payment. "
+        "The checkout link goes to the booking's owner only (null for staff and support).",
     )
     def get(self, request: Request, booking_id) -> Response:
-        record = selectors.booking_payment_for(
+        record, to_owner = selectors.booking_payment_for(
             principal=request_principal(request), booking_id=booking_id
         )
-        return Response(payment_body(record))
+        return Response(payment_body(record, to_owner=to_owner))
 
     @extend_schema(
         operation_id="bookings_payment_create",

@@ -124,14 +124,17 @@ def owner_no_shows() -> Coalesce:
     return Coalesce(Subquery(missed), Value(0))
 
 
-def booking_payment_for(*, principal: Principal, booking_id: uuid.UUID | str) -> PaymentRecord:
-    """The latest payment of a booking the caller may see (404 before any payment); a
-    booking of a pet group shows its group's payment."""
+def booking_payment_for(
+    *, principal: Principal, booking_id: uuid.UUID | str
+) -> tuple[PaymentRecord, bool]:
+    """The latest payment of a booking the caller may see (404 before any payment; a
+    booking of a pet group shows its group's payment), and whether the caller is the booking's
+    owner: only they get the checkout link (it may name them at the provider)."""
     booking = booking_get_for(principal=principal, booking_id=booking_id)
     payment = payments_of(booking).order_by("-created_at").first()
     if payment is None:
         raise NotFound("This booking has no payment yet.")
-    return payment
+    return payment, booking.user_id == principal.sub
 
 
 def payments_of(booking: Booking) -> QuerySet[PaymentRecord]:

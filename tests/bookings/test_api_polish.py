@@ -161,10 +161,12 @@ def test_the_payment_status_of_a_booking(owner_client, staff_client, unpaid_book
     assert owner_client.get(url).json()["payment_status"] == "pending"
     listed = owner_client.get("/api/v1/bookings").json()["results"][0]
     assert listed["payment_status"] == "pending"
-    payment = staff_client.get(f"{url}/payment")
-    assert payment.status_code == 200
-    assert payment.json() == {
+    assert owner_client.get(f"{url}/payment").json() == {
         "payment_id": "pay-1",
         "status": "pending",
         "checkout_url": "https://pay.example/1",
     }
+    # Staff of the clinic (and support) see the status, not the owner's checkout link.
+    payment = staff_client.get(f"{url}/payment")
+    assert payment.status_code == 200
+    assert payment.json() == {"payment_id": "pay-1", "status": "pending", "checkout_url": None}
