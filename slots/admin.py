@@ -86,8 +86,11 @@ class ClinicAdmin(ClinicServiceOwned, ClinicScopedAdmin):
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        """Support adds clinics, unless the Clinic Service owns them (ClinicServiceOwned)."""
         principal = admin_principal(request.user)
-        return principal is not None and principal.is_support
+        return (
+            super().has_add_permission(request) and principal is not None and principal.is_support
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         clinic_sync.clinic_upsert(

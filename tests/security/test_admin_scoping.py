@@ -157,3 +157,16 @@ def test_clinics_and_services_are_read_only_when_the_clinic_service_owns_them(st
     assert page.status_code == 200
     assert not page.context["has_change_permission"]
     assert staff_of_a.get("/admin/slots/clinicservice/add/").status_code == 403
+
+
+def test_support_adds_clinics_only_while_no_clinic_service_owns_them(client, settings):
+    """ClinicAdmin's own add rule (support only) once replaced the read-only rule of
+    ClinicServiceOwned: support could add a clinic the Clinic Service owns."""
+    support = User.objects.create_superuser("support-a", password="pw")
+    client.force_login(support)
+    settings.CLINIC_SERVICE_URL = ""
+    assert client.get("/admin/slots/clinic/add/").status_code == 200
+    settings.CLINIC_SERVICE_URL = "http://clinic-service.invalid"
+    assert client.get("/admin/slots/clinic/add/").status_code == 403
+    client.post("/admin/slots/clinic/add/", clinic_form(id="new-one", name="New"))
+    assert not Clinic.objects.filter(id="new-one").exists()
