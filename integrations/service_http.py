@@ -117,7 +117,13 @@ class ServiceReader:
         """The answer to GET `path`: from the cache while fresh (unless `refresh`), else from
         the service; if the service fails, a stale cached answer when `allow_stale`.
         `parse` turns the JSON into plain cacheable data and raises on a malformed answer.
-        Raises DependencyUnavailable when there is nothing to answer with."""
+        Raises DependencyUnavailable when there is nothing to answer with.
+
+        A path with a dot segment (an id of "." or ".." that a caller typed, kept as it is by
+        `quote`) names nothing there: HTTP clients resolve it away (`/clinics/../services` is
+        `/services`), so it is answered "no such thing" without asking."""
+        if any(part in (".", "..") for part in path.split("?", 1)[0].split("/")):
+            return Answer(None, SOURCE_SERVICE)
         entry = cache.get(cache_key)
         now = time.time()
         if entry is not None and not refresh and now - entry["at"] < fresh_seconds:

@@ -72,6 +72,18 @@ def test_unknown_clinic_is_none(clinic_service_stub):
     assert client.clinic_services(clinic_id="c-404") is None
 
 
+@pytest.mark.parametrize("clinic_id", [".", ".."])
+def test_a_dot_segment_id_is_unknown_and_reaches_no_other_path(clinic_service_stub, clinic_id):
+    """`/api/v1/clinics/..` would be resolved to `/api/v1/` by the HTTP client (and
+    `../services` to `/api/v1/services`): such an id is answered unknown, unasked."""
+    clinic_service_stub.route("GET", "/api/v1/services", body=SERVICES_BODY)
+    clinic_service_stub.route("GET", "/api/v1", body=CLINIC_BODY)
+    clinic_service_stub.route("GET", "/api/v1/", body=CLINIC_BODY)
+    assert client.clinic_get(clinic_id=clinic_id) is None
+    assert client.clinic_services(clinic_id=clinic_id) is None
+    assert clinic_service_stub.requests == []
+
+
 @pytest.mark.parametrize(
     "bad_service",
     [
