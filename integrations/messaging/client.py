@@ -236,7 +236,11 @@ class LogSinkPublisher:
                 "body": message.body,
             }
             lines.append(json.dumps(record, ensure_ascii=False))
-            sink_logger.info("message %s %s %s", message.routing_key, message.event_type, lines[-1])
+            # The body (pet names, reasons, recipients) goes to the sink file only, as a
+            # broker would hold it; the log names the message.
+            sink_logger.info(
+                "message %s %s %s", message.routing_key, message.event_type, message.message_id
+            )
         with self._lock:
             self.declare()
             with self.path.open("a", encoding="utf-8") as sink:

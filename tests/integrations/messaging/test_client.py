@@ -94,3 +94,6 @@ def test_log_sink_writes_one_json_line_per_message(tmp_path, caplog):
     ]
     assert lines[1]["body"] == {"seq": 2, "name": "Rüde"}
     assert "booking.notification.email" in caplog.text
+    assert lines[1]["message_id"] in caplog.text
+    # The bodies (names, reasons, recipients) stay in the sink file, out of the log.
+    assert "Rüde" not in caplog.text
