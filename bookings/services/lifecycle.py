@@ -353,6 +353,7 @@ def booking_cancel(
     A booking of a pet group: `scope` "booking" cancels this pet only (the others stay),
     "group" every booking of the group that can still be cancelled, in one change."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
+    actor = actor.at_clinic(seen.clinic_id)
     reason = reason.strip()
     if scope in (SCOPE_GROUP, SCOPE_UNPAID_GROUP) and seen.group_id is not None:
         return _booking_cancel_group(
@@ -500,6 +501,7 @@ def booking_reschedule(
     payment and group changes), "group" moves every booking of the group that can be
     rescheduled onto the target together, all or nothing (one unit each on the target)."""
     seen = _booking_for_change(actor=actor, booking_id=booking_id)
+    actor = actor.at_clinic(seen.clinic_id)
     reason = reason.strip()
     target_id = uuid_or_none(slot_id)
     target = Slot.objects.filter(id=target_id).first() if target_id else None

@@ -54,6 +54,14 @@ class Principal:
             or (self.is_clinic_staff and str(clinic_id) in self.clinic_ids)
         )
 
+    def at_clinic(self, clinic_id: str) -> Principal:
+        """This caller as it acts on a booking of `clinic_id`. A token with the owner role and
+        the staff role of other clinics (staff with a pet of their own) acts there as an owner
+        only: the owner's rules apply and history and events say "user"."""
+        if not self.is_owner or self.can_manage_clinic(clinic_id):
+            return self
+        return Principal(sub=self.sub, roles=frozenset({ROLE_PET_OWNER}))
+
     @property
     def actor(self) -> dict[str, str]:
         """How this caller is written into history and event metadata."""

@@ -164,6 +164,9 @@ def test_an_owner_who_is_staff_elsewhere_writes_no_internal_note(booking):
     assert row.internal_note == ""
     stored = Event.objects.get(aggregate_id=str(booking.id), event_type="BookingCancelled")
     assert "internal_note" not in stored.payload
+    # At this clinic they acted as its owner: history and the event say so.
+    assert (row.actor_type, row.actor_id) == ("user", "owner-1")
+    assert stored.metadata["actor"] == {"type": "user", "id": "owner-1"}
 
 
 def test_staff_of_the_clinic_who_also_own_a_pet_keep_their_internal_note(booking):
