@@ -99,7 +99,10 @@ class BookingViewSet(viewsets.ViewSet):
         responses={200: BookingOutput, **error_responses(400, 404, 409, 412, 422)},
         description="Move to another slot of the same clinic and service, keeping status and "
         "payment. Same rights as cancel. 409 `slot_unavailable` when the new slot is full or "
-        "closed, `slot_busy` when its lock is not obtained in time (retry). A booking of a pet "
+        "closed, `slot_started` when it has started, `slot_busy` when its lock is not obtained "
+        "in time (retry). An owner's move also meets the booking rules of a hold "
+        "(`too_late_to_book`, `beyond_booking_horizon`, `clinic_inactive`, `service_inactive`) "
+        "and the pet's bookings per day (`limit_exceeded`). A booking of a pet "
         "group: `scope` `booking` (default) moves this pet alone (it stays in its group for "
         "payment and group changes), `group` moves every reschedulable booking of the group "
         "onto the slot together, all or nothing (409 `slot_unavailable` when it lacks a unit "

@@ -105,3 +105,33 @@ def booking_group_limits_check(*, reservations: Sequence[Reservation]) -> None:
             if len(reservations) > 1:
                 refusal.details["pet_id"] = reservation.pet_id
             raise refusal
+
+
+def booking_move_limits_check(*, moving: Sequence[Booking], target: Slot) -> None:
+    """Under `fair_use_guard`: an owner's reschedule of `moving` (one booking, or a group's)
+    onto `target` (its clinic loaded) must not take a pet past its bookings-per-day limit on
+    the target's clinic day. The moving bookings themselves do not count there (a move within
+    one day adds nothing); the unpaid limit does not change with a move."""
+    owner_id = moving[0].user_id
+    limits = limits_for(owner_id=owner_id)
+    day_from, day_to = _clinic_day(target)
+    moving_ids = [booking.id for booking in moving]
+    for booking in moving:
+        same_day = (
+            Booking.objects.filter(
+                user_id=owner_id,
+                pet_id=booking.pet_id,
+                status__in=ACTIVE,
+                slot__start_at__gte=day_from,
+                slot__start_at__lt=day_to,
+            )
+            .exclude(id__in=moving_ids)
+            .count()
+        )
+        if same_day >= limits.bookings_per_pet_per_day:
+            refusal = limit_refuse(
+                limit="bookings_per_pet_per_day", maximum=limits.bookings_per_pet_per_day
+            )
+            if len(moving) > 1:
+                refusal.details["pet_id"] = booking.pet_id
+            raise refusal

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from petpro_booking.core.idempotency import idempotent
+from petpro_booking.core.idempotency import IdempotencyKeyInUse, idempotent
 from petpro_booking.core.openapi import (
     LOCATION,
     UUID_PATH_PATTERN,
@@ -21,9 +21,11 @@ from petpro_booking.core.openapi import (
 )
 from petpro_booking.core.pagination import PagePagination
 from petpro_booking.core.permissions import IsPetOwner, request_principal
+from slots.locking import SlotBusy
 from slots.rules import HOLD_REFUSAL_CODES
 
 from . import selectors, services
+from .errors import LimitExceeded
 from .serializers import (
     ReservationCreateInput,
     ReservationCreateRequest,
@@ -64,10 +66,10 @@ class ReservationViewSet(viewsets.ViewSet):
         parameters=[LOCATION],
         responses={
             201: HOLD_OR_GROUP,
-            **error_responses(400, 403, 404, 422),
+            **error_responses(400, 403, 404, 422, 503),
             409: conflict_response(
                 "HoldRefused",
-                [*HOLD_REFUSAL_CODES, "slot_busy"],
+                [*HOLD_REFUSAL_CODES, SlotBusy.code, LimitExceeded.code, IdempotencyKeyInUse.code],
                 "The hold is refused; the code says why (docs/bookings.md, Booking rules).",
             ),
         },
@@ -156,7 +158,7 @@ class ReservationGroupView(APIView):
         tags=["reservations"],
         responses={
             204: OpenApiResponse(description="Every held hold of the group released."),
-            **error_responses(404),
+            **error_responses(404, 409),
         },
         description="Give back every hold of the group that is still held, in one change. "
         "Holds already released, expired or confirmed stay as they are (a confirmed group is "

@@ -117,7 +117,7 @@ class SlotViewSet(viewsets.ViewSet):
 
     @extend_schema(
         parameters=[SlotSearchQuery],
-        responses={200: SlotOutput(many=True), **error_responses(400, 403, 404)},
+        responses={200: SlotOutput(many=True), **error_responses(400, 403, 404, 503)},
         description="Slots a hold could get now, oldest start first, with `available_capacity` "
         "(expired holds count free even before the expiry job runs). By default slots nobody "
         "can book now are left out (closed, inactive clinic or service, started, inside the "

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from petpro_booking.core.idempotency import idempotent
+from petpro_booking.core.idempotency import IdempotencyKeyInUse, idempotent
 from petpro_booking.core.openapi import (
     LOCATION,
     UUID_PATH_PATTERN,
@@ -22,6 +22,7 @@ from petpro_booking.core.permissions import (
     IsPetOwner,
     request_principal,
 )
+from slots.locking import SlotBusy
 from slots.rules import HOLD_REFUSAL_CODES
 
 from . import selectors, services
@@ -56,7 +57,7 @@ class WaitlistViewSet(viewsets.ViewSet):
         parameters=[LOCATION],
         responses={
             201: WaitlistEntryOutput,
-            **error_responses(400, 403, 404, 422),
+            **error_responses(400, 403, 404, 422, 503),
             409: conflict_response(
                 "WaitlistRefused",
                 [
@@ -65,6 +66,8 @@ class WaitlistViewSet(viewsets.ViewSet):
                     "already_waiting",
                     "already_booked",
                     "limit_exceeded",
+                    SlotBusy.code,
+                    IdempotencyKeyInUse.code,
                 ],
                 "Not put in line; the code says why (docs/bookings.md, Waiting list).",
             ),
@@ -116,7 +119,7 @@ class SlotAvailabilityView(APIView):
                 "pet_id", str, description="Also check this pet (yours, species accepted)."
             )
         ],
-        responses={200: AvailabilityOutput, **error_responses(404)},
+        responses={200: AvailabilityOutput, **error_responses(404, 503)},
         description="`bookable` and every reason it is not, each a code and a sentence: "
         "`slot_full` (details: booked, held, when the earliest hold expires), `slot_closed` "
         "(when the clinic closed it), `too_late_to_book`, `beyond_booking_horizon`, "

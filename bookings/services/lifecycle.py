@@ -33,11 +33,11 @@ from reservations.services import reservation_expire_stale, reservation_mark_con
 from slots.errors import SlotUnavailable
 from slots.locking import SlotRef, slot_write
 from slots.models import Slot
-from slots.rules import cancellation_window_hours
+from slots.rules import SLOT_STARTED, SlotStarted, cancellation_window_hours, slot_hold_check
 from slots.services import slot_convert_hold, slot_return_booking, slot_take_booking
 
 from ..errors import InvalidTransition, NotBookingManager, OutsideCancellationWindow
-from ..limits import booking_group_limits_check, booking_limits_check
+from ..limits import booking_group_limits_check, booking_limits_check, booking_move_limits_check
 from ..models import Booking, BookingHistory, BookingStatus, CancelReason
 from ..visit_rules import booking_close_check
 from .history import (
@@ -504,7 +504,11 @@ def booking_reschedule(
     actor = actor.at_clinic(seen.clinic_id)
     reason = reason.strip()
     target_id = uuid_or_none(slot_id)
-    target = Slot.objects.filter(id=target_id).first() if target_id else None
+    target = (
+        Slot.objects.select_related("clinic", "service").filter(id=target_id).first()
+        if target_id
+        else None
+    )
     if target is None:
         raise ValidationFailed(details={"slot_id": ["No such slot."]})
     if target.clinic_id != seen.clinic_id or target.service_id != seen.service_id:
@@ -513,8 +517,53 @@ def booking_reschedule(
         )
     if target.id == seen.slot_id:
         raise ValidationFailed(details={"slot_id": ["The booking is already on this slot."]})
-    if target.start_at <= timezone.now():
-        raise ValidationFailed(details={"slot_id": ["This slot has already started."]})
+    now = timezone.now()
+    if target.start_at <= now:
+        raise SlotStarted(details={"reason": SLOT_STARTED, "start_at": target.start_at.isoformat()})
+    if actor.can_manage_clinic(seen.clinic_id):
+        return _booking_reschedule(
+            actor=actor,
+            seen=seen,
+            target=target,
+            reason=reason,
+            expected_version=expected_version,
+            scope=scope,
+        )
+    # The owner moves into a slot as a hold would take it: the booking rules (notice, horizon,
+    # clinic and service active) and the pet's bookings per day, counted under the owner's
+    # lock (fair use); staff and support may place a visit where the rules would not.
+    slot_hold_check(slot=target, now=now)
+    members, moving = [seen], [seen]
+    if scope == SCOPE_GROUP and seen.group_id is not None:
+        members = list(Booking.objects.filter(group_id=seen.group_id))
+        moving = [
+            member
+            for member in members
+            if member.status in RESCHEDULABLE and member.slot_id != target.id
+        ] or [seen]
+    # Every slot the write below locks, taken with the owner's lock (it does not take them
+    # again), so the count and the move see the same bookings.
+    with fair_use_guard(actor.sub, *_group_slots(seen, members, target)):
+        booking_move_limits_check(moving=moving, target=target)
+        return _booking_reschedule(
+            actor=actor,
+            seen=seen,
+            target=target,
+            reason=reason,
+            expected_version=expected_version,
+            scope=scope,
+        )
+
+
+def _booking_reschedule(
+    *,
+    actor: Principal,
+    seen: Booking,
+    target: Slot,
+    reason: str,
+    expected_version: int | None,
+    scope: str,
+) -> Booking:
     if scope == SCOPE_GROUP and seen.group_id is not None:
         return _booking_reschedule_group(
             actor=actor, seen=seen, target=target, reason=reason, expected_version=expected_version

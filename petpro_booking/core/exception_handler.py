@@ -32,16 +32,17 @@ _DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
 ]
 
 
-def _throttled_if_over_ip_limit(
+def _throttled_if_over_limit(
     exc: exceptions.APIException, context: dict[str, Any]
 ) -> exceptions.APIException:
-    """DRF authenticates before it throttles, so a caller without a valid token would never
-    reach the per-IP limit; count those requests here (every caller counts toward that
-    limit)."""
-    from .throttles import RateLimitThrottle
+    """DRF authenticates and checks permissions before it throttles, so a caller without a
+    valid token, or with a token whose role may not call the view, would never reach a rate
+    limit; count those requests here (every caller counts: the IP limit, and the user's when
+    the token is valid). A request the throttle already counted is not counted again."""
+    from .throttles import RateLimitThrottle, rate_limit_counted
 
     request = context.get("request")
-    if request is None:
+    if request is None or rate_limit_counted(request):
         return exc
     throttle = RateLimitThrottle()
     if throttle.allow_request(request, context.get("view")):
@@ -71,8 +72,11 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         return None  # a bug: let Django log it and answer 500 through handler500
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        exc = _throttled_if_over_ip_limit(exc, context)
+    if isinstance(
+        exc,
+        exceptions.NotAuthenticated | exceptions.AuthenticationFailed | exceptions.PermissionDenied,
+    ):
+        exc = _throttled_if_over_limit(exc, context)
 
     code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
     headers: dict[str, str] = {}

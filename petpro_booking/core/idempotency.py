@@ -206,6 +206,8 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
             _finish(principal=principal, key=key, request=request, response=response)
         return response
 
+    # The schema documents the key and the answers it adds (core/openapi.py).
+    wrapper.idempotent = True  # type: ignore[attr-defined]
     return extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER])(wrapper)
 
 

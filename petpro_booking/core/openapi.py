@@ -83,7 +83,13 @@ def conflict_response(name: str, codes: list[str], description: str) -> OpenApiR
 
 
 class ErrorDocumentingAutoSchema(AutoSchema):
-    """Adds the error envelope for the statuses every operation can answer."""
+    """Adds the error envelope for the statuses every operation can answer, and for an
+    operation taking an Idempotency-Key (`core.idempotency.idempotent`) the 409
+    `idempotency_key_in_use` and 422 `idempotency_key_reused` the key can bring."""
+
+    def _is_idempotent(self) -> bool:
+        action = getattr(self.view, "action", None) or self.method.lower()
+        return bool(getattr(getattr(self.view, action, None), "idempotent", False))
 
     def _get_response_bodies(self, direction="response"):  # type: ignore[no-untyped-def]
         responses = super()._get_response_bodies(direction)
@@ -98,4 +104,10 @@ class ErrorDocumentingAutoSchema(AutoSchema):
                 responses[key] = self._get_response_for_code(
                     error_responses(code)[code], key, direction=direction
                 )
+        if self._is_idempotent():
+            for code in (409, 422):
+                if str(code) not in responses:
+                    responses[str(code)] = self._get_response_for_code(
+                        error_responses(code)[code], str(code), direction=direction
+                    )
         return responses

@@ -297,6 +297,15 @@ def _counter() -> CacheCounter | RedisCounter:
     return CacheCounter()
 
 
+_COUNTED = "_petpro_rate_limit_counted"
+
+
+def rate_limit_counted(request: Request) -> bool:
+    """Whether `RateLimitThrottle` already counted this request (the exception handler counts
+    the ones DRF refused before its throttles ran)."""
+    return getattr(request, _COUNTED, False)
+
+
 class RateLimitThrottle(BaseThrottle):
     """THROTTLE_USER_RATE per authenticated caller (`sub`) and THROTTLE_IP_RATE per client
     address for every caller, authenticated or not; both counted in one round trip. A request
@@ -307,6 +316,7 @@ class RateLimitThrottle(BaseThrottle):
 
     def allow_request(self, request: Request, view) -> bool:
         self._wait = None
+        setattr(request, _COUNTED, True)
         if is_exempt(request):
             return True
         windows = windows_for(request, now=time.time())

@@ -386,6 +386,78 @@ def test_reschedule_rejects_other_service_closed_and_same_slot(
     assert no_reason.status_code == 400
 
 
+def test_a_started_slot_is_no_target_for_anyone(booking, owner_client, staff_client, slot):
+    started = SlotFactory(
+        clinic=slot.clinic, service=slot.service, start_at=timezone.now() - dt.timedelta(hours=1)
+    )
+    url = f"/api/v1/bookings/{booking.id}/reschedule"
+    for client, body in (
+        (owner_client, {"slot_id": str(started.id)}),
+        (staff_client, {"slot_id": str(started.id), "reason": "x"}),
+    ):
+        response = client.post(url, body, format="json")
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "slot_started"
+    assert counters(slot) == (1, 0)
+    assert counters(started) == (0, 0)
+
+
+def test_an_owner_reschedules_only_where_a_hold_could_go(booking, owner_client, staff_client, slot):
+    """The booking rules of a hold apply to an owner's move (a reschedule was a way round
+    them); staff of the clinic may still place the visit there."""
+    service = slot.service
+    service.min_notice_minutes = 24 * 60
+    service.save()
+    soon = SlotFactory(
+        clinic=slot.clinic, service=service, start_at=timezone.now() + dt.timedelta(hours=2)
+    )
+    url = f"/api/v1/bookings/{booking.id}/reschedule"
+    refused = owner_client.post(url, {"slot_id": str(soon.id)}, format="json")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "too_late_to_book"
+    assert refused.json()["error"]["details"]["min_notice_minutes"] == 24 * 60
+    assert counters(slot) == (1, 0)
+    assert counters(soon) == (0, 0)
+
+    service.min_notice_minutes = 0
+    service.active = False
+    service.save()
+    later = SlotFactory(clinic=slot.clinic, service=service)
+    inactive = owner_client.post(url, {"slot_id": str(later.id)}, format="json")
+    assert inactive.status_code == 409
+    assert inactive.json()["error"]["code"] == "service_inactive"
+
+    moved = staff_client.post(url, {"slot_id": str(soon.id), "reason": "Fits in."}, format="json")
+    assert moved.status_code == 200, moved.content
+    assert counters(soon) == (1, 0)
+
+
+def test_an_owner_reschedule_keeps_the_pets_bookings_per_day(booking, owner_client, slot, settings):
+    settings.FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = 1
+    other_day = SlotFactory(
+        clinic=slot.clinic, service=slot.service, start_at=slot.start_at + dt.timedelta(days=2)
+    )
+    same_day_as_other = SlotFactory(
+        clinic=slot.clinic,
+        service=slot.service,
+        start_at=other_day.start_at + dt.timedelta(hours=2),
+    )
+    book_on(other_day)  # the pet's one booking of that day
+    url = f"/api/v1/bookings/{booking.id}/reschedule"
+    refused = owner_client.post(url, {"slot_id": str(same_day_as_other.id)}, format="json")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "limit_exceeded"
+    assert refused.json()["error"]["details"]["limit"] == "bookings_per_pet_per_day"
+    assert counters(slot) == (1, 0)
+    # A move within its own day adds nothing to that day.
+    same_day = SlotFactory(
+        clinic=slot.clinic, service=slot.service, start_at=slot.start_at + dt.timedelta(hours=1)
+    )
+    moved = owner_client.post(url, {"slot_id": str(same_day.id)}, format="json")
+    assert moved.status_code == 200, moved.content
+    assert counters(same_day) == (1, 0)
+
+
 def test_cancelled_booking_cannot_be_rescheduled(booking, owner_client, second_slot):
     owner_client.post(f"/api/v1/bookings/{booking.id}/cancel", {}, format="json")
     response = owner_client.post(

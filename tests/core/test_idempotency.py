@@ -237,3 +237,50 @@ def test_openapi_documents_the_header_on_mutating_posts(support_client):
         headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
         assert "Idempotency-Key" in headers, route
         assert "422" in operation["responses"], route
+
+
+def _refusal_codes(schema: dict, operation: dict) -> set[str]:
+    """The codes a 409 documents: its enum, or None for the plain envelope (any code)."""
+    ref = operation["responses"]["409"]["content"]["application/json"]["schema"]["$ref"]
+    envelope = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    body_ref = envelope["properties"]["error"]["$ref"]
+    body = schema["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
+    code = body["properties"]["code"]
+    if "$ref" in code:
+        return set(schema["components"]["schemas"][code["$ref"].rsplit("/", 1)[1]]["enum"])
+    return {"*"}
+
+
+def test_every_keyed_operation_documents_what_the_key_can_answer(support_client):
+    """A typed client must be able to read 409 idempotency_key_in_use and 422 from every
+    operation that takes the key; an operation whose 409 lists its codes lists that one too
+    (a generated client raised ValueError on an unlisted code)."""
+    schema = support_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    keyed = 0
+    for route, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if "Idempotency-Key" not in headers:
+                continue
+            keyed += 1
+            assert {"409", "422"} <= set(operation["responses"]), (method, route)
+            codes = _refusal_codes(schema, operation)
+            assert codes == {"*"} or "idempotency_key_in_use" in codes, (method, route)
+    assert keyed >= 8
+
+
+def test_the_hold_and_the_waitlist_document_every_refusal_they_answer(support_client):
+    from reservations.errors import LimitExceeded
+    from slots.locking import SlotBusy
+    from slots.rules import HOLD_REFUSAL_CODES
+
+    schema = support_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    hold = schema["paths"]["/api/v1/reservations"]["post"]
+    assert _refusal_codes(schema, hold) >= {*HOLD_REFUSAL_CODES, SlotBusy.code, LimitExceeded.code}
+    join = schema["paths"]["/api/v1/waitlist"]["post"]
+    assert _refusal_codes(schema, join) >= {*HOLD_REFUSAL_CODES, SlotBusy.code, LimitExceeded.code}
+    # Both check the pet with the User Service, which may be down.
+    assert "503" in hold["responses"]
+    assert "503" in join["responses"]
+    group = schema["paths"]["/api/v1/reservations/groups/{group_id}"]["delete"]
+    assert "409" in group["responses"]

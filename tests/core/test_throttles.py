@@ -221,3 +221,23 @@ def test_callers_without_a_valid_token_count_against_the_ip_limit(limits, anon_c
     assert forged.status_code == 429
     assert forged.json()["error"]["code"] == "rate_limited"
     assert int(forged["Retry-After"]) >= 1
+
+
+def test_callers_refused_for_their_role_count_against_the_limits(limits):
+    """DRF checks permissions before it throttles: a staff token hammering an owner's
+    endpoint got 403 forever and was never counted."""
+    limits(user="3/min")
+    staff = api_client_for(sub="staff-5", roles=["clinic_staff"], clinic_ids=["c-1"])
+    answers = [staff.post("/api/v1/reservations", {}, format="json") for _ in range(4)]
+    assert [a.status_code for a in answers] == [403, 403, 403, 429]
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    assert int(answers[-1]["Retry-After"]) >= 1
+
+
+def test_refused_and_answered_requests_share_one_count(limits, owner_client):
+    """The handler's count and the throttle's are one counter, each request counted once."""
+    limits(user="4/min")
+    assert [owner_client.get("/api/v1/bookings").status_code for _ in range(2)] == [200, 200]
+    refused = [owner_client.post("/api/v1/slots", {}, format="json") for _ in range(2)]
+    assert [r.status_code for r in refused] == [403, 403]
+    assert owner_client.get("/api/v1/bookings").status_code == 429

@@ -1,0 +1,39 @@
+"""Every list checks its page query as GET /slots does: 400 naming the field, never a silent
+default (DRF used 20 for `page_size=abc` and cut 100000 to 100) or a 404 for `page=abc`."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+LISTS = ["/api/v1/bookings", "/api/v1/reservations", "/api/v1/waitlist", "/api/v1/clinics"]
+
+
+@pytest.mark.parametrize("path", LISTS)
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("page=abc", "page"),
+        ("page=0", "page"),
+        ("page=1000001", "page"),
+        ("page_size=abc", "page_size"),
+        ("page_size=0", "page_size"),
+        ("page_size=100000", "page_size"),
+    ],
+)
+def test_a_bad_page_query_is_400_naming_the_field(owner_client, path, query, field):
+    response = owner_client.get(f"{path}?{query}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert list(error["details"]) == [field]
+
+
+def test_good_pages_and_the_page_past_the_last(owner_client, clinic):
+    first = owner_client.get("/api/v1/clinics?page=1&page_size=100")
+    assert first.status_code == 200
+    assert first.json()["count"] == 1
+    past = owner_client.get("/api/v1/clinics?page=2&page_size=1")
+    assert past.status_code == 404
+    assert past.json()["error"]["code"] == "not_found"
