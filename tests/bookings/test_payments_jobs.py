@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from bookings import tasks
@@ -325,6 +326,68 @@ def test_a_refund_the_provider_did_not_make_stays_owed_and_the_others_go_on(
     assert tasks.payments_refund_owed.delay().get() == {"refunded": 1}
     keys = {r.idempotency_key for r in payment_stub.requests_to(f"{payment_id}/refund")}
     assert keys == {f"refund-{stuck.id}"}
+
+
+def _two_owed_refunds(owner_client, bookings_and_payments, payment_stub) -> None:
+    """Both payments succeeded, both bookings cancelled, both refunds still owed (the
+    provider answered the cancels' own refunds "pending"); the first is the older."""
+    for booking, paid in bookings_and_payments:
+        deliver(APIClient(), *payment_stub.webhook(paid, "payment.succeeded"))
+        assert status_of(booking) == "confirmed"
+        payment_stub.refund_status[paid] = "pending"
+    for booking, _ in bookings_and_payments:
+        cancel = owner_client.post(
+            f"/api/v1/bookings/{booking.id}/cancel", {"reason": "sick"}, format="json"
+        )
+        assert cancel.status_code == 200
+    payment_stub.refund_status.clear()
+    assert PaymentRecord.objects.filter(status="succeeded").count() == 2
+    age_payments(bookings_and_payments[0][0], seconds=120)
+
+
+def test_a_refund_the_provider_refuses_stays_owed_behind_the_others(
+    owner_client, unpaid_booking, payment_id, second_unpaid, payment_stub
+):
+    other, other_payment = second_unpaid
+    _two_owed_refunds(
+        owner_client, [(unpaid_booking, payment_id), (other, other_payment)], payment_stub
+    )
+    payment_stub.refund_refused.add(payment_id)
+    before = PaymentRecord.objects.get(payment_id=payment_id).updated_at
+    rejected = (
+        REGISTRY.get_sample_value("petpro_payments_total", {"outcome": "refund_rejected"}) or 0.0
+    )
+
+    assert tasks.payments_refund_owed.delay().get() == {"rejected": 1, "refunded": 1}
+    refused = PaymentRecord.objects.get(payment_id=payment_id)
+    assert (refused.status, refused.refund_requested_at is not None) == ("succeeded", True)
+    assert refused.updated_at > before  # behind the others next time
+    assert PaymentRecord.objects.get(payment_id=other_payment).status == "refunded"
+    assert (
+        REGISTRY.get_sample_value("petpro_payments_total", {"outcome": "refund_rejected"})
+        == rejected + 1
+    )
+
+    payment_stub.refund_refused.clear()  # support sorted it out with the provider
+    assert tasks.payments_refund_owed.delay().get() == {"refunded": 1}
+
+
+def test_the_refund_sweep_stops_at_the_first_outage(
+    owner_client, unpaid_booking, payment_id, second_unpaid, payment_stub
+):
+    other, other_payment = second_unpaid
+    _two_owed_refunds(
+        owner_client, [(unpaid_booking, payment_id), (other, other_payment)], payment_stub
+    )
+    payment_stub.fail_next = 1000
+    asked_before = len(payment_stub.requests_to(f"{other_payment}/refund"))
+
+    assert tasks.payments_refund_owed.delay().get() == {"provider_unavailable": 1}
+    assert len(payment_stub.requests_to(f"{other_payment}/refund")) == asked_before  # not asked
+    assert PaymentRecord.objects.filter(status="succeeded").count() == 2
+
+    payment_stub.fail_next = 0
+    assert tasks.payments_refund_owed.delay().get() == {"refunded": 2}
 
 
 # --- admin and wiring ------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class PaymentServiceStub:
         self.hang_seconds = 0.0  # wait this long before answering any request
         # A refund's answered status per payment (default "refunded"): "pending", "failed"...
         self.refund_status: dict[str, str] = {}
+        # Payments whose refund the provider refuses (422: a person must look at it).
+        self.refund_refused: set[str] = set()
         self._by_key: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -146,6 +148,8 @@ class PaymentServiceStub:
                 payment = self.payments.get(match["payment_id"])
                 if payment is None:
                     return 404, {"error": "no such payment"}, {}
+                if payment["payment_id"] in self.refund_refused:
+                    return 422, {"error": "refund not allowed for this payment"}, {}
                 status = self.refund_status.get(payment["payment_id"], "refunded")
                 if status == "refunded":
                     payment["status"] = "refunded"
