@@ -204,6 +204,32 @@ def test_renewal_with_redis_gone_is_logged_and_the_lease_kept_for_the_next_round
     assert any("Could not renew lease" in record.getMessage() for record in caplog.records)
 
 
+def test_a_release_with_redis_gone_reports_the_queued_commands_and_leaves_the_lease_to_expire(
+    private_redis, caplog
+):
+    """Redis stops inside the block and is still down when it ends: the block ends without an
+    exception, the commands queued with the release (search-generation bumps) are told they
+    failed, so their caller counts the fallback, and the lease expires by its TTL."""
+    manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=2, wait_seconds=0.3)
+    told: list[BaseException | None] = []
+    try:
+        with manager.acquire("slot:gone"):
+            assert send_with_release(private_redis.url, [("INCR", "gen:slots")], told.append)
+            private_redis.stop()
+    finally:
+        private_redis.start()
+    assert len(told) == 1
+    assert isinstance(told[0], redis.RedisError)
+    assert any(
+        "Could not release lock slot:gone, it expires on its own" in record.getMessage()
+        for record in caplog.records
+    )
+    assert manager._renewer.held() == 0  # no renewal keeps the lost lease alive
+    # A fresh server: nothing of the old lease is left to wait for.
+    with manager.acquire("slot:gone"):
+        pass
+
+
 def test_renewal_survives_a_failing_pass(private_redis, monkeypatch):
     manager = DistributedLockManager(redis_url=private_redis.url, ttl_seconds=1, wait_seconds=0.2)
     renewer = manager._renewer
