@@ -76,6 +76,9 @@ def hold_over_http(slot: Slot) -> Callable[[int], tuple[int, str | None]]:
             code = (response.json().get("error") or {}).get("code")
             if code != "slot_busy":
                 break
+            # The test client keeps the thread's pooled connection (a server gives it back
+            # after each request): give it back, or the waiting ones starve the others.
+            connections.close_all()
             time.sleep(BUSY_PAUSE_SECONDS)
         return response.status_code, code
 
