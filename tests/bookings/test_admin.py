@@ -201,8 +201,17 @@ def test_booking_fields_cannot_be_edited_directly(support_browser, booking):
     assert booking.status == "confirmed"
 
 
-def test_other_bookings_of_the_same_owner_stay_untouched(support_browser, booking, second_slot):
+def test_other_bookings_of_the_same_owner_stay_untouched(
+    support_browser, booking, slot, second_slot
+):
     other = book_on(second_slot)
     act(support_browser, "cancel_bookings", booking, reason="duplicate")
+    booking.refresh_from_db()
+    assert booking.status == "cancelled"  # the action did act, on this one booking
+    cancelled = BookingHistory.objects.get(booking=booking, to_status="cancelled")
+    assert (cancelled.from_status, cancelled.reason) == ("confirmed", "duplicate")
+    assert counters(slot) == (0, 0)
     other.refresh_from_db()
     assert other.status == "confirmed"
+    assert not BookingHistory.objects.filter(booking=other, to_status="cancelled").exists()
+    assert counters(second_slot) == (1, 0)
