@@ -114,12 +114,32 @@ def test_a_version_field_that_is_no_version_is_no_stale_check_and_no_500(
 
 
 @pytest.mark.parametrize(
-    "path", ["a/b/change/", "a/b/", "not-a-uuid/change/", "%2F/change/", "a%00b/change/"]
+    ("path", "redirects", "named"),
+    [
+        ("a/b/change/", ["/admin/"], "a/b"),
+        # The admin's catch-all adds "change/", then Django's "does not exist" answer.
+        ("a/b/", [f"{CHANGELIST}a/b/change/", "/admin/"], "a/b"),
+        ("not-a-uuid/change/", ["/admin/"], "not-a-uuid"),
+        ("%2F/change/", ["/admin/"], "/"),
+    ],
 )
-def test_a_booking_admin_url_that_names_no_booking_is_not_a_500(support_browser, path):
+def test_a_booking_admin_url_that_names_no_booking_says_so_on_the_admin_index(
+    support_browser, booking, path, redirects, named
+):
     support_browser.raise_request_exception = False
     response = support_browser.get(f"{CHANGELIST}{path}", follow=True)
-    assert response.status_code in (200, 400, 404), path
+    assert response.redirect_chain == [(url, 302) for url in redirects]
+    assert response.status_code == 200
+    assert messages_of(response) == [
+        f"booking with ID \u201c{named}\u201d doesn\u2019t exist. Perhaps it was deleted?"
+    ]
+
+
+def test_a_booking_admin_url_with_a_nul_is_a_400_before_any_view(support_browser, booking):
+    support_browser.raise_request_exception = False
+    response = support_browser.get(f"{CHANGELIST}a%00b/change/")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
 
 
 def test_a_booking_admin_url_goes_to_the_bookings_page(support_browser, booking):
@@ -201,8 +221,17 @@ def test_booking_fields_cannot_be_edited_directly(support_browser, booking):
     assert booking.status == "confirmed"
 
 
-def test_other_bookings_of_the_same_owner_stay_untouched(support_browser, booking, second_slot):
+def test_other_bookings_of_the_same_owner_stay_untouched(
+    support_browser, booking, slot, second_slot
+):
     other = book_on(second_slot)
     act(support_browser, "cancel_bookings", booking, reason="duplicate")
+    booking.refresh_from_db()
+    assert booking.status == "cancelled"  # the action did act, on this one booking
+    cancelled = BookingHistory.objects.get(booking=booking, to_status="cancelled")
+    assert (cancelled.from_status, cancelled.reason) == ("confirmed", "duplicate")
+    assert counters(slot) == (0, 0)
     other.refresh_from_db()
     assert other.status == "confirmed"
+    assert not BookingHistory.objects.filter(booking=other, to_status="cancelled").exists()
+    assert counters(second_slot) == (1, 0)

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from bookings.models import Booking, BookingStatus
+from bookings.models import Booking, BookingHistory, BookingStatus
 from bookings.services import booking_confirm_reservation, booking_reschedule
 from petpro_booking.core.errors import ApplicationError
 from petpro_booking.core.principal import Principal
@@ -184,3 +184,86 @@ def test_crossing_reschedules_never_deadlock(clinic_service, settings, lock):
         ).count()
         == 2 * rounds
     )
+
+
+def test_cancel_racing_a_reschedule_of_the_same_booking_ends_one_way(
+    clinic_service, staff_client, support_client
+):
+    """Support cancels while staff reschedules the same booking, both released together.
+    Whoever takes the slot lock second sees the other's change: a cancel that read the booking
+    on its old slot must refuse (412, `_lock_booking`: it holds the wrong slot's locks) rather
+    than give back a unit of a slot the booking left; a reschedule of a cancelled booking is
+    409. Never a 500, counters equal rows, one final status. The cancel starts a little later
+    in some rounds, so the reschedule also wins the lock while the cancel waits for it."""
+    home = SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=40)
+    target = SlotFactory(clinic=clinic_service.clinic, service=clinic_service, capacity=40)
+    delays = [0.0, 0.002, 0.005, 0.01, 0.02]  # the cancel's late start, per round, cycled
+    min_rounds, max_rounds = 10, 40
+    outcomes: list[tuple[tuple[int, str | None], tuple[int, str | None]]] = []
+
+    def answer(response) -> tuple[int, str | None]:
+        body = response.json()
+        if response.status_code == 200:
+            return 200, None
+        assert response.status_code in (409, 412), (response.status_code, body)
+        assert set(body) == {"error"}, body
+        assert body["error"]["message"], body
+        return response.status_code, body["error"]["code"]
+
+    def race(booking_id, delay: float):
+        barrier = threading.Barrier(2)
+
+        def cancel():
+            barrier.wait()
+            time.sleep(delay)
+            return support_client.post(
+                f"/api/v1/bookings/{booking_id}/cancel", {"reason": "vet ill"}, format="json"
+            )
+
+        def reschedule():
+            barrier.wait()
+            return staff_client.post(
+                f"/api/v1/bookings/{booking_id}/reschedule",
+                {"slot_id": str(target.id), "reason": "moved by the clinic"},
+                format="json",
+            )
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            cancelled, moved = pool.submit(in_thread, cancel), pool.submit(in_thread, reschedule)
+            return answer(cancelled.result()), answer(moved.result())
+
+    for index in range(1, max_rounds + 1):
+        LocalPetFactory(owner__id=f"owner-{index}", id=f"pet-{index}", species="dog")
+        hold = reservation_create(actor=owner(index), slot_id=home.id, pet_id=f"pet-{index}")
+        booking = booking_confirm_reservation(actor=owner(index), reservation_id=hold.id)
+        cancelled, moved = race(booking.id, delays[index % len(delays)])
+        outcomes.append((cancelled, moved))
+
+        booking.refresh_from_db()
+        if cancelled[0] == 200:
+            assert booking.status == BookingStatus.CANCELLED
+            # Cancel first: the reschedule that waited for the lock finds it cancelled. (Or
+            # the reschedule committed before the cancel read the booking: both went through.)
+            assert moved in ((200, None), (409, "invalid_transition"), (409, "slot_busy"))
+        else:
+            assert booking.status == BookingStatus.CONFIRMED
+            assert cancelled in ((412, "version_conflict"), (409, "slot_busy"))
+        assert booking.slot_id == (target.id if moved[0] == 200 else home.id)
+        history = list(
+            BookingHistory.objects.filter(booking=booking).values_list("from_status", "to_status")
+        )
+        cancels = history.count(("confirmed", "cancelled"))
+        assert cancels == (1 if cancelled[0] == 200 else 0), history
+        events = Event.objects.filter(aggregate_id=str(booking.id))
+        assert events.filter(event_type="BookingCancelled").count() == cancels
+        moves = events.filter(event_type="BookingRescheduled").count()
+        assert moves == (1 if moved[0] == 200 else 0)
+        assert_counters_match_rows(home, target)
+        lost = any(c == (412, "version_conflict") for c, _ in outcomes)
+        won = any(c[0] == 200 for c, _ in outcomes)
+        if index >= min_rounds and lost and won:
+            break
+
+    # The guard was reached: some cancel read the booking on `home` and found it moved.
+    assert any(c == (412, "version_conflict") for c, _ in outcomes), outcomes
+    assert any(c[0] == 200 for c, _ in outcomes), outcomes

@@ -7,6 +7,7 @@ import collections
 import datetime as dt
 import json
 import threading
+import uuid
 
 import pytest
 from django.db import connections
@@ -17,9 +18,11 @@ from rest_framework.routers import DefaultRouter
 
 from petpro_booking.core.errors import Conflict
 from petpro_booking.core.idempotency import idempotent
+from petpro_booking.core.locking import lock_manager
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.tasks import idempotency_keys_purge
 from reservations.models import Reservation
+from slots.locking import slot_lock_keys
 
 from ..conftest import api_client_for
 from ..factories import SlotFactory
@@ -149,6 +152,75 @@ def test_server_errors_are_not_stored_so_a_retry_runs_again(alice):
     assert not IdempotencyKey.objects.exists()
     assert post(alice, {"fail": "crash"}).status_code == 500
     assert GATE.runs == 2
+
+
+@pytest.fixture
+def slot_lock_taken(slot, monkeypatch):
+    """Another writer holds the slot's Redis lock (as tests/slots/test_slot_api.py's
+    `someone_writing`) until the test calls the returned `release()`; the lock wait is short."""
+    monkeypatch.setattr(lock_manager(), "wait_seconds", 0.2)
+    taken, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with lock_manager().acquire(*slot_lock_keys(slot)):
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert taken.wait(5)
+
+    def release() -> None:
+        done.set()
+        holder.join(10)
+
+    yield release
+    release()
+
+
+def hold_request(client, slot, key: str, **body):
+    return client.post(
+        "/api/v1/reservations",
+        {"slot_id": str(slot.id), **body},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+def test_slot_busy_is_not_stored_so_the_same_key_holds_once_the_slot_is_free(
+    owner_pet, owner_client, slot, slot_lock_taken
+):
+    busy = hold_request(owner_client, slot, "hold-1", pet_id="pet-1")
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "slot_busy"
+    assert not IdempotencyKey.objects.filter(key="hold-1").exists()
+    assert not Reservation.objects.exists()
+
+    slot_lock_taken()  # the other writer is done: the same request runs again, and holds
+    held = hold_request(owner_client, slot, "hold-1", pet_id="pet-1")
+    assert held.status_code == 201, held.json()
+    assert "Idempotent-Replayed" not in held.headers
+    assert Reservation.objects.get().id == uuid.UUID(held.json()["id"])
+    assert IdempotencyKey.objects.get(key="hold-1").response_status == 201
+
+
+def test_a_validation_error_is_not_stored_so_the_same_key_runs_with_the_body_corrected(
+    owner_pet, owner_client, slot
+):
+    invalid = hold_request(owner_client, slot, "hold-2")  # no pet_id
+    assert invalid.status_code == 400
+    assert invalid.json()["error"]["code"] == "validation_error"
+    assert "pet_id" in invalid.json()["error"]["details"]
+    assert not IdempotencyKey.objects.filter(key="hold-2").exists()
+
+    # Stored, the 400 would make this 422 idempotency_key_reused (another body, same key).
+    held = hold_request(owner_client, slot, "hold-2", pet_id="pet-1")
+    assert held.status_code == 201, held.json()
+    assert Reservation.objects.get().id == uuid.UUID(held.json()["id"])
+    replayed = hold_request(owner_client, slot, "hold-2", pet_id="pet-1")
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json() == held.json()
+    assert Reservation.objects.count() == 1
 
 
 @uses_echo

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.test import Client
 from kombu import Connection
@@ -111,14 +112,34 @@ def test_admin_shows_backlog_and_republishes_a_range(support_admin):
     ) == [ids[0], ids[1], ids[3]]
 
 
-def test_admin_outbox_is_for_support_only(db):
+def test_admin_outbox_is_for_support_only(support_admin):
+    slot_events("slot-admin-refused", 2)
+    outbox_relay(publisher=_NullPublisher())  # published: what a re-publish would re-queue
+    published = dict(Event.objects.values_list("id", "published_at"))
+    assert len(published) == 2
+    assert None not in published.values()
+    ids = sorted(published)
     staff = User.objects.create_user("clinic-staff", password="x", is_staff=True)
     client = Client()
     client.force_login(staff)
     assert client.get("/admin/events/event/").status_code == 403
-    response = client.post("/admin/events/event/republish/", {"from_id": 1, "to_id": 9})
-    assert response.status_code in (302, 403)
-    assert not Event.objects.exists()
+
+    response = client.post("/admin/events/event/republish/", {"from_id": ids[0], "to_id": ids[1]})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/events/event/"
+    assert dict(Event.objects.values_list("id", "published_at")) == published
+    refusal = "Only support may re-publish events."
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [refusal]
+    assert refusal in client.get("/admin/").content.decode()  # the next admin page says so
+
+    # The same request by support re-queues them.
+    done = support_admin.post(
+        "/admin/events/event/republish/", {"from_id": ids[0], "to_id": ids[1]}
+    )
+    assert done.status_code == 302
+    assert not Event.objects.filter(published_at__isnull=False).exists()
+    assert outbox_backlog().unpublished == 2
 
 
 def test_without_a_broker_messages_go_to_the_log_sink(settings, tmp_path, relay_on_commit):

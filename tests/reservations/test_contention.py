@@ -58,17 +58,29 @@ def released_together(count: int, work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
+# A contender told slot_busy ("retry in a moment") tries again, as a client would.
+BUSY_RETRIES = 40
+BUSY_PAUSE_SECONDS = 0.05
+
+
 def hold_over_http(slot: Slot) -> Callable[[int], tuple[int, str | None]]:
     clients = [api_client_for(sub=f"owner-{i + 1}", roles=["pet_owner"]) for i in range(ATTEMPTS)]
 
     def work(index: int) -> tuple[int, str | None]:
-        response = clients[index].post(
-            "/api/v1/reservations",
-            {"slot_id": str(slot.id), "pet_id": f"pet-{index + 1}"},
-            format="json",
-        )
-        body = response.json()
-        return response.status_code, (body.get("error") or {}).get("code")
+        for _ in range(BUSY_RETRIES):
+            response = clients[index].post(
+                "/api/v1/reservations",
+                {"slot_id": str(slot.id), "pet_id": f"pet-{index + 1}"},
+                format="json",
+            )
+            code = (response.json().get("error") or {}).get("code")
+            if code != "slot_busy":
+                break
+            # The test client keeps the thread's pooled connection (a server gives it back
+            # after each request): give it back, or the waiting ones starve the others.
+            connections.close_all()
+            time.sleep(BUSY_PAUSE_SECONDS)
+        return response.status_code, code
 
     return work
 
@@ -83,17 +95,15 @@ def assert_counters_match_rows(slot: Slot) -> None:
 
 
 def assert_exactly(results: list[tuple[int, str | None]], *, holds: int) -> None:
-    """Never more holds than capacity, every other attempt a 409 the client understands, and
-    exactly capacity holds unless a contender gave up waiting for the lock (slot_busy: a
-    loaded machine may make the wait run out; that is a retryable answer, not an error)."""
+    """Exactly capacity holds, every other attempt a 409 the client understands. Contenders
+    retried slot_busy (a lock wait that ran out on a loaded machine is "retry", not "no"), so
+    the units all went: a contender may end on slot_busy only once nothing is left."""
     statuses = collections.Counter(status for status, _ in results)
     codes = {code for status, code in results if status == 409}
     assert set(statuses) <= {201, 409}, results
     assert statuses[201] + statuses[409] == ATTEMPTS
-    assert codes <= {"slot_unavailable", "slot_busy"}
-    assert statuses[201] <= holds
-    if "slot_busy" not in codes:
-        assert statuses[201] == holds, results
+    assert codes <= {"slot_unavailable", "slot_busy"}, results
+    assert statuses[201] == holds, results
 
 
 @pytest.mark.parametrize("capacity", [1, 3])

@@ -44,7 +44,15 @@ def test_staff_see_only_their_clinics_slots(staff_browser, two_clinics):
     assert page.status_code == 200
     listed = {s.pk for s in page.context["cl"].result_list}
     assert listed == {mine.pk}
-    assert staff_browser.get(f"/admin/slots/slot/{theirs.pk}/change/").status_code in (302, 404)
+    assert staff_browser.get(f"/admin/slots/slot/{mine.pk}/change/").status_code == 200
+    # Another clinic's slot is no slot to them: Django's "does not exist", on the admin index.
+    response = staff_browser.get(f"/admin/slots/slot/{theirs.pk}/change/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+    index = staff_browser.get(response["Location"])
+    assert [str(m) for m in index.context["messages"]] == [
+        f"slot with ID \u201c{theirs.pk}\u201d doesn\u2019t exist. Perhaps it was deleted?"
+    ]
 
 
 def test_support_sees_every_clinic(support_browser, two_clinics):
