@@ -219,7 +219,9 @@ def _settle_offers(slot: Slot) -> None:
         settled = OFFER_SETTLED.get(entry.reservation.status) if entry.reservation else None
         if settled is None:
             continue
-        _change(entry, status=settled, ended_at=timezone.now())
+        # A released offer is the owner declining it: the entry says so, as its event does.
+        reason = "declined" if settled == EntryStatus.LEFT else ""
+        _change(entry, status=settled, ended_at=timezone.now(), end_reason=reason)
         if settled == EntryStatus.OFFER_EXPIRED:
             _append(entry, slot=slot, event_type="WaitlistOfferExpired", actor=SYSTEM)
         elif settled == EntryStatus.LEFT:

@@ -192,9 +192,6 @@ def test_releasing_the_offered_hold_declines_it_and_offers_the_next(owners, slot
     assert (slot.booked_count, slot.held_count) == (0, 1)
     # The entry keeps why it ended, as leaving ("left"), removal (the staff's words) and the
     # sweep ("slot_started") record it.
-    # BUG: waitlist/services.py:222 (`_settle_offers`) ends a declined offer `left` with
-    # ended_at but no end_reason (it stays ""), while its WaitlistLeft event (line 226) says
-    # "declined"; the admin's end_reason column shows nothing for these entries.
     assert entry.end_reason == "declined"
 
 
