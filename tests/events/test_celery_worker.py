@@ -220,3 +220,56 @@ def test_a_worker_child_past_its_memory_bound_is_replaced_after_its_task(worker_
     before, after = _children_after_tasks(worker_queue)
     assert before == after
     assert base_settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD == 350 * 1024
+
+
+def _outbox_events(aggregates: int, per_aggregate: int) -> int:
+    """`aggregates` x `per_aggregate` events, one transaction per aggregate (quicker than one
+    per event; the relay does not care)."""
+    from django.db import transaction
+
+    from petpro_booking.events.services import event_append
+
+    for aggregate in range(aggregates):
+        with transaction.atomic():
+            for seq in range(per_aggregate):
+                event_append(
+                    aggregate_type="slot",
+                    aggregate_id=f"slot-killed-{aggregate}",
+                    event_type="SlotUpdated",
+                    data={"slot_id": f"slot-killed-{aggregate}", "seq": seq},
+                )
+    return aggregates * per_aggregate
+
+
+def test_a_task_whose_worker_child_is_killed_is_run_again(worker_queue, broker_tap):
+    """acks_late + reject_on_worker_lost: a relay pass whose prefork child dies by SIGKILL in
+    the middle (an OOM kill, a node lost) is delivered again to the new child, which finishes
+    the outbox. Nothing else sends a relay task here (no beat, no nudges): without the
+    redelivery the outbox would stay half published."""
+    total = _outbox_events(30, 50)
+    process = start_worker(
+        worker_queue, "--pool=prefork", "--concurrency=1", EVENT_RELAY_BATCH_SIZE="20"
+    )
+    try:
+        wait_for(lambda: len(_children(process.pid)) == 1, timeout=60, what="the worker's child")
+        (child,) = _children(process.pid)
+        sender_for(worker_queue).send_task("events.relay_outbox")
+
+        def published() -> int:
+            return Event.objects.filter(published_at__isnull=False).count()
+
+        wait_for(lambda: published() > 0, timeout=60, what="the relay pass to start")
+        done_when_killed = published()
+        subprocess.run(["kill", "-KILL", str(child)], check=True)
+        assert done_when_killed < total, "the pass ended before the kill: nothing was tested"
+        wait_for(
+            lambda: published() == total,
+            timeout=90,
+            what=f"the task to run again in a new child ({process.poll()=})",
+        )
+        assert child not in _children(process.pid)  # a new child did it
+    finally:
+        process.kill()
+        process.wait()
+    ids = {message.message_id for message in broker_tap.drain(expect=total, timeout=30)}
+    assert len(ids) == total  # every event published; one killed mid-batch may come twice
