@@ -224,6 +224,7 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     and inserts the hold and its event. The expiry instant is set by the application clock;
     every later comparison with it (fences, expiry) is made by the database clock.
     """
+    actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     slot = _slot_with_names(slot_id)
     pet = _pet_for_hold(actor=actor, slot=slot, pet_id=pet_id, field="pet_id")
     _hold_check(slot)
@@ -262,6 +263,7 @@ def reservation_create_group(
     `group_id` and one expiry. Every pet is checked (ownership, species) before the lock;
     the fair-use limit counts every hold of the group. Full: 409 slot_unavailable and nothing
     is written. 1 to GROUP_MAX_PETS distinct pets, else 400."""
+    actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     if not 1 <= len(pet_ids) <= GROUP_MAX_PETS or len(set(pet_ids)) != len(pet_ids):
         raise ValidationFailed(
             details={"pet_ids": [f"1 to {GROUP_MAX_PETS} distinct pets of yours."]}
@@ -358,6 +360,7 @@ def reservation_release_locked(
 def reservation_release(*, actor: Principal, reservation_id: uuid.UUID | str) -> Reservation:
     """The owner gives the hold back (DELETE). Releasing a hold that is already released or
     expired changes nothing; a hold past its expiry is recorded as expired, not released."""
+    actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     seen = reservation_get_for(actor=actor, reservation_id=reservation_id)
 
     def release(slot: Slot) -> Reservation:
@@ -370,6 +373,7 @@ def reservation_group_release(*, actor: Principal, group_id: uuid.UUID | str) ->
     """The owner gives every hold of a group back (DELETE of the group), in one slot write.
     Holds already released, expired or confirmed are left as they are (a confirmed group is a
     booking now: cancel that instead)."""
+    actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     seen = reservation_group_for(actor=actor, group_id=group_id)
 
     def release(slot: Slot) -> list[Reservation]:

@@ -91,6 +91,7 @@ def waitlist_join(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) ->
     same 409 codes), and the pet must be the caller's and fit the service (400 invalid_pet).
     409 `slot_available` when the slot has room (hold it instead), `already_waiting`,
     `already_booked` when the caller holds or booked it."""
+    actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     slot = slot_get(slot_id=slot_id)
     pet = pet_get(user_id=actor.sub, pet_id=pet_id)
     if pet is None:
@@ -187,6 +188,7 @@ def waitlist_end(
 def waitlist_leave(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:
     """The owner leaves the line (DELETE). Leaving with an offer releases its hold, which goes
     to the next in line. Leaving an ended entry changes nothing."""
+    actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     entry = _entry_for(actor=actor, entry_id=entry_id)
     return waitlist_end(entry_id=entry.id, to_status=EntryStatus.LEFT, actor=actor, reason="left")
 

@@ -54,13 +54,21 @@ class Principal:
             or (self.is_clinic_staff and str(clinic_id) in self.clinic_ids)
         )
 
+    def as_owner(self) -> Principal:
+        """This caller acting on its own pet's hold, booking or place in line (hold, confirm,
+        release, join or leave the line): as an owner, so that history and events say "user"
+        even when the token also has the staff or support role."""
+        if not self.is_owner or self.roles == {ROLE_PET_OWNER}:
+            return self
+        return Principal(sub=self.sub, roles=frozenset({ROLE_PET_OWNER}))
+
     def at_clinic(self, clinic_id: str) -> Principal:
         """This caller as it acts on a booking of `clinic_id`. A token with the owner role and
         the staff role of other clinics (staff with a pet of their own) acts there as an owner
         only: the owner's rules apply and history and events say "user"."""
-        if not self.is_owner or self.can_manage_clinic(clinic_id):
+        if self.can_manage_clinic(clinic_id):
             return self
-        return Principal(sub=self.sub, roles=frozenset({ROLE_PET_OWNER}))
+        return self.as_owner()
 
     @property
     def actor(self) -> dict[str, str]:

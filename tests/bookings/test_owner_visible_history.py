@@ -188,3 +188,28 @@ def test_staff_of_the_clinic_who_also_own_a_pet_keep_their_internal_note(booking
     history = staff_with_a_pet.get(f"/api/v1/bookings/{booking.id}/history").json()
     cancelled = next(i for i in history["results"] if i["event_type"] == "BookingCancelled")
     assert cancelled["data"]["internal_note"] == "Called twice, no answer."
+
+
+def test_staff_booking_their_own_pet_are_written_as_its_owner(owner_pet, slot):
+    """Holding, confirming and releasing one's own pet's visit are an owner's acts, whatever
+    else the token may do: history and events say "user", so the owner's notifications do
+    not say that staff did it."""
+    from ..conftest import api_client_for
+
+    both = api_client_for(
+        sub="owner-1", roles=["pet_owner", "clinic_staff"], clinic_ids=[slot.clinic_id]
+    )
+    held = both.post(
+        "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert held.status_code == 201, held.content
+    hold_id = held.json()["id"]
+    confirmed = both.post(f"/api/v1/reservations/{hold_id}/confirm")
+    assert confirmed.status_code == 201, confirmed.content
+    booking_id = confirmed.json()["id"]
+    events = Event.objects.filter(aggregate_id__in=[hold_id, booking_id])
+    assert {tuple(sorted(e.metadata["actor"].items())) for e in events} == {
+        (("id", "owner-1"), ("type", "user"))
+    }
+    row = BookingHistory.objects.get(booking_id=booking_id)
+    assert (row.actor_type, row.actor_id) == ("user", "owner-1")
