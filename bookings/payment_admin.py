@@ -66,6 +66,17 @@ class PaymentRecordAdmin(ClinicScopedAdmin):
         "updated_local",
     )
     fields = readonly_fields
+    # The owner's checkout link and the provider's answers (which carry it, and may name the
+    # owner) are for support; the API gives the link to the owner alone.
+    support_only = ("checkout_url", "last_payload")
+
+    def get_fields(self, request: HttpRequest, obj=None):  # type: ignore[no-untyped-def]
+        if self.has_support_permission(request):
+            return self.fields
+        return [name for name in self.fields if name not in self.support_only]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):  # type: ignore[no-untyped-def]
+        return self.get_fields(request, obj)
 
     refund_requested_local = local_time_column(
         "refund_requested_at", "refund requested (clinic time)", zone_of=_clinic_zone

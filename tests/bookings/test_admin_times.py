@@ -185,3 +185,32 @@ def test_action_pages_show_the_visits_in_clinic_time(support_admin, booking):
 def test_a_clinics_last_sync_reads_in_its_own_zone(support_admin, clinic):
     Clinic.objects.filter(id=clinic.id).update(synced_at=MOMENT)
     assert_clinic_time(page_text(support_admin, f"/admin/slots/clinic/{clinic.id}/change/"))
+
+
+def test_the_checkout_link_and_the_providers_answers_are_for_support_only(
+    support_admin, booking, django_user_model
+):
+    """The API gives the checkout link to the owner alone; the admin shows it, and the
+    provider's answers that carry it, to support, not to the clinic's staff."""
+    from django.test import Client
+
+    from slots.models import ClinicStaff
+
+    record = PaymentRecord.objects.create(
+        booking=booking,
+        payment_id="pay-link",
+        idempotency_key="link-1",
+        amount=Decimal("45.00"),
+        currency="EUR",
+        checkout_url="https://pay.example/checkout/owner-secret",
+        last_payload={"checkout_url": "https://pay.example/checkout/owner-secret"},
+    )
+    url = f"/admin/bookings/paymentrecord/{record.id}/change/"
+    assert "owner-secret" in page_text(support_admin, url)
+    staff_user = django_user_model.objects.create_user("staff-link", password="pw", is_staff=True)
+    ClinicStaff.objects.create(user=staff_user, clinic_id=booking.clinic_id)
+    staff = Client()
+    staff.force_login(staff_user)
+    seen_by_staff = page_text(staff, url)
+    assert "pay-link" in seen_by_staff  # the record itself is theirs to see
+    assert "owner-secret" not in seen_by_staff
