@@ -532,10 +532,19 @@ def booking_reschedule(
         )
     # The owner moves into a slot as a hold would take it: the booking rules (notice, horizon,
     # clinic and service active) and the pet's bookings per day, counted under the owner's
-    # lock (fair use); staff and support may place a visit where the rules would not.
+    # lock (fair use); staff and support may place a visit where the rules would not. What
+    # the booking itself refuses comes first (checked again under the locks).
+    group_move = scope == SCOPE_GROUP and seen.group_id is not None
+    if expected_version is not None and seen.version != expected_version:
+        raise VersionConflict(details={"current_version": seen.version})
+    if not group_move and seen.status not in RESCHEDULABLE:
+        raise InvalidTransition(
+            f"A {seen.status} booking cannot be rescheduled.",
+            details={"status": seen.status, "requested": "reschedule"},
+        )
     slot_hold_check(slot=target, now=now)
     members, moving = [seen], [seen]
-    if scope == SCOPE_GROUP and seen.group_id is not None:
+    if group_move:
         members = list(Booking.objects.filter(group_id=seen.group_id))
         moving = [
             member
@@ -553,6 +562,7 @@ def booking_reschedule(
             reason=reason,
             expected_version=expected_version,
             scope=scope,
+            members=members if group_move else None,
         )
 
 
@@ -564,10 +574,16 @@ def _booking_reschedule(
     reason: str,
     expected_version: int | None,
     scope: str,
+    members: list[Booking] | None = None,
 ) -> Booking:
     if scope == SCOPE_GROUP and seen.group_id is not None:
         return _booking_reschedule_group(
-            actor=actor, seen=seen, target=target, reason=reason, expected_version=expected_version
+            actor=actor,
+            seen=seen,
+            target=target,
+            reason=reason,
+            expected_version=expected_version,
+            members=members,
         )
 
     def decide(previous: Slot, new_slot: Slot) -> Booking:
@@ -628,11 +644,14 @@ def _booking_reschedule_group(
     target: Slot,
     reason: str,
     expected_version: int | None,
+    members: list[Booking] | None = None,
 ) -> Booking:
     """Move every reschedulable booking of `seen`'s group onto `target`, all or nothing: the
     target must have a unit for each (one conditional UPDATE), or nothing moves. The group's
-    slots and the target are locked together (the gateway sorts them)."""
-    members = list(Booking.objects.filter(group_id=seen.group_id))
+    slots and the target are locked together (the gateway sorts them). `members`: the group
+    as the caller read it for the locks it already holds (an owner's, under fair use)."""
+    if members is None:
+        members = list(Booking.objects.filter(group_id=seen.group_id))
 
     def decide(*slots: Slot) -> Booking:
         group = _lock_group(seen=seen, expected_version=expected_version, slots=slots)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -434,13 +435,18 @@ def test_an_owner_reschedules_only_where_a_hold_could_go(booking, owner_client, 
 
 def test_an_owner_reschedule_keeps_the_pets_bookings_per_day(booking, owner_client, slot, settings):
     settings.FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY = 1
+    zone = ZoneInfo(slot.clinic.timezone)
+    booked_day = slot.start_at.astimezone(zone).date()
+
+    def at(day: dt.date, hour: int) -> dt.datetime:
+        """A fixed clinic-local hour (the factory's starts may lie near midnight)."""
+        return dt.datetime.combine(day, dt.time(hour), tzinfo=zone)
+
     other_day = SlotFactory(
-        clinic=slot.clinic, service=slot.service, start_at=slot.start_at + dt.timedelta(days=2)
+        clinic=slot.clinic, service=slot.service, start_at=at(booked_day + dt.timedelta(2), 10)
     )
     same_day_as_other = SlotFactory(
-        clinic=slot.clinic,
-        service=slot.service,
-        start_at=other_day.start_at + dt.timedelta(hours=2),
+        clinic=slot.clinic, service=slot.service, start_at=at(booked_day + dt.timedelta(2), 12)
     )
     book_on(other_day)  # the pet's one booking of that day
     url = f"/api/v1/bookings/{booking.id}/reschedule"
@@ -450,12 +456,37 @@ def test_an_owner_reschedule_keeps_the_pets_bookings_per_day(booking, owner_clie
     assert refused.json()["error"]["details"]["limit"] == "bookings_per_pet_per_day"
     assert counters(slot) == (1, 0)
     # A move within its own day adds nothing to that day.
+    local_start = slot.start_at.astimezone(zone)
     same_day = SlotFactory(
-        clinic=slot.clinic, service=slot.service, start_at=slot.start_at + dt.timedelta(hours=1)
+        clinic=slot.clinic,
+        service=slot.service,
+        start_at=at(booked_day, 8 if local_start.hour >= 12 else 16),
     )
     moved = owner_client.post(url, {"slot_id": str(same_day.id)}, format="json")
     assert moved.status_code == 200, moved.content
     assert counters(same_day) == (1, 0)
+
+
+def test_an_owners_reschedule_of_a_cancelled_booking_says_so_before_the_rules(
+    booking, owner_client, slot
+):
+    """What the booking refuses (its status, a stale If-Match) comes before what the slot's
+    rules would refuse: a cancelled booking is invalid_transition, not too_late_to_book."""
+    service = slot.service
+    service.min_notice_minutes = 24 * 60
+    service.save()
+    soon = SlotFactory(
+        clinic=slot.clinic, service=service, start_at=timezone.now() + dt.timedelta(hours=2)
+    )
+    url = f"/api/v1/bookings/{booking.id}/reschedule"
+    stale = owner_client.post(
+        url, {"slot_id": str(soon.id)}, format="json", HTTP_IF_MATCH=f'"{booking.version + 5}"'
+    )
+    assert stale.status_code == 412
+    owner_client.post(f"/api/v1/bookings/{booking.id}/cancel", {}, format="json")
+    response = owner_client.post(url, {"slot_id": str(soon.id)}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
 
 
 def test_cancelled_booking_cannot_be_rescheduled(booking, owner_client, second_slot):
