@@ -11,16 +11,28 @@ from .errors import ValidationFailed
 
 
 class PageQuery(serializers.Serializer):
-    # Bounded so "(page - 1) * page_size" stays a number PostgreSQL takes as an OFFSET.
-    page = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    # Whole numbers written as digits ("5.0" and "last" are not pages). Bounded so
+    # "(page - 1) * page_size" stays a number PostgreSQL takes as an OFFSET.
+    page = serializers.RegexField(r"^[0-9]{1,7}$", required=False)
+    page_size = serializers.RegexField(r"^[0-9]{1,3}$", required=False)
+
+    def validate_page(self, value: str) -> int:
+        if not 1 <= int(value) <= 1_000_000:
+            raise serializers.ValidationError("Ensure this value is between 1 and 1000000.")
+        return int(value)
+
+    def validate_page_size(self, value: str) -> int:
+        if not 1 <= int(value) <= PagePagination.max_page_size:
+            raise serializers.ValidationError("Ensure this value is between 1 and 100.")
+        return int(value)
 
 
 class PagePagination(PageNumberPagination):
-    """DRF's page numbers, with the query checked as every other query is: `page=abc` or
-    `page=0` and a `page_size` outside 1..100 are 400 `validation_error` naming the field
-    (DRF answered 404 for the first and silently used 20 or 100 for the second); a page past
-    the last stays 404."""
+    """DRF's page numbers, with the query checked as every other query is: a `page` or
+    `page_size` that is not a whole number in range (`abc`, `0`, `5.0`, `100000`) is 400
+    `validation_error` naming the field, where DRF answered 404 for the first and silently
+    used 20 or 100 for the second; an empty one counts as absent; a page past the last stays
+    404. The numbers used are the checked ones."""
 
     page_size = 20
     page_size_query_param = "page_size"
@@ -30,13 +42,18 @@ class PagePagination(PageNumberPagination):
         asked = {
             name: request.query_params[name]
             for name in ("page", "page_size")
-            if name in request.query_params
+            if request.query_params.get(name, "") != ""
         }
         query = PageQuery(data=asked)
         if not query.is_valid():
             raise ValidationFailed(
-                details={
-                    field: [str(m) for m in messages] for field, messages in query.errors.items()
-                }
+                details={field: [str(m) for m in errors] for field, errors in query.errors.items()}
             )
+        self._checked = query.validated_data
         return super().paginate_queryset(queryset, request, view)
+
+    def get_page_number(self, request: Any, paginator: Any) -> Any:
+        return getattr(self, "_checked", {}).get("page", 1)
+
+    def get_page_size(self, request: Any) -> int:
+        return getattr(self, "_checked", {}).get("page_size", self.page_size)

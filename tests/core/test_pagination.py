@@ -20,6 +20,9 @@ LISTS = ["/api/v1/bookings", "/api/v1/reservations", "/api/v1/waitlist", "/api/v
         ("page_size=abc", "page_size"),
         ("page_size=0", "page_size"),
         ("page_size=100000", "page_size"),
+        ("page_size=5.0", "page_size"),
+        ("page=2.0", "page"),
+        ("page=last", "page"),
     ],
 )
 def test_a_bad_page_query_is_400_naming_the_field(owner_client, path, query, field):
@@ -34,6 +37,20 @@ def test_good_pages_and_the_page_past_the_last(owner_client, clinic):
     first = owner_client.get("/api/v1/clinics?page=1&page_size=100")
     assert first.status_code == 200
     assert first.json()["count"] == 1
+    empty = owner_client.get("/api/v1/clinics?page=&page_size=")  # empty: as if absent
+    assert empty.status_code == 200
+    assert empty.json()["count"] == 1
     past = owner_client.get("/api/v1/clinics?page=2&page_size=1")
     assert past.status_code == 404
     assert past.json()["error"]["code"] == "not_found"
+
+
+def test_the_checked_page_size_is_the_one_used(owner_client, clinic):
+    from ..factories import ClinicFactory
+
+    ClinicFactory.create_batch(2)
+    page = owner_client.get("/api/v1/clinics?page_size=2").json()
+    assert (page["count"], len(page["results"])) == (3, 2)
+    assert "page=2" in page["next"]
+    second = owner_client.get("/api/v1/clinics?page_size=2&page=2").json()
+    assert len(second["results"]) == 1
