@@ -1,8 +1,8 @@
 """Fair use of capacity (issue 12): how many live holds one owner may have, and the limits
 the bookings app checks at confirm time.
 
-Parallel requests of one owner cannot get past a limit: the hold and the confirm take the
-owner's lock (`fair_use_guard`) before their slot write and keep it until that write has
+Parallel requests of one owner cannot get past a limit: the hold, the confirm and an owner's
+reschedule take the owner's lock (`fair_use_guard`) before their slot write and keep it until that write has
 committed, and count under it. The counts run before the SERIALIZABLE transaction, on purpose:
 inside it, a count over one owner's rows takes page-level predicate locks on the shared index
 pages that every other owner's hold inserts into, and most concurrent holds then failed to
