@@ -187,7 +187,7 @@ def test_crossing_reschedules_never_deadlock(clinic_service, settings, lock):
 
 
 def test_cancel_racing_a_reschedule_of_the_same_booking_ends_one_way(
-    clinic_service, staff_client, support_client
+    clinic_service, staff_client, support_client, monkeypatch
 ):
     """Support cancels while staff reschedules the same booking, both released together.
     Whoever takes the slot lock second sees the other's change: a cancel that read the booking
@@ -263,7 +263,50 @@ def test_cancel_racing_a_reschedule_of_the_same_booking_ends_one_way(
         won = any(c[0] == 200 for c, _ in outcomes)
         if index >= min_rounds and lost and won:
             break
-
-    # The guard was reached: some cancel read the booking on `home` and found it moved.
-    assert any(c == (412, "version_conflict") for c, _ in outcomes), outcomes
     assert any(c[0] == 200 for c, _ in outcomes), outcomes
+
+    # The guard itself, whatever the rounds' timing gave: the cancel reads the booking on
+    # `home`, then the whole reschedule commits before the cancel goes for its locks.
+    from bookings.services import lifecycle
+
+    read_it, moved_it = threading.Event(), threading.Event()
+    original = lifecycle._booking_for_change
+
+    def read_then_wait(**kwargs):
+        seen = original(**kwargs)
+        if threading.current_thread().name == "cancel":
+            read_it.set()
+            assert moved_it.wait(30), "the reschedule did not finish"
+        return seen
+
+    monkeypatch.setattr(lifecycle, "_booking_for_change", read_then_wait)
+    LocalPetFactory(owner__id="owner-forced", id="pet-forced", species="dog")
+    forced = Principal(sub="owner-forced", roles=frozenset({"pet_owner"}))
+    hold = reservation_create(actor=forced, slot_id=home.id, pet_id="pet-forced")
+    booking = booking_confirm_reservation(actor=forced, reservation_id=hold.id)
+
+    def cancel_forced():
+        threading.current_thread().name = "cancel"
+        return support_client.post(
+            f"/api/v1/bookings/{booking.id}/cancel", {"reason": "vet ill"}, format="json"
+        )
+
+    def reschedule_forced():
+        assert read_it.wait(30), "the cancel did not read the booking"
+        try:
+            return staff_client.post(
+                f"/api/v1/bookings/{booking.id}/reschedule",
+                {"slot_id": str(target.id), "reason": "moved by the clinic"},
+                format="json",
+            )
+        finally:
+            moved_it.set()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        cancelled = pool.submit(in_thread, cancel_forced)
+        moved = pool.submit(in_thread, reschedule_forced)
+        assert answer(moved.result()) == (200, None)
+        assert answer(cancelled.result()) == (412, "version_conflict")
+    booking.refresh_from_db()
+    assert (booking.status, booking.slot_id) == (BookingStatus.CONFIRMED, target.id)
+    assert_counters_match_rows(home, target)
