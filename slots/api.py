@@ -137,7 +137,9 @@ class SlotViewSet(viewsets.ViewSet):
         )
         paginator = PagePagination()
         page_of = cast(Any, _CountedPage(count=result["count"], rows=result["results"]))
-        rows: list[dict[str, Any]] = paginator.paginate_queryset(page_of, request, view=self) or []
+        rows: list[dict[str, Any]] = (
+            paginator.paginate_checked(page_of, request, self, page=page, page_size=page_size) or []
+        )
         return paginator.get_paginated_response(rows)
 
     @extend_schema(responses={200: SlotOutput})

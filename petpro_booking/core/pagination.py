@@ -52,6 +52,14 @@ class PagePagination(PageNumberPagination):
         self._checked = query.validated_data
         return super().paginate_queryset(queryset, request, view)
 
+    def paginate_checked(
+        self, queryset: Any, request: Any, view: Any, *, page: int, page_size: int
+    ) -> Any:
+        """For a view whose own query serializer already checked `page` and `page_size` (the
+        slot search): no second check on its hot path."""
+        self._checked = {"page": page, "page_size": page_size}
+        return super().paginate_queryset(queryset, request, view)
+
     def get_page_number(self, request: Any, paginator: Any) -> Any:
         return getattr(self, "_checked", {}).get("page", 1)
 
