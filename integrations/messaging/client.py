@@ -100,7 +100,9 @@ class BrokerPublisher:
         self._acked_singles = {tag for tag in self._acked_singles if tag > self._acked_upto}
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._nacked = self._nacked or delivery_tag
+        # The first refused tag: a `multiple` nack refuses every tag not yet confirmed up to it.
+        first = self._acked_upto + 1 if multiple else delivery_tag
+        self._nacked = min(self._nacked, first) if self._nacked else first
 
     def _connected(self) -> tuple[Connection, Producer]:
         if self._connection is not None and self._producer is not None:
@@ -161,6 +163,17 @@ class BrokerPublisher:
                 raise TimeoutError("broker did not confirm in time")
             connection.drain_events(timeout=remaining)
         if self._nacked:
+            # Confirms come in no set order: a refusal (a full queue) is sent at once, the acks
+            # of the persistent messages before it once they are on disk. Wait for those (within
+            # the deadline) so the confirmed prefix counts and is not published again.
+            while self._acked_upto < self._nacked - 1:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    connection.drain_events(timeout=remaining)
+                except TimeoutError:
+                    break
             raise PublishFailed(
                 f"broker rejected message #{self._nacked}", confirmed=self._confirmed()
             )

@@ -478,3 +478,46 @@ def test_owners_are_looked_up_before_the_claim_and_the_claim_takes_no_other_owne
         and m.body["recipient"]["user_id"] == "owner-late"
     ]
     assert [m.body["channel"] for m in late_notes] == ["sms"]
+
+
+def test_a_batch_the_broker_confirms_in_part_marks_only_the_confirmed_events(
+    broker_tap, private_exchange
+):
+    """RabbitMQ refuses messages once a queue they route to is full (x-overflow
+    reject-publish): a real nack in the middle of a batch. The events whose messages were
+    confirmed are published; the rest stay in the outbox with the error and one attempt more,
+    and the next pass publishes them once there is room."""
+    from kombu import Connection, Queue
+
+    from integrations.messaging.client import event_exchange
+
+    full = Queue(
+        f"test.full.{private_exchange}",
+        exchange=event_exchange(private_exchange),
+        routing_key="booking.events.analytics",
+        durable=False,
+        auto_delete=False,
+        queue_arguments={"x-max-length": 3, "x-overflow": "reject-publish"},
+    )
+    with Connection(settings.EVENT_BROKER_URL) as connection:
+        full(connection.default_channel).declare()
+    try:
+        slot_events("slot-partly-confirmed", 6)  # one analytics message each, in order
+        report = outbox_relay()
+        assert report.published == 3
+        assert report.broker_error
+        events = list(Event.objects.filter(aggregate_id="slot-partly-confirmed").order_by("id"))
+        assert [e.published_at is not None for e in events] == [True] * 3 + [False] * 3
+        for event in events[3:]:
+            assert event.publish_attempts == 1
+            assert event.last_error == report.broker_error
+            assert event.failed_at is None  # not set aside: tried again
+        with Connection(settings.EVENT_BROKER_URL) as connection:
+            full(connection.default_channel).purge()
+        assert outbox_relay().published == 3
+        assert not Event.objects.filter(published_at__isnull=True).exists()
+    finally:
+        with Connection(settings.EVENT_BROKER_URL) as connection:
+            full(connection.default_channel).delete()
+    ids = {m.message_id for m in broker_tap.drain(expect=6)}
+    assert len(ids) == 6
