@@ -1,6 +1,6 @@
 """Fair use at confirm time (issue 12), and when an owner moves a booking: unpaid bookings per
-owner and future bookings per pet on one day (the clinic's day). Counted under the owner's lock before the confirm's transaction
-(`reservations.limits.fair_use_guard` says why not inside it)."""
+owner and future bookings per pet on one day (the clinic's day). Counted under the owner's lock
+before the write's transaction (`reservations.limits.fair_use_guard` says why not inside it)."""
 
 from __future__ import annotations
 
