@@ -89,22 +89,12 @@ def booking_group_limits_check(*, reservations: Sequence[Reservation]) -> None:
         ).count()
         if unpaid + len(reservations) > limits.unpaid_bookings:
             raise limit_refuse(limit="unpaid_bookings_per_owner", maximum=limits.unpaid_bookings)
-    day_from, day_to = _clinic_day(slot)
-    for reservation in reservations:
-        same_day = Booking.objects.filter(
-            user_id=owner_id,
-            pet_id=reservation.pet_id,
-            status__in=ACTIVE,
-            slot__start_at__gte=day_from,
-            slot__start_at__lt=day_to,
-        ).count()
-        if same_day >= limits.bookings_per_pet_per_day:
-            refusal = limit_refuse(
-                limit="bookings_per_pet_per_day", maximum=limits.bookings_per_pet_per_day
-            )
-            if len(reservations) > 1:
-                refusal.details["pet_id"] = reservation.pet_id
-            raise refusal
+    _per_day_check(
+        owner_id=owner_id,
+        pet_ids=[reservation.pet_id for reservation in reservations],
+        day=_clinic_day(slot),
+        maximum=limits.bookings_per_pet_per_day,
+    )
 
 
 def booking_move_limits_check(*, moving: Sequence[Booking], target: Slot) -> None:
@@ -113,25 +103,40 @@ def booking_move_limits_check(*, moving: Sequence[Booking], target: Slot) -> Non
     the target's clinic day. The moving bookings themselves do not count there (a move within
     one day adds nothing); the unpaid limit does not change with a move."""
     owner_id = moving[0].user_id
-    limits = limits_for(owner_id=owner_id)
-    day_from, day_to = _clinic_day(target)
-    moving_ids = [booking.id for booking in moving]
-    for booking in moving:
+    _per_day_check(
+        owner_id=owner_id,
+        pet_ids=[booking.pet_id for booking in moving],
+        day=_clinic_day(target),
+        maximum=limits_for(owner_id=owner_id).bookings_per_pet_per_day,
+        leaving=[booking.id for booking in moving],
+    )
+
+
+def _per_day_check(
+    *,
+    owner_id: str,
+    pet_ids: list[str],
+    day: tuple[dt.datetime, dt.datetime],
+    maximum: int,
+    leaving: Sequence[object] = (),
+) -> None:
+    """Refuse when one of `pet_ids` already has `maximum` live bookings in `day` ([from, to)),
+    `leaving` (bookings that move) not counted; with several pets, the refusal names the pet."""
+    day_from, day_to = day
+    for pet_id in pet_ids:
         same_day = (
             Booking.objects.filter(
                 user_id=owner_id,
-                pet_id=booking.pet_id,
+                pet_id=pet_id,
                 status__in=ACTIVE,
                 slot__start_at__gte=day_from,
                 slot__start_at__lt=day_to,
             )
-            .exclude(id__in=moving_ids)
+            .exclude(id__in=list(leaving))
             .count()
         )
-        if same_day >= limits.bookings_per_pet_per_day:
-            refusal = limit_refuse(
-                limit="bookings_per_pet_per_day", maximum=limits.bookings_per_pet_per_day
-            )
-            if len(moving) > 1:
-                refusal.details["pet_id"] = booking.pet_id
+        if same_day >= maximum:
+            refusal = limit_refuse(limit="bookings_per_pet_per_day", maximum=maximum)
+            if len(pet_ids) > 1:
+                refusal.details["pet_id"] = pet_id
             raise refusal

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -521,15 +522,17 @@ def booking_reschedule(
     now = timezone.now()
     if target.start_at <= now:
         raise SlotStarted(details={"reason": SLOT_STARTED, "start_at": target.start_at.isoformat()})
+    move = functools.partial(
+        _booking_reschedule,
+        actor=actor,
+        seen=seen,
+        target=target,
+        reason=reason,
+        expected_version=expected_version,
+        scope=scope,
+    )
     if actor.can_manage_clinic(seen.clinic_id):
-        return _booking_reschedule(
-            actor=actor,
-            seen=seen,
-            target=target,
-            reason=reason,
-            expected_version=expected_version,
-            scope=scope,
-        )
+        return move()
     # The owner moves into a slot as a hold would take it: the booking rules (notice, horizon,
     # clinic and service active) and the pet's bookings per day, counted under the owner's
     # lock (fair use); staff and support may place a visit where the rules would not. What
@@ -555,15 +558,7 @@ def booking_reschedule(
     # again), so the count and the move see the same bookings.
     with fair_use_guard(actor.sub, *_group_slots(seen, members, target)):
         booking_move_limits_check(moving=moving, target=target)
-        return _booking_reschedule(
-            actor=actor,
-            seen=seen,
-            target=target,
-            reason=reason,
-            expected_version=expected_version,
-            scope=scope,
-            members=members if group_move else None,
-        )
+        return move(members=members if group_move else None)
 
 
 def _booking_reschedule(
