@@ -2,14 +2,14 @@
 the bookings app checks at confirm time.
 
 Parallel requests of one owner cannot get past a limit: the hold, the confirm and an owner's
-reschedule take the owner's lock (`fair_use_guard`) before their slot write and keep it until that write has
-committed, and count under it. The counts run before the SERIALIZABLE transaction, on purpose:
-inside it, a count over one owner's rows takes page-level predicate locks on the shared index
-pages that every other owner's hold inserts into, and most concurrent holds then failed to
-serialize (1.8 retries per hold measured under the production benchmark). Lock order: the
-owner, then the slots. While Redis is down the lock falls back to none (as the slot locks do):
-then one owner's simultaneous requests may pass a limit by their number, and the database
-still refuses every overbooking.
+reschedule take the owner's lock (`fair_use_guard`) before their slot write and keep it until
+that write has committed, and count under it. The counts run before the SERIALIZABLE
+transaction, on purpose: inside it, a count over one owner's rows takes page-level predicate
+locks on the shared index pages that every other owner's hold inserts into, and most concurrent
+holds then failed to serialize (1.8 retries per hold measured under the production benchmark).
+Lock order: the owner, then the slots. While Redis is down the lock falls back to none (as the
+slot locks do): then one owner's simultaneous requests may pass a limit by their number, and the
+database still refuses every overbooking.
 """
 
 from __future__ import annotations
