@@ -55,7 +55,7 @@ urlpatterns = [
     path("admin/backoffice/", include("bookings.backoffice.urls")),  # the daily tool
     # Anything else under /api/ (a trailing slash, a malformed id, an unknown path): the JSON
     # envelope, also with DEBUG on (Django's debug 404 page would list every pattern).
-    re_path(r"^api/", csrf_exempt(exception_handler.json_not_found), name="api-not-found"),
+    re_path(r"^api/", csrf_exempt(exception_handler.api_not_found), name="api-not-found"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -105,6 +105,25 @@ def json_not_found(request, exception=None) -> JsonResponse:
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
+def api_not_found(request, exception=None) -> JsonResponse:
+    """Anything unknown under /api/ (no view, so no DRF throttle ran): the JSON 404, counted
+    against the caller's IP limit as every request is, so a scanner walking paths meets the
+    limit (429 with Retry-After) instead of never being counted."""
+    from types import SimpleNamespace
+
+    from .throttles import RateLimitThrottle
+
+    throttle = RateLimitThrottle()
+    caller = SimpleNamespace(user=None, META=request.META)  # no token is read for a 404
+    if throttle.allow_request(caller, None):  # type: ignore[arg-type]
+        return json_not_found(request, exception)
+    wait = max(1, int((throttle.wait() or 1) + 0.999))
+    body = error_body(
+        "rate_limited", "Too many requests; retry later.", {"retry_after_seconds": wait}
+    )
+    return JsonResponse(body, status=429, headers={"Retry-After": str(wait)})
+
+
 def json_server_error(request) -> JsonResponse:
     return JsonResponse(
         error_body("internal_error", "Something went wrong on our side; it has been logged."),

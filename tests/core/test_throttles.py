@@ -241,3 +241,17 @@ def test_refused_and_answered_requests_share_one_count(limits, owner_client):
     refused = [owner_client.post("/api/v1/slots", {}, format="json") for _ in range(2)]
     assert [r.status_code for r in refused] == [403, 403]
     assert owner_client.get("/api/v1/bookings").status_code == 429
+
+
+def test_unknown_api_paths_count_against_the_ip_limit(limits, anon_client):
+    """No view answers them, so no DRF throttle ran: a scanner walking paths was never
+    counted. The JSON 404 now counts against the IP limit like every request."""
+    limits(ip="3/min")
+    paths = ["/api/v1/nothing", "/api/v1/admin.php", "/api/v2/slots"]
+    assert [anon_client.get(path).status_code for path in paths] == [404, 404, 404]
+    refused = anon_client.get("/api/v1/wp-login")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    wait = int(refused["Retry-After"])
+    assert wait >= 1
+    assert refused.json()["error"]["details"] == {"retry_after_seconds": wait}
