@@ -153,6 +153,9 @@ def test_counters_always_equal_live_rows(clinic_service):
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
             database=None,
+            # The same sequences every run: a random draw once reached no successful release in
+            # its 40 sequences and failed the coverage check below (1 run in about 10).
+            derandomize=True,
         ),
     )
     # Whether a random sequence lands a reschedule depends on the room its steps left (and so
