@@ -181,7 +181,9 @@ class EventAdmin(admin.ModelAdmin):
         principal = support_principal(request)
         if principal is None:
             self.message_user(request, "Only support may re-publish events.", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:events_event_changelist"))
+            # The admin's index, not the event list, which refuses them (403) and would swallow
+            # the message until their next page.
+            return HttpResponseRedirect(reverse("admin:index"))
         form = RepublishForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             count = outbox_republish(

@@ -127,11 +127,11 @@ def test_admin_outbox_is_for_support_only(support_admin):
     response = client.post("/admin/events/event/republish/", {"from_id": ids[0], "to_id": ids[1]})
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/events/event/"
+    assert response["Location"] == "/admin/"  # a page they may see, which shows the refusal
     assert dict(Event.objects.values_list("id", "published_at")) == published
     refusal = "Only support may re-publish events."
     assert [str(m) for m in get_messages(response.wsgi_request)] == [refusal]
-    assert refusal in client.get("/admin/").content.decode()  # the next admin page says so
+    assert refusal in client.get(response["Location"]).content.decode()
 
     # The same request by support re-queues them.
     done = support_admin.post(
