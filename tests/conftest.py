@@ -114,3 +114,41 @@ def support_client():
 @pytest.fixture
 def anon_client():
     return APIClient()
+
+
+class SlotLockHolder:
+    """Another writer holding a slot's Redis lock (a hold, a confirm, on another thread) until
+    `release()`; the caller shortens the lock wait so its own write answers slot_busy soon."""
+
+    def __init__(self, slot) -> None:
+        import threading
+
+        from petpro_booking.core.locking import lock_manager
+        from slots.locking import slot_lock_keys
+
+        taken, self._done = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            with lock_manager().acquire(*slot_lock_keys(slot)):
+                taken.set()
+                self._done.wait(10)
+
+        self._holder = threading.Thread(target=hold_the_lock)
+        self._holder.start()
+        assert taken.wait(5)
+
+    def release(self) -> None:
+        self._done.set()
+        self._holder.join(10)
+
+
+@pytest.fixture
+def slot_lock_taken(slot, monkeypatch):
+    """The slot's lock held by another writer (`SlotLockHolder`), lock wait 0.2 s, until the
+    test calls the returned `release()` or ends."""
+    from petpro_booking.core.locking import lock_manager
+
+    monkeypatch.setattr(lock_manager(), "wait_seconds", 0.2)
+    holder = SlotLockHolder(slot)
+    yield holder.release
+    holder.release()

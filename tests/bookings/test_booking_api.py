@@ -403,15 +403,21 @@ def test_a_started_slot_is_no_target_for_anyone(booking, owner_client, staff_cli
     assert counters(started) == (0, 0)
 
 
-def test_an_owner_reschedules_only_where_a_hold_could_go(booking, owner_client, staff_client, slot):
-    """The booking rules of a hold apply to an owner's move (a reschedule was a way round
-    them); staff of the clinic may still place the visit there."""
+def slot_inside_a_days_notice(slot):
+    """The service of `slot` now needs a day's notice; a slot of it two hours from now."""
     service = slot.service
     service.min_notice_minutes = 24 * 60
     service.save()
-    soon = SlotFactory(
+    return SlotFactory(
         clinic=slot.clinic, service=service, start_at=timezone.now() + dt.timedelta(hours=2)
     )
+
+
+def test_an_owner_reschedules_only_where_a_hold_could_go(booking, owner_client, staff_client, slot):
+    """The booking rules of a hold apply to an owner's move (a reschedule was a way round
+    them); staff of the clinic may still place the visit there."""
+    soon = slot_inside_a_days_notice(slot)
+    service = soon.service
     url = f"/api/v1/bookings/{booking.id}/reschedule"
     refused = owner_client.post(url, {"slot_id": str(soon.id)}, format="json")
     assert refused.status_code == 409
@@ -472,12 +478,7 @@ def test_an_owners_reschedule_of_a_cancelled_booking_says_so_before_the_rules(
 ):
     """What the booking refuses (its status, a stale If-Match) comes before what the slot's
     rules would refuse: a cancelled booking is invalid_transition, not too_late_to_book."""
-    service = slot.service
-    service.min_notice_minutes = 24 * 60
-    service.save()
-    soon = SlotFactory(
-        clinic=slot.clinic, service=service, start_at=timezone.now() + dt.timedelta(hours=2)
-    )
+    soon = slot_inside_a_days_notice(slot)
     url = f"/api/v1/bookings/{booking.id}/reschedule"
     stale = owner_client.post(
         url, {"slot_id": str(soon.id)}, format="json", HTTP_IF_MATCH=f'"{booking.version + 5}"'

@@ -120,15 +120,22 @@ def test_a_payment_deadline_cancel_is_notified_as_system(unpaid_booking):
         assert "booking-service" not in json.dumps(body)
 
 
-def test_an_owner_who_is_staff_elsewhere_sees_their_own_booking_as_an_owner(booking, staff_client):
+@pytest.fixture
+def both():
+    """The owner's token with the staff role of another clinic (staff with a pet of their own)."""
+    from ..conftest import api_client_for
+
+    return api_client_for(
+        sub="owner-1", roles=["pet_owner", "clinic_staff"], clinic_ids=["clinic-elsewhere"]
+    )
+
+
+def test_an_owner_who_is_staff_elsewhere_sees_their_own_booking_as_an_owner(
+    booking, staff_client, both
+):
     """One token may carry both roles: staff of another clinic booking a visit for their own
     pet. At the booking's clinic they are its owner: roles only, no internal note, and a note
     they send themselves is not kept (only staff of the booking's clinic write one)."""
-    from ..conftest import api_client_for
-
-    both = api_client_for(
-        sub="owner-1", roles=["pet_owner", "clinic_staff"], clinic_ids=["clinic-elsewhere"]
-    )
     response = staff_client.post(
         f"/api/v1/bookings/{booking.id}/cancel",
         {"reason": "The vet is ill today.", "internal_note": "Owner was rude on the phone."},
@@ -148,12 +155,7 @@ def test_an_owner_who_is_staff_elsewhere_sees_their_own_booking_as_an_owner(book
     assert "rude" in json.dumps(whole)
 
 
-def test_an_owner_who_is_staff_elsewhere_writes_no_internal_note(booking):
-    from ..conftest import api_client_for
-
-    both = api_client_for(
-        sub="owner-1", roles=["pet_owner", "clinic_staff"], clinic_ids=["clinic-elsewhere"]
-    )
+def test_an_owner_who_is_staff_elsewhere_writes_no_internal_note(booking, both):
     response = both.post(
         f"/api/v1/bookings/{booking.id}/cancel",
         {"reason": "Rex is better.", "internal_note": "A note only staff would keep."},

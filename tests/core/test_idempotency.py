@@ -18,11 +18,9 @@ from rest_framework.routers import DefaultRouter
 
 from petpro_booking.core.errors import Conflict
 from petpro_booking.core.idempotency import idempotent
-from petpro_booking.core.locking import lock_manager
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.tasks import idempotency_keys_purge
 from reservations.models import Reservation
-from slots.locking import slot_lock_keys
 
 from ..conftest import api_client_for
 from ..factories import SlotFactory
@@ -152,30 +150,6 @@ def test_server_errors_are_not_stored_so_a_retry_runs_again(alice):
     assert not IdempotencyKey.objects.exists()
     assert post(alice, {"fail": "crash"}).status_code == 500
     assert GATE.runs == 2
-
-
-@pytest.fixture
-def slot_lock_taken(slot, monkeypatch):
-    """Another writer holds the slot's Redis lock (as tests/slots/test_slot_api.py's
-    `someone_writing`) until the test calls the returned `release()`; the lock wait is short."""
-    monkeypatch.setattr(lock_manager(), "wait_seconds", 0.2)
-    taken, done = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with lock_manager().acquire(*slot_lock_keys(slot)):
-            taken.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    assert taken.wait(5)
-
-    def release() -> None:
-        done.set()
-        holder.join(10)
-
-    yield release
-    release()
 
 
 def hold_request(client, slot, key: str, **body):

@@ -214,28 +214,10 @@ def test_unknown_api_path_is_json_404(owner_client):
 
 
 @pytest.fixture
-def someone_writing(slot, monkeypatch):
+def someone_writing(slot_lock_taken):
     """Another writer holds the slot's Redis lock (a hold, a confirm) until the test ends; the
-    lock wait is short."""
-    import threading
-
-    from petpro_booking.core.locking import lock_manager
-    from slots.locking import slot_lock_keys
-
-    monkeypatch.setattr(lock_manager(), "wait_seconds", 0.2)
-    taken, done = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with lock_manager().acquire(*slot_lock_keys(slot)):
-            taken.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    assert taken.wait(5)
-    yield
-    done.set()
-    holder.join()
+    lock wait is short (tests/conftest.py, `slot_lock_taken`)."""
+    return slot_lock_taken
 
 
 def test_a_slot_edit_goes_through_the_slot_lock_like_every_counter_write(
