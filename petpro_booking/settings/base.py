@@ -133,13 +133,15 @@ DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
 # pooled connection. Off behind PgBouncer in transaction mode older than 1.21 (from 1.21 on,
 # set its max_prepared_statements instead).
 DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
+POSTGRESQL_ENGINE = "petpro_booking.core.postgresql"
 
 
 def database_config(url: str) -> dict:
     """One DATABASES entry from a URL; PostgreSQL gets the schema search_path and a pool."""
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.postgresql":
-        config["ENGINE"] = "django.db.backends.postgresql"
+        # Django's backend with psycopg's compiled timestamptz loader (core/postgresql/base.py).
+        config["ENGINE"] = POSTGRESQL_ENGINE
         config["CONN_MAX_AGE"] = 0  # the psycopg pool needs it (Django refuses both)
         config["OPTIONS"] = {
             # sslmode, sslrootcert, sslcert, sslkey ... from the URL's query string (TLS).
@@ -167,7 +169,7 @@ DB_REPLICA_RETRY_SECONDS = env.float("DB_REPLICA_RETRY_SECONDS", default=5.0)
 def replica_config(url: str) -> dict:
     """A DATABASES entry for a read replica (core/db.py read_replica())."""
     config = database_config(url)
-    if config["ENGINE"] == "django.db.backends.postgresql":
+    if config["ENGINE"] == POSTGRESQL_ENGINE:
         config["OPTIONS"]["pool"]["timeout"] = DB_REPLICA_POOL_TIMEOUT_SECONDS
         config["OPTIONS"]["connect_timeout"] = max(1, int(DB_REPLICA_POOL_TIMEOUT_SECONDS))
         config["CONN_HEALTH_CHECKS"] = True
