@@ -1,7 +1,7 @@
 """Retention of bookings data (beat jobs, batches claimed with SKIP LOCKED): processed payment
 webhooks past RETENTION_WEBHOOKS_DAYS are deleted; the history of bookings closed more than
-RETENTION_HISTORY_YEARS ago is pseudonymised (people's reasons emptied, actor ids replaced by
-their keyed hash). docs/security.md, "Retention"."""
+RETENTION_HISTORY_YEARS ago is pseudonymised (people's reasons and staff's internal notes emptied,
+actor ids replaced by their keyed hash). docs/security.md, "Retention"."""
 
 from __future__ import annotations
 
@@ -45,14 +45,15 @@ def processed_webhooks_purge(*, now: dt.datetime | None = None) -> int:
 
 def booking_history_pseudonymise_closed(*, now: dt.datetime | None = None) -> int:
     """History rows of bookings closed (cancelled, completed, no-show) and untouched for
-    RETENTION_HISTORY_YEARS: reasons people wrote are emptied (system reasons stay), the ids of
-    people who acted become keyed hashes. Statuses and times stay. Returns rows changed."""
+    RETENTION_HISTORY_YEARS: reasons and internal notes people wrote are emptied (system
+    reasons stay), the ids of people who acted become keyed hashes. Statuses and times stay.
+    Returns rows changed."""
     years = settings.RETENTION_HISTORY_YEARS
     cutoff = (now or timezone.now()) - dt.timedelta(days=365 * years)
     to_do = (
         BookingHistory.objects.filter(booking__status__in=CLOSED, booking__updated_at__lt=cutoff)
         .exclude(actor_type=ActorType.SYSTEM)
-        .filter(~Q(reason="") | ~Q(actor_id__regex=PSEUDONYM_PATTERN))
+        .filter(~Q(reason="") | ~Q(internal_note="") | ~Q(actor_id__regex=PSEUDONYM_PATTERN))
         .order_by("id")
     )
     changed = 0
@@ -67,7 +68,9 @@ def booking_history_pseudonymise_closed(*, now: dt.datetime | None = None) -> in
                 pseudonym = actor_id if _is_pseudonym(actor_id) else owner_key(f"actor:{actor_id}")
                 by_pseudonym.setdefault(pseudonym, []).append(row_id)
             for pseudonym, row_ids in by_pseudonym.items():
-                BookingHistory.objects.filter(id__in=row_ids).update(reason="", actor_id=pseudonym)
+                BookingHistory.objects.filter(id__in=row_ids).update(
+                    reason="", internal_note="", actor_id=pseudonym
+                )
             changed += len(rows)
 
 

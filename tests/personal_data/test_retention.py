@@ -27,7 +27,7 @@ from petpro_booking.events.retention import (
 )
 from petpro_booking.events.services import event_append
 
-from ..bookings.conftest import OWNER, SUPPORT, book_on, second_slot  # noqa: F401  (fixture)
+from ..bookings.conftest import OWNER, SUPPORT, book_on, second_slot, staff_of  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -268,3 +268,29 @@ def test_pseudonymising_writes_one_update_per_person_in_a_batch(owner_pet, slot,
         [("user", owner_key("actor:owner-1"))] * 3 + [("support", owner_key("actor:support-1"))]
     )
     assert {row.reason for row in rows} == {""}
+
+
+def test_pseudonymising_empties_staff_internal_notes_too(owner_pet, slot, second_slot):  # noqa: F811
+    """The note staff keep apart from the owner's reason is free text about the owner: it goes
+    with the reason, also on a row an earlier run had pseudonymised but left the note on."""
+    first, second = book_on(slot), book_on(second_slot)
+    staff = staff_of(slot.clinic_id)
+    for booking in (first, second):
+        booking_cancel(
+            actor=staff,
+            booking_id=booking.id,
+            reason="clinic closed",
+            internal_note="owner shouted at reception, Mrs Example",
+        )
+    first.__class__.objects.filter(id__in=[first.id, second.id]).update(
+        updated_at=timezone.now() - dt.timedelta(days=4 * 365)
+    )
+    # As an earlier run left it: reason emptied, actor hashed, the note still there.
+    BookingHistory.objects.filter(booking=second, actor_type="staff").update(
+        reason="", actor_id=owner_key("actor:staff-1")
+    )
+
+    assert booking_history_pseudonymise_closed() == 4  # 2 owners' confirmations, 2 cancels
+    assert booking_history_pseudonymise_closed() == 0
+    rows = BookingHistory.objects.filter(booking__in=[first, second])
+    assert {(row.reason, row.internal_note) for row in rows} == {("", "")}
