@@ -4,20 +4,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from integrations.messaging.messages import NOTIFICATION_TEMPLATES
-from integrations.models import LocalUser
+from integrations.models import LocalPet, LocalUser
 from integrations.users.gateway import invalidate_user
 from petpro_booking.core.crypto import owner_key
 from petpro_booking.core.models import IdempotencyKey
@@ -25,7 +30,7 @@ from petpro_booking.core.principal import Principal
 from petpro_booking.core.throttles import throttle_key_prefix
 from petpro_booking.events.models import Event
 from petpro_booking.events.services import event_append
-from reservations.models import Reservation, ReservationStatus
+from reservations.models import OwnerLimit, Reservation, ReservationStatus
 from reservations.services import reservation_release
 
 from .models import (
@@ -46,11 +51,13 @@ class PersonDataPart:
     """Rows an app above bookings keeps about a person (the waiting list registers one, in its
     AppConfig.ready; bookings never imports it): `export(user_id)` adds keys to the export,
     `release(user_id)` ends what is live through that app's services before the erasure's
-    transaction, `erase(user_id, pseudonym)` pseudonymises its rows inside it."""
+    transaction, `erase(user_id, pseudonym, pet_pseudonyms)` pseudonymises its rows inside it
+    (each pet under the pseudonym its events and the person's other rows get; the erasure
+    finds the pets in the events that name the owner)."""
 
     export: Callable[[str], dict[str, Any]]
     release: Callable[[str], int]
-    erase: Callable[[str, str], int]
+    erase: Callable[[str, str, dict[str, str]], int]
 
 
 _parts: list[PersonDataPart] = []
@@ -97,10 +104,15 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
     )
     payments = PaymentRecord.objects.filter(booking_id__in=booking_ids).order_by("created_at")
     history = BookingHistory.objects.filter(booking_id__in=booking_ids).order_by("at", "id")
+    # Every notification sent to them: about their holds and bookings, and about anything
+    # else whose event names them as the owner (a waiting-list offer's aggregate is the entry).
     notifications = (
         Event.objects.filter(
-            aggregate_id__in=[str(booking_id) for booking_id in booking_ids]
-            + [str(hold.id) for hold in holds],
+            Q(
+                aggregate_id__in=[str(booking_id) for booking_id in booking_ids]
+                + [str(hold.id) for hold in holds]
+            )
+            | Q(payload__contains={"user_id": user_id}),
             event_type__in=list(NOTIFICATION_TEMPLATES),
             published_at__isnull=False,
         )
@@ -165,6 +177,10 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
                 "status": payment.status,
                 "refund_requested_at": _iso(payment.refund_requested_at),
                 "created_at": _iso(payment.created_at),
+                # What the payment provider last told us and the page it sent them to (these
+                # may name them: the customer id, a description with the pet's name).
+                "checkout_url": payment.checkout_url,
+                "last_payload": payment.last_payload,
             }
             for payment in payments
         ],
@@ -188,6 +204,17 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
             }
             for row in notifications
         ],
+        # Support's raise of their fair-use limits (Admin -> Owner limits), with its reason.
+        "owner_limits": [
+            {
+                "max_live_holds": limit.max_live_holds,
+                "max_unpaid_bookings": limit.max_unpaid_bookings,
+                "max_bookings_per_pet_per_day": limit.max_bookings_per_pet_per_day,
+                "reason": limit.reason,
+                "updated_at": _iso(limit.updated_at),
+            }
+            for limit in OwnerLimit.objects.filter(user_id=user_id)
+        ],
     }
     for part in _parts:
         document.update(part.export(user_id))
@@ -205,24 +232,64 @@ def _actor_shown_to(user_id: str, item: BookingHistory) -> dict[str, str]:
 # --- erasure ---------------------------------------------------------------------------------
 
 
-def scrub(value: Any, replacements: dict[str, str]) -> Any:
-    """A copy of a JSON value where every occurrence of a key of `replacements` (ids, names) in
-    a string is replaced and every value under a personal key (pet_name, reason, contact data)
-    is tombstoned."""
+# Keys whose values are the owner's id (in our payloads, stored responses and the payment
+# provider's answers), and those whose values are pet ids (a string, or a list of them).
+USER_KEYS = frozenset({"user_id", "owner_id", "customer_id", "actor_id", "principal", "sub"})
+PET_KEYS = frozenset({"pet_id", "pet_ids"})
+
+
+class Replacements:
+    """What an erasure replaces: the owner's id and each of their pets' ids by pseudonyms
+    (whole values only), their pets' names by ERASED (also as words inside free text)."""
+
+    def __init__(self, *, user: dict[str, str], pets: dict[str, str], names: set[str]) -> None:
+        self.user, self.pets, self.names = user, pets, frozenset(names)
+        # Under a key we do not know, a value equal to either id is theirs (the owner's first).
+        self.any = {**pets, **user}
+        words = sorted((name for name in names if _is_word_like(name)), key=len, reverse=True)
+        self.in_text = (
+            re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, words))})(?!\w)") if words else None
+        )
+
+    def ids_under(self, key: str | None) -> dict[str, str]:
+        if key in USER_KEYS:
+            return self.user
+        if key in PET_KEYS:
+            return self.pets
+        return self.any
+
+    def text(self, value: str, key: str | None) -> str:
+        ids = self.ids_under(key)
+        if value in ids:
+            return ids[value]
+        if value in self.names:
+            return ERASED
+        return self.in_text.sub(ERASED, value) if self.in_text is not None else value
+
+
+def _is_word_like(name: str) -> bool:
+    """A name that may be looked for inside free text: three characters or more, a letter
+    among them (a name of digits only, "2026", would match inside times and amounts)."""
+    return len(name) >= 3 and any(c.isalpha() for c in name)
+
+
+def scrub(value: Any, replacements: Replacements, key: str | None = None) -> Any:
+    """A copy of a JSON value with the person taken out: a string (or, under an id key, a
+    number) that *is* the owner's or a pet's id is replaced by its pseudonym; a pet's name is
+    replaced where it is the whole value or a word of free text; every value under a personal
+    key (pet_name, reason, contact data) is tombstoned. An id is never looked for inside
+    another value: "2026" must not change "2026-12-10T02:00:00+00:00" or "20260.00"."""
     if isinstance(value, dict):
         return {
-            key: (ERASED if key in PERSONAL_KEYS and item else scrub(item, replacements))
-            for key, item in value.items()
+            k: (ERASED if k in PERSONAL_KEYS and item else scrub(item, replacements, k))
+            for k, item in value.items()
         }
     if isinstance(value, list):
-        return [scrub(item, replacements) for item in value]
+        return [scrub(item, replacements, key) for item in value]  # pet_ids: [...] keeps its key
     if isinstance(value, str):
-        if value in replacements:
-            return replacements[value]
-        for personal, replacement in replacements.items():  # inside free text too
-            if len(personal) >= 3 and personal in value:
-                value = value.replace(personal, replacement)
-        return value
+        return replacements.text(value, key)
+    if isinstance(value, int) and not isinstance(value, bool) and key in USER_KEYS | PET_KEYS:
+        return replacements.ids_under(key).get(str(value), value)
     return value
 
 
@@ -258,6 +325,60 @@ def _forget_cached(user_id: str) -> None:
         delete_pattern(f"{throttle_key_prefix('user', escaped)}*")
 
 
+def _pets_and_names(user_id: str, *, pets: set[str], names: set[str]) -> tuple[list[str], set[str]]:
+    """Every pet id and pet name of the person we can find: those of their holds and bookings
+    (given), of every event that names them as the owner (a pet only ever on a waiting list or
+    in a group hold is there), and of the embedded mode's profile."""
+    for pet_id, name in Event.objects.filter(payload__contains={"user_id": user_id}).values_list(
+        "payload__pet_id", "payload__pet_name"
+    ):
+        if isinstance(pet_id, str) and pet_id:
+            pets.add(pet_id)
+        if isinstance(name, str) and name and name != ERASED:
+            names.add(name)
+    for pet_id, name in LocalPet.objects.filter(owner_id=user_id).values_list("id", "name"):
+        pets.add(pet_id)
+        names.add(name)
+    return sorted(pets), names
+
+
+def _idempotency_records_scrub(user_id: str, pseudonym: str, replacements: Replacements) -> int:
+    """The person's own records (principal = their id) and those of anyone else whose stored
+    response names them or their pets (staff's cancel of their booking): ids replaced by
+    pseudonyms, names and reasons tombstoned. The records stay so a replay within their 24 h
+    still answers what the first request did (now with pseudonyms) instead of running again."""
+    needles = Q(principal=user_id)
+    for value in [user_id, *replacements.pets]:
+        # The stored JSON as text holds a string value with its quotes, escaped one way or
+        # the other (PostgreSQL keeps non-ASCII as is, SQLite's JSON escapes it).
+        for quoted in {json.dumps(value), json.dumps(value, ensure_ascii=False)}:
+            needles |= Q(body_text__contains=quoted)
+    candidates = IdempotencyKey.objects.annotate(
+        body_text=Cast("response_body", TextField())
+    ).filter(needles)
+    changed = 0
+    for record_id, principal, body in candidates.values_list("id", "principal", "response_body"):
+        scrubbed = scrub(body, replacements)
+        if principal != user_id and scrubbed == body:
+            continue  # the value matched under a key where it is someone else's (a pet id)
+        IdempotencyKey.objects.filter(id=record_id).update(
+            principal=pseudonym if principal == user_id else principal, response_body=scrubbed
+        )
+        changed += 1
+    return changed
+
+
+def _owner_limits_erase(user_id: str, pseudonym: str) -> int:
+    """Support's fair-use override of the person (a free-text reason about them): deleted, it
+    has no use once they are gone; the admin's log of it keeps the change, under the
+    pseudonym (its `object_repr` was the owner's id)."""
+    deleted = OwnerLimit.objects.filter(user_id=user_id).delete()[0]
+    LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(OwnerLimit), object_repr=user_id
+    ).update(object_repr=pseudonym)
+    return deleted
+
+
 def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
     """Erase a person: cancel their future bookings and release their live holds through the
     normal services (capacity, refunds and events stay right), then, in one transaction,
@@ -280,12 +401,14 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
         )
         bookings = Booking.objects.filter(user_id=user_id)
         booking_ids = list(bookings.values_list("id", flat=True))
-        pet_ids = sorted(
-            {pet_id for _, pet_id, _ in holds} | set(bookings.values_list("pet_id", flat=True))
+        pet_ids, names = _pets_and_names(
+            user_id,
+            pets={pet_id for _, pet_id, _ in holds}
+            | set(bookings.values_list("pet_id", flat=True)),
+            names={name for _, _, name in holds if name},
         )
         pet_pseudonyms = {pet_id: f"{pseudonym}-p{n}" for n, pet_id in enumerate(pet_ids, 1)}
-        replacements = {user_id: pseudonym, **pet_pseudonyms}
-        replacements.update({name: ERASED for _, _, name in holds if name})
+        replacements = Replacements(user={user_id: pseudonym}, pets=pet_pseudonyms, names=names)
         for pet_id, pet_pseudonym in pet_pseudonyms.items():
             Reservation.objects.filter(user_id=user_id, pet_id=pet_id).update(pet_id=pet_pseudonym)
             Booking.objects.filter(user_id=user_id, pet_id=pet_id).update(pet_id=pet_pseudonym)
@@ -314,14 +437,10 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
                 payload=scrub(payload, replacements), metadata=scrub(metadata, replacements)
             )
             tombstoned += 1
-        idempotency = 0
-        for record in IdempotencyKey.objects.filter(principal=user_id):
-            IdempotencyKey.objects.filter(id=record.id).update(
-                principal=pseudonym, response_body=scrub(record.response_body, replacements)
-            )
-            idempotency += 1
+        idempotency = _idempotency_records_scrub(user_id, pseudonym, replacements)
+        owner_limits = _owner_limits_erase(user_id, pseudonym)
         for part in _parts:
-            part.erase(user_id, pseudonym)
+            part.erase(user_id, pseudonym, pet_pseudonyms)
         LocalUser.objects.filter(id=user_id).delete()  # embedded mode's copy of the profile
         counts = {
             "bookings_cancelled": cancelled,
@@ -338,7 +457,7 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
             pseudonym=pseudonym,
             erased_by_type=who["type"],
             erased_by_id=who["id"],
-            counts=counts,
+            counts={**counts, "owner_limits": owner_limits},
         )
         event_append(
             aggregate_type=PERSON_AGGREGATE,

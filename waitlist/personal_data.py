@@ -53,11 +53,13 @@ def waitlist_release(user_id: str) -> int:
     return len(ids)
 
 
-def waitlist_erase(user_id: str, pseudonym: str) -> int:
+def waitlist_erase(user_id: str, pseudonym: str, pet_pseudonyms: dict[str, str]) -> int:
+    """Each pet under the pseudonym the erasure gave it (the one its events now carry); a pet
+    the erasure did not know (its events gone with retention) under one of its own."""
     rows = WaitlistEntry.objects.filter(user_id=user_id)
     pets = sorted(set(rows.values_list("pet_id", flat=True)))
     for n, pet_id in enumerate(pets, 1):
-        rows.filter(pet_id=pet_id).update(pet_id=f"{pseudonym}-w{n}")
+        rows.filter(pet_id=pet_id).update(pet_id=pet_pseudonyms.get(pet_id) or f"{pseudonym}-w{n}")
     return WaitlistEntry.objects.filter(user_id=user_id).update(
         user_id=pseudonym, pet_name="", end_reason=""
     )

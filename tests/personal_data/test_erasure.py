@@ -133,6 +133,7 @@ def test_erasure_leaves_nothing_personal_and_keeps_the_numbers(person, broker_ta
         "payments": [],
         "history": [],
         "notifications": [],
+        "owner_limits": [],
         "waitlist": [],
     }
     answer = api_client_for(sub="owner-1", roles=["pet_owner"]).get("/api/v1/me/data")
