@@ -3,17 +3,24 @@ with holds, bookings, payments, history and notifications, each with its event i
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 
+from bookings.models import Booking
 from bookings.personal_data import person_data_export
+from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 from petpro_booking.events.relay import outbox_relay
+from reservations.services import reservation_create
+from waitlist.services import waitlist_join
 
 from ..conftest import api_client_for
 from ..events.conftest import private_exchange  # noqa: F401  (fixture: this test's exchange)
+from ..factories import LocalPetFactory
 from .conftest import EMAIL, OWNER_REASON, PET_NAME
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,3 +84,24 @@ def test_support_exports_an_owner_from_the_admin(client, person):
     (owner,) = json.loads(answer.content)["owners"]
     assert owner == {**person_data_export(user_id="owner-2"), "generated_at": owner["generated_at"]}
     assert owner["profile"]["pets"][0]["name"] == "Nala"
+
+
+def test_support_exports_a_person_with_only_a_waiting_list_entry_from_the_command(owner_pet, slot):
+    """Not in the bookings admin (no booking to pick): `manage.py export_person USER_ID`."""
+    LocalPetFactory(id="pet-2", species="dog", owner__id="owner-2")
+    other = Principal(sub="owner-2", roles=frozenset({"pet_owner"}))
+    reservation_create(actor=other, slot_id=slot.id, pet_id="pet-2")  # the slot is full
+    waitlist_join(
+        actor=Principal(sub="owner-1", roles=frozenset({"pet_owner"})),
+        slot_id=slot.id,
+        pet_id="pet-1",
+    )
+    assert not Booking.objects.exists()
+    out = io.StringIO()
+    call_command("export_person", "owner-1", stdout=out)
+    document = json.loads(out.getvalue())
+    assert document == {
+        **person_data_export(user_id="owner-1"),
+        "generated_at": document["generated_at"],
+    }
+    assert [entry["pet_id"] for entry in document["waitlist"]] == ["pet-1"]
