@@ -11,10 +11,20 @@ class WaitlistConfig(AppConfig):
         from bookings.personal_data import PersonDataPart, on_person_data
         from slots.locking import on_unit_freed
 
-        from .personal_data import waitlist_erase, waitlist_export, waitlist_release
+        from .personal_data import (
+            waitlist_aggregates,
+            waitlist_erase,
+            waitlist_export,
+            waitlist_release,
+        )
         from .services import waitlist_units_freed
 
         on_unit_freed(waitlist_units_freed)
         on_person_data(
-            PersonDataPart(export=waitlist_export, release=waitlist_release, erase=waitlist_erase)
+            PersonDataPart(
+                export=waitlist_export,
+                release=waitlist_release,
+                erase=waitlist_erase,
+                aggregates=waitlist_aggregates,
+            )
         )

@@ -40,6 +40,13 @@ def waitlist_export(user_id: str) -> dict[str, Any]:
     }
 
 
+def waitlist_aggregates(user_id: str) -> list[str]:
+    """The person's entries, as the event store names their aggregates."""
+    return [
+        str(i) for i in WaitlistEntry.objects.filter(user_id=user_id).values_list("id", flat=True)
+    ]
+
+
 def waitlist_release(user_id: str) -> int:
     """Leave every live entry through the service (an offer's hold goes to the next in line)."""
     from .services import waitlist_end
