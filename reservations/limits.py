@@ -87,22 +87,34 @@ def fair_use_guard(owner_id: str, *slots: SlotKeyed) -> Iterator[None]:
 
 
 # The hold's check in one statement with no ORM compilation (it runs on every hold): the
-# owner's live holds and support's override of the limit, if any. The status is part of the
-# text, not a parameter, so the prepared statement's generic plan can use the partial index
-# reservations_owner_held_idx (with a parameter, PostgreSQL planned it anew on every hold).
+# owner's live holds, their places on waiting lists (the `waitlist_entries` table read by name,
+# as search reads `reservations`: the app above is not imported) and support's override of the
+# limit, if any. The statuses are part of the text, not parameters, so the prepared statement's
+# generic plan can use the partial index reservations_owner_held_idx (with a parameter,
+# PostgreSQL planned it anew on every hold).
 _LIVE_HOLDS_SQL = (
     "SELECT (SELECT count(*) FROM reservations"
     " WHERE user_id = %s AND status = 'held' AND expires_at > %s),"
+    " (SELECT count(*) FROM waitlist_entries WHERE user_id = %s AND status = 'waiting'),"
     " (SELECT max_live_holds FROM owner_limits WHERE user_id = %s)"
 )
 
 
 def hold_limits_check(*, owner_id: str, adding: int = 1) -> None:
     """Under `fair_use_guard`, before the hold's transaction: refuse `adding` holds (one per
-    pet of a group) that would take the owner past their live-hold limit."""
-    with prepared_cursor() as cursor:
-        cursor.execute(_LIVE_HOLDS_SQL, [owner_id, timezone.now(), owner_id])
-        live, override = cursor.fetchone()
-    maximum = settings.FAIR_USE_MAX_LIVE_HOLDS if override is None else override
-    if live + adding > maximum:
+    pet of a group) that would take the owner past their live-hold limit. A place on a waiting
+    list is a hold to come (docs/bookings.md, Waiting list): live holds plus waiting entries
+    stay within the limit, so an offer, which turns an entry into a hold, never passes it."""
+    live, waiting, maximum = live_holds_of(owner_id=owner_id)
+    if live + waiting + adding > maximum:
         raise limit_refuse(limit="live_holds_per_owner", maximum=maximum)
+
+
+def live_holds_of(*, owner_id: str) -> tuple[int, int, int]:
+    """(live holds, waiting entries, live-hold limit) of the owner, in one statement: what
+    `hold_limits_check` compares, for a reader that explains it (availability)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_LIVE_HOLDS_SQL, [owner_id, timezone.now(), owner_id, owner_id])
+        live, waiting, override = cursor.fetchone()
+    maximum = settings.FAIR_USE_MAX_LIVE_HOLDS if override is None else override
+    return live, waiting, maximum

@@ -120,13 +120,16 @@ class SlotAvailabilityView(APIView):
             )
         ],
         responses={200: AvailabilityOutput, **error_responses(404, 503)},
-        description="`bookable` and every reason it is not, each a code and a sentence: "
-        "`slot_full` (details: booked, held, when the earliest hold expires), `slot_closed` "
-        "(when the clinic closed it), `too_late_to_book`, `beyond_booking_horizon`, "
-        "`slot_started`, `clinic_inactive`, `service_inactive`, `invalid_pet`, "
-        "`species_not_accepted`, `already_booked`, `already_held`, `limit_exceeded` (your "
-        "live-hold limit). Also the caller's place on the slot's waiting list and up to 5 "
-        "bookable slots of the same service and clinic. Read from the current rows and the "
+        description="`bookable` (true exactly when a hold now would be made) and every "
+        "reason it is not, each a code and a sentence: `slot_full` (details: booked, held, "
+        "when the earliest hold expires; a hold past its expiry counts free only beyond the "
+        "owners waiting for the slot, who get it first), `slot_closed` (when the clinic "
+        "closed it), `too_late_to_book`, `beyond_booking_horizon`, `slot_started`, "
+        "`clinic_inactive`, `service_inactive`, `invalid_pet`, `species_not_accepted`, "
+        "`limit_exceeded` (your live-hold limit: live holds plus waiting entries). `notes` "
+        "say what you already have there (`already_booked`, `already_held`): information "
+        "that refuses no hold. Also the caller's place on the slot's waiting list and up to "
+        "5 bookable slots of the same service and clinic. Read from the current rows and the "
         "event store, never cached.",
     )
     def get(self, request: Request, slot_id: str) -> Response:

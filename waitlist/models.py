@@ -18,7 +18,10 @@ class EntryStatus(models.TextChoices):
     OFFER_EXPIRED = "offer_expired", "Offer expired"
     LEFT = "left", "Left"  # the owner left (or declined the offer by releasing its hold)
     REMOVED = "removed", "Removed"  # by staff, with a reason
-    ENDED = "ended", "Ended"  # the slot started before a unit came free
+    # Ended by the service, `end_reason` says why: the slot started (`slot_started`) or its
+    # notice began (`too_late_to_book`) before a unit came free, or the owner holds or booked
+    # the slot for that pet already (`already_held`, `already_booked`).
+    ENDED = "ended", "Ended"
 
 
 LIVE_STATUSES = (EntryStatus.WAITING, EntryStatus.OFFERED)

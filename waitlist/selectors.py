@@ -17,7 +17,7 @@ from petpro_booking.core.errors import NotFound
 from petpro_booking.core.http import uuid_or_none, uuid_or_not_found
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
-from reservations.limits import limits_for
+from reservations.limits import live_holds_of
 from reservations.models import Reservation, ReservationStatus
 from slots import rules as booking_rules
 from slots.models import Slot, free_units
@@ -91,9 +91,12 @@ def _closed_by(slot: Slot) -> dict[str, Any]:
 def slot_availability(
     *, actor: Principal, slot_id: uuid.UUID | str, pet_id: str | None = None
 ) -> dict[str, Any]:
-    """`{bookable, reasons: [{code, message, details}], waitlist_position, next_slots}` for
-    the caller (and one of their pets), from the current rows and the event store, with the
-    same rules as a hold (slots/rules.py) and the same free count (expired holds free)."""
+    """`{bookable, reasons: [{code, message, details}], notes, waitlist_position,
+    next_slots}` for the caller (and one of their pets), from the current rows and the event
+    store, with the same rules as a hold (slots/rules.py), the same free count (a hold past
+    its expiry is free only beyond the owners waiting, who get it first: `waitlist_stale_free`)
+    and the same live-hold limit. `bookable` is true exactly when a hold would be made;
+    `notes` say what the caller already holds or booked there, which refuses no hold."""
     try:
         slot = Slot.objects.select_related("clinic", "service").get(
             id=uuid_or_not_found(slot_id, what="slot")
@@ -108,11 +111,18 @@ def slot_availability(
         stale=Count("id", filter=Q(expires_at__lte=now)),
         earliest=Min("expires_at", filter=Q(expires_at__gt=now)),
     )
+    waiting = (
+        WaitlistEntry.objects.filter(slot_id=slot.id, status=EntryStatus.WAITING).count()
+        if holds["stale"]
+        else 0
+    )
+    stale_free = waitlist_stale_free(stale=holds["stale"], waiting=waiting)
+    holds["for_the_line"] = holds["stale"] - stale_free
     free = free_units(
         capacity=slot.capacity,
         booked_count=slot.booked_count,
         held_count=slot.held_count,
-        expired_holds=holds["stale"],
+        expired_holds=stale_free,
     )
     codes = booking_rules.slot_refusals(
         start_at=slot.start_at,
@@ -142,7 +152,9 @@ def slot_availability(
             )
         else:
             species = pet.species
-    reasons.extend(_own_reasons(actor=actor, slot=slot, now=now, zone=zone))
+    limit = _limit_reason(actor=actor)
+    if limit is not None:
+        reasons.append(limit)
     entry = WaitlistEntry.objects.filter(
         slot_id=slot.id, user_id=actor.sub, status__in=[EntryStatus.WAITING]
     ).first()
@@ -159,6 +171,7 @@ def slot_availability(
         "slot_id": str(slot.id),
         "bookable": not reasons,
         "reasons": reasons,
+        "notes": _own_notes(actor=actor, slot=slot, now=now, zone=zone),
         "waitlist_position": waitlist_position(entry) if entry else None,
         "waitlist_entry_id": str(entry.id) if entry else None,
         "next_slots": [row for row in found["results"] if row["id"] != str(slot.id)][:NEXT_SLOTS],
@@ -181,6 +194,9 @@ def _rule_reason(
             f"All {slot.capacity} places are taken: {slot.booked_count} booked, "
             f"{holds['live']} held."
         )
+        if holds["for_the_line"]:
+            details["expired_for_the_line"] = holds["for_the_line"]
+            message += f" {holds['for_the_line']} more expired and go to the owners waiting first."
         if earliest:
             message += f" The earliest hold expires at {_local(earliest, zone)}."
     elif code == booking_rules.SLOT_CLOSED:
@@ -217,9 +233,21 @@ def _rule_reason(
     return {"code": code, "message": message, "details": details}
 
 
-def _own_reasons(
+def waitlist_stale_free(*, stale: int, waiting: int) -> int:
+    """Of `stale` holds past their expiry (not yet expired by the job) on a slot with `waiting`
+    owners in line, how many units a hold from outside the line would get: the hold's lazy
+    expiry gives them back through the waiting list's hook, which offers them to the line
+    first. No line: all of them."""
+    return max(0, stale - waiting)
+
+
+def _own_notes(
     *, actor: Principal, slot: Slot, now: dt.datetime, zone: ZoneInfo
 ) -> list[dict[str, Any]]:
+    """What the caller already has on this slot: `already_booked` (with the reference) and
+    `already_held` (until when). Information only: no hold is refused for it (a second pet, or
+    the same pet again, may be held; the bookings-per-pet-per-day limit is checked at
+    confirm), so it never makes `bookable` false."""
     found = []
     booking = (
         Booking.objects.filter(
@@ -257,17 +285,18 @@ def _own_reasons(
                 },
             }
         )
-    maximum = limits_for(owner_id=actor.sub).live_holds
-    live = Reservation.objects.filter(
-        user_id=actor.sub, status=ReservationStatus.HELD, expires_at__gt=now
-    ).count()
-    if hold is None and live >= maximum:
-        found.append(
-            {
-                "code": "limit_exceeded",
-                "message": f"You already hold {live} slots, the most one owner may hold at once "
-                f"({maximum}); confirm or release one first.",
-                "details": {"limit": "live_holds_per_owner", "max": maximum},
-            }
-        )
     return found
+
+
+def _limit_reason(*, actor: Principal) -> dict[str, Any] | None:
+    """`limit_exceeded` when a hold would pass the caller's live-hold limit: the hold's own
+    count (`reservations.limits.live_holds_of`), live holds plus waiting entries."""
+    live, waiting, maximum = live_holds_of(owner_id=actor.sub)
+    if live + waiting + 1 <= maximum:
+        return None
+    return {
+        "code": "limit_exceeded",
+        "message": f"You already hold {live} slots and wait for {waiting}, together the most "
+        f"one owner may have at once ({maximum}); confirm, release or leave one first.",
+        "details": {"limit": "live_holds_per_owner", "max": maximum},
+    }

@@ -75,8 +75,6 @@ class AvailabilityReason(serializers.Serializer):
             "slot_full",
             "invalid_pet",
             "species_not_accepted",
-            "already_booked",
-            "already_held",
             "limit_exceeded",
         ]
     )
@@ -84,10 +82,24 @@ class AvailabilityReason(serializers.Serializer):
     details = serializers.DictField()
 
 
+class AvailabilityNote(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["already_booked", "already_held"])
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
 class AvailabilityOutput(serializers.Serializer):
     slot_id = serializers.UUIDField()
     bookable = serializers.BooleanField()
-    reasons = AvailabilityReason(many=True)
+    reasons = AvailabilityReason(
+        many=True, help_text="Every rule that refuses a hold now; empty exactly when bookable."
+    )
+    notes = AvailabilityNote(
+        many=True,
+        help_text="What the caller already holds or booked on this slot (`already_held`, "
+        "`already_booked`). Information only: it refuses no hold and never makes `bookable` "
+        "false.",
+    )
     waitlist_position = serializers.IntegerField(allow_null=True)
     waitlist_entry_id = serializers.UUIDField(allow_null=True)
     next_slots = SlotOutput(many=True)

@@ -9,7 +9,12 @@ the unit in between.
 
 * FIFO by `joined_at` (database clock), ties by id.
 * One live offer per owner, whichever the slot: a unique index says so; an owner who holds
-  one is passed over (keeps the place) and gets the next unit after that offer ends.
+  a live one is passed over (keeps the place) and gets the next unit after that offer ends.
+  An offered entry whose hold is over (confirmed, or past its expiry before the job) is
+  settled when it stands in the way, so nobody is passed over for an offer that is over.
+* No offer where the booking rules refuse a hold (slots/rules.py); inside the notice the line
+  ends. No offer to an owner who already holds or booked the slot for that pet: that entry
+  ends. A hold past its expiry goes to the line before anyone outside it.
 * An offer is a hold of WAITLIST_OFFER_SECONDS; confirming it is the normal confirm. When it
   expires (expiry job or lazily) or its owner releases it, the unit goes back, which offers
   it to the next in line, in that transaction again.
@@ -19,11 +24,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Least, Now
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus
@@ -33,17 +43,33 @@ from petpro_booking.core.http import uuid_or_none
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.services import event_append, events_append
 from reservations.errors import InvalidPet
-from reservations.limits import limit_refuse, limits_for
+from reservations.limits import hold_limits_check
 from reservations.models import Reservation, ReservationStatus
-from reservations.services import reservation_hold_for, reservation_release_locked
+from reservations.services import (
+    reservation_expire_stale,
+    reservation_hold_for,
+    reservation_release_locked,
+)
 from slots.locking import slot_write
 from slots.models import Slot, SlotStatus, free_units
-from slots.rules import SLOT_CLOSED, refusal_error, rules_of, slot_hold_check, species_accepted
+from slots.rules import (
+    NOTICE_MINUTES_MAX,
+    SLOT_CLOSED,
+    SLOT_STARTED,
+    TOO_LATE_TO_BOOK,
+    notice_edge,
+    refusal_error,
+    rules_of,
+    slot_hold_check,
+    slot_refusals,
+    species_accepted,
+)
 from slots.selectors import slot_get
 
 from .errors import AlreadyBooked, AlreadyWaiting, SlotHasRoom
 from .events import WAITLIST_AGGREGATE, waitlist_event_data
 from .models import LIVE_STATUSES, EntryStatus, WaitlistEntry
+from .selectors import waitlist_stale_free
 
 OFFER_SETTLED: dict[str, str] = {
     ReservationStatus.CONFIRMED: EntryStatus.BOOKED,
@@ -107,10 +133,7 @@ def waitlist_join(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) ->
         now = timezone.now()
         if slot.status != SlotStatus.OPEN:
             raise refusal_error(SLOT_CLOSED, slot=slot, rules=rules_of(slot.service))
-        stale = Reservation.objects.filter(
-            slot_id=slot.id, status=ReservationStatus.HELD, expires_at__lte=now
-        ).count()
-        if _free_units(slot.id) + stale > 0:
+        if _free_units(slot.id) + _stale_free(slot.id, now=now) > 0:
             raise SlotHasRoom(details={"slot_id": str(slot.id)})
         mine = (
             Reservation.objects.filter(
@@ -142,16 +165,25 @@ def waitlist_join(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) ->
     return slot_write(slot, name="waitlist_join", decide=join)
 
 
+def _stale_free(slot_id: uuid.UUID, *, now: dt.datetime) -> int:
+    """Units of holds past their expiry (not yet expired by the job) that a hold at `now` would
+    get: the hold's lazy expiry gives them back through the hook, which offers them to the
+    owners waiting first, so only those beyond the line's length are free for anyone else
+    (`waitlist_stale_free`, the rule availability shares)."""
+    stale = Reservation.objects.filter(
+        slot_id=slot_id, status=ReservationStatus.HELD, expires_at__lte=now
+    ).count()
+    if not stale:
+        return 0
+    waiting = WaitlistEntry.objects.filter(slot_id=slot_id, status=EntryStatus.WAITING).count()
+    return waitlist_stale_free(stale=stale, waiting=waiting)
+
+
 def _join_limits_check(*, owner_id: str, now: dt.datetime) -> None:
     """Fair use (issue 12): a place in line is a hold to come, so live holds and waiting
-    entries together stay within the owner's live-hold limit (409 limit_exceeded)."""
-    maximum = limits_for(owner_id=owner_id).live_holds
-    holds = Reservation.objects.filter(
-        user_id=owner_id, status=ReservationStatus.HELD, expires_at__gt=now
-    ).count()
-    waiting = WaitlistEntry.objects.filter(user_id=owner_id, status=EntryStatus.WAITING).count()
-    if holds + waiting >= maximum:
-        raise limit_refuse(limit="live_holds_per_owner", maximum=maximum)
+    entries together stay within the owner's live-hold limit (409 limit_exceeded): the hold's
+    own count (`hold_limits_check`), which counts both."""
+    hold_limits_check(owner_id=owner_id)
 
 
 def _entry_for(*, actor: Principal, entry_id: uuid.UUID | str) -> WaitlistEntry:
@@ -209,6 +241,19 @@ def waitlist_remove(*, actor: Principal, entry_id: uuid.UUID | str, reason: str)
 
 # --- offers: the "unit freed" hook -----------------------------------------------------------
 
+# The slots whose line this transaction is offering right now: settling an owner's dead offer
+# on another slot may offer that slot's unit too (nested); it never re-enters one of these.
+_offering: ContextVar[frozenset[uuid.UUID]] = ContextVar("waitlist_offering", default=frozenset())
+
+
+@contextmanager
+def _offering_slot(slot_id: uuid.UUID) -> Iterator[None]:
+    token = _offering.set(_offering.get() | {slot_id})
+    try:
+        yield
+    finally:
+        _offering.reset(token)
+
 
 def _settle_offers(slot: Slot) -> None:
     """Offered entries of the slot whose hold is no longer held end as booked, offer expired
@@ -230,53 +275,180 @@ def _settle_offers(slot: Slot) -> None:
             _append(entry, slot=slot, event_type="WaitlistLeft", actor=SYSTEM, reason="declined")
 
 
+def _end_entry(entry: WaitlistEntry, *, slot: Slot, reason: str, now: dt.datetime) -> None:
+    """A waiting entry (row-locked) ends `ended` with `reason` (WaitlistLeft says it)."""
+    _change(entry, status=EntryStatus.ENDED, ended_at=now, end_reason=reason)
+    _append(entry, slot=slot, event_type="WaitlistLeft", actor=SYSTEM, reason=reason)
+
+
+def _already_theirs(slot: Slot, *, owners: set[str], now: dt.datetime) -> dict[tuple, str]:
+    """(owner, pet) of the line that already hold a live hold on the slot ("already_held") or
+    have a live booking of it ("already_booked"): an offer would give them a second unit."""
+    found: dict[tuple, str] = {}
+    for key in Reservation.objects.filter(
+        slot_id=slot.id, user_id__in=owners, status=ReservationStatus.HELD, expires_at__gt=now
+    ).values_list("user_id", "pet_id"):
+        found[key] = "already_held"
+    for key in Booking.objects.filter(
+        slot_id=slot.id,
+        user_id__in=owners,
+        status__in=[BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED],
+    ).values_list("user_id", "pet_id"):
+        found[key] = "already_booked"
+    return found
+
+
+def _free_dead_offer(owner_id: str, *, now: dt.datetime) -> bool:
+    """One live offer per owner: the owner's offered entry on another slot keeps them from a
+    second offer (the unique index). When that offer is not live any more — its hold was
+    confirmed (the entry is only settled by its slot's next write or the sweep), or is past
+    its expiry before the expiry job ran — it is settled now, so the owner is not passed over
+    for an offer that is over: its slot's row is locked without waiting (NOWAIT; held by
+    another writer, the owner is passed over as before, which that writer's settling fixes
+    for the next unit) and, past expiry, its hold expires here, which gives that unit back to
+    its own line (the hook, nested). True when the owner holds no offer any more."""
+    other = (
+        WaitlistEntry.objects.select_related("reservation")
+        .filter(user_id=owner_id, status=EntryStatus.OFFERED)
+        .first()
+    )
+    if other is None or other.reservation is None:
+        return False  # an offer committed by a write this snapshot does not see: live
+    hold = other.reservation
+    if hold.status == ReservationStatus.HELD and hold.expires_at > now:
+        return False  # a live offer: passed over, keeps the place
+    if other.slot_id in _offering.get():
+        return False
+    try:
+        with transaction.atomic():
+            elsewhere = (
+                Slot.objects.select_for_update(nowait=True, of=("self",))
+                .select_related("clinic", "service")
+                .annotate(db_now=Now())
+                .get(id=other.slot_id)
+            )
+            if hold.status == ReservationStatus.HELD:
+                # Gives the unit back: the hook settles the entry (offer expired) and offers
+                # the unit to that slot's line.
+                reservation_expire_stale(slot=elsewhere)
+            else:
+                waitlist_offer_free_units(elsewhere)  # settles it (booked, left, expired)
+    except OperationalError:  # its slot is being written: that write settles it
+        return False
+    return not WaitlistEntry.objects.filter(user_id=owner_id, status=EntryStatus.OFFERED).exists()
+
+
+def _offer_to(
+    entry: WaitlistEntry, *, slot: Slot, now: dt.datetime, expires_at: dt.datetime
+) -> str:
+    """Try to offer the unit to `entry`: "offered", "full" (no unit to give), or "has_offer"
+    (the owner holds an offer elsewhere: the one-offer index refused, nothing written)."""
+    try:
+        with transaction.atomic():  # savepoint: the owner's one-offer index may refuse
+            hold = reservation_hold_for(
+                slot=slot,
+                user_id=entry.user_id,
+                pet_id=entry.pet_id,
+                pet_name=entry.pet_name,
+                expires_at=expires_at,
+            )
+            if hold is None:
+                return "full"
+            _change(
+                entry,
+                status=EntryStatus.OFFERED,
+                reservation_id=hold.id,
+                offered_at=now,
+                offer_expires_at=expires_at,
+            )
+    except IntegrityError:
+        entry.refresh_from_db()
+        return "has_offer"
+    return "offered"
+
+
 def _offer_one(slot: Slot, *, now: dt.datetime) -> bool:
     """Offer one free unit to the first waiting owner without another live offer. False when
-    nobody in line can take it (or the slot cannot give a unit)."""
+    nobody in line can take it (or the slot cannot give a unit).
+
+    An entry whose owner already holds or booked this slot for that pet ends (`ended`,
+    reason `already_held` / `already_booked`) instead: an offer would give them a second unit
+    of one visit. An owner whose other offer is over is not passed over (`_free_dead_offer`)."""
     expires_at = now + dt.timedelta(seconds=settings.WAITLIST_OFFER_SECONDS)
-    line = (
+    line = list(
         WaitlistEntry.objects.select_for_update(of=("self",))
         .filter(slot_id=slot.id, status=EntryStatus.WAITING)
         .order_by("joined_at", "id")
     )
+    theirs = _already_theirs(slot, owners={entry.user_id for entry in line}, now=now)
     for entry in line:
-        try:
-            with transaction.atomic():  # savepoint: the owner's one-offer index may refuse
-                hold = reservation_hold_for(
-                    slot=slot,
-                    user_id=entry.user_id,
-                    pet_id=entry.pet_id,
-                    pet_name=entry.pet_name,
-                    expires_at=expires_at,
-                )
-                if hold is None:
-                    return False
-                _change(
-                    entry,
-                    status=EntryStatus.OFFERED,
-                    reservation_id=hold.id,
-                    offered_at=now,
-                    offer_expires_at=expires_at,
-                )
-        except IntegrityError:
-            entry.refresh_from_db()
+        reason = theirs.get((entry.user_id, entry.pet_id))
+        if reason is not None:
+            _end_entry(entry, slot=slot, reason=reason, now=now)
+            continue
+        outcome = _offer_to(entry, slot=slot, now=now, expires_at=expires_at)
+        if outcome == "has_offer" and _free_dead_offer(entry.user_id, now=now):
+            outcome = _offer_to(entry, slot=slot, now=now, expires_at=expires_at)
+        if outcome == "full":
+            return False
+        if outcome == "has_offer":
             continue  # a live offer elsewhere: keeps the place, passed over this time
         _append(entry, slot=slot, event_type="WaitlistOffered", actor=SYSTEM)
         return True
     return False
 
 
+def _line_end_reason(slot: Slot, *, now: dt.datetime) -> str | None:
+    """Why the slot's line can never get an offer any more: `slot_started`, or
+    `too_late_to_book` once the service's notice has begun (no hold is allowed from then on,
+    for the line as for anyone). None while it still may."""
+    if slot.start_at <= now:
+        return SLOT_STARTED
+    if now > notice_edge(start_at=slot.start_at, rules=rules_of(slot.service)):
+        return TOO_LATE_TO_BOOK
+    return None
+
+
+def _offer_refused(slot: Slot, *, now: dt.datetime) -> bool:
+    """The booking rules of a hold (slots/rules.py) refuse an offer as they refuse anyone's
+    hold: an inactive clinic or service, a closed or started slot, inside the notice, beyond
+    the horizon. The capacity is not asked here (the conditional UPDATE says it)."""
+    return bool(
+        slot_refusals(
+            start_at=slot.start_at,
+            status=slot.status,
+            available=1,
+            clinic_active=slot.clinic.active,
+            service_active=slot.service.active,
+            zone=ZoneInfo(slot.clinic.timezone),
+            rules=rules_of(slot.service),
+            now=now,
+        )
+    )
+
+
 def waitlist_offer_free_units(slot: Slot) -> int:
     """Settle the slot's ended offers and offer every free unit to the line, in this
-    transaction (the slot row locked by it). Returns how many offers were made."""
+    transaction (the slot row locked by it). Returns how many offers were made.
+
+    No offer when the booking rules refuse a hold (`_offer_refused`): the unit stays free,
+    for anyone the rules let hold it (nobody, until the rule changes). Inside the notice (or
+    once started) the waiting entries end, with that reason; an inactive clinic or service,
+    a closed slot or a slot beyond the horizon keeps its line, offered again by the sweep once
+    a hold would be allowed."""
     now = timezone.now()
-    _settle_offers(slot)
-    if slot.status != SlotStatus.OPEN or slot.start_at <= now:
-        return 0
-    made = 0
-    while _free_units(slot.id) > 0 and _offer_one(slot, now=now):
-        made += 1
-    return made
+    with _offering_slot(slot.id):
+        _settle_offers(slot)
+        ending = _line_end_reason(slot, now=now)
+        if ending is not None:
+            _end_line(slot, reason=ending)
+            return 0
+        if _offer_refused(slot, now=now):
+            return 0
+        made = 0
+        while _free_units(slot.id) > 0 and _offer_one(slot, now=now):
+            made += 1
+        return made
 
 
 def waitlist_units_freed(slot_ids: list[uuid.UUID]) -> None:
@@ -310,10 +482,10 @@ STARTED_SLOTS_PER_SWEEP = 200
 DUE_SLOTS_PER_SWEEP = 500
 
 
-def _end_started_line(slot: Slot) -> int:
-    """Inside the slot write of a slot that has started: its waiting entries end (`ended`,
-    reason `slot_started`) in one UPDATE, their WaitlistLeft events in one INSERT. Offered
-    entries keep their hold, which ends as any hold does. Returns how many ended."""
+def _end_line(slot: Slot, *, reason: str) -> int:
+    """Inside the slot write: the slot's waiting entries end (`ended`, with `reason`) in one
+    UPDATE, their WaitlistLeft events in one INSERT. Offered entries keep their hold, which
+    ends as any hold does. Returns how many ended."""
     entries = list(
         WaitlistEntry.objects.select_for_update(of=("self",))
         .filter(slot_id=slot.id, status=EntryStatus.WAITING)
@@ -325,18 +497,17 @@ def _end_started_line(slot: Slot) -> int:
     WaitlistEntry.objects.filter(id__in=[entry.id for entry in entries]).update(
         status=EntryStatus.ENDED,
         ended_at=ended_at,
-        end_reason="slot_started",
+        end_reason=reason,
         version=F("version") + 1,
     )
     for entry in entries:
-        entry.status, entry.ended_at, entry.end_reason = EntryStatus.ENDED, ended_at, "slot_started"
+        entry.status, entry.ended_at, entry.end_reason = EntryStatus.ENDED, ended_at, reason
         entry.version += 1
     events_append(
         aggregate_type=WAITLIST_AGGREGATE,
         event_type="WaitlistLeft",
         items=[
-            (entry.id, waitlist_event_data(entry, slot=slot, reason="slot_started"))
-            for entry in entries
+            (entry.id, waitlist_event_data(entry, slot=slot, reason=reason)) for entry in entries
         ],
         versions=[entry.version for entry in entries],
         actor=SYSTEM,
@@ -344,15 +515,38 @@ def _end_started_line(slot: Slot) -> int:
     return len(entries)
 
 
+def _end_started_line(slot: Slot) -> int:
+    """Inside the slot write of a slot that has started, or whose service's notice has begun:
+    its waiting entries end (`slot_started` / `too_late_to_book`). Returns how many ended."""
+    reason = _line_end_reason(slot, now=timezone.now())
+    return 0 if reason is None else _end_line(slot, reason=reason)
+
+
+def _notice_edge_expression() -> ExpressionWrapper:
+    """`notice_edge` of an entry's slot in SQL: its start less its service's notice (the
+    setting when unset, at most NOTICE_MINUTES_MAX), as slots/rules.py computes it."""
+    minutes = Least(
+        Coalesce(
+            F("slot__service__min_notice_minutes"), Value(settings.BOOKING_MIN_NOTICE_MINUTES)
+        ),
+        Value(NOTICE_MINUTES_MAX),
+    )
+    notice = ExpressionWrapper(
+        minutes * Value(dt.timedelta(minutes=1)), output_field=DurationField()
+    )
+    return ExpressionWrapper(F("slot__start_at") - notice, output_field=DateTimeField())
+
+
 def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
     """The slots whose slot write has work to do: an offer whose hold ended (confirmed, expired
     or released: the entry is settled, also once the slot has started, so an offer confirmed
     in its last minutes does not keep the owner's one live offer), or, before the start, a
     free unit with someone waiting (an owner passed over while holding another offer, whose
-    offer has ended since). Read in one statement, so a full slot with a line costs the sweep
-    nothing: no lock taken every minute on the slots owners queue for (a unit that frees
-    reaches the line in its own transaction, `waitlist_units_freed`; the slot write checks
-    everything again under the lock)."""
+    offer has ended since; a service or clinic active again) at an active clinic and service.
+    Read in one statement, so a full slot with a line costs the sweep nothing: no lock taken
+    every minute on the slots owners queue for (a unit that frees reaches the line in its own
+    transaction, `waitlist_units_freed`; the slot write checks everything again under the
+    lock)."""
     return (
         WaitlistEntry.objects.filter(
             Q(status=EntryStatus.OFFERED, reservation__status__in=list(OFFER_SETTLED))
@@ -360,6 +554,8 @@ def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
                 status=EntryStatus.WAITING,
                 slot__start_at__gt=now,
                 slot__status=SlotStatus.OPEN,
+                slot__clinic__active=True,
+                slot__service__active=True,
                 slot__held_count__lt=F("slot__capacity") - F("slot__booked_count"),
             )
         )
@@ -370,20 +566,22 @@ def _slots_due(now: dt.datetime) -> QuerySet[WaitlistEntry, uuid.UUID]:
 
 
 def waitlist_sweep() -> dict[str, int]:
-    """Every minute: entries of slots that started end (one slot write per slot, whatever the
-    length of its line); offers whose hold was confirmed are marked booked; a slot with free
-    units and a line (an owner passed over while holding another offer, whose offer has ended
-    since) offers them; an offer settles even after its slot started. Safe to run twice."""
+    """Every minute: entries of slots that started, or whose service's notice has begun, end
+    (one slot write per slot, whatever the length of its line); offers whose hold was
+    confirmed are marked booked; a slot with free units and a line (an owner passed over while
+    holding another offer, whose offer has ended since) offers them; an offer settles even
+    after its slot started. Safe to run twice."""
     now = timezone.now()
     counts = {"ended": 0, "offered": 0}
-    started = (
-        WaitlistEntry.objects.filter(status=EntryStatus.WAITING, slot__start_at__lte=now)
+    ending = (
+        WaitlistEntry.objects.annotate(notice_edge=_notice_edge_expression())
+        .filter(Q(slot__start_at__lte=now) | Q(notice_edge__lt=now), status=EntryStatus.WAITING)
         .values_list("slot_id", flat=True)
         .order_by("slot_id")
         .distinct()
     )
     for slot in Slot.objects.select_related("clinic", "service").filter(
-        id__in=list(started[:STARTED_SLOTS_PER_SWEEP])
+        id__in=list(ending[:STARTED_SLOTS_PER_SWEEP])
     ):
         counts["ended"] += slot_write(slot, name="waitlist_sweep", decide=_end_started_line)
     for slot in Slot.objects.select_related("clinic", "service").filter(

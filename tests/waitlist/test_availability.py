@@ -47,8 +47,10 @@ def test_full_says_how_many_are_held_and_when_the_first_hold_expires(owners, slo
     assert full["details"]["earliest_hold_expires_at"] == held.json()["expires_at"]
     assert "1 held" in full["message"]
     assert answer["waitlist_position"] == 1
-    # The holder itself is told it already holds the slot.
-    assert "already_held" in codes(availability(owners[2], slot))
+    # The holder itself is told it already holds the slot, as a note: the slot is full.
+    mine = availability(owners[2], slot)
+    assert codes(mine) == ["slot_full"]
+    assert [note["code"] for note in mine["notes"]] == ["already_held"]
 
 
 def test_a_hold_past_its_expiry_counts_free_before_the_job(owners, slot):
@@ -107,9 +109,15 @@ def test_already_booked_by_you(owners, clinic_service):
     booked = owners[1].post(f"/api/v1/reservations/{held.json()['id']}/confirm")
     assert booked.status_code == 201
     answer = availability(owners[1], roomy)
-    assert codes(answer) == ["already_booked"]
-    assert answer["reasons"][0]["details"]["reference"] == booked.json()["reference"]
+    # Information, not a refusal: the owner's hold (another pet, or the same pet again: the
+    # per-day limit is the confirm's) would be made, so the slot is bookable.
+    assert answer["bookable"] is True
+    assert answer["reasons"] == []
+    assert [note["code"] for note in answer["notes"]] == ["already_booked"]
+    assert answer["notes"][0]["details"]["reference"] == booked.json()["reference"]
+    assert hold(owners[1], roomy, "pet-1").status_code == 201
     assert availability(owners[2], roomy)["bookable"] is True
+    assert availability(owners[2], roomy)["notes"] == []
 
 
 def test_unknown_or_malformed_slot_is_404_and_anonymous_401(owners, slot, anon_client):
