@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
-from django.db.models.functions import Coalesce, Least, Now
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus
@@ -46,7 +43,6 @@ from reservations.errors import InvalidPet
 from reservations.limits import hold_limits_check
 from reservations.models import Reservation, ReservationStatus
 from reservations.services import (
-    reservation_expire_stale,
     reservation_hold_for,
     reservation_release_locked,
 )
@@ -241,19 +237,6 @@ def waitlist_remove(*, actor: Principal, entry_id: uuid.UUID | str, reason: str)
 
 # --- offers: the "unit freed" hook -----------------------------------------------------------
 
-# The slots whose line this transaction is offering right now: settling an owner's dead offer
-# on another slot may offer that slot's unit too (nested); it never re-enters one of these.
-_offering: ContextVar[frozenset[uuid.UUID]] = ContextVar("waitlist_offering", default=frozenset())
-
-
-@contextmanager
-def _offering_slot(slot_id: uuid.UUID) -> Iterator[None]:
-    token = _offering.set(_offering.get() | {slot_id})
-    try:
-        yield
-    finally:
-        _offering.reset(token)
-
 
 def _settle_offers(slot: Slot) -> None:
     """Offered entries of the slot whose hold is no longer held end as booked, offer expired
@@ -300,42 +283,43 @@ def _already_theirs(slot: Slot, *, owners: set[str], now: dt.datetime) -> dict[t
 
 def _free_dead_offer(owner_id: str, *, now: dt.datetime) -> bool:
     """One live offer per owner: the owner's offered entry on another slot keeps them from a
-    second offer (the unique index). When that offer is not live any more — its hold was
-    confirmed (the entry is only settled by its slot's next write or the sweep), or is past
-    its expiry before the expiry job ran — it is settled now, so the owner is not passed over
-    for an offer that is over: its slot's row is locked without waiting (NOWAIT; held by
-    another writer, the owner is passed over as before, which that writer's settling fixes
-    for the next unit) and, past expiry, its hold expires here, which gives that unit back to
-    its own line (the hook, nested). True when the owner holds no offer any more."""
-    other = (
-        WaitlistEntry.objects.select_related("reservation")
-        .filter(user_id=owner_id, status=EntryStatus.OFFERED)
-        .first()
-    )
-    if other is None or other.reservation is None:
-        return False  # an offer committed by a write this snapshot does not see: live
-    hold = other.reservation
-    if hold.status == ReservationStatus.HELD and hold.expires_at > now:
-        return False  # a live offer: passed over, keeps the place
-    if other.slot_id in _offering.get():
-        return False
+    second offer (the unique index). When that offer is over — its hold was confirmed, or is
+    past its expiry before the expiry job ran — the entry is settled now, as its own slot's
+    next write or the sweep would settle it (booked, or offer expired), so the owner is not
+    passed over for an offer that is over. Only the entry row changes, locked without waiting
+    (being settled by its slot's writer, the owner is passed over as before); that slot's
+    counters are left to its own slot write (a hold past expiry gives its unit back to that
+    slot's line when it is expired). True when the owner holds no offer any more."""
     try:
-        with transaction.atomic():
-            elsewhere = (
-                Slot.objects.select_for_update(nowait=True, of=("self",))
-                .select_related("clinic", "service")
-                .annotate(db_now=Now())
-                .get(id=other.slot_id)
+        with transaction.atomic():  # savepoint: NOWAIT may refuse
+            other = (
+                WaitlistEntry.objects.select_for_update(nowait=True, of=("self",))
+                .select_related("reservation", "slot__clinic", "slot__service")
+                .filter(user_id=owner_id, status=EntryStatus.OFFERED)
+                .first()
             )
+            if other is None or other.reservation is None:
+                return False  # an offer committed by a write this snapshot does not see: live
+            hold = other.reservation
             if hold.status == ReservationStatus.HELD:
-                # Gives the unit back: the hook settles the entry (offer expired) and offers
-                # the unit to that slot's line.
-                reservation_expire_stale(slot=elsewhere)
+                if hold.expires_at > now:
+                    return False  # a live offer: passed over, keeps the place
+                settled = EntryStatus.OFFER_EXPIRED
             else:
-                waitlist_offer_free_units(elsewhere)  # settles it (booked, left, expired)
-    except OperationalError:  # its slot is being written: that write settles it
+                settled = OFFER_SETTLED.get(hold.status)
+                if settled is None:
+                    return False
+            reason = "declined" if settled == EntryStatus.LEFT else ""
+            _change(other, status=settled, ended_at=now, end_reason=reason)
+            if settled == EntryStatus.OFFER_EXPIRED:
+                _append(other, slot=other.slot, event_type="WaitlistOfferExpired", actor=SYSTEM)
+            elif settled == EntryStatus.LEFT:
+                _append(
+                    other, slot=other.slot, event_type="WaitlistLeft", actor=SYSTEM, reason=reason
+                )
+    except OperationalError:  # its slot's writer holds the entry: that write settles it
         return False
-    return not WaitlistEntry.objects.filter(user_id=owner_id, status=EntryStatus.OFFERED).exists()
+    return True
 
 
 def _offer_to(
@@ -437,18 +421,17 @@ def waitlist_offer_free_units(slot: Slot) -> int:
     a closed slot or a slot beyond the horizon keeps its line, offered again by the sweep once
     a hold would be allowed."""
     now = timezone.now()
-    with _offering_slot(slot.id):
-        _settle_offers(slot)
-        ending = _line_end_reason(slot, now=now)
-        if ending is not None:
-            _end_line(slot, reason=ending)
-            return 0
-        if _offer_refused(slot, now=now):
-            return 0
-        made = 0
-        while _free_units(slot.id) > 0 and _offer_one(slot, now=now):
-            made += 1
-        return made
+    _settle_offers(slot)
+    ending = _line_end_reason(slot, now=now)
+    if ending is not None:
+        _end_line(slot, reason=ending)
+        return 0
+    if _offer_refused(slot, now=now):
+        return 0
+    made = 0
+    while _free_units(slot.id) > 0 and _offer_one(slot, now=now):
+        made += 1
+    return made
 
 
 def waitlist_units_freed(slot_ids: list[uuid.UUID]) -> None:

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from reservations.models import Reservation, ReservationStatus
+from reservations.services import reservation_expire_due
 from slots.models import ClinicService, Slot
 from waitlist.models import EntryStatus, WaitlistEntry
 from waitlist.services import waitlist_sweep
@@ -73,12 +74,17 @@ def test_an_offer_past_its_expiry_before_the_job_does_not_cost_the_turn(owners, 
     offer = WaitlistEntry.objects.get(id=a_on_x["id"]).reservation_id
     Reservation.objects.filter(id=offer).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     owners[1].delete(f"/api/v1/reservations/{on_y_hold['id']}")
-    # owner-2's x offer lapsed (expired here, its unit offered to x's next in line) and y's
-    # unit is owner-2's, the first in y's line.
+    # owner-2's x offer is over: its entry is settled here (offer expired) and y's unit is
+    # owner-2's, the first in y's line. x's counters are x's own slot write's: its hold past
+    # expiry keeps x's unit until the expiry job (or a write on x) gives it to x's line.
     assert status(a_on_x) == EntryStatus.OFFER_EXPIRED
-    assert status(c_on_x) == EntryStatus.OFFERED
     assert status(a_on_y) == EntryStatus.OFFERED
     assert status(b_on_y) == EntryStatus.WAITING
+    assert status(c_on_x) == EntryStatus.WAITING
+    assert Reservation.objects.get(id=offer).status == ReservationStatus.HELD
+    assert reservation_expire_due() == 1
+    assert status(c_on_x) == EntryStatus.OFFERED
+    assert Reservation.objects.get(id=offer).status == ReservationStatus.EXPIRED
     for slot in (x, y):
         slot.refresh_from_db()
         assert (slot.held_count, slot.booked_count) == (1, 0)
