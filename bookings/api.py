@@ -192,7 +192,9 @@ class ReservationConfirmView(APIView):
         "booked); the answer is this hold's booking with `group_id` and `group_bookings`. "
         "409 `reservation_expired` past the hold's "
         "expiry, `reservation_not_held` when released or expired, `invalid_transition` when "
-        "already confirmed (its `details` name the booking: `booking_id`, `reference`).",
+        "already confirmed (its `details` name the booking: `booking_id`, `reference`), "
+        "`slot_unavailable` with `details.reason` `slot_closed` when staff closed the slot "
+        "since the hold was made (nothing booked; the hold stays until it expires).",
     )
     @idempotent
     def post(self, request: Request, reservation_id) -> Response:

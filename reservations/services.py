@@ -327,10 +327,11 @@ def reservation_hold_for(
 
 
 def reservation_release_locked(
-    *, actor: Principal, reservation_id: uuid.UUID, slot: Slot
+    *, actor: Principal, reservation_id: uuid.UUID, slot: Slot, reason: str = ""
 ) -> Reservation:
     """Release a hold inside a slot write that has its slot row locked (`reservation_release`,
-    and the waiting list when an owner leaves with an offer). A released or expired hold is
+    the waiting list when an owner leaves with an offer, staff cancelling a slot's visits,
+    whose `reason` the ReservationReleased event carries). A released or expired hold is
     returned unchanged; a confirmed one is 409 reservation_not_held."""
     now = slot_locked_now(slot)
     current = Reservation.objects.select_for_update().get(id=reservation_id)
@@ -352,7 +353,10 @@ def reservation_release_locked(
     )
     current.status = ReservationStatus.RELEASED
     current.version += 1
-    _append(current, slot=slot, event_type="ReservationReleased", actor=actor)
+    released = _event(current, slot=slot, event_type="ReservationReleased", actor=actor)
+    if reason:
+        released.payload["reason"] = reason
+    event_write(released)
     slot_return_hold(slot_id=slot.id)
     return current
 

@@ -21,11 +21,11 @@ from petpro_booking.core.principal import Principal
 from petpro_booking.events.services import event_append, events_append
 
 from .clinic_sync import clinic_service_ensure_synced, clinic_sync_due
-from .errors import CapacityConflict, NotClinicStaff
+from .errors import CapacityConflict, NotClinicStaff, SlotUnavailable
 from .invalidation import clinic_read_model_changed, invalidate_slot_search
 from .locking import SlotRef, slot_write, units_freed
 from .models import CAPACITY_MAX, ClinicService, Slot, SlotStatus
-from .rules import BookingRules, buffered_window, rules_of
+from .rules import SLOT_CLOSED, BookingRules, buffered_window, rules_of
 
 SLOT_AGGREGATE = "slot"
 
@@ -456,11 +456,12 @@ _RETURN_HOLD_SQL = """
     WHERE id = %(slot_id)s RETURNING clinic_id
 """
 # Positional placeholders (count, count, now, slot id): the gate of `insert_when`, which
-# inserts the bookings and their history rows in the same statement.
+# inserts the bookings and their history rows in the same statement. Only on an open slot: a
+# hold left on a closed slot (staff closed it, or cancelled its visits) books nothing.
 _CONVERT_HOLDS_SQL = """
     UPDATE slots SET held_count = held_count - %s, booked_count = booked_count + %s,
         version = version + 1, updated_at = %s
-    WHERE id = %s RETURNING clinic_id
+    WHERE id = %s AND status = 'open' RETURNING clinic_id
 """
 _RETURN_BOOKING_SQL = """
     UPDATE slots SET booked_count = booked_count - 1, version = version + 1, updated_at = %(now)s
@@ -536,11 +537,14 @@ def slot_convert_hold(
 ) -> None:
     """`count` held units become booked (holds confirmed into bookings); the total is
     unchanged. `rows` (the bookings and their history rows, built by the caller) are inserted
-    by the same statement (`core.db.insert_when`). The caller has locked the slot row."""
+    by the same statement (`core.db.insert_when`), only if it converted them. The caller has
+    locked the slot row (it cannot have gone). A closed slot converts nothing: 409
+    `slot_unavailable` with `details.reason` `slot_closed`, and the caller's transaction,
+    which raises it, rolls back (the hold stays held until it expires or is released)."""
     slot_key = uuid.UUID(str(slot_id)).hex
     gated = insert_when(_CONVERT_HOLDS_SQL, [count, count, timezone.now(), slot_key], rows or [])
     if gated is None:
-        raise NotFound("No such slot.")  # locked by the caller: it cannot have gone
+        raise SlotUnavailable(details={"slot_id": str(slot_id), "reason": SLOT_CLOSED})
     invalidate_slot_search(clinic_id=gated[0])
 
 

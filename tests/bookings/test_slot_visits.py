@@ -15,7 +15,16 @@ from petpro_booking.core.errors import PermissionDeniedError, ValidationFailed
 from petpro_booking.events.models import Event
 from slots.models import Slot
 
-from .conftest import OTHER_OWNER, SUPPORT, book_on, counters, let_slot_start, staff_of
+from .conftest import (
+    OTHER_OWNER,
+    OWNER,
+    SUPPORT,
+    book_on,
+    counters,
+    hold_on,
+    let_slot_start,
+    staff_of,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,3 +137,116 @@ def test_cancel_slot_visits_admin_page(client, owner_pet, slot):
 def test_invalid_transition_is_still_the_code_before_start(booking):
     with pytest.raises(InvalidTransition):
         booking_complete(actor=SUPPORT, booking_id=booking.id)
+
+
+# --- holds on a slot whose visits are cancelled (audit: a live hold still confirmed) ---------
+
+
+def _confirm(client, reservation_id):
+    return client.post(f"/api/v1/reservations/{reservation_id}/confirm")
+
+
+def test_cancelling_the_visits_releases_live_holds_which_then_book_nothing(
+    owner_pet, other_pet, clinic_service, other_owner_client
+):
+    from ..factories import SlotFactory
+
+    slot = SlotFactory(service=clinic_service, capacity=2)
+    visit = book_on(slot)
+    held = hold_on(slot, owner=OTHER_OWNER, pet_id="pet-2")
+    staff = staff_of(slot.clinic_id)
+
+    outcome = booking_cancel_slot_visits(actor=staff, slot_id=slot.id, reason="vet ill")
+
+    assert [b.id for b in outcome.cancelled] == [visit.id]
+    assert [r.id for r in outcome.released] == [held.id]
+    assert counters(slot) == (0, 0)
+    held.refresh_from_db()
+    assert held.status == "released"
+    event = Event.objects.filter(aggregate_id=str(held.id)).order_by("-id").first()
+    assert event.event_type == "ReservationReleased"
+    assert event.payload["reason"] == "vet ill"
+    assert event.metadata["actor"]["type"] == "staff"
+
+    refused = _confirm(other_owner_client, held.id)
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["error"]["code"] == "reservation_not_held"
+    assert not Booking.objects.filter(reservation_id=held.id).exists()
+    assert counters(slot) == (0, 0)
+    # Running it again: nothing left to release or cancel.
+    again = booking_cancel_slot_visits(actor=staff, slot_id=slot.id, reason="vet ill")
+    assert (again.released, again.cancelled, again.failed) == ([], [], [])
+
+
+def test_a_hold_on_a_closed_slot_cannot_be_confirmed(owner_pet, slot, owner_client):
+    from slots.services import slot_close
+
+    held = hold_on(slot)
+    slot_close(actor=staff_of(slot.clinic_id), slot_id=slot.id)
+
+    refused = _confirm(owner_client, held.id)
+
+    assert refused.status_code == 409, refused.json()
+    error = refused.json()["error"]
+    assert error["code"] == "slot_unavailable"
+    assert error["details"]["reason"] == "slot_closed"
+    held.refresh_from_db()
+    assert held.status == "held"  # nothing of the confirm was written
+    assert not Booking.objects.filter(reservation_id=held.id).exists()
+    assert counters(slot) == (0, 1)
+
+
+def test_a_pet_group_hold_on_a_closed_slot_cannot_be_confirmed(owner_pet, clinic_service):
+    from reservations.services import reservation_create_group
+    from slots.services import slot_close
+
+    from ..conftest import api_client_for
+    from ..factories import LocalPetFactory, SlotFactory
+
+    LocalPetFactory(owner__id="owner-1", id="pet-1b", species="dog")
+    slot = SlotFactory(service=clinic_service, capacity=2)
+    group = reservation_create_group(actor=OWNER, slot_id=slot.id, pet_ids=["pet-1", "pet-1b"])
+    slot_close(actor=staff_of(slot.clinic_id), slot_id=slot.id)
+
+    refused = _confirm(api_client_for(sub="owner-1", roles=["pet_owner"]), group[0].id)
+
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["error"]["details"]["reason"] == "slot_closed"
+    assert not Booking.objects.filter(slot_id=slot.id).exists()
+    assert counters(slot) == (0, 2)
+
+
+def test_cancelling_the_visits_ends_waiting_list_offers_and_offers_nothing_more(
+    owner_pet, other_pet, clinic_service
+):
+    from reservations.models import Reservation
+    from waitlist.models import WaitlistEntry
+
+    from ..conftest import api_client_for
+    from ..factories import LocalPetFactory, SlotFactory
+
+    LocalPetFactory(owner__id="owner-3", id="pet-3", species="dog")
+    clients = {i: api_client_for(sub=f"owner-{i}", roles=["pet_owner"]) for i in (1, 2, 3)}
+    slot = SlotFactory(service=clinic_service, capacity=1)
+    held = hold_on(slot)
+    for index in (2, 3):
+        joined = clients[index].post(
+            "/api/v1/waitlist", {"slot_id": str(slot.id), "pet_id": f"pet-{index}"}, format="json"
+        )
+        assert joined.status_code == 201, joined.json()
+    assert clients[1].delete(f"/api/v1/reservations/{held.id}").status_code == 204
+    offered = WaitlistEntry.objects.get(user_id="owner-2")
+    assert offered.status == "offered"
+
+    outcome = booking_cancel_slot_visits(
+        actor=staff_of(slot.clinic_id), slot_id=slot.id, reason="vet ill"
+    )
+
+    assert [r.id for r in outcome.released] == [offered.reservation_id]
+    assert _confirm(clients[2], offered.reservation_id).status_code == 409
+    offered.refresh_from_db()
+    assert offered.status != "offered"  # the offer ended with its hold
+    waiting = WaitlistEntry.objects.get(user_id="owner-3")
+    assert waiting.status == "waiting"  # the slot is closed: no offer is made to the next
+    assert not Reservation.objects.filter(slot_id=slot.id, status="held").exists()
+    assert counters(slot) == (0, 0)
