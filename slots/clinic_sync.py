@@ -86,7 +86,9 @@ def _sync(*, clinic_id: str, refresh: bool) -> tuple[Clinic | None, bool]:
     info = clinic_source.clinic_get(clinic_id=clinic_id, refresh=refresh, allow_stale=False)
     now = timezone.now()
     if info is None:
-        Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now)
+        if Clinic.objects.filter(id=clinic_id, active=True).update(active=False, synced_at=now):
+            # No longer bookable: its cached search pages go, as `clinic_upsert` drops them.
+            invalidate_slot_search(clinic_id=clinic_id)
         clinic_read_model_changed(clinic_id=clinic_id)
         clinic = Clinic.objects.filter(id=clinic_id).first()
         if clinic is not None:

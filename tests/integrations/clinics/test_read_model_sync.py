@@ -394,3 +394,26 @@ def test_a_slot_for_a_known_service_of_a_fresh_clinic_reads_the_service_once(
     ]
     assert clinic_reads == []
     assert len(service_reads) == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the cached searches are dropped on commit
+def test_a_clinic_the_service_no_longer_knows_leaves_the_cached_search(clinic_service_stub, owner):
+    clinic = ClinicFactory(id="c-7", timezone="Europe/Vienna")
+    Clinic.objects.filter(id="c-7").update(synced_at=timezone.now())  # fresh: no sync on read
+    slot = SlotFactory(clinic=clinic, service=ClinicServiceFactory(id="s-1", clinic=clinic))
+    support = api_client_for(sub="support-1", roles=["support"])
+    query = {"clinic_id": "c-7", "include_unbookable": "true"}
+    # Both searches warm their cached page.
+    before = support.get("/api/v1/slots", query).json()
+    assert [(s["id"], s["bookable"]) for s in before["results"]] == [(str(slot.id), True)]
+    assert owner.get("/api/v1/slots", {"clinic_id": "c-7"}).json()["count"] == 1
+
+    # The Clinic Service answers 404 for c-7 now (no route): the clinic is unknown to it.
+    clinic_sync_from_service(clinic_id="c-7", refresh=True)
+
+    assert Clinic.objects.get(id="c-7").active is False
+    after = support.get("/api/v1/slots", query).json()
+    assert [(s["bookable"], s["reason"]) for s in after["results"]] == [
+        (False, "clinic_inactive")
+    ]
+    assert owner.get("/api/v1/slots", {"clinic_id": "c-7"}).json()["count"] == 0
