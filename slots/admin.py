@@ -342,7 +342,34 @@ class SlotForm(forms.ModelForm):
             taken = self.instance.booked_count + self.instance.held_count
             if capacity is not None and capacity < taken:
                 raise ValidationError({"capacity": f"{taken} places are held or booked."})
+        if self.instance._state.adding and not self.errors:  # (a new slot has its pk already)
+            self._check_new_slot(cleaned)
         return cleaned
+
+    # The services' names of a refused slot's fields, and the form's.
+    _FIELD_OF = {"clinic_id": "clinic", "service_id": "service"}
+
+    def _check_new_slot(self, cleaned: dict) -> None:
+        """What the slot service would refuse (a neighbour's buffer, the same start, a service
+        the clinic does not offer) is an error of this form, shown with the form again: the
+        admin then neither logs an addition nor says it saved one."""
+        clinic, service = cleaned.get("clinic"), cleaned.get("service")
+        start, end = cleaned.get("start_at"), cleaned.get("end_at")
+        if clinic is None or service is None or start is None or end is None:
+            return
+        try:
+            services.slot_create_check(
+                clinic_id=clinic.pk, service_id=service.pk, start_at=start, end_at=end
+            )
+        except ApplicationError as exc:
+            placed = False
+            for name, problems in exc.details.items():
+                field = self._FIELD_OF.get(name, name)
+                if field in self.fields and isinstance(problems, list):
+                    self.add_error(field, problems)
+                    placed = True
+            if not placed:
+                self.add_error(None, exc.message)
 
     def _read_in_clinic_time(self, cleaned: dict) -> None:
         """The wall-clock start and end become instants in the chosen clinic's zone."""
@@ -478,10 +505,32 @@ class SlotAdmin(ClinicScopedAdmin):
                     capacity=obj.capacity,
                 )
         except ApplicationError as exc:
-            # Lost a race after form validation: say so instead of pretending it saved.
+            # Lost a race after form validation (a neighbour added meanwhile, the slot busy):
+            # say so, and neither log nor announce a save (`log_*`, `response_*` below).
             self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
+            obj._not_saved = True
             return
         obj.pk, obj.version = updated.pk, updated.version
+
+    def log_addition(self, request, obj, message):
+        if getattr(obj, "_not_saved", False):
+            return None
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        if getattr(obj, "_not_saved", False):
+            return None
+        return super().log_change(request, obj, message)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(obj, "_not_saved", False):  # back to the empty form, the error above it
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if getattr(obj, "_not_saved", False):  # back to the slot as it is now
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
 
     @admin.action(description="Close selected slots to new holds")
     def close_slots(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -111,22 +111,7 @@ def slot_create(
     try:
         with transaction.atomic():
             rules = rules_of(_lock_service(clinic_id=clinic_id, service_id=service_id))
-            clash = _buffer_clashes(
-                service_id=service_id, windows=[(start_at, end_at)], rules=rules
-            )
-            if clash:
-                raise ValidationFailed(
-                    "This slot overlaps a neighbouring slot of the service or its buffer time "
-                    f"({rules.buffer_before_minutes} min before, {rules.buffer_after_minutes} "
-                    "min after each slot).",
-                    details={
-                        "start_at": [
-                            f"Too close to the slot starting {clash[0].isoformat()}: keep "
-                            f"{rules.buffer_before_minutes} min before and "
-                            f"{rules.buffer_after_minutes} min after each slot free."
-                        ]
-                    },
-                )
+            _buffer_check(service_id=service_id, start_at=start_at, end_at=end_at, rules=rules)
             slot = Slot.objects.create(
                 clinic_id=clinic_id,
                 service_id=service_id,
@@ -137,11 +122,49 @@ def slot_create(
             _slots_created([slot], actor=actor)
             invalidate_slot_search(clinic_id=clinic_id)
     except IntegrityError:
-        raise ValidationFailed(
-            "A slot of this service already starts at that time.",
-            details={"start_at": ["A slot of this service already starts at that time."]},
-        ) from None
+        raise _same_start() from None
     return slot
+
+
+def _same_start() -> ValidationFailed:
+    return ValidationFailed(
+        "A slot of this service already starts at that time.",
+        details={"start_at": ["A slot of this service already starts at that time."]},
+    )
+
+
+def _buffer_check(
+    *, service_id: str, start_at: dt.datetime, end_at: dt.datetime, rules: BookingRules
+) -> None:
+    """The 400 of a new slot whose buffered time overlaps a neighbour's (`_buffer_clashes`)."""
+    clash = _buffer_clashes(service_id=service_id, windows=[(start_at, end_at)], rules=rules)
+    if clash:
+        neighbour = clash[start_at]
+        raise ValidationFailed(
+            "This slot overlaps a neighbouring slot of the service or its buffer time "
+            f"({rules.buffer_before_minutes} min before, {rules.buffer_after_minutes} "
+            "min after each slot).",
+            details={
+                "start_at": [
+                    f"Too close to the slot starting {neighbour.isoformat()}: keep "
+                    f"{rules.buffer_before_minutes} min before and "
+                    f"{rules.buffer_after_minutes} min after each slot free."
+                ]
+            },
+        )
+
+
+def slot_create_check(
+    *, clinic_id: str, service_id: str, start_at: dt.datetime, end_at: dt.datetime
+) -> None:
+    """What `slot_create` would refuse with a 400, checked before it is asked (the admin's
+    add form shows it on the form): a service the clinic does not offer, a slot of the service
+    already starting then, one too close to a neighbour for the buffers. Reads only; the
+    create checks again under the service's lock."""
+    service = _service_of(clinic_id=clinic_id, service_id=service_id)
+    if Slot.objects.filter(service_id=service_id, start_at=start_at).exists():
+        raise _same_start()
+    _buffer_check(service_id=service_id, start_at=start_at, end_at=end_at, rules=rules_of(service))
 
 
 def _slots_created(slots: list[Slot], *, actor: Principal) -> None:
@@ -178,31 +201,59 @@ def _buffer_clashes(
     service_id: str,
     windows: list[tuple[dt.datetime, dt.datetime]],
     rules: BookingRules,
-) -> list[dt.datetime]:
-    """Starts of the `windows` (start, end) whose buffered time overlaps that of an existing
-    slot of the service. Only with buffers set: without them slots may touch or overlap, as
-    before."""
-    if not windows or not (rules.buffer_before_minutes or rules.buffer_after_minutes):
-        return []
+) -> dict[dt.datetime, dt.datetime]:
+    """The starts of the `windows` (start, end) whose buffered time overlaps that of an
+    existing slot of the service, each with the start of the first such neighbour. Only with
+    buffers set: without them slots may touch or overlap, as before."""
+    if not windows or not _has_buffers(rules):
+        return {}
     reach = dt.timedelta(minutes=rules.buffer_before_minutes + rules.buffer_after_minutes)
     neighbours = list(
         Slot.objects.filter(
             service_id=service_id,
             start_at__lt=max(end for _, end in windows) + reach,
             end_at__gt=min(start for start, _ in windows) - reach,
-        ).values_list("start_at", "end_at")
+        )
+        .order_by("start_at")
+        .values_list("start_at", "end_at")
     )
-    clashes = []
+    clashes: dict[dt.datetime, dt.datetime] = {}
     for start, end in windows:
-        mine = buffered_window(start_at=start, end_at=end, rules=rules)
         for other_start, other_end in neighbours:
             if other_start == start:
                 continue  # the same start is the unique constraint's case, said elsewhere
-            theirs = buffered_window(start_at=other_start, end_at=other_end, rules=rules)
-            if mine[0] < theirs[1] and theirs[0] < mine[1]:
-                clashes.append(start)
+            if _buffered_overlap((start, end), (other_start, other_end), rules):
+                clashes[start] = other_start
                 break
     return clashes
+
+
+def _has_buffers(rules: BookingRules) -> bool:
+    return bool(rules.buffer_before_minutes or rules.buffer_after_minutes)
+
+
+def _buffered_overlap(
+    one: tuple[dt.datetime, dt.datetime],
+    other: tuple[dt.datetime, dt.datetime],
+    rules: BookingRules,
+) -> bool:
+    """Whether two slots' buffered times overlap (touching is allowed): the one test of
+    manual creation and generation, on instants."""
+    mine = buffered_window(start_at=one[0], end_at=one[1], rules=rules)
+    theirs = buffered_window(start_at=other[0], end_at=other[1], rules=rules)
+    return mine[0] < theirs[1] and theirs[0] < mine[1]
+
+
+def _window_instant(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
+    """The instant the clinic's clock first shows `time` on `day` (the first occurrence of a
+    time it shows twice); a time it skips (spring forward) is the instant it jumps over it."""
+    wall = dt.datetime.combine(day, time)
+    for _ in range(24 * 60):  # a skipped span is at most an hour or two
+        instant = wall_clock_instant(wall, zone)
+        if instant is not None:
+            return instant
+        wall += dt.timedelta(minutes=1)
+    raise ValueError(f"{day} {time} never shows in {zone}")  # pragma: no cover
 
 
 def _local_starts(
@@ -215,19 +266,38 @@ def _local_starts(
 ) -> list[dt.datetime]:
     """Slot starts of one window on one local day, as aware UTC datetimes.
 
-    Wall-clock times are cut in the clinic's zone, so 09:00 stays 09:00 across DST; a local
-    time that does not exist (spring-forward gap) is skipped, an ambiguous one (fall-back)
-    takes its first occurrence.
+    The window opens and closes at wall-clock times in the clinic's zone, so 09:00 stays
+    09:00 across DST (`_window_instant`: a time the clocks skip is the instant they jump over
+    it, one they show twice its first occurrence); inside it slots follow each other in
+    elapsed time, `duration + gap` apart, so a slot across a clock change lasts its duration
+    and keeps its buffers to the next one.
     """
     starts: list[dt.datetime] = []
-    cursor = dt.datetime.combine(day, window.start)
-    window_end = dt.datetime.combine(day, window.end)
+    cursor = _window_instant(day, window.start, zone)
+    window_end = _window_instant(day, window.end, zone)
     while cursor + duration <= window_end:
-        as_utc = wall_clock_instant(cursor, zone)
-        if as_utc is not None:  # exists on that day
-            starts.append(as_utc)
+        starts.append(cursor)
         cursor += duration + gap
     return starts
+
+
+def _clear_of_each_other(
+    starts: list[dt.datetime], *, duration: dt.timedelta, rules: BookingRules
+) -> list[dt.datetime]:
+    """The new starts (sorted) kept when each must keep the buffers to the ones kept before it
+    (two weekly windows of a day may overlap): earliest first, a start too close to the one
+    kept last is skipped. All have the same duration, so the last kept is the only one a
+    later start can reach. Without buffers every start is kept, as manual creation allows."""
+    if not _has_buffers(rules):
+        return starts
+    kept: list[dt.datetime] = []
+    for start in starts:
+        if kept and _buffered_overlap(
+            (start, start + duration), (kept[-1], kept[-1] + duration), rules
+        ):
+            continue
+        kept.append(start)
+    return kept
 
 
 def slot_generate(
@@ -240,8 +310,10 @@ def slot_generate(
     weekly: list[WeeklyWindow],
     capacity: int = 1,
 ) -> int:
-    """Create the slots of a weekly schedule (clinic-local dates, inclusive); existing slots
-    are skipped. Returns how many were created."""
+    """Create the slots of a weekly schedule (clinic-local dates, inclusive). Returns how many
+    were created. Skipped, as manual creation would refuse them: a start an existing slot of
+    the service has, and, with buffers set, a start whose buffered time overlaps an existing
+    slot's or a new one's kept before it (earlier start first)."""
     _require_manager(actor, clinic_id)
     _years_check(date_from=date_from, date_to=date_to)
     if date_to < date_from:
@@ -290,13 +362,13 @@ def slot_generate(
                 clinic_id=clinic_id, service_id=service_id, start_at__in=wanted
             ).values_list("start_at", flat=True)
         )
-        # A start kept already is skipped; one too close to another existing slot too.
-        existing.update(
-            _buffer_clashes(
-                service_id=service_id,
-                windows=[(start, start + duration) for start in wanted if start not in existing],
-                rules=rules,
-            )
+        # A start kept already is skipped; one too close to another existing slot too; then
+        # the new ones keep their buffers to each other.
+        fresh = sorted(set(wanted) - existing)
+        near = _buffer_clashes(
+            service_id=service_id,
+            windows=[(start, start + duration) for start in fresh],
+            rules=rules,
         )
         new_slots = [
             Slot(
@@ -307,8 +379,9 @@ def slot_generate(
                 end_at=start + duration,
                 capacity=capacity,
             )
-            for start in sorted(set(wanted))
-            if start not in existing
+            for start in _clear_of_each_other(
+                [start for start in fresh if start not in near], duration=duration, rules=rules
+            )
         ]
         # A concurrent generator may insert the same start first: skip, don't fail.
         Slot.objects.bulk_create(new_slots, ignore_conflicts=True, batch_size=500)

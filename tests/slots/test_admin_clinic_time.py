@@ -185,3 +185,68 @@ def test_the_generate_form_names_the_clinics_zone(jakarta_staff):
     )
     assert page.status_code == 200
     assert "HH:MM, clinic time (Asia/Jakarta)" in page.content.decode()
+
+
+# --- a slot the service refuses is a form error, never "added successfully" (audit) ----------
+
+
+def _messages(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_a_slot_inside_a_neighbours_buffer_is_a_form_error_and_nothing_is_logged(berlin_staff):
+    from slots.models import ClinicService
+
+    ClinicService.objects.filter(id="svc-ber").update(buffer_after_minutes=15)
+    first = berlin_staff.post(ADD, slot_form("ber", "2027-01-12", "09:00", "09:30"), follow=True)
+    assert first.redirect_chain, first.content.decode()  # saved; its message shown
+    LogEntry.objects.all().delete()
+
+    response = berlin_staff.post(ADD, slot_form("ber", "2027-01-12", "09:30", "10:00"))
+
+    assert response.status_code == 200  # the form again, with the error on the start
+    (error,) = field_errors(response, "start_at")
+    assert "Too close to the slot starting 2027-01-12T08:00:00+00:00" in error
+    assert Slot.objects.count() == 1
+    assert not LogEntry.objects.exists()
+    assert not any("successfully" in m for m in _messages(response))
+    # Just past the buffer: saved.
+    edge = berlin_staff.post(ADD, slot_form("ber", "2027-01-12", "09:45", "10:15"))
+    assert edge.status_code == 302, edge.content.decode()
+    assert Slot.objects.count() == 2
+
+
+def test_a_slot_starting_with_another_of_its_service_is_a_form_error(berlin_staff):
+    assert (
+        berlin_staff.post(ADD, slot_form("ber", "2027-01-12", "09:00", "09:30")).status_code == 302
+    )
+    response = berlin_staff.post(ADD, slot_form("ber", "2027-01-12", "09:00", "09:15"))
+    assert response.status_code == 200
+    assert "already starts at that time" in " ".join(field_errors(response, "start_at"))
+    assert Slot.objects.count() == 1
+
+
+def test_a_refusal_after_the_form_was_checked_is_not_announced_as_saved(berlin_staff, monkeypatch):
+    """A neighbour added between the form's check and the save (a race): the page says
+    "Not saved" and neither logs an addition nor links to a slot that does not exist."""
+    from slots import services
+    from slots.models import ClinicService
+
+    monkeypatch.setattr(services, "slot_create_check", lambda **kwargs: None)  # the race
+
+    ClinicService.objects.filter(id="svc-ber").update(buffer_after_minutes=15)
+    SlotFactory(
+        service_id="svc-ber",
+        clinic_id="ber",
+        start_at=utc(2027, 1, 12, 8, 0),
+        end_at=utc(2027, 1, 12, 8, 30),
+    )
+
+    response = berlin_staff.post(ADD, slot_form("ber", "2027-01-12", "09:30", "10:00"), follow=True)
+
+    assert response.redirect_chain == [(ADD, 302)]
+    shown = _messages(response)
+    assert any(m.startswith("Not saved: This slot overlaps") for m in shown), shown
+    assert not any("successfully" in m for m in shown), shown
+    assert not LogEntry.objects.exists()
+    assert Slot.objects.count() == 1

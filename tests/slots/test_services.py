@@ -121,9 +121,13 @@ def test_generate_skips_nonexistent_local_times_and_takes_first_ambiguous(berlin
         date_to=dt.date(2027, 10, 31),
         weekly=night,
     )
-    assert autumn == 2
-    first = Slot.objects.order_by("start_at").first()
-    assert first.start_at == dt.datetime(2027, 10, 31, 0, 0, tzinfo=dt.UTC)  # 02:00 CEST
+    # The clocks show 02:00-03:00 for two hours that night: from the first 02:00 (00:00 UTC,
+    # CEST) to 03:00 CET (02:00 UTC), cut in elapsed time.
+    assert autumn == 4
+    starts = list(Slot.objects.order_by("start_at").values_list("start_at", flat=True))
+    assert starts == [dt.datetime(2027, 10, 31, 0, m, tzinfo=dt.UTC) for m in (0, 30)] + [
+        dt.datetime(2027, 10, 31, 1, m, tzinfo=dt.UTC) for m in (0, 30)
+    ]
 
 
 def test_generate_skips_existing_slots(berlin_service):
