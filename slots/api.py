@@ -186,8 +186,11 @@ class SlotViewSet(viewsets.ViewSet):
         parameters=[LOCATION],
         responses={201: SlotGenerateOutput, **error_responses(400, 403, 409, 422, 503)},
         description="Cut the weekly windows (clinic-local times) into slots of the service's "
-        "duration for every date in the range; existing slots are skipped. `Location` is the "
-        "search for the clinic's and service's slots.",
+        "duration for every date in the range, one after another in elapsed time with the "
+        "service's buffers between them. Skipped, as `POST /slots` would refuse them: a start "
+        "an existing slot of the service has, and one whose buffered time overlaps an existing "
+        "slot's or a new one's kept before it. `created` counts the slots made. `Location` is "
+        "the search for the clinic's and service's slots.",
     )
     @idempotent
     @action(detail=False, methods=["post"])

@@ -413,7 +413,5 @@ def test_a_clinic_the_service_no_longer_knows_leaves_the_cached_search(clinic_se
 
     assert Clinic.objects.get(id="c-7").active is False
     after = support.get("/api/v1/slots", query).json()
-    assert [(s["bookable"], s["reason"]) for s in after["results"]] == [
-        (False, "clinic_inactive")
-    ]
+    assert [(s["bookable"], s["reason"]) for s in after["results"]] == [(False, "clinic_inactive")]
     assert owner.get("/api/v1/slots", {"clinic_id": "c-7"}).json()["count"] == 0
