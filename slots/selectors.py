@@ -119,8 +119,12 @@ WITH svc AS MATERIALIZED (
 ), held AS (
     -- the live holds of the matching slots, per slot, in one pass (not a subquery per slot):
     -- those past their expiry that the job has not expired yet, and the next expiry
+    -- and, where some are past it, the owners waiting for the slot (the line gets those first)
     SELECT r.slot_id,
         count(*) FILTER (WHERE r.expires_at <= %(now)s) AS expired,
+        CASE WHEN count(*) FILTER (WHERE r.expires_at <= %(now)s) > 0 THEN (
+            SELECT count(*) FROM waitlist_entries w
+            WHERE w.slot_id = r.slot_id AND w.status = 'waiting') ELSE 0 END AS waiting,
         min(r.expires_at) FILTER (WHERE r.expires_at > %(now)s) AS next_expiry
     FROM reservations r JOIN slots s ON s.id = r.slot_id
     WHERE r.status = 'held' AND s.held_count > 0
@@ -148,10 +152,12 @@ WITH svc AS MATERIALIZED (
     FROM base
 )
 """
-# Holds past their expiry count as free at read time (the capacity rule, slots/models.py).
+# Holds past their expiry count as free at read time (the capacity rule, slots/models.py),
+# beyond the owners waiting for the slot: a hold's lazy expiry gives such a unit back through
+# the waiting list's hook, which offers it to the line first (docs/bookings.md, Waiting list).
 _FREE_SQL = free_units_sql(
     slot="s",
-    expired_holds="coalesce(h.expired, 0)",
+    expired_holds="greatest(0, coalesce(h.expired, 0) - coalesce(h.waiting, 0))",
 )
 _AVAILABLE_SQL = available_capacity_sql(status="page.status", free="page.free")
 # One statement, one round trip: the summary over every matching slot, then the page.
@@ -263,10 +269,13 @@ FROM summary LEFT JOIN LATERAL (
     ORDER BY s.start_at, s.id LIMIT %(limit)s OFFSET %(offset)s
 ) AS page ON TRUE
 """
-# Holds past their expiry that the expiry job has not expired yet: counted per held slot only.
+# Holds past their expiry that the expiry job has not expired yet, beyond the owners waiting
+# for the slot (who get them first): counted per held slot only, the line only where some are.
 _EXPIRED_HOLDS = (
-    "CASE WHEN s.held_count > 0 THEN (SELECT count(*) FROM reservations r"
-    " WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s) ELSE 0 END"
+    "CASE WHEN s.held_count > 0 THEN (SELECT CASE WHEN e.n > 0 THEN greatest(0, e.n - ("
+    "SELECT count(*) FROM waitlist_entries w WHERE w.slot_id = s.id AND w.status = 'waiting'))"
+    " ELSE 0 END FROM (SELECT count(*) AS n FROM reservations r"
+    " WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s) AS e) ELSE 0 END"
 )
 # One service's bookable range, the search's own start filters folded in (Python takes the
 # later start and the earlier end): the (service, start_at) index answers it in one range. The
@@ -632,15 +641,23 @@ def slot_search(
 
 
 def _expired_holds(slot_ids: list[uuid.UUID], *, now: dt.datetime, using: str) -> dict[str, int]:
-    """Per slot, its holds past their expiry that the expiry job has not expired yet. Reads the
-    holds table by name: holds are part of a slot's availability, the app is not imported."""
+    """Per slot, its holds past their expiry that the expiry job has not expired yet, beyond the
+    owners waiting for it (the line gets those first). Reads the holds and waiting-list tables
+    by name: both are part of a slot's availability, their apps are not imported."""
     if not slot_ids:
         return {}
     marks = ", ".join(["%s"] * len(slot_ids))
     with connections[using].cursor() as cursor:
         sql = f"SELECT slot_id, count(*) FROM reservations WHERE status = 'held' AND expires_at <= %s AND slot_id IN ({marks}) GROUP BY slot_id"  # noqa: E501, S608 (placeholders only)
         cursor.execute(sql, [now, *(slot_id.hex for slot_id in slot_ids)])
-        return {uuid.UUID(str(slot_id)).hex: count for slot_id, count in cursor.fetchall()}
+        stale = {uuid.UUID(str(slot_id)).hex: count for slot_id, count in cursor.fetchall()}
+        if not stale:
+            return {}
+        marks = ", ".join(["%s"] * len(stale))
+        sql = f"SELECT slot_id, count(*) FROM waitlist_entries WHERE status = 'waiting' AND slot_id IN ({marks}) GROUP BY slot_id"  # noqa: E501, S608 (placeholders only)
+        cursor.execute(sql, list(stale))
+        waiting = {uuid.UUID(str(slot_id)).hex: count for slot_id, count in cursor.fetchall()}
+    return {slot: max(0, count - waiting.get(slot, 0)) for slot, count in stale.items()}
 
 
 def _next_hold_expiry(slot_ids: list[uuid.UUID], *, now: dt.datetime, using: str) -> Any:

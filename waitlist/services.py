@@ -46,6 +46,7 @@ from reservations.services import (
     reservation_hold_for,
     reservation_release_locked,
 )
+from slots.invalidation import invalidate_slot_search
 from slots.locking import slot_write
 from slots.models import Slot, SlotStatus, free_units
 from slots.rules import (
@@ -206,6 +207,9 @@ def waitlist_end(
             return entry
         _change(entry, status=to_status, ended_at=timezone.now(), end_reason=reason)
         _append(entry, slot=slot, event_type="WaitlistLeft", actor=actor, reason=reason)
+        # One fewer waiting: a hold past its expiry may now be free for anyone (search counts
+        # such units free only beyond the line), with no counter changed to say so.
+        invalidate_slot_search(clinic_id=slot.clinic_id)
         if offered and entry.reservation_id is not None:
             reservation_release_locked(actor=actor, reservation_id=entry.reservation_id, slot=slot)
         return entry

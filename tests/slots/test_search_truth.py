@@ -108,3 +108,47 @@ def test_uncached_search_is_two_queries(settings, django_assert_num_queries, cli
             page_size=20,
         )
     assert page["count"] == 25
+
+
+def _shown(client, slot, **query) -> tuple[int, bool]:
+    """(available_capacity, bookable) of `slot` in the owner's search (or staff's, by query)."""
+    body = client.get("/api/v1/slots", {"clinic_id": slot.clinic_id, **query}).json()
+    row = next(row for row in body["results"] if row["id"] == str(slot.id))
+    return row["available_capacity"], row["bookable"]
+
+
+@pytest.mark.parametrize("owner_query", [True, False], ids=["owner_search", "staff_search"])
+def test_a_hold_past_its_expiry_is_shown_free_only_beyond_the_line(
+    owner_query, owner_client, owner_pet, slot, staff_client
+):
+    """Search tells what a hold would get: a hold past its expiry (not yet expired by the job)
+    goes to the owners waiting first, so with a line it is not free for anyone else; once the
+    line is gone it is, at once (leaving changes no counter: the cache is dropped)."""
+    for n in (2, 3):
+        LocalPetFactory(owner__id=f"owner-{n}", id=f"pet-{n}", species="dog")
+    waiting = api_client_for(sub="owner-2", roles=["pet_owner"])
+    outsider = api_client_for(sub="owner-3", roles=["pet_owner"])
+    reader, query = (
+        (outsider, {}) if owner_query else (staff_client, {"include_unbookable": "true"})
+    )
+    first = owner_client.post(
+        "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+    )
+    assert first.status_code == 201
+    entry = waiting.post(
+        "/api/v1/waitlist", {"slot_id": str(slot.id), "pet_id": "pet-2"}, format="json"
+    )
+    assert entry.status_code == 201, entry.content
+    Reservation.objects.filter(id=first.json()["id"]).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert _shown(reader, slot, **query) == (0, False)
+
+    left = waiting.delete(f"/api/v1/waitlist/{entry.json()['id']}")
+    assert left.status_code in (200, 204), left.content
+    assert _shown(reader, slot, **query) == (1, True)
+    took = outsider.post(
+        "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-3"}, format="json"
+    )
+    assert took.status_code == 201, took.content
+    assert _shown(reader, slot, **query) == (0, False)
