@@ -305,6 +305,7 @@ def _free_dead_offer(owner_id: str, *, now: dt.datetime) -> bool:
             if other is None or other.reservation is None:
                 return False  # an offer committed by a write this snapshot does not see: live
             hold = other.reservation
+            settled: str | None
             if hold.status == ReservationStatus.HELD:
                 if hold.expires_at > now:
                     return False  # a live offer: passed over, keeps the place
