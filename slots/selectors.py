@@ -270,12 +270,13 @@ FROM summary LEFT JOIN LATERAL (
 ) AS page ON TRUE
 """
 # Holds past their expiry that the expiry job has not expired yet, beyond the owners waiting
-# for the slot (who get them first): counted per held slot only, the line only where some are.
+# for the slot (who get them first): one aggregate per held slot only, as before the line
+# counted; the line is read only where some are past their expiry (HAVING: else NULL, 0).
 _EXPIRED_HOLDS = (
-    "CASE WHEN s.held_count > 0 THEN (SELECT CASE WHEN e.n > 0 THEN greatest(0, e.n - ("
+    "CASE WHEN s.held_count > 0 THEN coalesce((SELECT greatest(0, count(*) - ("
     "SELECT count(*) FROM waitlist_entries w WHERE w.slot_id = s.id AND w.status = 'waiting'))"
-    " ELSE 0 END FROM (SELECT count(*) AS n FROM reservations r"
-    " WHERE r.slot_id = s.id AND r.status = 'held' AND r.expires_at <= %(now)s) AS e) ELSE 0 END"
+    " FROM reservations r WHERE r.slot_id = s.id AND r.status = 'held'"
+    " AND r.expires_at <= %(now)s HAVING count(*) > 0), 0) ELSE 0 END"
 )
 # One service's bookable range, the search's own start filters folded in (Python takes the
 # later start and the earlier end): the (service, start_at) index answers it in one range. The
