@@ -251,15 +251,19 @@ def _settle_offers(slot: Slot) -> None:
         .filter(slot_id=slot.id, status=EntryStatus.OFFERED)
     ):
         settled = OFFER_SETTLED.get(entry.reservation.status) if entry.reservation else None
-        if settled is None:
-            continue
-        # A released offer is the owner declining it: the entry says so, as its event does.
-        reason = "declined" if settled == EntryStatus.LEFT else ""
-        _change(entry, status=settled, ended_at=timezone.now(), end_reason=reason)
-        if settled == EntryStatus.OFFER_EXPIRED:
-            _append(entry, slot=slot, event_type="WaitlistOfferExpired", actor=SYSTEM)
-        elif settled == EntryStatus.LEFT:
-            _append(entry, slot=slot, event_type="WaitlistLeft", actor=SYSTEM, reason="declined")
+        if settled is not None:
+            _settle(entry, slot=slot, settled=settled, now=timezone.now())
+
+
+def _settle(entry: WaitlistEntry, *, slot: Slot, settled: str, now: dt.datetime) -> None:
+    """An offered entry (row-locked) whose offer is over ends `settled`: booked, offer expired
+    or left. A released offer is the owner declining it: the entry says so, as its event does."""
+    reason = "declined" if settled == EntryStatus.LEFT else ""
+    _change(entry, status=settled, ended_at=now, end_reason=reason)
+    if settled == EntryStatus.OFFER_EXPIRED:
+        _append(entry, slot=slot, event_type="WaitlistOfferExpired", actor=SYSTEM)
+    elif settled == EntryStatus.LEFT:
+        _append(entry, slot=slot, event_type="WaitlistLeft", actor=SYSTEM, reason=reason)
 
 
 def _end_entry(entry: WaitlistEntry, *, slot: Slot, reason: str, now: dt.datetime) -> None:
@@ -314,14 +318,7 @@ def _free_dead_offer(owner_id: str, *, now: dt.datetime) -> bool:
                 settled = OFFER_SETTLED.get(hold.status)
                 if settled is None:
                     return False
-            reason = "declined" if settled == EntryStatus.LEFT else ""
-            _change(other, status=settled, ended_at=now, end_reason=reason)
-            if settled == EntryStatus.OFFER_EXPIRED:
-                _append(other, slot=other.slot, event_type="WaitlistOfferExpired", actor=SYSTEM)
-            elif settled == EntryStatus.LEFT:
-                _append(
-                    other, slot=other.slot, event_type="WaitlistLeft", actor=SYSTEM, reason=reason
-                )
+            _settle(other, slot=other.slot, settled=settled, now=now)
     except OperationalError:  # its slot's writer holds the entry: that write settles it
         return False
     return True
