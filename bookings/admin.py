@@ -267,7 +267,8 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
                 self.message_user(
                     request,
                     f"Slot {slot} closed; {len(outcome.cancelled)} visits cancelled "
-                    "(owners notified, paid ones refunded).",
+                    f"(owners notified, paid ones refunded); {len(outcome.released)} holds "
+                    "released.",
                     messages.SUCCESS,
                 )
                 for booking, refusal in outcome.failed:

@@ -228,16 +228,6 @@ def slot_page_for(*, principal: Principal, slot_id: uuid.UUID | str) -> SlotPage
     )
 
 
-def slot_visits_to_cancel(*, principal: Principal, slot_id: uuid.UUID | str) -> list[Booking]:
-    """The slot's bookings that still hold a place (pending payment, confirmed)."""
-    page = slot_page_for(principal=principal, slot_id=slot_id)
-    return [
-        v.booking
-        for v in page.bookings
-        if v.booking.status in (BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED)
-    ]
-
-
 # --- one booking's story ---------------------------------------------------------------------
 
 

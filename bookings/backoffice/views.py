@@ -158,48 +158,23 @@ def slot_page(request: HttpRequest, slot_id: str) -> HttpResponse:
 
 
 def _cancel_visits(request: HttpRequest, principal: Principal, slot_id, reason: str) -> None:
-    """Close the slot, then cancel each visit that still holds a place through `booking_cancel`
-    (history, event and so the owner's message, refund of a paid booking). Uses the bookings
-    service `booking_cancel_slot_visits` where it exists (issue 14), else does the same here."""
-    cancel_slot_visits = getattr(services, "booking_cancel_slot_visits", None)
-    if cancel_slot_visits is not None:
-        try:
-            outcome = cancel_slot_visits(actor=principal, slot_id=slot_id, reason=reason)
-        except ApplicationError as exc:
-            _failed(request, "The slot's visits", exc)
-            return
-        for booking, error in outcome.failed:
-            _failed(request, booking.reference, error)
-        cancelled = len(outcome.cancelled)
-    else:
-        cancelled = _cancel_visits_one_by_one(request, principal, slot_id, reason)
-    messages.success(
-        request, f"Slot closed; {cancelled} visits cancelled, their owners are told why."
-    )
-
-
-def _cancel_visits_one_by_one(
-    request: HttpRequest, principal: Principal, slot_id, reason: str
-) -> int:
-    bookings = selectors.slot_visits_to_cancel(principal=principal, slot_id=slot_id)
+    """`booking_cancel_slot_visits`: close the slot, release its live holds, cancel each visit
+    that still holds a place through `booking_cancel` (history, event and so the owner's
+    message, refund of a paid booking)."""
     try:
-        slot_services.slot_close(actor=principal, slot_id=slot_id)
-    except ApplicationError as exc:  # the visits are still cancelled
-        _failed(request, "The slot", exc)
-    cancelled = 0
-    for booking in bookings:
-        try:
-            services.booking_cancel(
-                actor=principal,
-                booking_id=booking.pk,
-                reason=reason,
-                expected_version=booking.version,
-            )
-        except ApplicationError as exc:
-            _failed(request, booking.reference, exc)
-        else:
-            cancelled += 1
-    return cancelled
+        outcome = services.booking_cancel_slot_visits(
+            actor=principal, slot_id=slot_id, reason=reason
+        )
+    except ApplicationError as exc:
+        _failed(request, "The slot's visits", exc)
+        return
+    for booking, error in outcome.failed:
+        _failed(request, booking.reference, error)
+    messages.success(
+        request,
+        f"Slot closed; {len(outcome.cancelled)} visits cancelled, their owners are told why; "
+        f"{len(outcome.released)} holds released.",
+    )
 
 
 # --- a booking's story -----------------------------------------------------------------------

@@ -110,8 +110,10 @@ def test_cancel_the_visits_of_a_slot(owner_pet, other_pet, clinic_service):
     assert again.failed == []
 
 
-def test_cancel_slot_visits_admin_page(client, owner_pet, slot):
+def test_cancel_slot_visits_admin_page(client, owner_pet, other_pet, slot):
+    Slot.objects.filter(pk=slot.pk).update(capacity=2)
     visit = book_on(slot)
+    held = hold_on(slot, owner=OTHER_OWNER, pet_id="pet-2")
     support = User.objects.create_user("helpdesk", password="pw", is_staff=True)
     support.groups.add(Group.objects.get_or_create(name="support")[0])
     client.force_login(support)
@@ -129,9 +131,11 @@ def test_cancel_slot_visits_admin_page(client, owner_pet, slot):
 
     done = client.post(url, {"reason": "vet is ill"}, follow=True)
     assert done.status_code == 200
-    assert any("1 visits cancelled" in str(m) for m in done.context["messages"])
+    said = [str(m) for m in done.context["messages"]]
+    assert any("1 visits cancelled" in m and "1 holds released" in m for m in said), said
     visit.refresh_from_db()
-    assert visit.status == "cancelled"
+    held.refresh_from_db()
+    assert (visit.status, held.status) == ("cancelled", "released")
 
 
 def test_invalid_transition_is_still_the_code_before_start(booking):

@@ -241,6 +241,7 @@ def test_support_finds_a_booking_reads_its_story_and_cancels_a_slots_visits(brow
     )
     follow(browser, browser.find_element(By.CSS_SELECTOR, "#cancel-visits input[type=submit]"))
     assert "Slot closed; 2 visits cancelled" in browser.page_source
+    assert "0 holds released" in browser.page_source
     for key in ("rex_vacc", "mochi_vacc"):
         booking = Booking.objects.get(pk=bookings[key].pk)
         assert booking.status == "cancelled"
