@@ -326,6 +326,38 @@ def check_hold_expiry() -> CheckResult:
     )
 
 
+def check_waitlist() -> CheckResult:
+    """The waiting list's rows (read by table name: the app sits above bookings). An offer is a
+    live hold of the entry's owner on the entry's slot: one whose hold is missing, elsewhere,
+    or ended more than the grace ago is left unsettled (the unit-freed hook and the minute's
+    sweep settle them). A waiting entry ends when its slot starts (the sweep): one still
+    waiting past the grace holds a place in the owner's live-hold limit for nothing."""
+    grace = settings.CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS
+    rows = _rows(
+        """
+        SELECT 'offer_not_a_live_hold' AS kind, w.id AS entry_id, w.slot_id, w.status,
+               r.status AS hold_status
+        FROM waitlist_entries w LEFT JOIN reservations r ON r.id = w.reservation_id
+        WHERE w.status = 'offered' AND (
+            r.id IS NULL OR r.slot_id <> w.slot_id OR r.user_id <> w.user_id
+            OR (r.status <> %(held)s AND r.updated_at < now() - make_interval(secs => %(grace)s)))
+        UNION ALL
+        SELECT 'waiting_on_started_slot' AS kind, w.id AS entry_id, w.slot_id, w.status,
+               NULL AS hold_status
+        FROM waitlist_entries w JOIN slots s ON s.id = w.slot_id
+        WHERE w.status = 'waiting' AND s.start_at < now() - make_interval(secs => %(grace)s)
+        ORDER BY entry_id
+        """,
+        {"held": ReservationStatus.HELD.value, "grace": grace},
+    )
+    return _result(
+        "waitlist",
+        "every offered waiting-list entry is a live hold of its owner on its slot (or ended "
+        f"less than {grace} s ago); no entry still waits {grace} s after its slot started",
+        rows,
+    )
+
+
 CHECKS: dict[str, Callable[[], CheckResult]] = {
     "slot_counters": check_slot_counters,
     "slot_capacity": check_slot_capacity,
@@ -336,6 +368,7 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {
     "pet_groups": check_pet_groups,
     "outbox_age": check_outbox_age,
     "hold_expiry": check_hold_expiry,
+    "waitlist": check_waitlist,
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 
 import pytest
 from django.conf import settings
@@ -34,6 +35,7 @@ CHECK_NAMES = {
     "pet_groups",
     "outbox_age",
     "hold_expiry",
+    "waitlist",
 }
 
 
@@ -328,3 +330,50 @@ def test_the_beat_job_publishes_one_gauge_per_check(busy_day):
     assert REGISTRY.get_sample_value("petpro_consistency_last_run_timestamp_seconds") > 0
     schedule = settings.CELERY_BEAT_SCHEDULE["check-consistency"]
     assert (schedule["task"], schedule["schedule"]) == ("bookings.consistency_check", 300.0)
+
+
+def _waiting_entry(slot, *, owner: str, pet: str, status: str = "waiting", hold=None) -> str:
+    entry_id = str(uuid.uuid4())
+    sql(
+        "INSERT INTO waitlist_entries (id, slot_id, user_id, pet_id, pet_name, status,"
+        " joined_at, reservation_id, version, end_reason) VALUES"
+        " (%s, %s, %s, %s, '', %s, now(), %s, 1, '')",
+        [entry_id, slot.id, owner, pet, status, hold.id if hold else None],
+    )
+    return entry_id
+
+
+def test_waiting_list_entries_left_unsettled_are_reported(busy_day):
+    grace = settings.CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS
+    hold, second = busy_day["hold"], busy_day["second"]
+    live_offer = _waiting_entry(
+        second, owner=OTHER_OWNER.sub, pet="pet-2", status="offered", hold=hold
+    )
+    code, report = run()
+    assert (code, broken(report)) == (0, set())  # an offer that is a live hold: fine
+
+    # Its hold confirmed (or released) just now: the sweep has the grace to settle the entry.
+    sql("UPDATE reservations SET status = 'released' WHERE id = %s", [hold.id])
+    sql("UPDATE slots SET held_count = held_count - 1 WHERE id = %s", [second.id])
+    assert run()[0] == 0
+    sql(
+        "UPDATE reservations SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
+        [grace + 5, hold.id],
+    )
+    started = busy_day["slot"]
+    sql(
+        "UPDATE slots SET start_at = now() - make_interval(secs => %s),"
+        " end_at = now() WHERE id = %s",
+        [grace + 5, started.id],
+    )
+    stale_wait = _waiting_entry(started, owner="owner-9", pet="pet-9")
+
+    code, report = run()
+
+    assert code == 1
+    assert broken(report) == {"waitlist"}
+    samples = report["checks"]["waitlist"]["samples"]
+    assert {(row["kind"], row["entry_id"]) for row in samples} == {
+        ("offer_not_a_live_hold", live_offer),
+        ("waiting_on_started_slot", stale_wait),
+    }
