@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
-from django.db.models.functions import Coalesce, Least
+from django.db.models.functions import Coalesce, Least, Now
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus
@@ -257,7 +257,24 @@ def _settle_offers(slot: Slot) -> None:
 
 def _settle(entry: WaitlistEntry, *, slot: Slot, settled: str, now: dt.datetime) -> None:
     """An offered entry (row-locked) whose offer is over ends `settled`: booked, offer expired
-    or left. A released offer is the owner declining it: the entry says so, as its event does."""
+    or left. A released offer is the owner declining it: the entry says so, as its event does.
+
+    On a closed slot an offer could not be confirmed (staff closed it, or cancelled its
+    visits, which releases its holds): one that ends unconfirmed is withdrawn, not declined or
+    lapsed, and the entry goes back in line with its place (its `joined_at`), for the next
+    unit if staff reopen the slot (WaitlistOfferExpired, reason `slot_closed`)."""
+    if settled != EntryStatus.BOOKED and slot.status != SlotStatus.OPEN:
+        _change(
+            entry,
+            status=EntryStatus.WAITING,
+            reservation_id=None,
+            offered_at=None,
+            offer_expires_at=None,
+        )
+        _append(
+            entry, slot=slot, event_type="WaitlistOfferExpired", actor=SYSTEM, reason="slot_closed"
+        )
+        return
     reason = "declined" if settled == EntryStatus.LEFT else ""
     _change(entry, status=settled, ended_at=now, end_reason=reason)
     if settled == EntryStatus.OFFER_EXPIRED:
@@ -303,6 +320,7 @@ def _free_dead_offer(owner_id: str, *, now: dt.datetime) -> bool:
             other = (
                 WaitlistEntry.objects.select_for_update(nowait=True, of=("self",))
                 .select_related("reservation", "slot__clinic", "slot__service")
+                .annotate(db_now=Now())  # the confirm's fence reads the database clock too
                 .filter(user_id=owner_id, status=EntryStatus.OFFERED)
                 .first()
             )
@@ -311,7 +329,7 @@ def _free_dead_offer(owner_id: str, *, now: dt.datetime) -> bool:
             hold = other.reservation
             settled: str | None
             if hold.status == ReservationStatus.HELD:
-                if hold.expires_at > now:
+                if hold.expires_at > other.db_now:
                     return False  # a live offer: passed over, keeps the place
                 settled = EntryStatus.OFFER_EXPIRED
             else:

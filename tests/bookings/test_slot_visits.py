@@ -220,7 +220,7 @@ def test_a_pet_group_hold_on_a_closed_slot_cannot_be_confirmed(owner_pet, clinic
     assert counters(slot) == (0, 2)
 
 
-def test_cancelling_the_visits_ends_waiting_list_offers_and_offers_nothing_more(
+def test_cancelling_the_visits_withdraws_waiting_list_offers_and_offers_nothing_more(
     owner_pet, other_pet, clinic_service
 ):
     from reservations.models import Reservation
@@ -248,9 +248,29 @@ def test_cancelling_the_visits_ends_waiting_list_offers_and_offers_nothing_more(
 
     assert [r.id for r in outcome.released] == [offered.reservation_id]
     assert _confirm(clients[2], offered.reservation_id).status_code == 409
+    joined_at = offered.joined_at
     offered.refresh_from_db()
-    assert offered.status != "offered"  # the offer ended with its hold
+    # The offer was withdrawn, not declined: owner-2 is back in line, with the same place.
+    assert (offered.status, offered.reservation_id, offered.joined_at) == (
+        "waiting",
+        None,
+        joined_at,
+    )
+    withdrawn = Event.objects.filter(aggregate_id=str(offered.id)).order_by("-id").first()
+    assert (withdrawn.event_type, withdrawn.payload["reason"]) == (
+        "WaitlistOfferExpired",
+        "slot_closed",
+    )
     waiting = WaitlistEntry.objects.get(user_id="owner-3")
     assert waiting.status == "waiting"  # the slot is closed: no offer is made to the next
     assert not Reservation.objects.filter(slot_id=slot.id, status="held").exists()
     assert counters(slot) == (0, 0)
+
+    # Staff reopen the slot: the first in line, owner-2, is offered the unit again.
+    from slots.services import slot_update
+
+    slot_update(actor=staff_of(slot.clinic_id), slot_id=slot.id, status="open")
+    offered.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (offered.status, waiting.status) == ("offered", "waiting")
+    assert _confirm(clients[2], offered.reservation_id).status_code == 201
