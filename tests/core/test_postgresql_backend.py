@@ -92,3 +92,11 @@ def test_a_database_in_another_time_zone_keeps_djangos_loader(settings):
         assert issubclass(loader, BaseTzLoader) is kept
         django_context = DjangoWrapper(settings_dict, alias="probe").get_connection_params()
         assert (context is django_context["context"]) is kept
+
+
+@pytest.mark.django_db
+def test_the_class_method_loads_as_the_instance_does():
+    with connection.cursor() as cursor:
+        loader = UtcTimestamptzLoader(TIMESTAMPTZ_OID, cursor.cursor)
+    text = b"2027-03-28 00:59:59.999999+00"
+    assert UtcTimestamptzLoader.load(loader, text) == loader.load(text) == MOMENTS[0]

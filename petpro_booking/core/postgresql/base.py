@@ -36,17 +36,20 @@ def _compiled_loader() -> type[Loader]:
 class UtcTimestamptzLoader(adapt.Loader):
     """psycopg's own `timestamptz` loader, with the `timezone` attribute Django's cursors compare
     with the connection's (`create_cursor`: equal, so no cursor registers a loader of its own).
-    The compiled class cannot be subclassed; each instance hands psycopg that class's `load`."""
+    The compiled class cannot be subclassed, so each instance wraps one and hands psycopg that
+    one's bound `load` (psycopg calls an instance's `load` directly: no Python frame a value)."""
 
     timezone = dt.UTC
     compiled = _compiled_loader()
 
     def __init__(self, oid: int, context: Any = None) -> None:
         super().__init__(oid, context)
-        self.load = self.compiled(oid, context).load  # type: ignore[method-assign]
+        self._compiled = self.compiled(oid, context)
+        self.load = self._compiled.load  # type: ignore[method-assign]
 
-    def load(self, data: Any) -> dt.datetime:  # replaced on every instance
-        raise NotImplementedError
+    def load(self, data: Any) -> dt.datetime:
+        # Only reached through the class (the instance attribute above shadows it).
+        return self._compiled.load(data)
 
 
 @lru_cache
