@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
 import psycopg
+import psycopg_pool
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import (
@@ -35,6 +36,12 @@ T = TypeVar("T")
 M = TypeVar("M", bound=models.Model)
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+# What says the database cannot serve a request now, rather than that the request or the code
+# is wrong: the classes of connection exceptions (08) and insufficient resources (53: too many
+# connections, out of memory, disk full), the server shutting down, crashed or starting
+# (57P01-57P03), a statement stopped by statement_timeout (57014).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014"})
 
 
 class PrimaryReplicaRouter:
@@ -91,6 +98,34 @@ def read_replica() -> str:
                 connection.close()
     metrics.REPLICA_FALLBACKS.inc()
     return "default"
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """Why PostgreSQL could not serve a request, when `exc` (a Django database error, the
+    driver's in its __cause__) says it could not: "pool_timeout" (no pooled connection within
+    the pool's timeout: the database is unreachable or every connection is busy), "connection"
+    (a connection failed or was lost: psycopg gives those no SQLSTATE, or class 08), "server"
+    (shutting down, starting, out of resources), "timeout" (statement_timeout). None for every
+    other error: a bug, a constraint, a serialization failure."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg_pool.PoolTimeout):
+            return "pool_timeout"
+        if isinstance(seen, psycopg.Error):
+            sqlstate = seen.sqlstate
+            if sqlstate is None:
+                return "connection" if isinstance(seen, psycopg.OperationalError) else None
+            if sqlstate == "57014":
+                return "timeout"
+            if sqlstate.startswith("08"):
+                return "connection"
+            if sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES) or (
+                sqlstate in _UNAVAILABLE_SQLSTATES
+            ):
+                return "server"
+            return None
+        seen = seen.__cause__
+    return None
 
 
 def is_retryable(exc: BaseException) -> bool:

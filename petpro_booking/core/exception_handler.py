@@ -8,15 +8,21 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from .errors import ApplicationError, Contention
+from . import metrics
+from .db import database_unavailable
+from .errors import ApplicationError, Contention, DependencyUnavailable
 
 logger = logging.getLogger(__name__)
+# A pool that found no connection in time, or a restarting server, is usually back within
+# seconds: the client waits this long before it tries again.
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 _DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.ValidationError, "validation_error"),
@@ -66,6 +72,8 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
         return Response(
             error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=retry
         )
+    if isinstance(exc, DatabaseError) and (reason := database_unavailable(exc)) is not None:
+        return _database_unavailable(exc, reason)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -99,6 +107,24 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
         exc.status_code = status.HTTP_401_UNAUTHORIZED
     set_rollback()
     return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
+
+
+def _database_unavailable(exc: Exception, reason: str) -> Response:
+    """PostgreSQL could not serve the request (no pooled connection in time, a connection
+    failed or was lost, the server is starting, stopping or out of resources, a statement ran
+    past statement_timeout): 503 with Retry-After, as for any dependency the service cannot
+    reach, not a 500 that blames the code. Logged with its traceback and counted; whatever the
+    request had begun is rolled back with its transaction."""
+    logger.warning("The database could not serve the request (%s)", reason, exc_info=exc)
+    metrics.DATABASE_UNAVAILABLE.labels(reason=reason).inc()
+    set_rollback()
+    error = DependencyUnavailable("database")
+    details = {**error.details, "retry_after_seconds": DATABASE_RETRY_AFTER_SECONDS}
+    return Response(
+        error_body(error.code, error.message, details),
+        status=error.status_code,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def json_not_found(request, exception=None) -> JsonResponse:

@@ -57,6 +57,13 @@ BREAKER_STATE = Gauge(
     ["dependency"],
     multiprocess_mode="livemax",
 )
+DATABASE_UNAVAILABLE = Counter(
+    "petpro_database_unavailable_total",
+    "API requests answered 503 because PostgreSQL could not serve them: pool_timeout, "
+    "connection (failed or lost), server (starting, stopping, out of resources), timeout "
+    "(statement_timeout).",
+    ["reason"],
+)
 SERVICE_CALLS = Counter(
     "petpro_service_calls_total",
     "Calls to the User and Clinic Services: ok, not_found, cached, stale (served while "
