@@ -64,11 +64,8 @@ def test_connections_lost_under_a_live_server_answer_503_until_the_pool_renews_t
     with httpx.Client(
         base_url=live_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     ) as client:
-
-        def search():
-            return client.get("/api/v1/slots", params={"clinic_id": slot.clinic_id})
-
-        assert search().status_code == 200  # the server's thread has used a pooled connection
+        # The server's thread has used a pooled connection and given it back.
+        assert client.get("/api/v1/slots", params={"clinic_id": slot.clinic_id}).status_code == 200
         with connection.cursor() as cursor:  # a restart, as the pool's connections see it
             cursor.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -106,9 +103,11 @@ def test_what_counts_as_the_database_being_unavailable():
     )
     with connection.cursor() as cursor:
         cursor.execute("SET statement_timeout = 1")
-        with pytest.raises(OperationalError) as cancelled:
-            cursor.execute("SELECT pg_sleep(1)")
-        cursor.execute("SET statement_timeout = 0")
+        try:
+            with pytest.raises(OperationalError) as cancelled:
+                cursor.execute("SELECT pg_sleep(1)")
+        finally:  # the pooled connection goes back as it came
+            cursor.execute("SET statement_timeout = 0")
     assert database_unavailable(cancelled.value) == "timeout"
     errors = psycopg.errors
     assert database_unavailable(wrapped(errors.AdminShutdown("x"))) == "server"
