@@ -21,7 +21,7 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from integrations.messaging.messages import NOTIFICATION_TEMPLATES
+from integrations.messaging.messages import NOTIFYING_EVENT_TYPES, notification_template
 from integrations.models import LocalPet, LocalUser
 from integrations.users.gateway import invalidate_user
 from petpro_booking.core.crypto import owner_key
@@ -115,11 +115,11 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
             aggregate_id__in=[str(booking_id) for booking_id in booking_ids]
             + [str(hold.id) for hold in holds]
             + [aggregate for part in _parts for aggregate in part.aggregates(user_id)],
-            event_type__in=list(NOTIFICATION_TEMPLATES),
+            event_type__in=list(NOTIFYING_EVENT_TYPES),
             published_at__isnull=False,
         )
         .order_by("id")
-        .values("event_id", "event_type", "aggregate_id", "published_at")
+        .values("event_id", "event_type", "aggregate_id", "published_at", "payload")
     )
     profile = LocalUser.objects.filter(id=user_id).prefetch_related("pets").first()
     document = {
@@ -200,11 +200,12 @@ def person_data_export(*, user_id: str) -> dict[str, Any]:
         "notifications": [
             {
                 "event_id": str(row["event_id"]),
-                "template": NOTIFICATION_TEMPLATES[row["event_type"]],
+                "template": template,
                 "aggregate_id": row["aggregate_id"],
                 "sent_at": _iso(row["published_at"]),
             }
             for row in notifications
+            if (template := notification_template(row["event_type"], row["payload"] or {}))
         ],
         # Support's raise of their fair-use limits (Admin -> Owner limits), with its reason.
         "owner_limits": [

@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
-from integrations.messaging.messages import NOTIFICATION_TEMPLATES, notification_messages
+from integrations.messaging.messages import NOTIFYING_EVENT_TYPES, notification_messages
 from integrations.messaging.preferences import notification_channels
 from integrations.users import pets_matching, user_get, users_matching
 from integrations.users.names import PeopleNames, people_names
@@ -272,7 +272,7 @@ def booking_notifications(events: list[Event], *, user_id: str) -> list[Notifica
     channels = notification_channels(user_id=user_id)
     notes = []
     for event in events:
-        if event.event_type not in NOTIFICATION_TEMPLATES:
+        if event.event_type not in NOTIFYING_EVENT_TYPES:
             continue
         for message in notification_messages(domain_event(event), channels=channels):
             notes.append(

@@ -35,6 +35,17 @@ NOTIFICATION_TEMPLATES: dict[str, str] = {
     "AppointmentReminderDue": "appointment_reminder",
     "WaitlistOffered": "waitlist_offer",
 }
+# Events whose reason picks their template: (event type, `data.reason`) -> template. Any
+# other reason of these events notifies no one (an offer that lapsed: its hold's
+# ReservationExpired tells the owner).
+NOTIFICATION_TEMPLATES_BY_REASON: dict[tuple[str, str], str] = {
+    # Staff closed the slot while the owner's offer was open: the owner keeps their place.
+    ("WaitlistOfferExpired", "slot_closed"): "waitlist_offer_withdrawn",
+}
+# Event types that may notify their owner (the relay looks the owners up before its claim).
+NOTIFYING_EVENT_TYPES: frozenset[str] = frozenset(NOTIFICATION_TEMPLATES) | {
+    event_type for event_type, _ in NOTIFICATION_TEMPLATES_BY_REASON
+}
 APPOINTMENT_FIELDS = (
     "clinic_id",
     "clinic_name",
@@ -56,6 +67,7 @@ TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     "reservation_expired": ("reservation_id", "expires_at"),
     "appointment_reminder": (),
     "waitlist_offer": ("reservation_id", "entry_id", "expires_at", "expires_local"),
+    "waitlist_offer_withdrawn": ("entry_id",),
 }
 
 
@@ -186,10 +198,16 @@ def notification_message_id(*, event_id: str, template: str, channel: str) -> st
     return str(uuid.uuid5(uuid.UUID(event_id), f"{template}:{channel}"))
 
 
+def notification_template(event_type: str, data: dict[str, Any]) -> str | None:
+    """The template an event is notified with (docs/events.md), None: it notifies no one."""
+    by_reason = NOTIFICATION_TEMPLATES_BY_REASON.get((event_type, data.get("reason") or ""))
+    return by_reason or NOTIFICATION_TEMPLATES.get(event_type)
+
+
 def notification_messages(
     event: DomainEvent, *, channels: Sequence[str], owner_language: str | None = None
 ) -> list[OutboundMessage]:
-    template = NOTIFICATION_TEMPLATES.get(event.event_type)
+    template = notification_template(event.event_type, event.data)
     if template is None:
         return []
     payload = event.data
@@ -246,7 +264,7 @@ def messages_for(
     """Every message one event produces: analytics first, then its notifications (in the
     owner's language from `language_of`, else the clinic's)."""
     messages = [analytics_message(event)]
-    if event.event_type in NOTIFICATION_TEMPLATES:
+    if notification_template(event.event_type, event.data) is not None:
         user_id = event.data.get("user_id")
         channels = channels_of(str(user_id)) if user_id else CHANNELS
         owner_language = language_of(str(user_id)) if user_id and language_of else None

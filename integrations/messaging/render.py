@@ -31,6 +31,9 @@ SUBJECTS = {
     "reservation_expired": _("Your hold has expired: %(service)s for %(pet)s"),
     "appointment_reminder": _("Reminder: %(service)s for %(pet)s tomorrow"),
     "waitlist_offer": _("A place is free for you: %(service)s for %(pet)s"),
+    "waitlist_offer_withdrawn": _(
+        "The place we offered is no longer free: %(service)s for %(pet)s"
+    ),
 }
 TEXTS = {
     "booking_confirmed": _(
@@ -54,6 +57,11 @@ TEXTS = {
     "waitlist_offer": _(
         "You are next on the waiting list: %(service)s at %(clinic)s on %(start)s is held for "
         "%(pet)s until %(expires)s. Confirm it before then, or it goes to the next in line."
+    ),
+    "waitlist_offer_withdrawn": _(
+        "The clinic has closed %(service)s at %(clinic)s on %(start)s, so the place we offered "
+        "%(pet)s can no longer be confirmed. You keep your place on the waiting list: if the "
+        "clinic opens the time again, it is offered to you first."
     ),
 }
 AMOUNT_LINE = _("Amount: %(amount)s.")

@@ -24,7 +24,7 @@ from django.utils import timezone
 from integrations.messaging.client import Publisher, PublishFailed, publisher_get
 from integrations.messaging.messages import (
     CHANNELS,
-    NOTIFICATION_TEMPLATES,
+    NOTIFYING_EVENT_TYPES,
     DomainEvent,
     OutboundMessage,
     messages_for,
@@ -201,7 +201,7 @@ def _relay_batch(*, publisher: Publisher, batch_size: int) -> tuple[RelayReport,
     preferences = _owner_preferences(
         str(user_id)
         for _, event_type, user_id in ahead
-        if event_type in NOTIFICATION_TEMPLATES and user_id
+        if event_type in NOTIFYING_EVENT_TYPES and user_id
     )
     with transaction.atomic():
         claimed = list(

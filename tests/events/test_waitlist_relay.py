@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import pytest
 
+from integrations.messaging.messages import notification_template
 from integrations.messaging.validation import message_errors
 from petpro_booking.events.models import Event
 from petpro_booking.events.relay import outbox_relay
@@ -62,3 +63,48 @@ def test_waitlist_events_and_the_offer_notification_are_valid(broker_tap, clinic
     assert "waiting list" in note.body["text"]
     # The service made the offer (issue 12: the actor's role, never an id).
     assert {m.body["actor"]["type"] for m in offered} == {"system"}
+
+
+def test_an_offer_withdrawn_by_a_closed_slot_is_notified(broker_tap, clinic_service):
+    from bookings.services import booking_cancel_slot_visits
+
+    from ..bookings.conftest import staff_of
+
+    for index in (1, 2):
+        LocalPetFactory(
+            owner__id=f"owner-{index}", owner__channels=["email"], id=f"pet-{index}", name="Mia"
+        )
+    clients = {index: owner_client_n(index) for index in (1, 2)}
+    slot = SlotFactory(service=clinic_service, capacity=1)
+    held = hold(clients[1], slot, "pet-1").json()
+    entry = join(clients[2], slot, "pet-2").json()
+    clients[1].delete(f"/api/v1/reservations/{held['id']}")  # offered to owner-2
+    booking_cancel_slot_visits(actor=staff_of(slot.clinic_id), slot_id=slot.id, reason="vet ill")
+    outbox_relay()
+
+    events = list(Event.objects.all())
+    notifying = [e for e in events if notification_template(e.event_type, e.payload)]
+    messages = broker_tap.drain(expect=len(events) + len(notifying))
+    for message in messages:
+        assert message_errors(as_schema_message(message)) == []
+    notes = {
+        message.body["template"]: message
+        for message in messages
+        if message.routing_key.startswith("booking.notification.")
+    }
+    assert sorted(notes) == ["waitlist_offer", "waitlist_offer_withdrawn"]
+    withdrawn = notes["waitlist_offer_withdrawn"]
+    assert withdrawn.body["recipient"]["user_id"] == "owner-2"
+    assert withdrawn.body["data"]["entry_id"] == entry["id"]
+    assert withdrawn.body["booking_id"] is None
+    assert "keep your place on the waiting list" in withdrawn.body["text"]
+    assert withdrawn.body["actor"]["type"] == "system"
+
+
+def test_an_offer_that_lapsed_is_told_by_its_hold_alone():
+    # Its hold's ReservationExpired tells the owner; the entry's own event notifies no one.
+    assert notification_template("WaitlistOfferExpired", {"reason": ""}) is None
+    assert notification_template("ReservationExpired", {}) == "reservation_expired"
+    assert notification_template("WaitlistOfferExpired", {"reason": "slot_closed"}) == (
+        "waitlist_offer_withdrawn"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
@@ -264,3 +265,36 @@ def test_the_export_has_waiting_list_offers_and_what_the_payment_provider_said(
     assert payment["last_payload"] == {"customer_id": "owner-1", "status": "pending"}
     assert "owner_limits" in document
     assert not PersonErasure.objects.exists()
+
+
+def test_the_export_names_a_withdrawn_offer_and_leaves_out_what_notified_no_one(
+    owner_pet,
+    slot,
+    other_pet,  # noqa: F811
+):
+    from bookings.services import booking_cancel_slot_visits
+
+    from ..bookings.conftest import staff_of
+
+    hold = reservation_create(actor=BYSTANDER, slot_id=slot.id, pet_id="pet-2")
+    waitlist_join(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
+    reservation_release(actor=BYSTANDER, reservation_id=hold.id)  # the unit goes to owner-1
+    booking_cancel_slot_visits(actor=staff_of(slot.clinic_id), slot_id=slot.id, reason="ill")
+    Event.objects.update(published_at=timezone.now())  # as if the relay had sent them all
+    # An offer that lapsed notifies no one by its entry's event (its hold's expiry does).
+    lapsed = Event.objects.get(event_type="WaitlistOfferExpired")
+    Event.objects.create(
+        event_id=uuid.uuid4(),
+        aggregate_type=lapsed.aggregate_type,
+        aggregate_id=lapsed.aggregate_id,
+        aggregate_version=lapsed.aggregate_version + 10,
+        event_type="WaitlistOfferExpired",
+        payload={**lapsed.payload, "reason": ""},
+        metadata=lapsed.metadata,
+        published_at=timezone.now(),
+    )
+
+    document = person_data_export(user_id="owner-1")
+
+    templates = [n["template"] for n in document["notifications"]]
+    assert templates == ["waitlist_offer", "waitlist_offer_withdrawn"]

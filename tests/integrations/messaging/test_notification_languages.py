@@ -10,6 +10,7 @@ import pytest
 
 from integrations.messaging.messages import (
     NOTIFICATION_TEMPLATES,
+    NOTIFICATION_TEMPLATES_BY_REASON,
     DomainEvent,
     messages_for,
     notification_messages,
@@ -32,6 +33,7 @@ JAKARTA = {
     "currency": "IDR",
 }
 TEMPLATE_OF = {template: event for event, template in NOTIFICATION_TEMPLATES.items()}
+REASON_OF = {template: key for key, template in NOTIFICATION_TEMPLATES_BY_REASON.items()}
 
 # What each template must say, per language: (subject words, text words).
 WORDS = {
@@ -42,6 +44,7 @@ WORDS = {
         "reservation_expired": ("hold has expired", "the time is free again"),
         "appointment_reminder": ("Reminder", "See you soon"),
         "waitlist_offer": ("A place is free for you", "next on the waiting list"),
+        "waitlist_offer_withdrawn": ("no longer free", "keep your place on the waiting list"),
     },
     "id": {
         "booking_confirmed": ("Kunjungan Anda sudah dipesan", "sudah dipesan untuk"),
@@ -50,12 +53,26 @@ WORDS = {
         "reservation_expired": ("telah berakhir", "waktunya tersedia lagi"),
         "appointment_reminder": ("Pengingat", "Sampai jumpa"),
         "waitlist_offer": ("Ada tempat untuk Anda", "berikutnya di daftar tunggu"),
+        "waitlist_offer_withdrawn": ("tidak tersedia lagi", "di daftar tunggu tetap"),
     },
 }
 WHEN = {"en": "Wednesday, 9 December 2026, 4:00 PM WIB", "id": "Rabu, 9 Desember 2026, 16.00 WIB"}
 
 
 def event_for(template: str, **overrides) -> DomainEvent:
+    if template in REASON_OF:  # an offer withdrawn: the waiting-list entry's own event
+        event_type, reason = REASON_OF[template]
+        event = booking_event(TEMPLATE_OF["waitlist_offer"], **{**JAKARTA, **overrides})
+        data = {k: v for k, v in event.data.items() if k not in ("booking_id", "reference")}
+        entry_id = str(uuid.uuid4())
+        return DomainEvent(
+            event_id=event.event_id,
+            event_type=event_type,
+            aggregate_type="waitlist_entry",
+            aggregate_id=entry_id,
+            occurred_at=OCCURRED,
+            data={**data, "entry_id": entry_id, "reason": reason, "reservation_id": None},
+        )
     extra: dict = {"reason": "", "refund_requested": False}
     if template == "booking_rescheduled":
         extra.update(
@@ -90,7 +107,7 @@ def event_for(template: str, **overrides) -> DomainEvent:
 
 
 @pytest.mark.parametrize("language", ["en", "id"])
-@pytest.mark.parametrize("template", sorted(TEMPLATE_OF))
+@pytest.mark.parametrize("template", sorted({*TEMPLATE_OF, *REASON_OF}))
 def test_every_template_in_both_languages(template, language):
     event = event_for(template)
     (message,) = notification_messages(event, channels=("email",), owner_language=language)
@@ -113,7 +130,7 @@ def test_every_template_in_both_languages(template, language):
         until = {"en": "4:15 PM WIB", "id": "16.15 WIB"}
         assert until[language] in body["text"]
         assert body["data"]["expires_local"] == "2026-12-09T16:15:00+07:00"
-    if template not in ("reservation_expired", "waitlist_offer"):
+    if template not in ("reservation_expired", "waitlist_offer", "waitlist_offer_withdrawn"):
         assert "PP-7K3F9Q" in body["text"]
 
 
