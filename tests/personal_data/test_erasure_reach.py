@@ -228,14 +228,19 @@ def test_supports_fair_use_override_is_exported_then_erased(client, owner_pet, s
     assert person_data_export(user_id="owner-1")["owner_limits"] == []
 
 
+def offer_the_slot_to_the_owner(slot) -> None:
+    """A bystander's hold released while owner-1 waits: the unit is offered to owner-1."""
+    hold = reservation_create(actor=BYSTANDER, slot_id=slot.id, pet_id="pet-2")
+    waitlist_join(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
+    reservation_release(actor=BYSTANDER, reservation_id=hold.id)
+
+
 def test_the_export_has_waiting_list_offers_and_what_the_payment_provider_said(
     owner_pet,
     slot,
     other_pet,  # noqa: F811
 ):
-    hold = reservation_create(actor=BYSTANDER, slot_id=slot.id, pet_id="pet-2")
-    waitlist_join(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
-    reservation_release(actor=BYSTANDER, reservation_id=hold.id)  # the unit goes to owner-1
+    offer_the_slot_to_the_owner(slot)
     offer = Event.objects.get(event_type="WaitlistOffered")
     Event.objects.update(published_at=timezone.now())  # as if the relay had sent them all
     later = SlotFactory(
@@ -276,9 +281,7 @@ def test_the_export_names_a_withdrawn_offer_and_leaves_out_what_notified_no_one(
 
     from ..bookings.conftest import staff_of
 
-    hold = reservation_create(actor=BYSTANDER, slot_id=slot.id, pet_id="pet-2")
-    waitlist_join(actor=OWNER, slot_id=slot.id, pet_id="pet-1")
-    reservation_release(actor=BYSTANDER, reservation_id=hold.id)  # the unit goes to owner-1
+    offer_the_slot_to_the_owner(slot)
     booking_cancel_slot_visits(actor=staff_of(slot.clinic_id), slot_id=slot.id, reason="ill")
     Event.objects.update(published_at=timezone.now())  # as if the relay had sent them all
     # An offer that lapsed notifies no one by its entry's event (its hold's expiry does).
