@@ -114,7 +114,8 @@ def database_unavailable(exc: BaseException) -> str | None:
         if isinstance(seen, psycopg.Error):
             sqlstate = seen.sqlstate
             if sqlstate is None:
-                return "connection" if isinstance(seen, psycopg.OperationalError) else None
+                lost = isinstance(seen, psycopg.OperationalError) and _connection_lost(seen)
+                return "connection" if lost else None
             if sqlstate == "57014":
                 return "timeout"
             if sqlstate.startswith("08"):
@@ -126,6 +127,19 @@ def database_unavailable(exc: BaseException) -> str | None:
             return None
         seen = seen.__cause__
     return None
+
+
+def _connection_lost(error: psycopg.Error) -> bool:
+    """A connection attempt that failed (its pgconn is BAD), or a connection of this thread
+    that is closed or broken now; not a statement psycopg refused to send on a healthy
+    connection ("number of parameters must be between 0 and 65535", no SQLSTATE either)."""
+    pgconn = error.pgconn
+    if pgconn is not None and pgconn.status == psycopg.pq.ConnStatus.BAD:
+        return True
+    return any(
+        (driver := wrapper.connection) is not None and (driver.closed or driver.broken)
+        for wrapper in connections.all(initialized_only=True)
+    )
 
 
 def is_retryable(exc: BaseException) -> bool:

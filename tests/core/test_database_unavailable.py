@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.utils import IntegrityError, OperationalError
 
 from petpro_booking.core.auth import issue_token
-from petpro_booking.core.db import database_unavailable
+from petpro_booking.core.db import database_unavailable, prepared_cursor
 from petpro_booking.core.exception_handler import DATABASE_RETRY_AFTER_SECONDS
 from reservations.models import Reservation
 
@@ -118,3 +118,9 @@ def test_what_counts_as_the_database_being_unavailable():
     assert database_unavailable(wrapped(errors.UniqueViolation("x"), IntegrityError)) is None
     assert database_unavailable(wrapped(errors.UndefinedTable("x"))) is None
     assert database_unavailable(OperationalError("no driver error behind it")) is None
+    # psycopg refuses to send it (server-side binding), on a healthy connection: a bug.
+    marks = ", ".join(["%s"] * 70_000)
+    with prepared_cursor() as cursor, pytest.raises(OperationalError) as refused_to_send:
+        cursor.execute(f"SELECT 1 WHERE 1 IN ({marks})", list(range(70_000)))
+    assert refused_to_send.value.__cause__.sqlstate is None
+    assert database_unavailable(refused_to_send.value) is None
