@@ -51,10 +51,12 @@ _DESCRIPTIONS = {
     415: "unsupported_media_type",
     422: "idempotency_key_reused",
     429: "rate_limited (Retry-After)",
-    503: "dependency_unavailable",
+    503: "dependency_unavailable (details.dependency: a service, or the database, with "
+    "Retry-After)",
 }
-# Answers any operation can give, whatever its own documentation says.
-ALWAYS = (400, 401, 403, 404, 405, 406, 415, 429)
+# Answers any operation can give, whatever its own documentation says (503: every operation
+# reads PostgreSQL, and a database that cannot serve is answered so, core/exception_handler.py).
+ALWAYS = (400, 401, 403, 404, 405, 406, 415, 429, 503)
 
 
 def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:

@@ -124,3 +124,10 @@ def test_what_counts_as_the_database_being_unavailable():
         cursor.execute(f"SELECT 1 WHERE 1 IN ({marks})", list(range(70_000)))
     assert refused_to_send.value.__cause__.sqlstate is None
     assert database_unavailable(refused_to_send.value) is None
+
+
+def test_the_schema_documents_the_503_on_operations_that_call_no_other_service(support_client):
+    schema = support_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    listing = schema["paths"]["/api/v1/reservations"]["get"]["responses"]
+    assert "dependency_unavailable" in listing["503"]["description"]
