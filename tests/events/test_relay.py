@@ -398,17 +398,19 @@ def _claimable_events() -> tuple[int, int]:
 
     from petpro_booking.events.listener import listen_conninfo
 
+    # One statement, so one snapshot: an event that commits between two separate counts
+    # (the late booking does, while another owner's look-up runs) would read as more free
+    # than unpublished.
     with psycopg.connect(**listen_conninfo(), autocommit=True) as own:
-        total = own.execute(
-            "SELECT count(*) FROM events WHERE published_at IS NULL AND failed_at IS NULL"
+        counts = own.execute(
+            "WITH free AS (SELECT 1 FROM events"
+            " WHERE published_at IS NULL AND failed_at IS NULL FOR UPDATE SKIP LOCKED)"
+            " SELECT (SELECT count(*) FROM events"
+            " WHERE published_at IS NULL AND failed_at IS NULL), (SELECT count(*) FROM free)"
         ).fetchone()
-        free = own.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM events"
-            " WHERE published_at IS NULL AND failed_at IS NULL FOR UPDATE SKIP LOCKED) AS free"
-        ).fetchone()
-    assert total is not None
-    assert free is not None
-    return total[0], free[0]
+    assert counts is not None
+    total, free = counts
+    return total, free
 
 
 def test_owners_are_looked_up_before_the_claim_and_the_claim_takes_no_other_owner(
