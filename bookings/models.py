@@ -194,6 +194,12 @@ class PersonErasure(models.Model):
     erased_at = models.DateTimeField(auto_now_add=True)
     # How many rows were cancelled / pseudonymised, per kind (numbers only).
     counts = models.JSONField(default=dict)
+    # The event archive's files (RETENTION_EVENTS_ARCHIVE_DIR) are rewritten by a job of
+    # their own (`person_archive_erase`): when it took this person out of them, and until
+    # then each pet's pseudonym under the keyed hash of the pet's id (no id kept), so the
+    # archive gets the pseudonyms the event store got. Emptied once the archive is done.
+    archive_erased_at = models.DateTimeField(null=True, blank=True)
+    pet_keys = models.JSONField(default=dict, blank=True)
 
     class Meta:
         db_table = "person_erasures"

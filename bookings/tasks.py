@@ -8,6 +8,7 @@ from celery import shared_task
 
 from . import retention, services
 from .consistency import consistency_check as consistency_report
+from .personal_data import person_archive_erase
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +60,10 @@ def retention_webhooks() -> int:
 def retention_history() -> int:
     """Pseudonymise the history of bookings closed more than RETENTION_HISTORY_YEARS ago."""
     return retention.booking_history_pseudonymise_closed()
+
+
+@shared_task(name="bookings.erasure_archive", soft_time_limit=3000, time_limit=3300)
+def erasure_archive() -> dict[str, int]:
+    """Take erased people out of the event archive's day files (nothing to do without
+    RETENTION_EVENTS_ARCHIVE_DIR or without an erasure not yet applied to it)."""
+    return person_archive_erase()

@@ -50,6 +50,11 @@ def _pseudonym_keys() -> tuple[bytes, ...]:
     return tuple(key.encode() for key in keys)
 
 
+def pseudonym_key_count() -> int:
+    """How many pseudonym keys are configured (`owner_key(..., key_index=)` takes 0 to n-1)."""
+    return len(_pseudonym_keys())
+
+
 def reset_keys() -> None:
     """Forget the keys read from settings (tests that change them; a rotation in-process)."""
     _fernet.cache_clear()

@@ -1,16 +1,22 @@
 """Retention of the event store: published events older than RETENTION_EVENTS_DAYS are
 archived (one gzip JSON Lines file per day) or dropped. On PostgreSQL `events` is partitioned
 by month and a whole month is detached and dropped at once; elsewhere (SQLite, the embedded
-mode) rows go in batches claimed with SKIP LOCKED where the database has it."""
+mode) rows go in batches claimed with SKIP LOCKED where the database has it.
+
+Every writer of the day files holds `archive_lock`: this job while it writes, and the
+erasure's pass that rewrites the files naming an erased person (bookings/personal_data.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import gzip
 import json
 import logging
+import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,15 +80,58 @@ def archive_rows(rows: Iterable[dict[str, Any]], directory: str, *, suffix: str 
 
 
 PARTIAL = ".partial"
+REWRITE = ".rewrite"
+LOCK_FILE = ".archive.lock"
+DAY_FILES = "events-*.jsonl.gz"
+
+
+@contextmanager
+def archive_lock(directory: str) -> Iterator[Path]:
+    """Exclusive use of the archive directory (an advisory `flock` on a file in it, so every
+    process on the volume's host sees it): an append or a month written while a file is being
+    rewritten would be lost with the old file. Yields the directory, created if missing."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield target
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def archive_day_files(directory: Path) -> list[Path]:
+    """The finished day files, oldest first (not a month's `.partial` files being written)."""
+    return sorted(directory.glob(DAY_FILES))
+
+
+def archive_read(path: Path) -> Iterator[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as archive:
+        for line in archive:
+            if line.strip():
+                yield json.loads(line)
+
+
+def archive_replace(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace a day file by `rows`, whole: written beside it, flushed to disk and renamed over
+    it, so a crash leaves either the old file or the new one (and a stray `.rewrite` file,
+    which the next rewrite overwrites). Under `archive_lock`."""
+    temporary = path.with_name(path.name + REWRITE)
+    with open(temporary, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb") as archive:
+            for row in rows:
+                archive.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+        raw.flush()
+        os.fsync(raw.fileno())
+    temporary.replace(path)
 
 
 def _archive_partition(partition: partitions.Partition, directory: str) -> int:
     """One month's rows into its day files, whole: written as `.partial` files and renamed at
     the end. A run that stops half-way (the time limit, a full disk, a crash before the drop)
     leaves no half month in the archive, and the next run writes the month again from the
-    start instead of appending a second copy of what the first wrote."""
+    start instead of appending a second copy of what the first wrote. Under `archive_lock`."""
     target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
     pattern = f"events-{partition.start:%Y-%m}-*.jsonl.gz"
     for leftover in target.glob(pattern + PARTIAL):
         leftover.unlink()
@@ -101,7 +150,8 @@ def _purge_partitions(cutoff: dt.datetime, archive_dir: str, report: PurgeReport
             logger.warning("retention: %s still has unpublished events; kept", partition.name)
             continue
         if archive_dir:
-            report.archived += _archive_partition(partition, archive_dir)
+            with archive_lock(archive_dir):
+                report.archived += _archive_partition(partition, archive_dir)
         report.deleted += partitions.drop(partition)
         report.partitions_dropped += 1
 
@@ -119,7 +169,8 @@ def _purge_in_batches(
             if not rows:
                 return
             if archive_dir:
-                report.archived += archive_rows(rows, archive_dir)
+                with archive_lock(archive_dir):
+                    report.archived += archive_rows(rows, archive_dir)
             Event.objects.filter(id__in=[row["id"] for row in rows]).delete()
             report.deleted += len(rows)
 

@@ -347,6 +347,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "retention-events": {"task": "events.retention_events", "schedule": 86400.0},
     "retention-webhooks": {"task": "bookings.retention_webhooks", "schedule": 3600.0},
     "retention-history": {"task": "bookings.retention_history", "schedule": 86400.0},
+    # Erasures reach the event archive's day files (when RETENTION_EVENTS_ARCHIVE_DIR is set).
+    "erasure-archive": {"task": "bookings.erasure_archive", "schedule": 3600.0},
     # Idempotency keys older than 24 h.
     "purge-idempotency-keys": {
         "task": "core.idempotency_keys_purge",

@@ -6,14 +6,16 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bookings.personal_data import person_erase
+from bookings.personal_data import person_archive_erase, person_erase
 from petpro_booking.core.principal import Principal
 
 
 class Command(BaseCommand):
     help = (
         "Cancel the person's future bookings, then pseudonymise their bookings, holds, "
-        "history, payments, events and idempotency records; publish PersonErased; audit it."
+        "history, payments, events and idempotency records; publish PersonErased; audit it. "
+        "Then rewrite the event archive's files that name them (RETENTION_EVENTS_ARCHIVE_DIR, "
+        "when set here; else the hourly job of the worker that has it)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -28,6 +30,14 @@ class Command(BaseCommand):
             raise CommandError("give the id of a person who has not been erased")
         actor = Principal(sub=f"cli:{options['by']}"[:64], roles=frozenset({"support"}))
         audit = person_erase(actor=actor, user_id=user_id)
+        archive = person_archive_erase()
         self.stdout.write(
-            json.dumps({"audit_id": audit.pk, "pseudonym": audit.pseudonym, "counts": audit.counts})
+            json.dumps(
+                {
+                    "audit_id": audit.pk,
+                    "pseudonym": audit.pseudonym,
+                    "counts": audit.counts,
+                    "archive": archive,
+                }
+            )
         )

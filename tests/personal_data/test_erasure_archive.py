@@ -1,0 +1,235 @@
+"""Right to erasure reaches the event archive: the day files the retention job wrote
+(RETENTION_EVENTS_ARCHIVE_DIR) are rewritten so that a person's archived events say what the
+event store says after the erasure (the same pseudonyms, names and reasons tombstoned); a
+bystander's events stay as they were; the retention job and the rewrite never write at once;
+a rewrite that stops leaves the old file and is done again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+
+from bookings.models import PersonErasure
+from bookings.personal_data import person_archive_erase
+from petpro_booking.core import crypto
+from petpro_booking.events import retention
+from petpro_booking.events.models import Event
+from petpro_booking.events.retention import (
+    ARCHIVE_FIELDS,
+    archive_lock,
+    archive_rows,
+    events_purge_published,
+)
+
+from .conftest import OWNER_REASON, PERSONAL_VALUES, PET_NAME, STAFF_REASON
+from .test_retention import months_ago, old_events
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def archive_everything(directory: Path) -> dict[str, dict]:
+    """Every event of the store into day files, as the retention job writes them; the rows
+    by event id."""
+    rows = list(Event.objects.order_by("id").values(*ARCHIVE_FIELDS))
+    assert archive_rows(rows, str(directory)) == len(rows)
+    return {str(row["event_id"]): row for row in read_archive(directory)}
+
+
+def read_archive(directory: Path) -> list[dict]:
+    return [row for path in sorted(directory.glob("events-*.jsonl.gz")) for row in _rows(path)]
+
+
+def _rows(path: Path) -> list[dict]:
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as archive:
+        return [json.loads(line) for line in archive if line.strip()]
+
+
+def archive_text(directory: Path) -> str:
+    return json.dumps(read_archive(directory), ensure_ascii=False)
+
+
+def erase(user_id: str) -> dict:
+    out = []
+
+    class Out:
+        def write(self, text: str) -> None:
+            out.append(text)
+
+    call_command("erase_person", user_id, "--by", "agent-7", stdout=Out())
+    return json.loads("".join(out))
+
+
+def test_the_erasure_rewrites_the_archive_as_it_rewrote_the_event_store(person, settings, tmp_path):
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    before = archive_everything(tmp_path)
+    in_events = [value for value in PERSONAL_VALUES if value in archive_text(tmp_path)]
+    assert set(in_events) >= {"owner-1", "pet-1", PET_NAME, OWNER_REASON, STAFF_REASON}
+    bystanders = {
+        event_id: row
+        for event_id, row in before.items()
+        if "owner-1" not in json.dumps(row) and "pet-1" not in json.dumps(row)
+    }
+    assert any("owner-2" in json.dumps(row) for row in bystanders.values())
+
+    answer = erase("owner-1")
+
+    text = archive_text(tmp_path)
+    for value in PERSONAL_VALUES:
+        assert value not in text, value
+    after = {row["event_id"]: row for row in read_archive(tmp_path)}
+    assert after.keys() == before.keys()  # every event stays, only what names them changes
+    for event_id, row in bystanders.items():
+        assert after[event_id] == row, event_id
+    # Each archived event now reads as the event store's copy of it after the erasure.
+    stored = {
+        str(e["event_id"]): e for e in Event.objects.values("event_id", "payload", "metadata")
+    }
+    for event_id, row in after.items():
+        assert (row["payload"], row["metadata"]) == (
+            stored[event_id]["payload"],
+            stored[event_id]["metadata"],
+        ), row["event_type"]
+    audit = PersonErasure.objects.get()
+    assert audit.pseudonym in text
+    assert audit.archive_erased_at is not None
+    assert audit.pet_keys == {}  # the pets' keyed hashes are not kept once used
+    changed = sum(1 for event_id in before if before[event_id] != after[event_id])
+    assert changed > 10
+    assert audit.counts["archive_events"] == changed
+    assert answer["archive"] == {"erasures": 1, "files": 1, "events": changed}
+
+    # Done once: a second run has nothing to do and writes nothing.
+    mtimes = {path: path.stat().st_mtime_ns for path in tmp_path.glob("events-*")}
+    assert person_archive_erase() == {"erasures": 0, "files": 0, "events": 0}
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.glob("events-*")} == mtimes
+
+
+def test_the_archive_is_rewritten_after_the_keys_rotated(person, settings, tmp_path):
+    """The erasure's process may have no archive (a web pod): the person waits for the hourly
+    job of the worker that has it. The audit row keeps their hash under the key of the day;
+    after a rotation the archive's ids are hashed under every configured key."""
+    from bookings.tasks import erasure_archive
+
+    settings.ANALYTICS_PSEUDONYM_KEYS = ["key-of-the-erasure"]
+    crypto.reset_keys()
+    try:
+        settings.RETENTION_EVENTS_ARCHIVE_DIR = ""  # the erasure's process has no archive
+        archive_everything(tmp_path)
+        assert erase("owner-1")["archive"]["erasures"] == 0
+        assert PersonErasure.objects.get().archive_erased_at is None  # waits for one that has
+
+        settings.ANALYTICS_PSEUDONYM_KEYS = ["key-after-rotation", "key-of-the-erasure"]
+        crypto.reset_keys()
+        settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+        done = erasure_archive.apply().get()  # the beat job, as the worker runs it
+    finally:
+        crypto.reset_keys()
+    assert done["erasures"] == 1
+    assert done["events"] > 10
+    for value in PERSONAL_VALUES:
+        assert value not in archive_text(tmp_path), value
+    assert PersonErasure.objects.get().archive_erased_at is not None
+
+
+def test_an_event_only_in_the_archive_is_found_and_its_pet_gets_a_pseudonym(
+    person, settings, tmp_path
+):
+    """A pet the event store no longer shows (its events already archived and dropped) still
+    leaves no id in the archive: it gets a pseudonym of its own under the person's."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    archive_everything(tmp_path)
+    old_pet = {
+        "id": 1,
+        "event_id": "6f1c9f57-5d55-4c1c-9a54-0b3c1f7c1a01",
+        "aggregate_type": "reservation",
+        "aggregate_id": "7d2e1a40-0000-4000-8000-000000000001",
+        "aggregate_version": 1,
+        "event_type": "ReservationCreated",
+        "payload": {"user_id": "owner-1", "pet_id": "pet-old", "pet_name": "Old Rex"},
+        "metadata": {"actor": {"type": "user", "id": "owner-1"}},
+        "created_at": dt.datetime(2024, 1, 5, 9, tzinfo=dt.UTC),
+        "published_at": dt.datetime(2024, 1, 5, 9, tzinfo=dt.UTC),
+    }
+    archive_rows([old_pet], str(tmp_path))
+
+    erase("owner-1")
+
+    (archived,) = [r for r in read_archive(tmp_path) if r["event_id"] == old_pet["event_id"]]
+    audit = PersonErasure.objects.get()
+    assert archived["payload"] == {
+        "user_id": audit.pseudonym,
+        "pet_id": f"{audit.pseudonym}-a1",
+        "pet_name": "[erased]",
+    }
+    assert archived["metadata"] == {"actor": {"type": "user", "id": audit.pseudonym}}
+
+
+def test_a_rewrite_that_stops_leaves_the_old_file_and_runs_again(
+    person, settings, tmp_path, monkeypatch
+):
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
+    archive_everything(tmp_path)
+    erase("owner-1")
+    (day_file,) = tmp_path.glob("events-*.jsonl.gz")
+    original = day_file.read_bytes()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    monkeypatch.setattr(retention.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        person_archive_erase()
+    assert day_file.read_bytes() == original  # the old file, whole
+    audit = PersonErasure.objects.get()
+    assert audit.archive_erased_at is None
+    assert audit.pet_keys  # still needed by the next run
+
+    monkeypatch.undo()
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    assert person_archive_erase()["erasures"] == 1
+    for value in PERSONAL_VALUES:
+        assert value not in archive_text(tmp_path), value
+
+
+def test_the_retention_job_waits_while_the_archive_is_being_rewritten(settings, tmp_path):
+    """Both write the day files: the retention job's month waits for the archive lock (held
+    here as the erasure's rewrite holds it), then is written whole."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    month = months_ago(15)
+    old_events(month, 4, published=True)
+    reports: list = []
+
+    def retention_job() -> None:
+        try:
+            reports.append(events_purge_published())
+        finally:
+            connections.close_all()
+
+    with archive_lock(str(tmp_path)):
+        job = threading.Thread(target=retention_job)
+        job.start()
+        time.sleep(1.0)
+        assert job.is_alive()
+        assert not list(tmp_path.glob("events-*"))  # not a line written while it is held
+    job.join(30)
+    assert not job.is_alive()
+    assert reports[0].archived == 4
+    assert len(read_archive(tmp_path)) == 4
+
+
+def test_the_worker_runs_the_archive_pass_every_hour(settings):
+    from bookings.tasks import erasure_archive
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["erasure-archive"]
+    assert schedule["task"] == erasure_archive.name == "bookings.erasure_archive"
+    assert schedule["schedule"] <= 3600
