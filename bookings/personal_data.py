@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import secrets
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -532,13 +533,23 @@ def _by_keyed_hash(value: str, table: dict[str, Any]) -> Any:
     return None
 
 
-def _archive_find(files: list[Path], pending: list[PersonErasure]) -> dict[str, _Archived]:
-    """The first pass: every erased person the archive names, by their id there."""
+def _archive_find(
+    files: list[Path], pending: list[PersonErasure], unreadable: list[Path]
+) -> dict[str, _Archived]:
+    """The first pass: every erased person the archive names, by their id there. A file that
+    cannot be read to its end (a truncated gzip stream, a line that is not JSON) is added to
+    `unreadable` and left alone."""
     by_key = {erasure.subject_key: erasure for erasure in pending}
     erasure_of: dict[str, PersonErasure | None] = {}
     found: dict[str, _Archived] = {}
     for path in files:
-        for row in archive_read(path):
+        try:
+            rows = list(archive_read(path))
+        except (OSError, EOFError, ValueError, zlib.error):
+            logger.exception("event archive: %s cannot be read; an erasure cannot reach it", path)
+            unreadable.append(path)
+            continue
+        for row in rows:
             for user_id in _people_named(row):
                 if user_id not in erasure_of:
                     erasure_of[user_id] = _by_keyed_hash(user_id, by_key)
@@ -607,7 +618,9 @@ def person_archive_erase() -> dict[str, int]:
     names and aggregates, one rewrites each file that changes, whole (`archive_replace`). The
     erasures the run started with are then marked done and their pet hashes emptied; one
     committed meanwhile waits for the next run. A run that stops is simply run again (the
-    beat job, hourly): what it rewrote is already pseudonymised."""
+    beat job, hourly): what it rewrote is already pseudonymised. A day file that cannot be
+    read is left as it is and keeps every erasure pending (logged as an error each run), since
+    it may name them: an operator repairs or removes it."""
     done = {"erasures": 0, "files": 0, "events": 0}
     directory = settings.RETENTION_EVENTS_ARCHIVE_DIR
     if not directory:  # no archive here; the erasures wait for a process that has one
@@ -617,12 +630,18 @@ def person_archive_erase() -> dict[str, int]:
         return done
     with archive_lock(directory) as target:
         files = archive_day_files(target)
-        found = _archive_find(files, pending)
+        unreadable: list[Path] = []
+        found = _archive_find(files, pending, unreadable)
         replacements = {user_id: _archived_replacements(p) for user_id, p in found.items()}
         for path in files if found else []:
-            changed = _archive_scrub(path, found, replacements)
-            done["files"] += bool(changed)
-            done["events"] += changed
+            if path not in unreadable:
+                changed = _archive_scrub(path, found, replacements)
+                done["files"] += bool(changed)
+                done["events"] += changed
+        if unreadable:  # they may name these people: pending, and said again every run
+            done["unreadable_files"] = len(unreadable)
+            logger.error("erasures left pending: %d unreadable archive file(s)", len(unreadable))
+            return done
         rewritten = {person.erasure.pk: person.events for person in found.values()}
         finished = timezone.now()
         for erasure in pending:

@@ -7,6 +7,7 @@ a rewrite that stops leaves the old file and is done again."""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import threading
 import time
@@ -47,8 +48,6 @@ def read_archive(directory: Path) -> list[dict]:
 
 
 def _rows(path: Path) -> list[dict]:
-    import gzip
-
     with gzip.open(path, "rt", encoding="utf-8") as archive:
         return [json.loads(line) for line in archive if line.strip()]
 
@@ -199,6 +198,32 @@ def test_a_rewrite_that_stops_leaves_the_old_file_and_runs_again(
     assert person_archive_erase()["erasures"] == 1
     for value in PERSONAL_VALUES:
         assert value not in archive_text(tmp_path), value
+
+
+def test_an_unreadable_day_file_keeps_the_erasure_pending_and_the_rest_is_rewritten(
+    person, settings, tmp_path
+):
+    """A day file cut short (a disk that filled while the SQLite path appended to it) may
+    name the person: it is left as it is, the readable files are rewritten, and the erasure
+    stays pending, said again every run, until an operator repairs or removes the file."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    archive_everything(tmp_path)
+    broken = tmp_path / "events-2024-01-05.jsonl.gz"
+    whole = gzip.compress(('{"event_id": "x", "payload": {"user_id": "owner-1"}}\n' * 200).encode())
+    broken.write_bytes(whole[: len(whole) // 2])
+
+    answer = erase("owner-1")
+
+    assert answer["archive"]["unreadable_files"] == 1
+    assert broken.read_bytes() == whole[: len(whole) // 2]
+    (good,) = [p for p in tmp_path.glob("events-*.jsonl.gz") if p != broken]
+    for value in PERSONAL_VALUES:
+        assert value not in json.dumps(_rows(good)), value
+    assert PersonErasure.objects.get().archive_erased_at is None
+
+    broken.unlink()  # the operator's repair
+    assert person_archive_erase()["erasures"] == 1
+    assert PersonErasure.objects.get().archive_erased_at is not None
 
 
 def test_the_retention_job_waits_while_the_archive_is_being_rewritten(settings, tmp_path):
