@@ -181,6 +181,27 @@ class ProcessedWebhook(models.Model):
         return self.event_id
 
 
+class ErasureRequest(models.Model):
+    """An erasure asked for and not finished (right to erasure): written and committed before
+    anything of the person changes, deleted in the erasure's last transaction. One that stopped
+    half-way (a crash, a slot another change kept busy) is finished by the
+    `bookings.erasure_resume` job. It holds the person's id until then: that is what is to be
+    erased."""
+
+    user_id = models.CharField(max_length=64, primary_key=True)
+    requested_by_id = models.CharField(max_length=64)  # the support agent, as in the audit
+    requested_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)  # that stopped before the end
+    last_error = models.CharField(max_length=64, blank=True)  # an error code, never a message
+
+    class Meta:
+        db_table = "erasure_requests"
+        ordering = ["requested_at"]
+
+    def __str__(self) -> str:
+        return f"erasure asked by {self.requested_by_id} at {self.requested_at:%Y-%m-%d %H:%M}"
+
+
 class PersonErasure(models.Model):
     """Audit of an erasure (right to be forgotten): who erased whom and when, without the
     erased data. `subject_key` is the person's pseudonymous owner key (the one analytics

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import logging
 import re
@@ -19,8 +21,8 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Q, TextField
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -29,7 +31,7 @@ from integrations.models import LocalPet, LocalUser
 from integrations.users.gateway import invalidate_user
 from petpro_booking.core.crypto import owner_key, pseudonym_key_count
 from petpro_booking.core.models import IdempotencyKey
-from petpro_booking.core.principal import Principal
+from petpro_booking.core.principal import ROLE_SUPPORT, Principal
 from petpro_booking.core.throttles import throttle_key_prefix
 from petpro_booking.events.models import Event
 from petpro_booking.events.retention import (
@@ -47,6 +49,7 @@ from .models import (
     Booking,
     BookingHistory,
     BookingStatus,
+    ErasureRequest,
     PaymentRecord,
     PersonErasure,
 )
@@ -397,8 +400,51 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
     replace their ids by a pseudonym and tombstone names, reasons and contact data in
     bookings, holds, history, payment records, events and idempotency records (amounts,
     times, statuses and slot counters are kept), publish `PersonErased` and write the audit
-    row. Running it again for the same id finds nothing left and erases nothing more."""
+    row. Running it again for the same id finds nothing left and erases nothing more.
+
+    The request is written down (`ErasureRequest`, committed) before anything changes and
+    deleted by the last transaction: an erasure that stops between its cancellations and that
+    transaction (a crash, a slot another change keeps busy) is finished by `erasures_resume`.
+    Two runs for one person at once make one audit row: the second finds the request gone and
+    returns the first's."""
     user_id = str(user_id)
+    ErasureRequest.objects.get_or_create(user_id=user_id, defaults={"requested_by_id": actor.sub})
+    try:
+        return _erase(actor=actor, user_id=user_id)
+    except Exception as exc:
+        _erasure_stopped(user_id, exc)
+        raise
+
+
+def _erasure_stopped(user_id: str, exc: Exception) -> None:
+    """Note on the request that an attempt stopped (the job tries again). Never hides `exc`:
+    with the database gone the note is skipped."""
+    code = str(getattr(exc, "code", "") or type(exc).__name__)[:64]
+    with contextlib.suppress(DatabaseError):
+        ErasureRequest.objects.filter(user_id=user_id).update(
+            attempts=F("attempts") + 1, last_error=code
+        )
+
+
+def erasures_resume(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Finish the erasures asked for more than ERASURE_RESUME_AFTER_SECONDS ago that have not
+    finished (the beat job): each as its support agent asked it, so the audit row and the
+    cancellations name them. One that stops again stays for the next run."""
+    cutoff = (now or timezone.now()) - dt.timedelta(seconds=settings.ERASURE_RESUME_AFTER_SECONDS)
+    report = {"finished": 0, "stopped": 0}
+    for asked in ErasureRequest.objects.filter(requested_at__lt=cutoff)[:100]:
+        actor = Principal(sub=asked.requested_by_id, roles=frozenset({ROLE_SUPPORT}))
+        try:
+            person_erase(actor=actor, user_id=asked.user_id)
+        except Exception:
+            logger.exception("erasure asked by %s stopped again", asked.requested_by_id)
+            report["stopped"] += 1
+            continue
+        report["finished"] += 1
+    return report
+
+
+def _erase(*, actor: Principal, user_id: str) -> PersonErasure:
     subject_key = owner_key(user_id)
     cancelled = _cancel_future_bookings(actor=actor, user_id=user_id)
     released = _release_live_holds(user_id=user_id)
@@ -406,6 +452,11 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
         released += part.release(user_id)
     pseudonym = f"erased-{secrets.token_hex(8)}"
     with transaction.atomic():
+        asked = ErasureRequest.objects.select_for_update().filter(user_id=user_id)
+        if not list(asked.values_list("pk", flat=True)):
+            finished = PersonErasure.objects.filter(subject_key=subject_key).first()
+            if finished is not None:  # another run finished it while this one cancelled
+                return finished
         holds = list(
             Reservation.objects.select_for_update()
             .filter(user_id=user_id)
@@ -483,6 +534,7 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
             },
             actor=actor,
         )
+        ErasureRequest.objects.filter(user_id=user_id).delete()
         transaction.on_commit(lambda: _forget_cached(user_id))
     logger.info("person erased: %s as %s by %s", subject_key, pseudonym, who["id"])
     return audit

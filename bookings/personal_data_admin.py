@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from petpro_booking.core.admin_access import admin_principal
+from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 
+from .models import ErasureRequest
 from .personal_data import person_data_export, person_erase
 
 
@@ -61,11 +64,14 @@ def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> Ht
                     audit = person_erase(actor=principal, user_id=user_id)
                 except ApplicationError as exc:
                     # A booking or hold of theirs changed meanwhile, or its slot was busy: what
-                    # was cancelled stays cancelled; erasing again finishes the rest.
+                    # was cancelled stays cancelled; the request stays, and the erasure_resume
+                    # job (or erasing again) finishes the rest.
+                    minutes = -(-settings.ERASURE_RESUME_AFTER_SECONDS // 60) + 5
                     modeladmin.message_user(
                         request,
-                        f"Owner {user_id} not erased: {exc.message} "
-                        "Run the erasure again for them.",
+                        f"Owner {user_id} not erased yet: {exc.message} "
+                        f"It is finished automatically within about {minutes} minutes, "
+                        "or run the erasure again for them.",
                         messages.ERROR,
                     )
                     continue
@@ -81,3 +87,33 @@ def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> Ht
     return modeladmin._form_page(
         request, bookings, form, action="erase_owner_data", title="Erase personal data"
     )
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(admin.ModelAdmin):
+    """Erasures asked for and not finished (support, read-only): the `erasure_resume` job
+    finishes them; the attempts that stopped and the last error code say why one is here."""
+
+    list_display = ["user_id", "requested_by_id", "requested_local", "attempts", "last_error"]
+    search_fields = ["user_id"]
+    # A person belongs to no clinic: UTC, written.
+    requested_local = local_time_column("requested_at", "requested", zone_of=lambda asked: None)
+
+    def _is_support(self, request: HttpRequest) -> bool:
+        principal = admin_principal(request.user)
+        return principal is not None and principal.is_support
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._is_support(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

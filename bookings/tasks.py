@@ -8,7 +8,7 @@ from celery import shared_task
 
 from . import retention, services
 from .consistency import consistency_check as consistency_report
-from .personal_data import person_archive_erase
+from .personal_data import erasures_resume, person_archive_erase
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +67,10 @@ def erasure_archive() -> dict[str, int]:
     """Take erased people out of the event archive's day files (nothing to do without
     RETENTION_EVENTS_ARCHIVE_DIR or without an erasure not yet applied to it)."""
     return person_archive_erase()
+
+
+@shared_task(name="bookings.erasure_resume", soft_time_limit=600, time_limit=660)
+def erasure_resume() -> dict[str, int]:
+    """Finish the erasures that stopped half-way (ErasureRequest rows past
+    ERASURE_RESUME_AFTER_SECONDS)."""
+    return erasures_resume()

@@ -349,6 +349,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "retention-history": {"task": "bookings.retention_history", "schedule": 86400.0},
     # Erasures reach the event archive's day files (when RETENTION_EVENTS_ARCHIVE_DIR is set).
     "erasure-archive": {"task": "bookings.erasure_archive", "schedule": 3600.0},
+    # Erasures that stopped half-way (a crash, a busy slot) are finished.
+    "erasure-resume": {"task": "bookings.erasure_resume", "schedule": 300.0},
     # Idempotency keys older than 24 h.
     "purge-idempotency-keys": {
         "task": "core.idempotency_keys_purge",
@@ -519,6 +521,9 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 PERSONAL_DATA_LOOKUP_KEY = env("PERSONAL_DATA_LOOKUP_KEY", default="")
 # HMAC keys of the pseudonymous owner key in analytics messages, newest first.
 ANALYTICS_PSEUDONYM_KEYS = env.list("ANALYTICS_PSEUDONYM_KEYS", default=[])
+# An erasure still unfinished this long after it was asked for is finished by the beat job
+# `bookings.erasure_resume` (long enough not to start on one still running).
+ERASURE_RESUME_AFTER_SECONDS = env.int("ERASURE_RESUME_AFTER_SECONDS", default=600)
 
 # Retention, per kind (docs/security.md, "Retention"). Empty archive dir: drop, no archive.
 RETENTION_EVENTS_DAYS = env.int("RETENTION_EVENTS_DAYS", default=400)

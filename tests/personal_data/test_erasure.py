@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django_redis import get_redis_connection
 
-from bookings.models import Booking, BookingHistory, PersonErasure
+from bookings.models import Booking, BookingHistory, ErasureRequest, PersonErasure
 from bookings.personal_data import person_data_export
 from integrations.models import LocalPet, LocalUser
 from petpro_booking.core.crypto import owner_key
@@ -205,11 +205,14 @@ def test_an_erasure_the_admin_cannot_finish_now_is_said_and_can_run_again(
         holder.join()
     assert answer.status_code == 200
     said = [str(message) for message in answer.context["messages"]]
-    assert any(m.startswith("Owner owner-1 not erased:") for m in said), said
+    assert any(m.startswith("Owner owner-1 not erased yet:") for m in said), said
     assert not PersonErasure.objects.exists()
     assert Booking.objects.filter(user_id="owner-1").exists()
+    asked = ErasureRequest.objects.get()  # written down: the resume job would finish it
+    assert (asked.user_id, asked.attempts, asked.last_error) == ("owner-1", 1, "slot_busy")
 
     again = client.post("/admin/bookings/booking/", erase, follow=True)
     assert any(str(m).startswith("Owner erased") for m in again.context["messages"])
     assert not Booking.objects.filter(user_id="owner-1").exists()
+    assert not ErasureRequest.objects.exists()
     assert_counters_match_rows()

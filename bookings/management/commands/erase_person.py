@@ -28,6 +28,8 @@ class Command(BaseCommand):
         user_id = options["user_id"].strip()
         if not user_id or user_id.startswith("erased-"):
             raise CommandError("give the id of a person who has not been erased")
+        if len(user_id) > 64:
+            raise CommandError("no person has an id longer than 64 characters")
         actor = Principal(sub=f"cli:{options['by']}"[:64], roles=frozenset({"support"}))
         audit = person_erase(actor=actor, user_id=user_id)
         archive = person_archive_erase()
