@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from petpro_booking.core.admin_access import admin_principal
+from petpro_booking.core.admin_access import SupportOnlyAdmin, admin_principal
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 
@@ -90,7 +90,7 @@ def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> Ht
 
 
 @admin.register(ErasureRequest)
-class ErasureRequestAdmin(admin.ModelAdmin):
+class ErasureRequestAdmin(SupportOnlyAdmin):
     """Erasures asked for and not finished (support, read-only): the `erasure_resume` job
     finishes them; the attempts that stopped and the last error code say why one is here."""
 
@@ -99,16 +99,7 @@ class ErasureRequestAdmin(admin.ModelAdmin):
     # A person belongs to no clinic: UTC, written.
     requested_local = local_time_column("requested_at", "requested", zone_of=lambda asked: None)
 
-    def _is_support(self, request: HttpRequest) -> bool:
-        principal = admin_principal(request.user)
-        return principal is not None and principal.is_support
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._is_support(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._is_support(request)
-
+    # Written and deleted by the erasure only.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from integrations.users.names import people_names
-from petpro_booking.core.admin_access import admin_principal, visible_clinic_ids
+from petpro_booking.core.admin_access import SupportOnlyAdmin, admin_principal, visible_clinic_ids
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from slots.display import local_label
@@ -112,7 +112,7 @@ class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
 
 
 @admin.register(OwnerLimit)
-class OwnerLimitAdmin(admin.ModelAdmin):
+class OwnerLimitAdmin(SupportOnlyAdmin):
     """Support raises (or lowers) the fair-use limits of one owner; empty keeps the default."""
 
     list_display = [
@@ -126,22 +126,3 @@ class OwnerLimitAdmin(admin.ModelAdmin):
     search_fields = ["user_id"]
     # An owner's limits belong to no clinic: UTC, written.
     updated_local = local_time_column("updated_at", "updated", zone_of=lambda limit: None)
-
-    def _is_support(self, request: HttpRequest) -> bool:
-        principal = admin_principal(request.user)
-        return principal is not None and principal.is_support
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._is_support(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._is_support(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._is_support(request)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._is_support(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._is_support(request)

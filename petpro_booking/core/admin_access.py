@@ -56,6 +56,29 @@ def visible_clinic_ids(user: Any) -> frozenset[str] | None:
     return principal.clinic_ids
 
 
+class SupportOnlyAdmin(admin.ModelAdmin):
+    """Rows that belong to no clinic (an owner's limits, a person's erasure): support only;
+    clinic staff do not see the model at all."""
+
+    def _is_support(self, request: HttpRequest) -> bool:
+        return support_principal(request.user) is not None
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._is_support(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._is_support(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_support(request)
+
+
 class ClinicScopedAdmin(admin.ModelAdmin):
     """Clinic staff see only rows of their clinics; support sees all."""
 
