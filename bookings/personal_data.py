@@ -10,13 +10,12 @@ import json
 import logging
 import re
 import secrets
-import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
@@ -29,17 +28,11 @@ from django.utils import timezone
 from integrations.messaging.messages import NOTIFYING_EVENT_TYPES, notification_template
 from integrations.models import LocalPet, LocalUser
 from integrations.users.gateway import invalidate_user
-from petpro_booking.core.crypto import owner_key, pseudonym_key_count
+from petpro_booking.core.crypto import owner_key
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.principal import ROLE_SUPPORT, Principal
 from petpro_booking.core.throttles import throttle_key_prefix
 from petpro_booking.events.models import Event
-from petpro_booking.events.retention import (
-    archive_day_files,
-    archive_lock,
-    archive_read,
-    archive_replace,
-)
 from petpro_booking.events.services import event_append
 from reservations.models import OwnerLimit, Reservation, ReservationStatus
 from reservations.services import reservation_release
@@ -429,19 +422,37 @@ def _erasure_stopped(user_id: str, exc: Exception) -> None:
 def erasures_resume(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Finish the erasures asked for more than ERASURE_RESUME_AFTER_SECONDS ago that have not
     finished (the beat job): each as its support agent asked it, so the audit row and the
-    cancellations name them. One that stops again stays for the next run."""
+    cancellations name them. One that stops again stays for the next run; those that stopped
+    least often go first, so a few that keep failing cannot hold the rest back."""
     cutoff = (now or timezone.now()) - dt.timedelta(seconds=settings.ERASURE_RESUME_AFTER_SECONDS)
     report = {"finished": 0, "stopped": 0}
-    for asked in ErasureRequest.objects.filter(requested_at__lt=cutoff)[:100]:
-        actor = Principal(sub=asked.requested_by_id, roles=frozenset({ROLE_SUPPORT}))
+    asked_before = ErasureRequest.objects.filter(requested_at__lt=cutoff)
+    for asked in asked_before.order_by("attempts", "requested_at")[:100]:
         try:
-            person_erase(actor=actor, user_id=asked.user_id)
+            finished = erasure_resume_one(asked)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: the rest wait for the next run
         except Exception:
             logger.exception("erasure asked by %s stopped again", asked.requested_by_id)
             report["stopped"] += 1
             continue
-        report["finished"] += 1
+        report["finished"] += finished
     return report
+
+
+def erasure_resume_one(asked: ErasureRequest) -> bool:
+    """Finish one written-down erasure; False when another run finished it meanwhile. Never
+    writes the request again (`person_erase` would: a request finished since it was read
+    must not be asked for a second time)."""
+    if not ErasureRequest.objects.filter(pk=asked.pk).exists():
+        return False
+    actor = Principal(sub=asked.requested_by_id, roles=frozenset({ROLE_SUPPORT}))
+    try:
+        _erase(actor=actor, user_id=asked.user_id)
+    except Exception as exc:
+        _erasure_stopped(asked.user_id, exc)
+        raise
+    return True
 
 
 def _erase(*, actor: Principal, user_id: str) -> PersonErasure:
@@ -535,173 +546,7 @@ def _erase(*, actor: Principal, user_id: str) -> PersonErasure:
             actor=actor,
         )
         ErasureRequest.objects.filter(user_id=user_id).delete()
-        transaction.on_commit(lambda: _forget_cached(user_id))
+        # After the commit, and never its failure: with Redis down the entries expire anyway.
+        transaction.on_commit(lambda: _forget_cached(user_id), robust=True)
     logger.info("person erased: %s as %s by %s", subject_key, pseudonym, who["id"])
     return audit
-
-
-@dataclass
-class _Archived:
-    """An erased person as the event archive names them: their id there, and what the first
-    pass found in the events that name them as the owner."""
-
-    erasure: PersonErasure
-    user_id: str
-    pets: set[str] = field(default_factory=set)
-    names: set[str] = field(default_factory=set)
-    aggregates: set[str] = field(default_factory=set)
-    events: int = 0  # rewritten by the second pass
-
-
-def _ids_under(value: Any, keys: frozenset[str], key: str | None = None) -> Iterator[str]:
-    """Every string (or number) under one of `keys`, at any depth of a JSON value."""
-    if isinstance(value, dict):
-        for k, item in value.items():
-            yield from _ids_under(item, keys, k)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _ids_under(item, keys, key)
-    elif key in keys and isinstance(value, str | int) and not isinstance(value, bool):
-        yield str(value)
-
-
-def _people_named(row: dict[str, Any]) -> set[str]:
-    """The ids of people an archived event names: under a user key of its payload, or as the
-    actor of its metadata."""
-    named = set(_ids_under(row.get("payload"), USER_KEYS))
-    actor = (row.get("metadata") or {}).get("actor")
-    if isinstance(actor, dict) and isinstance(actor.get("id"), str):
-        named.add(actor["id"])
-    return named
-
-
-def _by_keyed_hash(value: str, table: dict[str, Any]) -> Any:
-    """`table`'s entry for the keyed hash of `value` under any configured pseudonym key (an
-    audit row made before a key rotation keeps the hash of the older key), else None."""
-    for index in range(pseudonym_key_count()):
-        hashed = owner_key(value, key_index=index)
-        if hashed in table:
-            return table[hashed]
-    return None
-
-
-def _archive_find(
-    files: list[Path], pending: list[PersonErasure], unreadable: list[Path]
-) -> dict[str, _Archived]:
-    """The first pass: every erased person the archive names, by their id there. A file that
-    cannot be read to its end (a truncated gzip stream, a line that is not JSON) is added to
-    `unreadable` and left alone."""
-    by_key = {erasure.subject_key: erasure for erasure in pending}
-    erasure_of: dict[str, PersonErasure | None] = {}
-    found: dict[str, _Archived] = {}
-    for path in files:
-        try:
-            rows = list(archive_read(path))
-        except (OSError, EOFError, ValueError, zlib.error):
-            logger.exception("event archive: %s cannot be read; an erasure cannot reach it", path)
-            unreadable.append(path)
-            continue
-        for row in rows:
-            for user_id in _people_named(row):
-                if user_id not in erasure_of:
-                    erasure_of[user_id] = _by_keyed_hash(user_id, by_key)
-                erasure = erasure_of[user_id]
-                if erasure is None:
-                    continue
-                person = found.setdefault(user_id, _Archived(erasure, user_id))
-                payload = row.get("payload") or {}
-                if payload.get("user_id") == user_id:  # theirs, not their act on another's
-                    person.aggregates.add(str(row.get("aggregate_id")))
-                    person.pets.update(_ids_under(payload, PET_KEYS))
-                    names = _ids_under(payload, frozenset({"pet_name"}))
-                    person.names.update(name for name in names if name != ERASED)
-    return found
-
-
-def _archived_replacements(person: _Archived) -> Replacements:
-    """The person's id becomes their erasure's pseudonym, each pet the pseudonym the event
-    store gave it (`pet_keys`, by keyed hash). A pet the store never saw (its events only in
-    the archive), or any pet of an erasure made before those hashes were kept, gets one of
-    its own under the person's pseudonym."""
-    pseudonym = person.erasure.pseudonym
-    pets: dict[str, str] = {}
-    for pet_id in sorted(person.pets):
-        known = _by_keyed_hash(pet_id, person.erasure.pet_keys or {})
-        unknown = sum(1 for alias in pets.values() if alias.startswith(f"{pseudonym}-a"))
-        pets[pet_id] = known or f"{pseudonym}-a{unknown + 1}"
-    return Replacements(user={person.user_id: pseudonym}, pets=pets, names=person.names)
-
-
-def _archive_scrub(path: Path, found: dict[str, _Archived], replacements: dict) -> int:
-    """The second pass, one day file: each event that names an erased person or belongs to
-    one of their holds or bookings scrubbed as `person_erase` scrubs the event store; the file
-    replaced, whole, when any changed. Returns the events changed."""
-    rows, changed = [], 0
-    for row in archive_read(path):
-        named, aggregate = _people_named(row), str(row.get("aggregate_id"))
-        for user_id, person in found.items():
-            if user_id not in named and aggregate not in person.aggregates:
-                continue
-            scrubbed = {
-                **row,
-                "payload": scrub(row.get("payload"), replacements[user_id]),
-                "metadata": scrub(row.get("metadata"), replacements[user_id]),
-            }
-            if scrubbed != row:
-                row = scrubbed
-                person.events += 1
-                changed += 1
-        rows.append(row)
-    if changed:
-        archive_replace(path, rows)
-    return changed
-
-
-def person_archive_erase() -> dict[str, int]:
-    """Take every erased person out of the event archive (RETENTION_EVENTS_ARCHIVE_DIR) as
-    `person_erase` took them out of the event store: each archived event that names them, and
-    each event of their holds and bookings, is rewritten with their id and their pets' ids
-    replaced by the same pseudonyms, and names, reasons and contact data tombstoned. The
-    events stay, so the archive still says what happened.
-
-    The archive holds raw ids and the audit row only keyed hashes, so a person is found by the
-    keyed hash of each id the archive names. Two passes over the day files under
-    `archive_lock` (the retention job waits meanwhile): one finds the people, their pets, pet
-    names and aggregates, one rewrites each file that changes, whole (`archive_replace`). The
-    erasures the run started with are then marked done and their pet hashes emptied; one
-    committed meanwhile waits for the next run. A run that stops is simply run again (the
-    beat job, hourly): what it rewrote is already pseudonymised. A day file that cannot be
-    read is left as it is and keeps every erasure pending (logged as an error each run), since
-    it may name them: an operator repairs or removes it."""
-    done = {"erasures": 0, "files": 0, "events": 0}
-    directory = settings.RETENTION_EVENTS_ARCHIVE_DIR
-    if not directory:  # no archive here; the erasures wait for a process that has one
-        return done
-    pending = list(PersonErasure.objects.filter(archive_erased_at__isnull=True).order_by("id"))
-    if not pending:
-        return done
-    with archive_lock(directory) as target:
-        files = archive_day_files(target)
-        unreadable: list[Path] = []
-        found = _archive_find(files, pending, unreadable)
-        replacements = {user_id: _archived_replacements(p) for user_id, p in found.items()}
-        for path in files if found else []:
-            if path not in unreadable:
-                changed = _archive_scrub(path, found, replacements)
-                done["files"] += bool(changed)
-                done["events"] += changed
-        if unreadable:  # they may name these people: pending, and said again every run
-            done["unreadable_files"] = len(unreadable)
-            logger.error("erasures left pending: %d unreadable archive file(s)", len(unreadable))
-            return done
-        rewritten = {person.erasure.pk: person.events for person in found.values()}
-        finished = timezone.now()
-        for erasure in pending:
-            PersonErasure.objects.filter(pk=erasure.pk).update(
-                archive_erased_at=finished,
-                pet_keys={},
-                counts={**erasure.counts, "archive_events": rewritten.get(erasure.pk, 0)},
-            )
-    done["erasures"] = len(pending)
-    logger.info("erased people taken out of the event archive: %s", done)
-    return done

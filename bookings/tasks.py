@@ -8,7 +8,8 @@ from celery import shared_task
 
 from . import retention, services
 from .consistency import consistency_check as consistency_report
-from .personal_data import erasures_resume, person_archive_erase
+from .personal_data import erasures_resume
+from .personal_data_archive import person_archive_erase
 
 logger = logging.getLogger(__name__)
 

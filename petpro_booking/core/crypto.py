@@ -50,9 +50,10 @@ def _pseudonym_keys() -> tuple[bytes, ...]:
     return tuple(key.encode() for key in keys)
 
 
-def pseudonym_key_count() -> int:
-    """How many pseudonym keys are configured (`owner_key(..., key_index=)` takes 0 to n-1)."""
-    return len(_pseudonym_keys())
+def pseudonym_key_ids() -> tuple[str, ...]:
+    """The id of each configured pseudonym key, newest first: what `owner_key(...,
+    key_index=i)` writes before its dot for key i."""
+    return tuple(hashlib.sha256(key).hexdigest()[:8] for key in _pseudonym_keys())
 
 
 def reset_keys() -> None:

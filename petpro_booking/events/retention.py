@@ -8,6 +8,7 @@ erasure's pass that rewrites the files naming an erased person (bookings/persona
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import gzip
@@ -106,16 +107,20 @@ def archive_day_files(directory: Path) -> list[Path]:
 
 
 def archive_read(path: Path) -> Iterator[dict[str, Any]]:
+    """The events of a day file; ValueError at a line that is not one (OSError, EOFError or
+    zlib.error where the gzip stream is cut or damaged)."""
     with gzip.open(path, "rt", encoding="utf-8") as archive:
         for line in archive:
             if line.strip():
-                yield json.loads(line)
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path.name}: a line that is not an event")
+                yield row
 
 
-def archive_replace(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Replace a day file by `rows`, whole: written beside it, flushed to disk and renamed over
-    it, so a crash leaves either the old file or the new one (and a stray `.rewrite` file,
-    which the next rewrite overwrites). Under `archive_lock`."""
+def archive_write_beside(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write `rows` as the new content of a day file, beside it (`<file>.rewrite`, flushed to
+    disk); `archive_commit` puts it in place. Under `archive_lock`."""
     temporary = path.with_name(path.name + REWRITE)
     with open(temporary, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb") as archive:
@@ -123,7 +128,19 @@ def archive_replace(path: Path, rows: list[dict[str, Any]]) -> None:
                 archive.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
         raw.flush()
         os.fsync(raw.fileno())
-    temporary.replace(path)
+    return temporary
+
+
+def archive_commit(written: list[Path], directory: Path) -> None:
+    """Rename files made by `archive_write_beside` over their day files, then flush the
+    directory, so the renames survive a power cut before anyone is told they are done."""
+    for temporary in written:
+        temporary.replace(temporary.with_name(temporary.name.removesuffix(REWRITE)))
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _archive_partition(partition: partitions.Partition, directory: str) -> int:
@@ -160,19 +177,21 @@ def _purge_in_batches(
     cutoff: dt.datetime, archive_dir: str, batch_size: int, report: PurgeReport
 ) -> None:
     skip_locked = connection.features.has_select_for_update_skip_locked
-    while True:
-        with transaction.atomic():
-            old = Event.objects.filter(published_at__isnull=False, created_at__lt=cutoff)
-            if skip_locked:
-                old = old.select_for_update(skip_locked=True)
-            rows = list(old.order_by("id").values(*ARCHIVE_FIELDS)[:batch_size])
-            if not rows:
-                return
-            if archive_dir:
-                with archive_lock(archive_dir):
+    # The archive's lock before any row lock: waiting for it inside the transaction would keep
+    # claimed events locked for as long as an erasure's rewrite of the files takes.
+    with archive_lock(archive_dir) if archive_dir else contextlib.nullcontext():
+        while True:
+            with transaction.atomic():
+                old = Event.objects.filter(published_at__isnull=False, created_at__lt=cutoff)
+                if skip_locked:
+                    old = old.select_for_update(skip_locked=True)
+                rows = list(old.order_by("id").values(*ARCHIVE_FIELDS)[:batch_size])
+                if not rows:
+                    return
+                if archive_dir:
                     report.archived += archive_rows(rows, archive_dir)
-            Event.objects.filter(id__in=[row["id"] for row in rows]).delete()
-            report.deleted += len(rows)
+                Event.objects.filter(id__in=[row["id"] for row in rows]).delete()
+                report.deleted += len(rows)
 
 
 def events_purge_published(*, now: dt.datetime | None = None) -> PurgeReport:

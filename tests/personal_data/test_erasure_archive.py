@@ -2,7 +2,8 @@
 (RETENTION_EVENTS_ARCHIVE_DIR) are rewritten so that a person's archived events say what the
 event store says after the erasure (the same pseudonyms, names and reasons tombstoned); a
 bystander's events stay as they were; the retention job and the rewrite never write at once;
-a rewrite that stops leaves the old file and is done again."""
+a rewrite that stops leaves the archive as it was and is done again; a run that stops among
+its renames is finished by the next one."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from bookings.models import PersonErasure
-from bookings.personal_data import person_archive_erase
+from bookings.personal_data_archive import person_archive_erase
 from petpro_booking.core import crypto
 from petpro_booking.events import retention
 from petpro_booking.events.models import Event
@@ -164,9 +165,10 @@ def test_an_event_only_in_the_archive_is_found_and_its_pet_gets_a_pseudonym(
 
     (archived,) = [r for r in read_archive(tmp_path) if r["event_id"] == old_pet["event_id"]]
     audit = PersonErasure.objects.get()
+    alias = f"{audit.pseudonym}-a{crypto.owner_key('pet-old').split('.')[1][:12]}"
     assert archived["payload"] == {
         "user_id": audit.pseudonym,
-        "pet_id": f"{audit.pseudonym}-a1",
+        "pet_id": alias,  # the same in every run: derived from the pet's keyed hash
         "pet_name": "[erased]",
     }
     assert archived["metadata"] == {"actor": {"type": "user", "id": audit.pseudonym}}
@@ -200,14 +202,17 @@ def test_a_rewrite_that_stops_leaves_the_old_file_and_runs_again(
         assert value not in archive_text(tmp_path), value
 
 
-def test_an_unreadable_day_file_keeps_the_erasure_pending_and_the_rest_is_rewritten(
+def test_an_unreadable_day_file_keeps_the_erasures_pending_and_the_archive_as_it_was(
     person, settings, tmp_path
 ):
     """A day file cut short (a disk that filled while the SQLite path appended to it) may
-    name the person: it is left as it is, the readable files are rewritten, and the erasure
-    stays pending, said again every run, until an operator repairs or removes the file."""
+    name the person, and what it says about them (their pets, their holds) is what the other
+    files' events need: nothing is rewritten, the erasure stays pending and is said again
+    every run, until an operator repairs or removes the file."""
     settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
     archive_everything(tmp_path)
+    (good,) = tmp_path.glob("events-*.jsonl.gz")
+    before = good.read_bytes()
     broken = tmp_path / "events-2024-01-05.jsonl.gz"
     whole = gzip.compress(('{"event_id": "x", "payload": {"user_id": "owner-1"}}\n' * 200).encode())
     broken.write_bytes(whole[: len(whole) // 2])
@@ -216,14 +221,151 @@ def test_an_unreadable_day_file_keeps_the_erasure_pending_and_the_rest_is_rewrit
 
     assert answer["archive"]["unreadable_files"] == 1
     assert broken.read_bytes() == whole[: len(whole) // 2]
-    (good,) = [p for p in tmp_path.glob("events-*.jsonl.gz") if p != broken]
-    for value in PERSONAL_VALUES:
-        assert value not in json.dumps(_rows(good)), value
+    assert good.read_bytes() == before
     assert PersonErasure.objects.get().archive_erased_at is None
+    assert not list(tmp_path.glob("*.rewrite"))
 
     broken.unlink()  # the operator's repair
     assert person_archive_erase()["erasures"] == 1
     assert PersonErasure.objects.get().archive_erased_at is not None
+    for value in PERSONAL_VALUES:
+        assert value not in archive_text(tmp_path), value
+
+
+def test_a_line_that_is_not_an_event_counts_as_an_unreadable_file(person, settings, tmp_path):
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    archive_everything(tmp_path)
+    (tmp_path / "events-2024-01-06.jsonl.gz").write_bytes(gzip.compress(b"[1, 2]\n"))
+    assert erase("owner-1")["archive"]["unreadable_files"] == 1
+    assert PersonErasure.objects.get().archive_erased_at is None
+
+
+def test_a_run_stopped_among_its_renames_is_finished_by_the_next_one(
+    person, settings, tmp_path, monkeypatch
+):
+    """The first file renamed, the second not (the process killed between them): the next run
+    no longer sees the person's id in the first file, yet finds them by their pseudonym there,
+    so the second file's events of their holds are scrubbed with the same pet pseudonyms."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
+    archive_everything(tmp_path)
+    later_day = {
+        "id": 2,
+        "event_id": "6f1c9f57-5d55-4c1c-9a54-0b3c1f7c1a02",
+        "aggregate_type": "booking",
+        "aggregate_id": str(person.bookings["completed"].id),
+        "aggregate_version": 99,
+        "event_type": "BookingNoted",
+        "payload": {"booking_id": str(person.bookings["completed"].id), "pet_id": "pet-1"},
+        "metadata": {"actor": {"type": "staff", "id": "staff-9"}},
+        "created_at": dt.datetime(2099, 1, 5, 9, tzinfo=dt.UTC),
+        "published_at": dt.datetime(2099, 1, 5, 9, tzinfo=dt.UTC),
+    }
+    archive_rows([later_day], str(tmp_path))
+    erase("owner-1")
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    real_replace, renamed = Path.replace, []
+
+    def killed_after_one(self: Path, target):
+        if renamed:
+            raise KeyboardInterrupt  # stands for SIGKILL between two renames
+        renamed.append(self)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        person_archive_erase()
+    monkeypatch.undo()
+    assert len(renamed) == 1
+    assert PersonErasure.objects.get().archive_erased_at is None
+
+    assert person_archive_erase()["erasures"] == 1
+    text = archive_text(tmp_path)
+    for value in PERSONAL_VALUES:
+        assert value not in text, value
+    (noted,) = [r for r in read_archive(tmp_path) if r["event_id"] == later_day["event_id"]]
+    stored = Event.objects.filter(
+        payload__contains={"user_id": PersonErasure.objects.get().pseudonym}
+    )
+    pet_aliases = {e.payload["pet_id"] for e in stored if "pet_id" in e.payload}
+    assert noted["payload"]["pet_id"] in pet_aliases  # the event store's pseudonym of pet-1
+    assert noted["metadata"] == later_day["metadata"]  # staff-9 is not the person
+
+
+def test_a_dropped_pseudonym_key_leaves_the_erasure_pending_and_the_archive_untouched(
+    person, settings, tmp_path
+):
+    """The audit row holds the person's hash under the key of the day; with that key no
+    longer configured nobody can be recognised: marked done, the archive would keep them."""
+    settings.ANALYTICS_PSEUDONYM_KEYS = ["key-of-the-erasure"]
+    crypto.reset_keys()
+    try:
+        settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
+        archive_everything(tmp_path)
+        erase("owner-1")
+        before = {p: p.read_bytes() for p in tmp_path.glob("events-*")}
+        settings.ANALYTICS_PSEUDONYM_KEYS = ["a-new-key-only"]
+        crypto.reset_keys()
+        settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+        assert person_archive_erase() == {
+            "erasures": 0,
+            "files": 0,
+            "events": 0,
+            "unknown_key": 1,
+        }
+    finally:
+        crypto.reset_keys()
+    assert {p: p.read_bytes() for p in tmp_path.glob("events-*")} == before
+    assert PersonErasure.objects.get().archive_erased_at is None
+
+
+def test_a_person_erased_twice_gets_the_first_erasures_pseudonyms(person, settings, tmp_path):
+    """Support ran the erasure of an id again (nothing left to erase: a second audit row):
+    the archive takes the pseudonyms the event store got, the first one's."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
+    archive_everything(tmp_path)
+    erase("owner-1")
+    erase("owner-1")
+    first, second = PersonErasure.objects.order_by("id")
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    assert person_archive_erase()["erasures"] == 2
+    text = archive_text(tmp_path)
+    assert first.pseudonym in text
+    assert second.pseudonym not in text
+
+
+def test_a_process_without_the_archive_directory_leaves_the_erasure_pending(
+    person, settings, tmp_path
+):
+    """The variable set where the volume is not mounted (a shell on a web pod): no empty
+    directory is made and nobody is marked done."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path / "not-mounted")
+    erase("owner-1")
+    assert not (tmp_path / "not-mounted").exists()
+    assert PersonErasure.objects.get().archive_erased_at is None
+
+
+def test_the_rewrite_waits_for_the_retention_job(person, settings, tmp_path):
+    """The other direction: while the retention job holds the archive lock, the erasure's
+    rewrite waits and then rewrites what the job wrote too."""
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
+    erase("owner-1")
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    results: list = []
+
+    def archive_pass() -> None:
+        try:
+            results.append(person_archive_erase())
+        finally:
+            connections.close_all()
+
+    with archive_lock(str(tmp_path)):
+        job = threading.Thread(target=archive_pass)
+        job.start()
+        time.sleep(1.0)
+        assert job.is_alive()
+        assert PersonErasure.objects.get().archive_erased_at is None
+    job.join(30)
+    assert results[0]["erasures"] == 1
 
 
 def test_the_retention_job_waits_while_the_archive_is_being_rewritten(settings, tmp_path):
@@ -250,6 +392,37 @@ def test_the_retention_job_waits_while_the_archive_is_being_rewritten(settings, 
     assert not job.is_alive()
     assert reports[0].archived == 4
     assert len(read_archive(tmp_path)) == 4
+
+
+def test_the_batch_path_waits_for_the_lock_before_it_locks_any_event(settings, tmp_path):
+    """The row-by-row path (SQLite, an unpartitioned table) takes the archive lock before its
+    transaction: while it waits, no event it would claim is locked."""
+    from django.db import connection
+
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    old_events(months_ago(15), 3, published=True)
+    cutoff = dt.datetime.now(dt.UTC)
+    reports = [retention.PurgeReport()]
+
+    def batch_job() -> None:
+        try:
+            retention._purge_in_batches(cutoff, str(tmp_path), 100, reports[0])
+        finally:
+            connections.close_all()
+
+    with archive_lock(str(tmp_path)):
+        job = threading.Thread(target=batch_job)
+        job.start()
+        time.sleep(1.0)
+        assert job.is_alive()
+        with connection.cursor() as cursor:  # would fail at once if the job held row locks
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM events WHERE published_at IS NOT NULL"
+                " FOR UPDATE NOWAIT) AS claimable"
+            )
+            assert cursor.fetchone()[0] >= 3
+    job.join(30)
+    assert reports[0].archived == reports[0].deleted >= 3
 
 
 def test_the_worker_runs_the_archive_pass_every_hour(settings):

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from bookings import personal_data
 from bookings.models import Booking, ErasureRequest, PersonErasure
-from bookings.personal_data import erasures_resume, person_erase
+from bookings.personal_data import erasure_resume_one, erasures_resume, person_erase
 from bookings.tasks import erasure_resume
 from petpro_booking.core.errors import ApplicationError
 from petpro_booking.core.principal import Principal
@@ -157,3 +157,27 @@ def test_the_command_refuses_an_id_no_person_can_have_and_writes_nothing():
         call_command("erase_person", "erased-0123", "--by", "agent-7")
     assert not ErasureRequest.objects.exists()
     assert not PersonErasure.objects.exists()
+
+
+def test_the_job_never_asks_again_for_an_erasure_finished_since_it_read_it(person):
+    """The job read the request, then support's own run finished it: resuming it must not
+    write the request again and erase the id a second time (a second audit row and
+    PersonErased, with new pseudonyms)."""
+    stale = ErasureRequest.objects.create(user_id="owner-1", requested_by_id="admin:7")
+    person_erase(actor=AGENT, user_id="owner-1")  # support's run: deletes the request
+    assert erasure_resume_one(stale) is False
+    assert PersonErasure.objects.count() == 1
+    assert not ErasureRequest.objects.exists()
+
+
+def test_a_cache_that_fails_after_the_commit_does_not_fail_the_erasure(person, monkeypatch):
+    """Redis down when the erasure's transaction has committed: the erasure is done (the
+    cached entries expire by themselves); no error reaches the admin or the job."""
+
+    def redis_down(user_id: str) -> None:
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(personal_data, "_forget_cached", redis_down)
+    audit = person_erase(actor=AGENT, user_id="owner-1")
+    assert PersonErasure.objects.get() == audit
+    assert not ErasureRequest.objects.exists()

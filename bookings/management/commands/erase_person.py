@@ -6,7 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bookings.personal_data import person_archive_erase, person_erase
+from bookings.personal_data import person_erase
+from bookings.personal_data_archive import person_archive_erase
 from petpro_booking.core.principal import Principal
 
 
