@@ -150,7 +150,12 @@ def _pet_alias(pet_id: str, erasure: PersonErasure) -> str | None:
     if pet_id.startswith(f"{erasure.pseudonym}-"):
         return None
     known = _by_keyed_hash(pet_id, erasure.pet_keys or {})
-    return known or f"{erasure.pseudonym}-a{owner_key(pet_id).split('.')[1][:12]}"
+    if known:
+        return known
+    # Under the erasure's own key (configured: see `usable`), so a rotation between two runs
+    # does not change it.
+    key_index = pseudonym_key_ids().index(erasure.subject_key[:8])
+    return f"{erasure.pseudonym}-a{owner_key(pet_id, key_index=key_index).split('.')[1][:12]}"
 
 
 def _replacements(person: _Archived, extra_pets: set[str] | None = None) -> Replacements:
