@@ -202,6 +202,22 @@ def test_a_rewrite_that_stops_leaves_the_old_file_and_runs_again(
         assert value not in archive_text(tmp_path), value
 
 
+def test_the_command_says_the_erasure_is_done_when_only_its_archive_pass_failed(
+    person, settings, tmp_path, monkeypatch
+):
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    archive_everything(tmp_path)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(retention.os, "fsync", disk_full)
+    answer = erase("owner-1")
+    assert answer["archive"]["error"].startswith("OSError")
+    assert answer["pseudonym"] == PersonErasure.objects.get().pseudonym
+    assert PersonErasure.objects.get().archive_erased_at is None  # the hourly job retries
+
+
 def test_an_unreadable_day_file_keeps_the_erasures_pending_and_the_archive_as_it_was(
     person, settings, tmp_path
 ):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
 from bookings.personal_data import person_erase
 from bookings.personal_data_archive import person_archive_erase
 from petpro_booking.core.principal import Principal
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -33,7 +36,11 @@ class Command(BaseCommand):
             raise CommandError("no person has an id longer than 64 characters")
         actor = Principal(sub=f"cli:{options['by']}"[:64], roles=frozenset({"support"}))
         audit = person_erase(actor=actor, user_id=user_id)
-        archive = person_archive_erase()
+        try:
+            archive: dict[str, object] = dict(person_archive_erase())
+        except Exception as exc:  # the erasure is done; the hourly job retries the archive
+            logger.exception("erase_person: the event archive pass failed")
+            archive = {"error": f"{type(exc).__name__}: {exc}", "retried_by": "erasure_archive"}
         self.stdout.write(
             json.dumps(
                 {
