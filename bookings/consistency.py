@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from petpro_booking.core import metrics
 from petpro_booking.core.principal import SYSTEM
+from petpro_booking.core.progress import progress
 from reservations.models import GROUP_MAX_PETS, ReservationStatus
 from slots.locking import slot_write
 from slots.models import Slot
@@ -372,31 +373,38 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {
 }
 
 
-def _snapshot_checks() -> dict[str, CheckResult]:
+def _snapshot_checks(progress_to: Any = None) -> dict[str, CheckResult]:
     """Run every check in one read-only REPEATABLE READ transaction (one snapshot)."""
     outermost = not connection.in_atomic_block
+    checks: Iterable[tuple[str, Callable[[], CheckResult]]] = list(CHECKS.items())
+    if progress_to is not None:
+        checks = progress(checks, description="consistency checks", stream=progress_to)
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
             # Our own transaction: its level is set before its first query. Inside a caller's
             # transaction (tests) the snapshot is the caller's.
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return {name: check() for name, check in CHECKS.items()}
+        return {name: check() for name, check in checks}
 
 
-def consistency_check(*, repair: bool = False) -> Report:
+def consistency_check(*, repair: bool = False, progress_to: Any = None) -> Report:
     """Run every check; with `repair`, correct the slot counters that are wrong and check
-    again. Sets the `petpro_consistency_violations{check}` gauges."""
+    again. Sets the `petpro_consistency_violations{check}` gauges. `progress_to`: a stream
+    that is shown how far along it is (`core.progress`: a bar on a terminal, lines in a log)."""
     started = timezone.now()
-    checks = _snapshot_checks()
+    checks = _snapshot_checks(progress_to)
     report = Report(checked_at=started, checks=checks)
     if repair and not checks["slot_counters"].ok:
-        for sample in _all_counter_mismatches():
+        mismatches: Iterable[dict[str, Any]] = _all_counter_mismatches()
+        if progress_to is not None:
+            mismatches = progress(mismatches, description="repairing", stream=progress_to)
+        for sample in mismatches:
             outcome = slot_counters_repair(slot_id=sample["slot_id"])
             if outcome is None:
                 continue
             (report.repaired if outcome["repaired"] else report.refused).append(outcome)
-        report.checks = _snapshot_checks()
+        report.checks = _snapshot_checks(progress_to)
     record_metrics(report)
     return report
 

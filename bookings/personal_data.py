@@ -11,9 +11,10 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -31,6 +32,7 @@ from integrations.users.gateway import invalidate_user
 from petpro_booking.core.crypto import owner_key
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.principal import ROLE_SUPPORT, Principal
+from petpro_booking.core.progress import progress
 from petpro_booking.core.throttles import throttle_key_prefix
 from petpro_booking.events.models import Event
 from petpro_booking.events.services import event_append
@@ -49,6 +51,7 @@ from .models import (
 from .services import booking_cancel
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,16 @@ def scrub(value: Any, replacements: Replacements, key: str | None = None) -> Any
     return value
 
 
+# Where a command shows how far an erasure is (`core.progress`); None: nowhere. A context
+# variable, so the steps' signatures stay those of the services they call.
+_progress_to: ContextVar[Any] = ContextVar("erasure_progress_to", default=None)
+
+
+def _steps(items: list[T], description: str) -> Iterable[T]:
+    stream = _progress_to.get()
+    return items if stream is None else progress(items, description=description, stream=stream)
+
+
 def _cancel_future_bookings(*, actor: Principal, user_id: str) -> int:
     """Through the normal cancel service (capacity, refunds, events as for any cancel)."""
     future = Booking.objects.filter(
@@ -309,7 +322,7 @@ def _cancel_future_bookings(*, actor: Principal, user_id: str) -> int:
         slot__start_at__gt=timezone.now(),
     ).values_list("id", flat=True)
     cancelled = 0
-    for booking_id in list(future):
+    for booking_id in _steps(list(future), "cancelling future bookings"):
         booking_cancel(actor=actor, booking_id=booking_id, reason=ERASURE_REASON)
         cancelled += 1
     return cancelled
@@ -319,7 +332,7 @@ def _release_live_holds(*, user_id: str) -> int:
     owner = Principal(sub=user_id, roles=frozenset({"pet_owner"}))
     live = Reservation.objects.filter(user_id=user_id, status=ReservationStatus.HELD)
     released = 0
-    for reservation_id in list(live.values_list("id", flat=True)):
+    for reservation_id in _steps(list(live.values_list("id", flat=True)), "releasing holds"):
         reservation_release(actor=owner, reservation_id=reservation_id)
         released += 1
     return released
@@ -387,7 +400,7 @@ def _owner_limits_erase(user_id: str, pseudonym: str) -> int:
     return deleted
 
 
-def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
+def person_erase(*, actor: Principal, user_id: str, progress_to: Any = None) -> PersonErasure:
     """Erase a person: cancel their future bookings and release their live holds through the
     normal services (capacity, refunds and events stay right), then, in one transaction,
     replace their ids by a pseudonym and tombstone names, reasons and contact data in
@@ -399,14 +412,17 @@ def person_erase(*, actor: Principal, user_id: str) -> PersonErasure:
     deleted by the last transaction: an erasure that stops between its cancellations and that
     transaction (a crash, a slot another change keeps busy) is finished by `erasures_resume`.
     Two runs for one person at once make one audit row: the second finds the request gone and
-    returns the first's."""
+    returns the first's. `progress_to`: a stream shown how far the cancellations are."""
     user_id = str(user_id)
     ErasureRequest.objects.get_or_create(user_id=user_id, defaults={"requested_by_id": actor.sub})
+    shown = _progress_to.set(progress_to)
     try:
         return _erase(actor=actor, user_id=user_id)
     except Exception as exc:
         _erasure_stopped(user_id, exc)
         raise
+    finally:
+        _progress_to.reset(shown)
 
 
 def _erasure_stopped(user_id: str, exc: Exception) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from petpro_booking.core.crypto import owner_key, pseudonym_key_ids
+from petpro_booking.core.progress import progress
 from petpro_booking.events.retention import (
     REWRITE,
     archive_commit,
@@ -105,7 +106,7 @@ def _by_keyed_hash(value: str, table: dict[str, Any]) -> Any:
     return None
 
 
-def _find(files: list[Path], pending: list[PersonErasure]) -> dict[int, _Archived]:
+def _find(files: Iterable[Path], pending: list[PersonErasure]) -> dict[int, _Archived]:
     """The first pass: every pending erasure whose person the archive names, by the audit
     row's id. Two erasures of one person (support erased an id again): the first one's
     pseudonyms, as in the event store. Raises UNREADABLE for a file it cannot read."""
@@ -202,7 +203,7 @@ def _scrub_file(path: Path, found: dict[int, _Archived]) -> Path | None:
     return archive_write_beside(path, rows) if changed else None
 
 
-def person_archive_erase() -> dict[str, int]:
+def person_archive_erase(*, progress_to: Any = None) -> dict[str, int]:
     """Take every erased person out of the event archive as `person_erase` took them out of
     the event store: each archived event that names them, and each event of their holds and
     bookings, rewritten with their id and their pets' ids replaced by the same pseudonyms and
@@ -217,7 +218,8 @@ def person_archive_erase() -> dict[str, int]:
     by the next run, which knows the person also by their pseudonym. Left pending, said as an
     error on every run: all of them while a day file cannot be read (it may name them), and an
     erasure whose key is no longer configured (its person cannot be recognised). A process
-    without the archive directory (a web pod) leaves them to the worker that has it."""
+    without the archive directory (a web pod) leaves them to the worker that has it.
+    `progress_to`: a stream shown how far each pass over the files is."""
     done = {"erasures": 0, "files": 0, "events": 0}
     directory = settings.RETENTION_EVENTS_ARCHIVE_DIR
     if not directory or not Path(directory).is_dir():
@@ -238,8 +240,14 @@ def person_archive_erase() -> dict[str, int]:
                 done["unknown_key"],
             )
         files = archive_day_files(target)
+
+        def shown(description: str) -> Iterable[Path]:
+            if progress_to is None:
+                return files
+            return progress(files, description=description, stream=progress_to)
+
         try:
-            found = _find(files, usable)
+            found = _find(shown("event archive, reading"), usable)
         except ArchiveUnreadable as exc:
             logger.error(
                 "event archive: %s cannot be read (%r); every erasure is left pending until "
@@ -251,7 +259,7 @@ def person_archive_erase() -> dict[str, int]:
             return done
         written: list[Path] = []
         try:
-            for path in files if found else []:
+            for path in shown("event archive, rewriting") if found else []:
                 if (new := _scrub_file(path, found)) is not None:
                     written.append(new)
         except BaseException:  # nothing renamed yet: the archive stays as it was

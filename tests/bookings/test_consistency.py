@@ -377,3 +377,13 @@ def test_waiting_list_entries_left_unsettled_are_reported(busy_day):
         ("offer_not_a_live_hold", live_offer),
         ("waiting_on_started_slot", stale_wait),
     }
+
+
+def test_the_command_shows_its_progress_on_stderr_and_keeps_stdout_json():
+    from bookings.consistency import CHECKS
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("check_consistency", stdout=out, stderr=err)
+    assert json.loads(out.getvalue())["ok"] is True
+    total = len(CHECKS)
+    assert err.getvalue().splitlines()[-1] == f"consistency checks: {total}/{total} (100%)"

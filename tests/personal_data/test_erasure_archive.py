@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import json
 import threading
 import time
@@ -447,3 +448,18 @@ def test_the_worker_runs_the_archive_pass_every_hour(settings):
     schedule = settings.CELERY_BEAT_SCHEDULE["erasure-archive"]
     assert schedule["task"] == erasure_archive.name == "bookings.erasure_archive"
     assert schedule["schedule"] <= 3600
+
+
+def test_erase_person_shows_its_progress_on_stderr_and_keeps_stdout_json(
+    person, settings, tmp_path
+):
+    settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
+    archive_everything(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("erase_person", "owner-1", "--by", "agent-7", stdout=out, stderr=err)
+    assert json.loads(out.getvalue())["archive"]["erasures"] == 1
+    shown = err.getvalue().splitlines()
+    assert "cancelling future bookings: 2/2 (100%)" in shown
+    assert "releasing holds: 1/1 (100%)" in shown
+    assert "event archive, reading: 1/1 (100%)" in shown
+    assert "event archive, rewriting: 1/1 (100%)" in shown

@@ -26,7 +26,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, repair: bool = False, **options) -> None:
-        report = consistency_check(repair=repair)
+        # Progress on stderr: stdout is the JSON report scripts read.
+        report = consistency_check(repair=repair, progress_to=self.stderr)
         self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
         if not report.ok:
             broken = sorted(name for name, check in report.checks.items() if not check.ok)

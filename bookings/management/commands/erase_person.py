@@ -35,9 +35,10 @@ class Command(BaseCommand):
         if len(user_id) > 64:
             raise CommandError("no person has an id longer than 64 characters")
         actor = Principal(sub=f"cli:{options['by']}"[:64], roles=frozenset({"support"}))
-        audit = person_erase(actor=actor, user_id=user_id)
+        # Progress on stderr: stdout is the JSON result scripts read.
+        audit = person_erase(actor=actor, user_id=user_id, progress_to=self.stderr)
         try:
-            archive: dict[str, object] = dict(person_archive_erase())
+            archive: dict[str, object] = dict(person_archive_erase(progress_to=self.stderr))
         except Exception as exc:  # the erasure is done; the hourly job retries the archive
             logger.exception("erase_person: the event archive pass failed")
             archive = {"error": f"{type(exc).__name__}: {exc}", "retried_by": "erasure_archive"}
