@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.utils.translation import gettext
+
 from .errors import InvalidTransition
 
 SLOT_NOT_STARTED = "slot_not_started"
@@ -16,7 +18,8 @@ def booking_close_check(*, booking: Any, slot: Any, to_status: str, now: dt.date
     yet. From the slot's start on (inclusive) it is allowed."""
     if now < slot.start_at:
         raise InvalidTransition(
-            f"A visit cannot be marked {to_status} before its slot starts.",
+            gettext("A visit cannot be marked %(status)s before its slot starts.")
+            % {"status": to_status},
             details={
                 "status": booking.status,
                 "requested": to_status,

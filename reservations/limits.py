@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from petpro_booking.core.db import prepared_cursor
 from petpro_booking.core.locking import LockBusy, lock_manager
@@ -56,7 +57,8 @@ def limits_for(*, owner_id: str) -> FairUseLimits:
 
 def limit_refuse(*, limit: str, maximum: int) -> LimitExceeded:
     return LimitExceeded(
-        f"Fair-use limit reached: at most {maximum} ({limit.replace('_', ' ')}).",
+        gettext("Fair-use limit reached: at most %(max)s (%(limit)s).")
+        % {"max": maximum, "limit": limit.replace("_", " ")},
         details={"limit": limit, "max": maximum},
     )
 

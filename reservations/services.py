@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import BooleanField, Case, F, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from integrations.users import Pet, pet_get
 from petpro_booking.core import metrics
@@ -138,8 +139,9 @@ def _pet_for_hold(*, actor: Principal, slot: Slot, pet_id: str, field: str) -> P
     if not species_accepted(accepted=slot.service.species, species=pet.species):
         accepted = ", ".join(sorted({species.lower() for species in slot.service.species}))
         raise refuse(
-            f"{slot.service.name} does not accept a {pet.species}.",
-            f"Species accepted: {accepted}.",
+            gettext("%(service)s does not accept a %(species)s.")
+            % {"service": slot.service.name, "species": pet.species},
+            gettext("Species accepted: %(species)s.") % {"species": accepted},
         )
     return pet
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Model
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from petpro_booking.core.clock import SERVICE_YEARS, in_service_years, wall_clock_instant
 from petpro_booking.core.db import RowInserter, insert_when, prepared_cursor
@@ -141,9 +142,11 @@ def _buffer_check(
     if clash:
         neighbour = clash[start_at]
         raise ValidationFailed(
-            "This slot overlaps a neighbouring slot of the service or its buffer time "
-            f"({rules.buffer_before_minutes} min before, {rules.buffer_after_minutes} "
-            "min after each slot).",
+            gettext(
+                "This slot overlaps a neighbouring slot of the service or its buffer time "
+                "(%(before)s min before, %(after)s min after each slot)."
+            )
+            % {"before": rules.buffer_before_minutes, "after": rules.buffer_after_minutes},
             details={
                 "start_at": [
                     f"Too close to the slot starting {neighbour.isoformat()}: keep "

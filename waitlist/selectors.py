@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from bookings.models import Booking, BookingStatus
 from integrations.users import pet_get
@@ -140,13 +141,18 @@ def slot_availability(
         pet = pet_get(user_id=actor.sub, pet_id=pet_id)
         if pet is None:
             reasons.append(
-                {"code": "invalid_pet", "message": "This pet is not one of yours.", "details": {}}
+                {
+                    "code": "invalid_pet",
+                    "message": gettext("This pet is not one of yours."),
+                    "details": {},
+                }
             )
         elif not booking_rules.species_accepted(accepted=slot.service.species, species=pet.species):
             reasons.append(
                 {
                     "code": "species_not_accepted",
-                    "message": f"{slot.service.name} does not accept a {pet.species}.",
+                    "message": gettext("%(service)s does not accept a %(species)s.")
+                    % {"service": slot.service.name, "species": pet.species},
                     "details": {"accepted": sorted(s.lower() for s in slot.service.species)},
                 }
             )
@@ -190,28 +196,34 @@ def _rule_reason(
             "held": holds["live"],
             "earliest_hold_expires_at": api_timestamp(earliest) if earliest else None,
         }
-        message = (
-            f"All {slot.capacity} places are taken: {slot.booked_count} booked, "
-            f"{holds['live']} held."
-        )
+        message = gettext(
+            "All %(capacity)s places are taken: %(booked)s booked, %(held)s held."
+        ) % {
+            "capacity": slot.capacity,
+            "booked": slot.booked_count,
+            "held": holds["live"],
+        }
         if holds["for_the_line"]:
             details["expired_for_the_line"] = holds["for_the_line"]
-            message += f" {holds['for_the_line']} more expired and go to the owners waiting first."
+            message += " " + gettext(
+                "%(expired)s more expired and go to the owners waiting first."
+            ) % {"expired": holds["for_the_line"]}
         if earliest:
-            message += f" The earliest hold expires at {_local(earliest, zone)}."
+            message += " " + gettext("The earliest hold expires at %(time)s.") % {
+                "time": _local(earliest, zone)
+            }
     elif code == booking_rules.SLOT_CLOSED:
         details = _closed_by(slot)
-        message = "The clinic has closed this slot."
+        message = gettext("The clinic has closed this slot.")
     elif code == booking_rules.TOO_LATE_TO_BOOK:
         edge = booking_rules.notice_edge(start_at=slot.start_at, rules=rules)
         details = {
             "min_notice_minutes": rules.min_notice_minutes,
             "last_hold_at": api_timestamp(edge),
         }
-        message = (
-            f"Too soon: this service is booked at least {rules.min_notice_minutes} minutes "
-            f"ahead (until {_local(edge, zone)})."
-        )
+        message = gettext(
+            "Too soon: this service is booked at least %(minutes)s minutes ahead (until %(time)s)."
+        ) % {"minutes": rules.min_notice_minutes, "time": _local(edge, zone)}
     elif code == booking_rules.BEYOND_BOOKING_HORIZON:
         opens = slot.start_at.astimezone(zone).date() - dt.timedelta(
             days=rules.booking_horizon_days
@@ -220,16 +232,16 @@ def _rule_reason(
             "booking_horizon_days": rules.booking_horizon_days,
             "opens_on": opens.isoformat(),
         }
-        message = (
-            f"Too far ahead: bookings open {rules.booking_horizon_days} days before, "
-            f"on {opens.isoformat()}."
-        )
+        message = gettext("Too far ahead: bookings open %(days)s days before, on %(date)s.") % {
+            "days": rules.booking_horizon_days,
+            "date": opens.isoformat(),
+        }
     elif code == booking_rules.SLOT_STARTED:
-        message = "This slot has already started."
+        message = gettext("This slot has already started.")
     elif code == booking_rules.CLINIC_INACTIVE:
-        message = "The clinic does not take bookings."
+        message = gettext("The clinic does not take bookings.")
     else:
-        message = "The clinic no longer offers this service."
+        message = gettext("The clinic no longer offers this service.")
     return {"code": code, "message": message, "details": details}
 
 
@@ -262,7 +274,8 @@ def _own_notes(
         found.append(
             {
                 "code": "already_booked",
-                "message": f"You already booked this slot ({booking.reference}).",
+                "message": gettext("You already booked this slot (%(reference)s).")
+                % {"reference": booking.reference},
                 "details": {"booking_id": str(booking.id), "reference": booking.reference},
             }
         )
@@ -277,8 +290,8 @@ def _own_notes(
         found.append(
             {
                 "code": "already_held",
-                "message": f"You hold this slot until {_local(hold.expires_at, zone)}; "
-                "confirm the hold.",
+                "message": gettext("You hold this slot until %(time)s; confirm the hold.")
+                % {"time": _local(hold.expires_at, zone)},
                 "details": {
                     "reservation_id": str(hold.id),
                     "expires_at": api_timestamp(hold.expires_at),
@@ -296,7 +309,10 @@ def _limit_reason(*, actor: Principal) -> dict[str, Any] | None:
         return None
     return {
         "code": "limit_exceeded",
-        "message": f"You already hold {live} slots and wait for {waiting}, together the most "
-        f"one owner may have at once ({maximum}); confirm, release or leave one first.",
+        "message": gettext(
+            "You already hold %(live)s slots and wait for %(waiting)s, together the most one "
+            "owner may have at once (%(max)s); confirm, release or leave one first."
+        )
+        % {"live": live, "waiting": waiting, "max": maximum},
         "details": {"limit": "live_holds_per_owner", "max": maximum},
     }

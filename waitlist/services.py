@@ -32,6 +32,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Least, Now
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from bookings.models import Booking, BookingStatus
 from integrations.users import pet_get
@@ -121,7 +122,8 @@ def waitlist_join(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) ->
         raise InvalidPet("This pet is not one of yours.", details={"pet_id": ["Not your pet."]})
     if not species_accepted(accepted=slot.service.species, species=pet.species):
         raise InvalidPet(
-            f"{slot.service.name} does not accept a {pet.species}.",
+            gettext("%(service)s does not accept a %(species)s.")
+            % {"service": slot.service.name, "species": pet.species},
             details={"pet_id": ["Species not accepted by this service."]},
         )
     slot_hold_check(slot=slot, now=timezone.now())

@@ -22,6 +22,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from petpro_booking.core import metrics
 from petpro_booking.core.errors import NotFound, VersionConflict
@@ -223,7 +224,7 @@ def booking_fenced_write(
             raise NotFound("No such booking.")
         if current["status"] != booking.status:
             raise InvalidTransition(
-                f"The booking is {current['status']} now.",
+                gettext("The booking is %(status)s now.") % {"status": current["status"]},
                 details={"status": current["status"], "requested": to_status},
             )
         raise VersionConflict(details={"current_version": current["version"]})
@@ -285,7 +286,8 @@ def booking_transition(
     from_status = booking.status
     if not transition_allowed(from_status=from_status, to_status=to_status, actor=actor):
         raise InvalidTransition(
-            f"A {from_status} booking cannot become {to_status}.",
+            gettext("A %(status)s booking cannot become %(requested)s.")
+            % {"status": from_status, "requested": to_status},
             details={"status": from_status, "requested": to_status},
         )
     if internal_note:  # staff and support read it in the history; owners never (selectors)

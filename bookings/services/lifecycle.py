@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from django.db import IntegrityError, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from petpro_booking.core import metrics
 from petpro_booking.core.db import RetryTransaction, RowInserter
@@ -374,7 +375,7 @@ def booking_cancel(
             from_status=booking.status, to_status=BookingStatus.CANCELLED, actor=actor
         ):
             raise InvalidTransition(
-                f"A {booking.status} booking cannot be cancelled.",
+                gettext("A %(status)s booking cannot be cancelled.") % {"status": booking.status},
                 details={"status": booking.status, "requested": BookingStatus.CANCELLED},
             )
         _check_change_rights(booking=booking, actor=actor, reason=reason)
@@ -459,7 +460,8 @@ def _booking_cancel_group(
         named = next(booking for booking in group if booking.id == seen.id)
         if not cancelling:
             raise InvalidTransition(
-                f"No booking of this group can be cancelled (this one is {named.status}).",
+                gettext("No booking of this group can be cancelled (this one is %(status)s).")
+                % {"status": named.status},
                 details={"status": named.status, "requested": BookingStatus.CANCELLED},
             )
         for booking in cancelling:
@@ -542,7 +544,7 @@ def booking_reschedule(
         raise VersionConflict(details={"current_version": seen.version})
     if not group_move and seen.status not in RESCHEDULABLE:
         raise InvalidTransition(
-            f"A {seen.status} booking cannot be rescheduled.",
+            gettext("A %(status)s booking cannot be rescheduled.") % {"status": seen.status},
             details={"status": seen.status, "requested": "reschedule"},
         )
     slot_hold_check(slot=target, now=now)
@@ -585,7 +587,7 @@ def _booking_reschedule(
         booking = _lock_booking(seen=seen, expected_version=expected_version, slot=previous)
         if booking.status not in RESCHEDULABLE:
             raise InvalidTransition(
-                f"A {booking.status} booking cannot be rescheduled.",
+                gettext("A %(status)s booking cannot be rescheduled.") % {"status": booking.status},
                 details={"status": booking.status, "requested": "reschedule"},
             )
         _check_change_rights(booking=booking, actor=actor, reason=reason)
@@ -659,7 +661,8 @@ def _booking_reschedule_group(
         ]
         if not moving:
             raise InvalidTransition(
-                f"No booking of this group can be rescheduled (this one is {named.status}).",
+                gettext("No booking of this group can be rescheduled (this one is %(status)s).")
+                % {"status": named.status},
                 details={"status": named.status, "requested": "reschedule"},
             )
         for booking in moving:

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from integrations.payments.gateway import (
     PaymentRejected,
@@ -126,7 +127,7 @@ def _payment_record_for_attempt(
             booking = Booking.objects.select_for_update().get(id=booking_id)
         if booking.status != BookingStatus.PENDING_PAYMENT:
             raise InvalidTransition(
-                f"A {booking.status} booking cannot be paid.",
+                gettext("A %(status)s booking cannot be paid.") % {"status": booking.status},
                 details={"status": booking.status, "requested": "payment"},
             )
         deadline = payment_deadline_of(booking)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 
 class ApplicationError(Exception):
     """A failure the caller can understand: a stable `code`, a message and details."""
@@ -81,6 +83,8 @@ class DependencyUnavailable(ApplicationError):
 
     def __init__(self, dependency: str, message: str | None = None) -> None:
         super().__init__(
-            message or f"The {dependency} is unavailable; try again shortly.",
+            message
+            or gettext("The %(dependency)s is unavailable; try again shortly.")
+            % {"dependency": dependency},
             details={"dependency": dependency},
         )

@@ -20,11 +20,19 @@ def uuid_or_none(value: object) -> uuid.UUID | None:
         return None
 
 
+# Whole sentences, so each language words its own (the exception handler translates them).
+_NO_SUCH = {
+    "slot": "No such slot.",
+    "booking": "No such booking.",
+    "resource": "No such resource.",
+}
+
+
 def uuid_or_not_found(value: object, *, what: str = "resource") -> uuid.UUID:
     """Our ids are UUIDs; anything else in the path names nothing, so it is a 404."""
     parsed = uuid_or_none(value)
     if parsed is None:
-        raise NotFound(f"No such {what}.")
+        raise NotFound(_NO_SUCH.get(what, _NO_SUCH["resource"]))
     return parsed
 
 
