@@ -21,6 +21,7 @@ from integrations.messaging.preferences import notification_channels
 from integrations.users import pets_matching, user_get, users_matching
 from integrations.users.names import PeopleNames, people_names
 from petpro_booking.core.errors import ApplicationError, NotFound
+from petpro_booking.core.http import uuid_or_not_found
 from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
@@ -199,10 +200,7 @@ class SlotPage:
 
 
 def slot_page_for(*, principal: Principal, slot_id: uuid.UUID | str) -> SlotPage:
-    try:
-        key = uuid.UUID(str(slot_id))
-    except ValueError:
-        raise NotFound("No such slot.") from None
+    key = uuid_or_not_found(slot_id, what="slot")
     slot = Slot.objects.select_related("clinic", "service").filter(id=key).first()
     if slot is None or not principal.can_manage_clinic(slot.clinic_id):
         raise NotFound("No such slot.")
