@@ -184,6 +184,7 @@ class Command(BaseCommand):
             ("pet owner João (pet pet-kiwi)", "owner-joao", ["pet_owner"], []),
             ("clinic staff of Berlin", "staff-berlin", ["clinic_staff"], [berlin]),
             ("support", "support-1", ["support"], []),
+            ("another PetPro service (read only: GET)", "svc-notifications", ["service"], []),
         ]
         self.stdout.write("\nDemo tokens (valid 12 h; paste into /api/docs/ -> Authorize):")
         for label, sub, roles, clinics in tokens:
