@@ -24,7 +24,8 @@ from django.utils.translation import gettext
 from integrations.users import Pet, pet_get
 from petpro_booking.core import metrics
 from petpro_booking.core.db import RowInserter, RowReader
-from petpro_booking.core.errors import Conflict, NotFound, ValidationFailed
+from petpro_booking.core.errors import ApplicationError, NotFound, ValidationFailed
+from petpro_booking.core.logging import bind_log_context
 from petpro_booking.core.principal import SYSTEM, Principal
 from petpro_booking.events.models import Event
 from petpro_booking.events.services import (
@@ -35,7 +36,7 @@ from petpro_booking.events.services import (
     events_appended,
 )
 from slots.errors import SlotUnavailable
-from slots.locking import SlotBusy, slot_locked_now, slot_rows_lock, slot_write
+from slots.locking import slot_locked_now, slot_rows_lock, slot_write
 from slots.models import Slot
 from slots.rules import slot_hold_check, species_accepted
 from slots.services import slot_return_hold, slot_return_holds, slot_take_hold
@@ -146,12 +147,13 @@ def _pet_for_hold(*, actor: Principal, slot: Slot, pet_id: str, field: str) -> P
     return pet
 
 
-def _hold_check(slot: Slot) -> None:
-    try:
-        slot_hold_check(slot=slot, now=timezone.now())
-    except Conflict:
-        metrics.HOLDS.labels(outcome="unavailable").inc()
-        raise
+# `petpro_holds_total{outcome}` of a refused hold: its error code, but for the two kept from
+# before the codes were counted (dashboards use them).
+_REFUSED_AS = {"slot_busy": "busy", "slot_unavailable": "unavailable"}
+
+
+def _count_refused(exc: ApplicationError) -> None:
+    metrics.HOLDS.labels(outcome=_REFUSED_AS.get(exc.code, exc.code)).inc()
 
 
 def _take_units(slot: Slot, holds: list[tuple[Reservation, Event]]) -> bool:
@@ -224,12 +226,24 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
     lines contenders up, and one SERIALIZABLE transaction takes a unit with one conditional
     UPDATE (which locks the slot row), expiring the slot's stale holds first when it is full,
     and inserts the hold and its event. The expiry instant is set by the application clock;
-    every later comparison with it (fences, expiry) is made by the database clock.
+    every later comparison with it (fences, expiry) is made by the database clock. Every
+    outcome is counted (`petpro_holds_total{outcome}`: created, or the refusal's reason).
     """
+    try:
+        reservation = _reservation_create(actor=actor, slot_id=slot_id, pet_id=pet_id)
+    except ApplicationError as exc:
+        _count_refused(exc)
+        raise
+    metrics.HOLDS.labels(outcome="created").inc()
+    bind_log_context(reservationId=str(reservation.id))
+    return reservation
+
+
+def _reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: str) -> Reservation:
     actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     slot = _slot_with_names(slot_id)
     pet = _pet_for_hold(actor=actor, slot=slot, pet_id=pet_id, field="pet_id")
-    _hold_check(slot)
+    slot_hold_check(slot=slot, now=timezone.now())
 
     def hold(slot: Slot) -> Reservation | None:
         reservation, event = _hold_new(
@@ -242,18 +256,12 @@ def reservation_create(*, actor: Principal, slot_id: uuid.UUID | str, pet_id: st
         )
         return reservation if _take_units(slot, [(reservation, event)]) else None
 
-    try:
-        # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
-        with fair_use_guard(actor.sub, slot):
-            hold_limits_check(owner_id=actor.sub)
-            reservation = slot_write(slot, name="reservation_create", decide=hold, lock_rows=False)
-    except SlotBusy:
-        metrics.HOLDS.labels(outcome="busy").inc()
-        raise
+    # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
+    with fair_use_guard(actor.sub, slot):
+        hold_limits_check(owner_id=actor.sub)
+        reservation = slot_write(slot, name="reservation_create", decide=hold, lock_rows=False)
     if reservation is None:
-        metrics.HOLDS.labels(outcome="unavailable").inc()
         raise SlotUnavailable(details={"slot_id": str(slot.id)})
-    metrics.HOLDS.labels(outcome="created").inc()
     return reservation
 
 
@@ -264,7 +272,20 @@ def reservation_create_group(
     takes len(pet_ids) units, then one hold and one ReservationCreated per pet, sharing a
     `group_id` and one expiry. Every pet is checked (ownership, species) before the lock;
     the fair-use limit counts every hold of the group. Full: 409 slot_unavailable and nothing
-    is written. 1 to GROUP_MAX_PETS distinct pets, else 400."""
+    is written. 1 to GROUP_MAX_PETS distinct pets, else 400. Counted as `reservation_create`
+    counts: each hold created, or the refusal's reason once."""
+    try:
+        holds = _reservation_create_group(actor=actor, slot_id=slot_id, pet_ids=pet_ids)
+    except ApplicationError as exc:
+        _count_refused(exc)
+        raise
+    metrics.HOLDS.labels(outcome="created").inc(len(holds))
+    return holds
+
+
+def _reservation_create_group(
+    *, actor: Principal, slot_id: uuid.UUID | str, pet_ids: list[str]
+) -> list[Reservation]:
     actor = actor.as_owner()  # their own pet: written as "user" whatever else the token is
     if not 1 <= len(pet_ids) <= GROUP_MAX_PETS or len(set(pet_ids)) != len(pet_ids):
         raise ValidationFailed(
@@ -274,7 +295,7 @@ def reservation_create_group(
     pets = [
         _pet_for_hold(actor=actor, slot=slot, pet_id=pet_id, field="pet_ids") for pet_id in pet_ids
     ]
-    _hold_check(slot)
+    slot_hold_check(slot=slot, now=timezone.now())
     group_id = uuid.uuid4()
 
     def hold(slot: Slot) -> list[Reservation] | None:
@@ -293,18 +314,12 @@ def reservation_create_group(
         ]
         return [reservation for reservation, _ in holds] if _take_units(slot, holds) else None
 
-    try:
-        # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
-        with fair_use_guard(actor.sub, slot):
-            hold_limits_check(owner_id=actor.sub, adding=len(pets))
-            holds = slot_write(slot, name="reservation_create_group", decide=hold, lock_rows=False)
-    except SlotBusy:
-        metrics.HOLDS.labels(outcome="busy").inc()
-        raise
+    # Fair use (issue 12): counted under the owner's lock, taken with the slot's.
+    with fair_use_guard(actor.sub, slot):
+        hold_limits_check(owner_id=actor.sub, adding=len(pets))
+        holds = slot_write(slot, name="reservation_create_group", decide=hold, lock_rows=False)
     if holds is None:
-        metrics.HOLDS.labels(outcome="unavailable").inc()
         raise SlotUnavailable(details={"slot_id": str(slot.id), "requested": len(pets)})
-    metrics.HOLDS.labels(outcome="created").inc(len(holds))
     return holds
 
 

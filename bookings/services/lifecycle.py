@@ -25,6 +25,7 @@ from petpro_booking.core import metrics
 from petpro_booking.core.db import RetryTransaction, RowInserter
 from petpro_booking.core.errors import NotFound, ValidationFailed, VersionConflict
 from petpro_booking.core.http import uuid_or_none
+from petpro_booking.core.logging import bind_log_context
 from petpro_booking.core.principal import Principal
 from petpro_booking.events.models import Event
 from petpro_booking.events.services import events_insert
@@ -217,7 +218,9 @@ def booking_confirm_reservation(*, actor: Principal, reservation_id: uuid.UUID |
     with fair_use_guard(actor.sub, seen.slot):
         if seen.status == ReservationStatus.HELD:  # else the write says why (e.g. confirmed)
             booking_limits_check(reservation=seen)
-        return slot_write(seen.slot, name="booking_confirm", decide=decide)
+        booking = slot_write(seen.slot, name="booking_confirm", decide=decide)
+    bind_log_context(bookingId=str(booking.id))  # the rest of the request's lines name it
+    return booking
 
 
 def _bookings_of_holds(

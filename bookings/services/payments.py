@@ -44,6 +44,7 @@ from petpro_booking.core.errors import (
     VersionConflict,
 )
 from petpro_booking.core.http import uuid_or_none
+from petpro_booking.core.logging import bind_log_context
 from petpro_booking.core.principal import SYSTEM, Principal
 from reservations.services import reservation_expire_stale
 from slots.locking import SlotBusy, SlotRef, slot_write
@@ -318,6 +319,7 @@ def payment_webhook_process(*, event: WebhookEvent) -> str:
     )
     if record is None:
         raise NotFound("No payment with this payment_id.", details={"payment_id": event.payment_id})
+    bind_log_context(bookingId=str(record.booking_id))  # the webhook's lines name the booking
     webhook_booking_check(event=event, record=record)
     return _payment_apply(
         record=record,

@@ -23,6 +23,7 @@ from integrations.payments.gateway import (
     payment_refund,
 )
 from petpro_booking.core import metrics
+from petpro_booking.core.logging import bind_log_context
 
 from ..models import Booking, BookingStatus, PaymentRecord, PaymentStatus
 from .history import booking_history_note
@@ -116,6 +117,7 @@ def payment_refund_owed(*, record_id: uuid.UUID | str) -> str:
     record = PaymentRecord.objects.filter(id=record_id).first()
     if record is None or not _owed(record):
         return "not_owed"
+    bind_log_context(bookingId=str(record.booking_id))  # the task's lines name the booking
     if not record.payment_id:
         return "not_owed"
     try:

@@ -68,6 +68,14 @@ _ROUTE_ID_KEYS = {
     "slot": "slotId",
 }
 
+# Ids named in a route's own arguments (checked like a request id: a str path argument is
+# whatever the caller sent).
+_ROUTE_ID_ARGUMENTS = {
+    "reservation_id": "reservationId",
+    "booking_id": "bookingId",
+    "slot_id": "slotId",
+}
+
 # Probes and scrapes arrive every few seconds: their access lines are DEBUG.
 _QUIET_PATHS = frozenset({"healthz", "readyz", "metrics"})
 
@@ -330,6 +338,10 @@ class RequestLogContextMiddleware:
             key = _ROUTE_ID_KEYS.get(match.url_name.split("-")[0])
             if key:
                 bind_log_context(**{key: view_kwargs["pk"]})
+        for argument, key in _ROUTE_ID_ARGUMENTS.items():  # /reservations/{reservation_id}/...
+            value = view_kwargs.get(argument)
+            if value is not None and _REQUEST_ID_RE.match(str(value)):
+                bind_log_context(**{key: value})
         clinic_id = request.GET.get("clinic_id")
         if clinic_id and _REQUEST_ID_RE.match(clinic_id):
             bind_log_context(clinicId=clinic_id)

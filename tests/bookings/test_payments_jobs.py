@@ -490,3 +490,14 @@ def test_a_payment_still_processing_extends_the_deadline_up_to_the_maximum(
         "payment_started",
         "payment_processing",
     ]
+
+
+def test_the_webhooks_log_lines_name_the_booking_it_paid(unpaid_booking, payment_id, payment_stub):
+    from ..core.log_capture import captured_logs
+
+    payment_stub.settle(payment_id, "succeeded")
+    with captured_logs() as logs:
+        response = deliver(APIClient(), *payment_stub.webhook(payment_id, "payment.succeeded"))
+    assert response.status_code == 200, response.json()
+    (access,) = logs.messages("request finished")
+    assert access["bookingId"] == str(unpaid_booking.id)

@@ -87,6 +87,32 @@ def test_ids_from_the_route_are_bound_to_the_request_lines(owner_client, db):
     assert django_line["requestId"] == access["requestId"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_and_its_confirm_name_their_hold_and_booking_in_the_access_line(
+    owner_client, owner_pet, slot
+):
+    with captured_logs() as logs:
+        held = owner_client.post(
+            "/api/v1/reservations", {"slot_id": str(slot.id), "pet_id": "pet-1"}, format="json"
+        )
+    assert held.status_code == 201, held.json()
+    (access,) = logs.messages("request finished")
+    assert access["reservationId"] == held.json()["id"]
+    with captured_logs() as logs:
+        confirmed = owner_client.post(f"/api/v1/reservations/{held.json()['id']}/confirm")
+    assert confirmed.status_code == 201, confirmed.json()
+    (access,) = logs.messages("request finished")
+    assert access["reservationId"] == held.json()["id"]  # from the route's argument
+    assert access["bookingId"] == confirmed.json()["id"]
+
+
+def test_a_route_argument_that_is_no_id_is_not_logged_as_one(owner_client, db):
+    with captured_logs() as logs:
+        owner_client.get("/api/v1/slots/not%20an%20id%0Aforged/availability")
+    (access,) = logs.messages("request finished")
+    assert "slotId" not in access
+
+
 def test_pii_never_reaches_a_log_line():
     secret_jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvd25lci0xIn0.c2lnbmF0dXJlLXZhbHVl"
     with captured_logs() as logs:

@@ -256,3 +256,35 @@ def test_a_start_up_reset_keeps_this_process_s_own_sample_files(tmp_path):
     reset_multiprocess_dir(str(tmp_path))
     assert own.exists()
     assert not dead.exists()
+
+
+def test_a_refused_hold_is_counted_under_its_reason(
+    anon_client, clinic_service, owner_client, owner_pet
+):
+    """petpro_holds_total{outcome}: busy and unavailable as before, every other refusal under
+    its own code (a started slot, a pet that is not the caller's), once."""
+    started = SlotFactory(service=clinic_service, start_at=timezone.now() - dt.timedelta(hours=1))
+    open_slot = SlotFactory(service=clinic_service)
+    before = scrape(anon_client)
+    answers = [
+        owner_client.post(
+            "/api/v1/reservations", {"slot_id": str(started.id), "pet_id": "pet-1"}, format="json"
+        ),
+        owner_client.post(
+            "/api/v1/reservations",
+            {"slot_id": str(open_slot.id), "pet_id": "someone-elses-pet"},
+            format="json",
+        ),
+    ]
+    assert [a.status_code for a in answers] == [409, 400], [a.json() for a in answers]
+    after = scrape(anon_client)
+
+    def delta(**labels):
+        return total(after, "petpro_holds_total", **labels) - total(
+            before, "petpro_holds_total", **labels
+        )
+
+    assert delta(outcome="slot_started") == pytest.approx(1)
+    assert delta(outcome="invalid_pet") == pytest.approx(1)
+    assert delta(outcome="unavailable") == pytest.approx(0)
+    assert delta() == pytest.approx(2)
