@@ -20,6 +20,7 @@ from petpro_booking.celery import app as celery_app
 from petpro_booking.core import tracing
 from petpro_booking.events.models import Event
 
+from ..bookings.payment_fixtures import paid_slot  # noqa: F401  (fixture)
 from .log_capture import captured_logs
 
 
@@ -114,6 +115,61 @@ def test_the_request_trace_reaches_the_messages_through_a_coalesced_relay_pass(
     assert {m["body"]["metadata"]["trace_id"] for m in analytics if "metadata" in m["body"]} == {
         hex_trace_id
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_the_request_enqueues_runs_in_the_requests_trace(
+    spans,
+    celery_worker,
+    owner_client,
+    owner_pet,
+    paid_slot,  # noqa: F811  (the fixture imported above)
+    settings,
+):
+    """An owner cancels a paid booking: the request enqueues the refund after its commit, a
+    real worker runs it, and the task's span is a child of the request's publish span in the
+    same trace; the task's log lines carry the request's trace id and name the booking."""
+    from bookings.models import Booking, PaymentRecord
+
+    from ..bookings.payment_fixtures import book_paid
+
+    settings.PAYMENT_SERVICE_URL = ""  # the sandbox answers the refund in-process
+    booking = book_paid(paid_slot)
+    Booking.objects.filter(id=booking.id).update(status="confirmed")
+    PaymentRecord.objects.create(
+        booking=booking,
+        payment_id="pay_trace_1",
+        idempotency_key="idem-trace-1",
+        amount=booking.amount,
+        currency=booking.currency,
+        status="succeeded",
+    )
+    spans.clear()
+    with captured_logs() as logs:
+        response = owner_client.post(
+            f"/api/v1/bookings/{booking.id}/cancel", {"reason": "we moved"}, format="json"
+        )
+        assert response.status_code == 200, response.json()
+        assert _wait_until(
+            lambda: any(
+                s.name == "run/bookings.payment_refund_owed" for s in spans.get_finished_spans()
+            )
+        )
+
+    finished = spans.get_finished_spans()
+    (server,) = [s for s in finished if s.kind == SpanKind.SERVER]
+    (producer,) = [s for s in finished if s.name == "apply_async/bookings.payment_refund_owed"]
+    (consumer,) = [s for s in finished if s.name == "run/bookings.payment_refund_owed"]
+    trace_id = server.context.trace_id
+    assert producer.context.trace_id == trace_id  # published by the request's on-commit hook
+    assert consumer.context.trace_id == trace_id  # across the broker, in the worker's thread
+    assert consumer.parent.span_id == producer.context.span_id
+    task_lines = [
+        line for line in logs.lines if line.get("taskName") == "bookings.payment_refund_owed"
+    ]
+    assert task_lines, "the task wrote no log line"
+    assert {line["traceId"] for line in task_lines} == {format(trace_id, "032x")}
+    assert any(line.get("bookingId") == str(booking.id) for line in task_lines)
 
 
 def _run_python(script: str, **env: str) -> str:
