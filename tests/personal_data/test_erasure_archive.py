@@ -361,53 +361,55 @@ def test_a_process_without_the_archive_directory_leaves_the_erasure_pending(
     assert PersonErasure.objects.get().archive_erased_at is None
 
 
+def waits_for_the_archive_lock(directory: Path, job, while_held) -> list:
+    """Run `job` in a thread while this test holds the archive lock: it must still be waiting
+    after a second, when `while_held()` checks it wrote nothing; then it finishes. Returns
+    what `job` returned."""
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(job())
+        finally:
+            connections.close_all()
+
+    with archive_lock(str(directory)):
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive()
+        while_held()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert results, "the job failed"
+    return results
+
+
 def test_the_rewrite_waits_for_the_retention_job(person, settings, tmp_path):
     """The other direction: while the retention job holds the archive lock, the erasure's
     rewrite waits and then rewrites what the job wrote too."""
     settings.RETENTION_EVENTS_ARCHIVE_DIR = ""
     erase("owner-1")
     settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
-    results: list = []
 
-    def archive_pass() -> None:
-        try:
-            results.append(person_archive_erase())
-        finally:
-            connections.close_all()
-
-    with archive_lock(str(tmp_path)):
-        job = threading.Thread(target=archive_pass)
-        job.start()
-        time.sleep(1.0)
-        assert job.is_alive()
+    def nothing_marked() -> None:
         assert PersonErasure.objects.get().archive_erased_at is None
-    job.join(30)
-    assert results[0]["erasures"] == 1
+
+    (done,) = waits_for_the_archive_lock(tmp_path, person_archive_erase, nothing_marked)
+    assert done["erasures"] == 1
 
 
 def test_the_retention_job_waits_while_the_archive_is_being_rewritten(settings, tmp_path):
     """Both write the day files: the retention job's month waits for the archive lock (held
     here as the erasure's rewrite holds it), then is written whole."""
     settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
-    month = months_ago(15)
-    old_events(month, 4, published=True)
-    reports: list = []
+    old_events(months_ago(15), 4, published=True)
 
-    def retention_job() -> None:
-        try:
-            reports.append(events_purge_published())
-        finally:
-            connections.close_all()
+    def no_line_written() -> None:
+        assert not list(tmp_path.glob("events-*"))
 
-    with archive_lock(str(tmp_path)):
-        job = threading.Thread(target=retention_job)
-        job.start()
-        time.sleep(1.0)
-        assert job.is_alive()
-        assert not list(tmp_path.glob("events-*"))  # not a line written while it is held
-    job.join(30)
-    assert not job.is_alive()
-    assert reports[0].archived == 4
+    (report,) = waits_for_the_archive_lock(tmp_path, events_purge_published, no_line_written)
+    assert report.archived == 4
     assert len(read_archive(tmp_path)) == 4
 
 
@@ -419,27 +421,22 @@ def test_the_batch_path_waits_for_the_lock_before_it_locks_any_event(settings, t
     settings.RETENTION_EVENTS_ARCHIVE_DIR = str(tmp_path)
     old_events(months_ago(15), 3, published=True)
     cutoff = dt.datetime.now(dt.UTC)
-    reports = [retention.PurgeReport()]
+    report = retention.PurgeReport()
 
-    def batch_job() -> None:
-        try:
-            retention._purge_in_batches(cutoff, str(tmp_path), 100, reports[0])
-        finally:
-            connections.close_all()
-
-    with archive_lock(str(tmp_path)):
-        job = threading.Thread(target=batch_job)
-        job.start()
-        time.sleep(1.0)
-        assert job.is_alive()
+    def no_event_locked() -> None:
         with connection.cursor() as cursor:  # would fail at once if the job held row locks
             cursor.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM events WHERE published_at IS NOT NULL"
                 " FOR UPDATE NOWAIT) AS claimable"
             )
             assert cursor.fetchone()[0] >= 3
-    job.join(30)
-    assert reports[0].archived == reports[0].deleted >= 3
+
+    waits_for_the_archive_lock(
+        tmp_path,
+        lambda: retention._purge_in_batches(cutoff, str(tmp_path), 100, report),
+        no_event_locked,
+    )
+    assert report.archived == report.deleted >= 3
 
 
 def test_the_worker_runs_the_archive_pass_every_hour(settings):
