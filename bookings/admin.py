@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.users.names import PeopleNames, people_names
-from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
+from petpro_booking.core.admin_access import ClinicScopedAdmin, NoFormsAdmin, admin_principal
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError, VersionConflict
@@ -124,7 +124,8 @@ class RescheduleForm(BookingActionForm):
 
 
 @admin.register(Booking)
-class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
+class BookingAdmin(NoFormsAdmin, LookupHashSearchMixin, ClinicScopedAdmin):
+    # Changes happen only through the actions below (services): NoFormsAdmin.
     list_display = [
         "reference_link",
         "status",
@@ -290,16 +291,6 @@ class BookingAdmin(LookupHashSearchMixin, ClinicScopedAdmin):
                 "opts": self.model._meta,
             },
         )
-
-    # Changes happen only through the actions below (services); no add, edit or delete form.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     # --- actions ---------------------------------------------------------------------------
 

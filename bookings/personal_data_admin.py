@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from petpro_booking.core.admin_access import SupportOnlyAdmin, admin_principal
+from petpro_booking.core.admin_access import NoFormsAdmin, SupportOnlyAdmin, admin_principal
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 
@@ -90,7 +90,7 @@ def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> Ht
 
 
 @admin.register(ErasureRequest)
-class ErasureRequestAdmin(SupportOnlyAdmin):
+class ErasureRequestAdmin(NoFormsAdmin, SupportOnlyAdmin):  # written by the erasure only
     """Erasures asked for and not finished (support, read-only): the `erasure_resume` job
     finishes them; the attempts that stopped and the last error code say why one is here."""
 
@@ -98,13 +98,3 @@ class ErasureRequestAdmin(SupportOnlyAdmin):
     search_fields = ["user_id"]
     # A person belongs to no clinic: UTC, written.
     requested_local = local_time_column("requested_at", "requested", zone_of=lambda asked: None)
-
-    # Written and deleted by the erasure only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

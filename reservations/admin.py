@@ -8,7 +8,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from integrations.users.names import people_names
-from petpro_booking.core.admin_access import SupportOnlyAdmin, admin_principal, visible_clinic_ids
+from petpro_booking.core.admin_access import (
+    NoFormsAdmin,
+    SupportOnlyAdmin,
+    admin_principal,
+    visible_clinic_ids,
+)
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from slots.display import local_label
@@ -22,7 +27,7 @@ def _clinic_zone(reservation: Reservation) -> str:
 
 
 @admin.register(Reservation)
-class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
+class ReservationAdmin(NoFormsAdmin, LookupHashSearchMixin, admin.ModelAdmin):
     list_display = [
         "slot_start",
         "status",
@@ -100,15 +105,6 @@ class ReservationAdmin(LookupHashSearchMixin, admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return admin_principal(request.user) is not None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(OwnerLimit)

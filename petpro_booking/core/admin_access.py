@@ -56,6 +56,20 @@ def visible_clinic_ids(user: Any) -> frozenset[str] | None:
     return principal.clinic_ids
 
 
+class NoFormsAdmin:
+    """An admin whose rows change only through its actions (services) or another part of the
+    product: no add, edit or delete form, for anyone."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 class SupportOnlyAdmin(admin.ModelAdmin):
     """Rows that belong to no clinic (an owner's limits, a person's erasure): support only;
     clinic staff do not see the model at all."""
