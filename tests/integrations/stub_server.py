@@ -121,6 +121,7 @@ class StubServer:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms wait for a delayed ACK before the body
 
     def setup(self) -> None:
         super().setup()

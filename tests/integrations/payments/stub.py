@@ -197,6 +197,7 @@ class PaymentServiceStub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms wait for a delayed ACK before the body
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
