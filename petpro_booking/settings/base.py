@@ -620,3 +620,120 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Numbers from the environment, checked once at start-up -----------------------------------
+# A value outside its range (a negative hold time, a pool without connections, a timeout of
+# zero) stops every process at start-up with the variable's name, instead of holds that expire
+# as they are made or a relay that never waits. 0 turns off what says so above (a cache, a
+# wait, a retry, a buffer); the rest need at least one unit.
+_ZERO_OR_MORE = (
+    "DB_POOL_MIN_SIZE",
+    "SLOT_SEARCH_CACHE_SECONDS",
+    "SLOT_SEARCH_MAX_LAG_SECONDS",
+    "LOCAL_CACHE_SECONDS",
+    "LOCAL_CACHE_GENERATION_SECONDS",
+    "LOCK_WAIT_SECONDS",
+    "BOOKING_MIN_NOTICE_MINUTES",
+    "BOOKING_BUFFER_BEFORE_MINUTES",
+    "BOOKING_BUFFER_AFTER_MINUTES",
+    "CONSISTENCY_OUTBOX_MAX_AGE_SECONDS",
+    "CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS",
+    "CELERY_DB_REUSE_MAX",
+    "EVENT_RELAY_NUDGE_INTERVAL_SECONDS",
+    "PAYMENT_MAX_RETRIES",
+    "PAYMENT_RETRY_BACKOFF_SECONDS",
+    "PAYMENT_SANDBOX_DELAY_SECONDS",
+    "SERVICE_CALL_RETRIES",
+    "CLINIC_CACHE_SECONDS",
+    "USER_CACHE_SECONDS",
+    "SERVICE_CACHE_STALE_SECONDS",
+    "JWT_LEEWAY_SECONDS",
+)
+_ABOVE_ZERO = (
+    "AXES_FAILURE_LIMIT",
+    "DB_POOL_MAX_SIZE",
+    "DB_REPLICA_POOL_TIMEOUT_SECONDS",
+    "DB_REPLICA_RETRY_SECONDS",
+    "DB_SERIALIZABLE_ATTEMPTS",
+    "LOCAL_CACHE_MAX_ENTRIES",
+    "RESERVATION_TTL_SECONDS",
+    "WAITLIST_OFFER_SECONDS",
+    "PAYMENT_DEADLINE_SECONDS",
+    "PAYMENT_DEADLINE_CAP_SECONDS",
+    "PAYMENT_PENDING_EXTENSION_SECONDS",
+    "PAYMENT_DEADLINE_MAX_SECONDS",
+    "LOCK_TTL_SECONDS",
+    "SLOT_GENERATE_MAX_DAYS",
+    "SLOT_GENERATE_MAX_SLOTS",
+    "FAIR_USE_MAX_LIVE_HOLDS",
+    "FAIR_USE_MAX_UNPAID_BOOKINGS",
+    "FAIR_USE_MAX_BOOKINGS_PER_PET_PER_DAY",
+    "BOOKING_HORIZON_DAYS",
+    "IDEMPOTENCY_KEY_TTL_SECONDS",
+    "IDEMPOTENCY_IN_FLIGHT_SECONDS",
+    "CELERY_TASK_SOFT_TIME_LIMIT",
+    "CELERY_TASK_TIME_LIMIT",
+    "EVENT_RELAY_BATCH_SIZE",
+    "EVENT_RELAY_MAX_SECONDS",
+    "EVENT_CONNECT_TIMEOUT_SECONDS",
+    "EVENT_CONFIRM_TIMEOUT_SECONDS",
+    "PAYMENT_TIMEOUT_SECONDS",
+    "PAYMENT_TOTAL_DEADLINE_SECONDS",
+    "PAYMENT_RECONCILE_AFTER_SECONDS",
+    "SERVICE_JWT_LIFETIME_SECONDS",
+    "SERVICE_CALL_TIMEOUT_SECONDS",
+    "SERVICE_CALL_DEADLINE_SECONDS",
+    "SERVICE_BREAKER_FAIL_MAX",
+    "SERVICE_BREAKER_WINDOW_SECONDS",
+    "SERVICE_BREAKER_RESET_SECONDS",
+    "ERASURE_RESUME_AFTER_SECONDS",
+    "RETENTION_EVENTS_DAYS",
+    "RETENTION_WEBHOOKS_DAYS",
+    "RETENTION_HISTORY_YEARS",
+    "RETENTION_BATCH_SIZE",
+)
+
+# The periodic jobs whose interval comes from the environment (the others are fixed above).
+_BEAT_INTERVALS = {
+    "EVENT_RELAY_INTERVAL_SECONDS": "relay-outbox",
+    "CLINIC_REFRESH_INTERVAL_SECONDS": "refresh-clinics",
+    "PAYMENT_DEADLINE_SWEEP_SECONDS": "cancel-unpaid-bookings",
+    "SEARCH_WARM_INTERVAL_SECONDS": "warm-search-cache",
+    "CONSISTENCY_CHECK_INTERVAL_SECONDS": "check-consistency",
+}
+
+
+def numbers_out_of_range(values: dict) -> list[str]:
+    """What is wrong with the numeric settings in `values` (a settings module's names), as
+    sentences naming each environment variable; empty when all are in range."""
+    problems = [
+        f"{name} must be 0 or more, not {values[name]}."
+        for name in _ZERO_OR_MORE
+        if values[name] < 0
+    ]
+    problems += [
+        f"{name} must be above 0, not {values[name]}." for name in _ABOVE_ZERO if values[name] <= 0
+    ]
+    if values["AXES_COOLOFF_TIME"] <= 0:
+        problems.append(
+            f"AXES_COOLOFF_MINUTES must be above 0, not {values['AXES_COOLOFF_TIME'] * 60:g}."
+        )
+    if (
+        values["CELERY_WORKER_MAX_MEMORY_PER_CHILD"] is not None
+        and values["CELERY_WORKER_MAX_MEMORY_PER_CHILD"] < 0
+    ):
+        problems.append("CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB must be 0 (never) or more.")
+    if values["DB_POOL_MAX_SIZE"] < values["DB_POOL_MIN_SIZE"]:
+        problems.append("DB_POOL_MAX_SIZE must be at least DB_POOL_MIN_SIZE.")
+    if values["CELERY_TASK_TIME_LIMIT"] <= values["CELERY_TASK_SOFT_TIME_LIMIT"]:
+        problems.append(  # the soft limit's exception must come before the kill
+            "CELERY_TASK_TIME_LIMIT must be above CELERY_TASK_SOFT_TIME_LIMIT."
+        )
+    for name, job in _BEAT_INTERVALS.items():
+        if (interval := values["CELERY_BEAT_SCHEDULE"][job]["schedule"]) <= 0:
+            problems.append(f"{name} must be above 0, not {interval}.")
+    return problems
+
+
+if _problems := numbers_out_of_range(globals()):
+    raise environ.ImproperlyConfigured(" ".join(_problems))

@@ -1,0 +1,92 @@
+"""Numeric settings out of their range stop the process at start-up with the variable's name
+(petpro_booking/settings/base.py, `numbers_out_of_range`), instead of misbehaving later: a
+negative hold time made holds that expired as they were made, a pool smaller than its minimum
+failed on the first request, a zero interval made beat run a job without pause."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from petpro_booking.settings import base
+
+BASE_SOURCE = Path(base.__file__).read_text()
+# Numbers read from the environment that the settings check where they are read, or that
+# are not a range (a derived value is checked under its variable's name).
+CHECKED_ELSEWHERE = {
+    "AXES_COOLOFF_MINUTES",  # checked as AXES_COOLOFF_TIME, named by its variable
+    "CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB",
+    "EVENT_RELAY_LISTEN_SWEEP_SECONDS",  # next to where they are read
+    "EVENT_RELAY_LISTEN_MIN_INTERVAL_SECONDS",
+}
+
+
+def test_the_defaults_are_in_range() -> None:
+    assert base.numbers_out_of_range(vars(base)) == []
+
+
+def test_every_number_read_from_the_environment_has_a_range() -> None:
+    read = set(re.findall(r'env\.(?:int|float)\(\s*"([A-Z_0-9]+)"', BASE_SOURCE))
+    ranged = {*base._ZERO_OR_MORE, *base._ABOVE_ZERO, *base._BEAT_INTERVALS, *CHECKED_ELSEWHERE}
+    assert read - ranged == set(), "give each new numeric setting a range in settings/base.py"
+    assert ranged - read == set(), "a range names a variable the settings do not read"
+
+
+@pytest.mark.parametrize(
+    ("variables", "messages"),
+    [
+        (
+            {"RESERVATION_TTL_SECONDS": "-600"},
+            ["RESERVATION_TTL_SECONDS must be above 0, not -600."],
+        ),
+        ({"ERASURE_RESUME_AFTER_SECONDS": "0"}, ["ERASURE_RESUME_AFTER_SECONDS must be above 0"]),
+        ({"LOCK_WAIT_SECONDS": "-0.5"}, ["LOCK_WAIT_SECONDS must be 0 or more, not -0.5."]),
+        (
+            {"DB_POOL_MIN_SIZE": "4", "DB_POOL_MAX_SIZE": "2", "SEARCH_WARM_INTERVAL_SECONDS": "0"},
+            [
+                "DB_POOL_MAX_SIZE must be at least DB_POOL_MIN_SIZE.",
+                "SEARCH_WARM_INTERVAL_SECONDS must be above 0, not 0.0.",
+            ],
+        ),
+        (
+            {"CELERY_TASK_SOFT_TIME_LIMIT": "150", "CELERY_TASK_TIME_LIMIT": "120"},
+            ["CELERY_TASK_TIME_LIMIT must be above CELERY_TASK_SOFT_TIME_LIMIT."],
+        ),
+        ({"AXES_COOLOFF_MINUTES": "-1"}, ["AXES_COOLOFF_MINUTES must be above 0, not -1."]),
+    ],
+)
+def test_a_number_out_of_range_is_refused_at_start_with_its_name(variables, messages) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import petpro_booking.settings.base"],
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    for message in messages:
+        assert message in result.stderr
+
+
+def test_zero_where_zero_turns_a_feature_off_is_accepted() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import petpro_booking.settings.base"],
+        env={
+            **os.environ,
+            "SLOT_SEARCH_CACHE_SECONDS": "0",
+            "LOCK_WAIT_SECONDS": "0",
+            "PAYMENT_MAX_RETRIES": "0",
+            "BOOKING_MIN_NOTICE_MINUTES": "0",
+            "CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
