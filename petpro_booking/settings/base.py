@@ -10,7 +10,27 @@ from petpro_booking.core.tls import amqp_ssl_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, with a value it cannot read stopping the process under the variable's
+    name: `RESERVATION_TTL_SECONDS=10m` raised a bare "invalid literal for int()" that named no
+    variable. (Values it reads but that are out of range: `numbers_out_of_range` below.)"""
+
+    KINDS = {int: "a whole number", float: "a number"}
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError as exc:
+            if cast not in self.KINDS:  # say nothing of a value that may be a secret
+                raise environ.ImproperlyConfigured(f"{var} cannot be read.") from exc
+            raw = self.ENVIRON.get(f"{self.prefix}{var}", "")
+            raise environ.ImproperlyConfigured(
+                f"{var} must be {self.KINDS[cast]}, not {raw[:40]!r}."
+            ) from exc
+
+
+env = _Env()
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-insecure-secret-key-change-me")
 # Earlier keys still accepted for admin sessions, CSRF and signed values while a new

@@ -1,7 +1,8 @@
-"""Numeric settings out of their range stop the process at start-up with the variable's name
-(petpro_booking/settings/base.py, `numbers_out_of_range`), instead of misbehaving later: a
-negative hold time made holds that expired as they were made, a pool smaller than its minimum
-failed on the first request, a zero interval made beat run a job without pause."""
+"""Numeric settings that cannot be read, or are out of their range, stop the process at
+start-up with the variable's name (petpro_booking/settings/base.py: `_Env`,
+`numbers_out_of_range`), instead of misbehaving later: a negative hold time made holds that
+expired as they were made, a pool smaller than its minimum failed on the first request, a zero
+interval made beat run a job without pause."""
 
 from __future__ import annotations
 
@@ -90,3 +91,33 @@ def test_zero_where_zero_turns_a_feature_off_is_accepted() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "RESERVATION_TTL_SECONDS",
+            "10m",
+            "RESERVATION_TTL_SECONDS must be a whole number, not '10m'.",
+        ),
+        (
+            "FAIR_USE_MAX_LIVE_HOLDS",
+            "5.5",
+            "FAIR_USE_MAX_LIVE_HOLDS must be a whole number, not '5.5'.",
+        ),
+        ("LOCK_WAIT_SECONDS", "five", "LOCK_WAIT_SECONDS must be a number, not 'five'."),
+    ],
+)
+def test_a_number_that_cannot_be_read_is_refused_with_its_name(variable, value, message) -> None:
+    # Before, a bare ValueError ("invalid literal for int() with base 10: '10m'") named no
+    # variable.
+    result = subprocess.run(
+        [sys.executable, "-c", "import petpro_booking.settings.base"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr
