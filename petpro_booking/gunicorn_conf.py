@@ -14,19 +14,22 @@ from gunicorn.glogging import Logger
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/petpro-prometheus")  # noqa: S108
 os.environ.setdefault("SERVICE_COMPONENT", "web")
 
+# A number that is not one, or out of range, stops gunicorn with the variable's name.
+from petpro_booking.core.env_numbers import env_number
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # 1 CPU per pod by default: 2 x CPU + 1 sync workers; threads > 1 switches to gthread.
-workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+workers = env_number("GUNICORN_WORKERS", 3, minimum=1)
+threads = env_number("GUNICORN_THREADS", 1, minimum=1)
 worker_class = "gthread" if threads > 1 else "sync"
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+timeout = env_number("GUNICORN_TIMEOUT", 30)  # 0: no timeout, as gunicorn reads it
+graceful_timeout = env_number("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = env_number("GUNICORN_KEEPALIVE", 5)
 # A worker is recycled after this many requests (a guard against slow leaks, docs/benchmarks.md
 # "Peak-hour soak" measures the growth): at the seed's peak of 500 requests/s a few workers
 # serve ~100 each a second, so 2,000 recycled every worker every ~20 s, each new one paying
 # Django's start, new database connections and its first calls' imports.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
+max_requests = int(env_number("GUNICORN_MAX_REQUESTS", 50000))  # 0: never recycled
 max_requests_jitter = max_requests // 10
 # The heartbeat files on tmpfs: a slow overlay disk must not make workers look dead.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (

@@ -163,6 +163,12 @@ def test_ssl_redirect_and_hsts_can_be_left_to_the_ingress():
     assert result.stdout.split() == ["0", "False"]
 
 
+def test_a_negative_hsts_lifetime_is_refused_at_start():
+    result = load({**COMPLETE, "SECURE_HSTS_SECONDS": "-1"}, "print(settings.SECURE_HSTS_SECONDS)")
+    assert result.returncode != 0
+    assert "SECURE_HSTS_SECONDS must be 0 (off) or more, not -1." in result.stderr
+
+
 def test_demo_data_is_refused_under_production_settings():
     code = "from django.core.management import call_command; call_command('load_demo_data')"
     result = load(COMPLETE, code)

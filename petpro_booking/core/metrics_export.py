@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 
 from . import health
+from .env_numbers import env_number
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -61,7 +62,10 @@ CELERY_TASK_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-DB_POOL_SAMPLE_SECONDS = float(os.environ.get("DB_POOL_METRICS_INTERVAL_SECONDS", "5"))
+# Above 0: the sampler thread sleeps this long between samples.
+DB_POOL_SAMPLE_SECONDS = env_number(
+    "DB_POOL_METRICS_INTERVAL_SECONDS", 5.0, kind=float, above_minimum=True
+)
 
 
 def multiprocess_dir() -> str | None:
@@ -213,7 +217,7 @@ def _on_task_postrun(
 def serve_metrics(port_variable: str) -> None:
     """Serve /metrics on the port the environment variable names (0 or unset: off), for a
     process with no HTTP server of its own (the Celery worker, the outbox relay)."""
-    port = int(os.environ.get(port_variable, "0") or 0)
+    port = int(env_number(port_variable, 0, maximum=65535))
     if not port:
         return
     from prometheus_client import start_http_server

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .env_numbers import env_number
+
 # Probes and the metrics scrape would flood traces without telling anything.
 DEFAULT_EXCLUDED_URLS = "healthz,readyz,metrics"
 
@@ -41,8 +43,8 @@ def sampler_from_env() -> Any:
 
     if os.environ.get("OTEL_TRACES_SAMPLER"):
         return _get_from_env_or_default()
-    ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG") or 1.0)
-    return ParentBased(TraceIdRatioBased(min(max(ratio, 0.0), 1.0)))
+    ratio = env_number("OTEL_TRACES_SAMPLER_ARG", 1.0, kind=float, maximum=1.0)
+    return ParentBased(TraceIdRatioBased(ratio))
 
 
 def _exporters_from_env() -> list[Any]:

@@ -63,6 +63,10 @@ CSRF_COOKIE_SECURE = True
 # HTTPS: HSTS and a redirect; both can be left to the ingress (SECURE_SSL_REDIRECT=false,
 # SECURE_HSTS_SECONDS=0). Probes are exempt from the redirect: kubelet speaks plain HTTP.
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+if SECURE_HSTS_SECONDS < 0:
+    raise environ.ImproperlyConfigured(
+        f"SECURE_HSTS_SECONDS must be 0 (off) or more, not {SECURE_HSTS_SECONDS}."
+    )
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

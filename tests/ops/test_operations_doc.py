@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["petpro_booking", "slots", "reservations", "bookings", "integrations"]
 READS = re.compile(
     r"""(?:\benv(?:\.\w+)?\(\s*|os\.environ\.get\(\s*|os\.environ\[\s*|os\.getenv\(\s*"""
-    r"""|os\.environ\.setdefault\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
+    r"""|os\.environ\.setdefault\(\s*|env_number\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
