@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from typing import Any
 
@@ -114,7 +115,11 @@ def _verify(token: str, key: str, algorithms: list[str]) -> tuple[Principal, flo
         roles=frozenset(roles),
         clinic_ids=frozenset(str(c) for c in clinic_ids),
     )
-    return principal, float(claims["exp"])
+    try:
+        expires = float(claims["exp"])
+    except OverflowError:  # an integer past any float (JSON allows it): as far off as it gets
+        expires = math.inf
+    return principal, expires
 
 
 def issue_token(

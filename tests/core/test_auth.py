@@ -149,3 +149,16 @@ def test_a_remembered_token_is_kept_no_longer_than_the_bound(settings):
     principal_from_token(token)
     [(expires, _)] = auth._verified._entries.values()
     assert expires - time.monotonic() <= auth.VERIFIED_TOKEN_SECONDS
+
+
+def test_a_signed_token_whose_exp_is_past_any_float_is_accepted_not_a_500(anon_client, settings):
+    # PyJWT checks an integer `exp` exactly; turning it into a float for the verified-token
+    # memory raised OverflowError, a 500 on every authenticated route (found by a sweep).
+    far = 10**400
+    token = jwt.encode(
+        {"sub": "owner-far", "roles": ["pet_owner"], "exp": far}, settings.JWT_SIGNING_KEY
+    )
+    auth.forget_verified_tokens()
+    response = anon_client.get("/api/v1/reservations", **bearer(token))
+    assert response.status_code == 200, response.content
+    assert principal_from_token(token).sub == "owner-far"  # remembered, then from memory
