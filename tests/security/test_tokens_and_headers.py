@@ -147,3 +147,23 @@ def test_the_json_api_skips_the_browser_middleware_and_pages_keep_it(client, own
     assert "csrftoken" in login.cookies
     docs = client.get("/api/docs/")
     assert "Content-Security-Policy" in docs
+
+
+@pytest.mark.parametrize("length", [151, 256, 5_000])
+def test_an_over_long_admin_username_is_a_failed_login_not_a_500(client, length):
+    # Django's login form does not enforce the username's length; axes' attempt row holds 255
+    # characters, so a longer one was a 500 on PostgreSQL (found by a hostile-input sweep).
+    User.objects.create_user("clinic-admin", password="a-long-correct-password", is_staff=True)
+    page = client.post(
+        "/admin/login/", {"username": "u" * length, "password": "x"}, REMOTE_ADDR="10.0.0.3"
+    )
+    assert page.status_code == 200
+    assert "correct username and password" in page.content.decode()
+    assert "_auth_user_id" not in client.session
+    # The right account still logs in.
+    ok = client.post(
+        "/admin/login/",
+        {"username": "clinic-admin", "password": "a-long-correct-password"},
+        REMOTE_ADDR="10.0.0.3",
+    )
+    assert ok.status_code == 302
