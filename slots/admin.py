@@ -21,6 +21,7 @@ from django.utils.html import escape
 from petpro_booking.core.admin_access import (
     ClinicScopedAdmin,
     admin_principal,
+    selection_too_large,
     visible_clinic_ids,
 )
 from petpro_booking.core.admin_times import local_time_column
@@ -537,8 +538,11 @@ class SlotAdmin(ClinicScopedAdmin):
         principal = admin_principal(request.user)
         if principal is None:
             raise PermissionDenied
+        open_slots = queryset.filter(status=SlotStatus.OPEN)
+        if selection_too_large(self, request, open_slots, "open slots"):
+            return
         closed, busy = 0, []
-        for slot in queryset.filter(status=SlotStatus.OPEN):
+        for slot in open_slots:
             try:
                 services.slot_close(actor=principal, slot_id=slot.pk)
             except ApplicationError as exc:  # e.g. a hold being written on it: try it again

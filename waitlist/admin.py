@@ -10,7 +10,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from petpro_booking.core.admin_access import ClinicScopedAdmin, admin_principal
+from petpro_booking.core.admin_access import (
+    ClinicScopedAdmin,
+    admin_principal,
+    selection_too_large,
+)
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 from slots.display import local_label
@@ -88,7 +92,7 @@ class WaitlistEntryAdmin(ClinicScopedAdmin):
     @admin.action(description="Remove selected entries from the waiting list (asks for a reason)")
     def remove_entries(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         principal = admin_principal(request.user)
-        if principal is None:
+        if principal is None or selection_too_large(self, request, queryset, "entries"):
             return None
         form = RemoveForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():

@@ -131,3 +131,28 @@ def test_generate_action_first_shows_the_schedule_form(staff_browser, two_clinic
     assert response.status_code == 200
     assert "weekly schedule" in response.content.decode()
     assert not Slot.objects.filter(service_id="svc-mine").exclude(pk=two_clinics[0].pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the close is a SERIALIZABLE slot write
+def test_closing_more_slots_than_an_action_takes_closes_none_and_says_how(
+    support_browser, monkeypatch
+):
+    # A "select all" of a clinic's 3,383 open slots ran one slot write after another until
+    # gunicorn killed the worker at its 30 s timeout: 2,743 closed, 640 open, nothing said.
+    monkeypatch.setattr("petpro_booking.core.admin_access.ACTION_MAX_ROWS", 2)
+    service = ClinicServiceFactory(id="svc-many", clinic=ClinicFactory(id="many"))
+    slots = [SlotFactory(service=service) for _ in range(3)]
+    everything = {"action": "close_slots", "_selected_action": [str(s.id) for s in slots]}
+
+    page = support_browser.post("/admin/slots/slot/", everything, follow=True)
+    said = [str(message) for message in page.context["messages"]]
+    assert said == [
+        "3 open slots selected; an action changes at most 2 at a time. Nothing was changed: "
+        "narrow the list (by date or clinic) and run it again."
+    ]
+    assert set(Slot.objects.filter(service=service).values_list("status", flat=True)) == {"open"}
+
+    Slot.objects.filter(id=slots[0].id).update(status="closed")  # two open ones left: allowed
+    page = support_browser.post("/admin/slots/slot/", everything, follow=True)
+    assert [str(message) for message in page.context["messages"]] == ["2 slots closed."]
+    assert set(Slot.objects.filter(service=service).values_list("status", flat=True)) == {"closed"}

@@ -63,3 +63,24 @@ def test_a_slots_line_oldest_first_and_removal_with_a_reason(client, owners, slo
     left = Event.objects.get(aggregate_id=entries[1]["id"], event_type="WaitlistLeft")
     assert left.payload["reason"] == "Duplicate request by phone"
     assert left.metadata["actor"]["type"] == "staff"
+
+
+def test_removing_more_entries_than_an_action_takes_removes_none(client, owners, slot, monkeypatch):
+    monkeypatch.setattr("petpro_booking.core.admin_access.ACTION_MAX_ROWS", 1)
+    hold(owners[1], slot, "pet-1")
+    entries = [join(owners[i], slot, f"pet-{i}").json() for i in (2, 3)]
+    browser = browser_for(client, clinic_id=slot.clinic_id)
+    page = browser.post(
+        "/admin/waitlist/waitlistentry/",
+        {
+            "action": "remove_entries",
+            "_selected_action": [e["id"] for e in entries],
+            "apply": "1",
+            "reason": "Closing the line",
+        },
+        follow=True,
+    )
+    said = [str(message) for message in page.context["messages"]]
+    assert said[0].startswith("2 entries selected; an action changes at most 1 at a time.")
+    statuses = WaitlistEntry.objects.filter(id__in=[e["id"] for e in entries])
+    assert {e.status for e in statuses} == {EntryStatus.WAITING}
