@@ -9,6 +9,8 @@ from rest_framework.pagination import PageNumberPagination
 
 from .errors import ValidationFailed
 
+MAX_PAGE = 1_000_000
+
 
 class PageQuery(serializers.Serializer):
     # Whole numbers written as digits ("5.0" and "last" are not pages). Bounded so
@@ -17,7 +19,7 @@ class PageQuery(serializers.Serializer):
     page_size = serializers.RegexField(r"^[0-9]{1,3}$", required=False)
 
     def validate_page(self, value: str) -> int:
-        if not 1 <= int(value) <= 1_000_000:
+        if not 1 <= int(value) <= MAX_PAGE:
             raise serializers.ValidationError("Ensure this value is between 1 and 1000000.")
         return int(value)
 
@@ -59,6 +61,16 @@ class PagePagination(PageNumberPagination):
         slot search): no second check on its hot path."""
         self._checked = {"page": page, "page_size": page_size}
         return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        """DRF's two parameters with the bounds the query is checked against, so a client
+        generated from the schema (or a schema-driven test) knows `page_size=0` is refused."""
+        bounds = {"page": (1, MAX_PAGE), "page_size": (1, self.max_page_size)}
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            low, high = bounds[parameter["name"]]
+            parameter["schema"] = {**parameter["schema"], "minimum": low, "maximum": high}
+        return parameters
 
     def get_page_number(self, request: Any, paginator: Any) -> Any:
         return getattr(self, "_checked", {}).get("page", 1)

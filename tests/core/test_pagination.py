@@ -54,3 +54,16 @@ def test_the_checked_page_size_is_the_one_used(owner_client, clinic):
     assert "page=2" in page["next"]
     second = owner_client.get("/api/v1/clinics?page_size=2&page=2").json()
     assert len(second["results"]) == 1
+
+
+def test_the_schema_documents_the_bounds_every_list_checks(anon_client):
+    # Without them a client generated from the schema (and schemathesis) took page_size=0 for
+    # a valid request that the API then refused.
+    schema = anon_client.get("/api/schema/?format=json").json()
+    bounds = {"page": (1, 1_000_000), "page_size": (1, 100)}
+    for path in LISTS:
+        parameters = schema["paths"][path]["get"]["parameters"]
+        found = {p["name"]: p["schema"] for p in parameters if p["name"] in bounds}
+        assert found.keys() == bounds.keys(), path
+        for name, (low, high) in bounds.items():
+            assert (found[name]["minimum"], found[name]["maximum"]) == (low, high), (path, name)
