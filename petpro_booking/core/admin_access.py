@@ -1,6 +1,6 @@
 """Who an admin user is, as a Principal, and the admin base every clinic-scoped admin uses.
 
-Support is the group "support" (or a superuser); clinic staff are the users the clinics app
+Support is the group "support" (or a superuser); clinic staff are the users the slots app
 links to clinics (it registers that lookup with `on_staff_clinics`, so core knows no app).
 Admin actions call services with this principal, like the API does.
 """
