@@ -57,10 +57,14 @@ urlpatterns = [
     # envelope, also with DEBUG on (Django's debug 404 page would list every pattern).
     re_path(r"^api/", csrf_exempt(exception_handler.api_not_found), name="api-not-found"),
     path("admin/", admin.site.urls),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("healthz", exception_handler.get_only(health.healthz), name="healthz"),
+    path("readyz", exception_handler.get_only(health.readyz), name="readyz"),
     # Multiprocess-safe under gunicorn, with the scrape-time gauges (outbox, expiry, checks).
-    path("metrics", metrics_export.metrics_view, name="prometheus-django-metrics"),
+    path(
+        "metrics",
+        exception_handler.get_only(metrics_export.metrics_view),
+        name="prometheus-django-metrics",
+    ),
 ]
 
 handler400 = "petpro_booking.core.exception_handler.json_bad_request"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import DatabaseError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -176,3 +179,22 @@ def json_bad_request(request, exception=None, *, reason: str | None = None) -> J
     if reason is not None:
         message, details = "Bad request.", {"request": [reason]}
     return JsonResponse(error_body("validation_error", message, details), status=400)
+
+
+def get_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A plain Django view outside the API (the probes, /metrics) that answers GET and HEAD:
+    any other method is 405 with the envelope and `Allow`, where a POST met Django's CSRF
+    check first and got its HTML 403 page."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return JsonResponse(
+                error_body("method_not_allowed", "Only GET and HEAD are allowed here."),
+                status=405,
+                headers={"Allow": "GET, HEAD"},
+            )
+        return view(request, *args, **kwargs)
+
+    return answer

@@ -50,3 +50,17 @@ def test_readyz_is_503_when_the_database_is_unreachable(anon_client, monkeypatch
     response = anon_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"]["status"] == "unavailable"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_a_probe_or_the_scrape_refuses_other_methods_with_the_envelope(path, method):
+    # Django's CSRF check met a POST first and answered its HTML 403 page (a sweep found it).
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    response = getattr(browser, method)(path)
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert browser.head(path).status_code in (200, 503)
