@@ -27,6 +27,17 @@ CHECKED_ELSEWHERE = {
 }
 
 
+def settings_started_with(variables: dict[str, str]) -> subprocess.CompletedProcess:
+    """The settings imported in a new process with these environment variables."""
+    return subprocess.run(
+        [sys.executable, "-c", "import petpro_booking.settings.base"],
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_the_defaults_are_in_range() -> None:
     assert base.numbers_out_of_range(vars(base)) == []
 
@@ -62,13 +73,7 @@ def test_every_number_read_from_the_environment_has_a_range() -> None:
     ],
 )
 def test_a_number_out_of_range_is_refused_at_start_with_its_name(variables, messages) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "import petpro_booking.settings.base"],
-        env={**os.environ, **variables},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = settings_started_with(variables)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     for message in messages:
@@ -76,19 +81,14 @@ def test_a_number_out_of_range_is_refused_at_start_with_its_name(variables, mess
 
 
 def test_zero_where_zero_turns_a_feature_off_is_accepted() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "import petpro_booking.settings.base"],
-        env={
-            **os.environ,
+    result = settings_started_with(
+        {
             "SLOT_SEARCH_CACHE_SECONDS": "0",
             "LOCK_WAIT_SECONDS": "0",
             "PAYMENT_MAX_RETRIES": "0",
             "BOOKING_MIN_NOTICE_MINUTES": "0",
             "CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB": "0",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+        }
     )
     assert result.returncode == 0, result.stderr
 
@@ -112,12 +112,6 @@ def test_zero_where_zero_turns_a_feature_off_is_accepted() -> None:
 def test_a_number_that_cannot_be_read_is_refused_with_its_name(variable, value, message) -> None:
     # Before, a bare ValueError ("invalid literal for int() with base 10: '10m'") named no
     # variable.
-    result = subprocess.run(
-        [sys.executable, "-c", "import petpro_booking.settings.base"],
-        env={**os.environ, variable: value},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = settings_started_with({variable: value})
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {message}" in result.stderr

@@ -6,7 +6,6 @@ terminated and the broker going down, and the command stops cleanly on SIGTERM."
 from __future__ import annotations
 
 import faulthandler
-import os
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from petpro_booking.events import tasks
 from petpro_booking.events.listener import CHANNEL, RelayListener, listen_conninfo
 from petpro_booking.events.selectors import outbox_backlog
 
+from ..core.test_settings_ranges import settings_started_with
 from .conftest import child_process_env, slot_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -225,12 +225,6 @@ def test_the_command_relays_until_sigterm_and_then_stops(broker_tap, private_exc
     ],
 )
 def test_a_relay_setting_that_cannot_work_is_refused_at_start(variable, value, message):
-    result = subprocess.run(
-        [sys.executable, "-c", "import petpro_booking.settings.base"],
-        env={**os.environ, variable: value},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = settings_started_with({variable: value})
     assert result.returncode != 0
     assert message in result.stderr
