@@ -167,16 +167,21 @@ class ClinicScopedAdmin(admin.ModelAdmin):
 
 
 def selection_too_large(
-    model_admin: admin.ModelAdmin, request: HttpRequest, rows: QuerySet, what: str
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    rows: QuerySet,
+    what: str,
+    maximum: int | None = None,
 ) -> bool:
-    """True, with a message saying how to go on, when an action would change more than
-    ACTION_MAX_ROWS `rows`; it then changes none."""
+    """True, with a message saying how to go on, when an action would work on more than
+    `maximum` (ACTION_MAX_ROWS) `rows`; it then changes none."""
+    maximum = ACTION_MAX_ROWS if maximum is None else maximum
     count = rows.count()
-    if count <= ACTION_MAX_ROWS:
+    if count <= maximum:
         return False
     model_admin.message_user(
         request,
-        f"{count} {what} selected; an action changes at most {ACTION_MAX_ROWS} at a time. "
+        f"{count} {what} selected; an action changes at most {maximum} at a time. "
         "Nothing was changed: narrow the list (by date or clinic) and run it again.",
         messages.ERROR,
     )

@@ -156,3 +156,30 @@ def test_closing_more_slots_than_an_action_takes_closes_none_and_says_how(
     page = support_browser.post("/admin/slots/slot/", everything, follow=True)
     assert [str(message) for message in page.context["messages"]] == ["2 slots closed."]
     assert set(Slot.objects.filter(service=service).values_list("status", flat=True)) == {"closed"}
+
+
+def test_generating_for_more_services_than_a_run_takes_makes_nothing(
+    support_browser, two_clinics, monkeypatch
+):
+    # Each service may get up to SLOT_GENERATE_MAX_SLOTS slots (~1.4 s for 3,000): a "select
+    # all" of a large clinic's services would run past the web worker's timeout.
+    monkeypatch.setattr("slots.admin.GENERATE_MAX_SERVICES", 1)
+    before = Slot.objects.count()
+    page = support_browser.post(
+        "/admin/slots/clinicservice/",
+        {
+            "action": "generate_slots",
+            "_selected_action": ["svc-mine", "svc-theirs"],
+            "apply": "1",
+            "date_from": "2027-02-01",
+            "date_to": "2027-02-07",
+            "weekdays": ["2"],
+            "start": "10:00",
+            "end": "11:00",
+            "capacity": "2",
+        },
+        follow=True,
+    )
+    said = [str(message) for message in page.context["messages"]]
+    assert said[0].startswith("2 services selected; an action changes at most 1 at a time.")
+    assert Slot.objects.count() == before
