@@ -23,7 +23,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.users.names import PeopleNames, people_names
-from petpro_booking.core.admin_access import ClinicScopedAdmin, NoFormsAdmin, admin_principal
+from petpro_booking.core.admin_access import (
+    ClinicScopedAdmin,
+    NoFormsAdmin,
+    admin_principal,
+    selection_too_large,
+)
 from petpro_booking.core.admin_search import LookupHashSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError, VersionConflict
@@ -313,6 +318,8 @@ class BookingAdmin(NoFormsAdmin, LookupHashSearchMixin, ClinicScopedAdmin):
         """Ask for a reason (showing the bookings and the versions they had), then call the
         service for each booking with the version the user saw."""
         principal = self._principal(request)
+        if selection_too_large(self, request, queryset, "bookings"):
+            return None
         bookings = list(queryset.select_related("slot__clinic").order_by("slot__start_at", "id"))
         if "apply" in request.POST:
             form = BookingActionForm(request.POST)

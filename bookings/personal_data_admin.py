@@ -13,7 +13,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from petpro_booking.core.admin_access import NoFormsAdmin, SupportOnlyAdmin, admin_principal
+from petpro_booking.core.admin_access import (
+    NoFormsAdmin,
+    SupportOnlyAdmin,
+    admin_principal,
+    selection_too_large,
+)
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 
@@ -36,13 +41,25 @@ def _support(request: HttpRequest):
     return principal
 
 
+# Owners one export or erasure run takes: an erasure cancels, pseudonymises and forgets each
+# owner in several transactions, so a "select all" stays well inside the web worker's timeout.
+PERSONAL_DATA_MAX_OWNERS = 20
+
+
 def _owners(queryset: QuerySet) -> list[str]:
     return sorted(set(queryset.values_list("user_id", flat=True)))
 
 
+def _too_many_owners(modeladmin, request: HttpRequest, queryset: QuerySet) -> bool:
+    owners = queryset.order_by().values("user_id").distinct()
+    return selection_too_large(modeladmin, request, owners, "owners", PERSONAL_DATA_MAX_OWNERS)
+
+
 @admin.action(description="Export the owners' personal data (JSON, support)")
-def export_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+def export_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
     _support(request)
+    if _too_many_owners(modeladmin, request, queryset):
+        return None
     document = {"owners": [person_data_export(user_id=u) for u in _owners(queryset)]}
     response = HttpResponse(
         json.dumps(document, indent=2, ensure_ascii=False), content_type="application/json"
@@ -54,6 +71,8 @@ def export_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> H
 @admin.action(description="Erase the owners' personal data (support, asks to confirm)")
 def erase_owner_data(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
     principal = _support(request)
+    if _too_many_owners(modeladmin, request, queryset):
+        return None
     if "apply" in request.POST:
         form = ErasureConfirmForm(request.POST)
         if form.is_valid():

@@ -214,3 +214,23 @@ def test_the_checkout_link_and_the_providers_answers_are_for_support_only(
     seen_by_staff = page_text(staff, url)
     assert "pay-link" in seen_by_staff  # the record itself is theirs to see
     assert "owner-secret" not in seen_by_staff
+
+
+def test_a_booking_action_over_the_row_limit_changes_nothing(support_admin, booking, monkeypatch):
+    # Each booking is its own slot write (and may owe a refund): a "select all" must not run
+    # past the web worker's timeout and stop halfway.
+    monkeypatch.setattr("petpro_booking.core.admin_access.ACTION_MAX_ROWS", 0)
+    before = Booking.objects.get(pk=booking.pk).status
+    page = support_admin.post(
+        "/admin/bookings/booking/",
+        {
+            "action": "cancel_bookings",
+            "_selected_action": [str(booking.pk)],
+            "apply": "1",
+            "reason": "Vet is ill",
+        },
+        follow=True,
+    )
+    said = [str(message) for message in page.context["messages"]]
+    assert said[0].startswith("1 bookings selected; an action changes at most 0 at a time.")
+    assert Booking.objects.get(pk=booking.pk).status == before

@@ -216,3 +216,27 @@ def test_an_erasure_the_admin_cannot_finish_now_is_said_and_can_run_again(
     assert not Booking.objects.filter(user_id="owner-1").exists()
     assert not ErasureRequest.objects.exists()
     assert_counters_match_rows()
+
+
+def test_personal_data_actions_over_the_owner_limit_do_nothing(client, person, monkeypatch):
+    # An erasure is several transactions per owner: a "select all" of bookings must not run
+    # past the web worker's timeout with some owners erased and others not.
+    monkeypatch.setattr("bookings.personal_data_admin.PERSONAL_DATA_MAX_OWNERS", 0)
+    client.force_login(User.objects.create_superuser("agent", "agent@example.com", "pw"))
+    selected = [str(person.bookings["completed"].id)]
+    for action, extra in (
+        ("export_owner_data", {}),
+        ("erase_owner_data", {"apply": "1", "confirm": "on"}),
+    ):
+        page = client.post(
+            "/admin/bookings/booking/",
+            {"action": action, "_selected_action": selected, **extra},
+            follow=True,
+        )
+        said = [str(message) for message in page.context["messages"]]
+        assert said[0].startswith("1 owners selected; an action changes at most 0 at a time."), (
+            action
+        )
+        assert page["Content-Type"].startswith("text/html")  # no export document
+    assert Booking.objects.filter(user_id="owner-1").exists()
+    assert not PersonErasure.objects.exists()
