@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 
 from . import health
-from .env_numbers import env_number
+from .env_numbers import BadNumber, env_number
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -228,8 +228,13 @@ def serve_metrics(port_variable: str) -> None:
 
 
 def _on_worker_init(**_: Any) -> None:
-    """In the worker's main process: serve /metrics on CELERY_METRICS_PORT (0: off)."""
-    serve_metrics("CELERY_METRICS_PORT")
+    """In the worker's main process: serve /metrics on CELERY_METRICS_PORT (0: off). A port
+    that is no port stops the worker: Celery logs and ignores an Exception from a signal
+    receiver, so the worker would run without its metrics and say so only once."""
+    try:
+        serve_metrics("CELERY_METRICS_PORT")
+    except BadNumber as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def _on_worker_process_init(**_: Any) -> None:

@@ -73,11 +73,11 @@ def test_a_value_that_cannot_be_used_is_refused_with_its_name(
             "DB_POOL_METRICS_INTERVAL_SECONDS must be above 0, not 0.",
         ),
         (
-            "from petpro_booking.core.metrics_export import serve_metrics;"
-            " serve_metrics('CELERY_METRICS_PORT')",
-            "CELERY_METRICS_PORT",
+            "from petpro_booking.events.management.commands.outbox import serve_metrics;"
+            " serve_metrics('RELAY_METRICS_PORT')",
+            "RELAY_METRICS_PORT",
             "x",
-            "CELERY_METRICS_PORT must be a whole number, not 'x'.",
+            "RELAY_METRICS_PORT must be a whole number, not 'x'.",
         ),
         (
             "from petpro_booking.core.tracing import sampler_from_env; sampler_from_env()",
@@ -118,3 +118,16 @@ def test_no_process_reads_a_number_from_the_environment_with_a_bare_cast() -> No
         if bare.search(line)
     ]
     assert offenders == [], "read it with petpro_booking.core.env_numbers.env_number"
+
+
+def test_a_bad_metrics_port_stops_the_celery_worker(monkeypatch) -> None:
+    # Celery logs and ignores an Exception from a signal receiver; the worker would have run
+    # without its /metrics. SystemExit goes through.
+    from celery import signals
+
+    import petpro_booking.core.metrics_export  # noqa: F401  (connects the receivers)
+
+    monkeypatch.setenv("CELERY_METRICS_PORT", "99999")
+    with pytest.raises(SystemExit) as stopped:
+        signals.worker_init.send(sender=None)
+    assert str(stopped.value) == "CELERY_METRICS_PORT must be at most 65535, not 99999."
