@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import environ
@@ -17,6 +18,15 @@ class _Env(environ.Env):
     variable. (Values it reads but that are out of range: `numbers_out_of_range` below.)"""
 
     KINDS = {int: "a whole number", float: "a number"}
+
+    @classmethod
+    def parse_value(cls, value, cast):
+        if cast is float:  # django-environ drops every non-digit first: "1e3" read as 13.0
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"not a finite number: {value!r}")
+            return number
+        return super().parse_value(value, cast)
 
     def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
         try:
@@ -660,6 +670,7 @@ _ZERO_OR_MORE = (
     "CONSISTENCY_HOLD_EXPIRY_GRACE_SECONDS",
     "CELERY_DB_REUSE_MAX",
     "EVENT_RELAY_NUDGE_INTERVAL_SECONDS",
+    "PAYMENT_PENDING_EXTENSION_SECONDS",  # 0: a payment still processing is not waited for
     "PAYMENT_MAX_RETRIES",
     "PAYMENT_RETRY_BACKOFF_SECONDS",
     "PAYMENT_SANDBOX_DELAY_SECONDS",
@@ -680,7 +691,6 @@ _ABOVE_ZERO = (
     "WAITLIST_OFFER_SECONDS",
     "PAYMENT_DEADLINE_SECONDS",
     "PAYMENT_DEADLINE_CAP_SECONDS",
-    "PAYMENT_PENDING_EXTENSION_SECONDS",
     "PAYMENT_DEADLINE_MAX_SECONDS",
     "LOCK_TTL_SECONDS",
     "SLOT_GENERATE_MAX_DAYS",

@@ -27,10 +27,12 @@ CHECKED_ELSEWHERE = {
 }
 
 
-def settings_started_with(variables: dict[str, str]) -> subprocess.CompletedProcess:
-    """The settings imported in a new process with these environment variables."""
+def settings_started_with(
+    variables: dict[str, str], code: str = "import petpro_booking.settings.base"
+) -> subprocess.CompletedProcess:
+    """The settings imported (`code` run) in a new process with these environment variables."""
     return subprocess.run(
-        [sys.executable, "-c", "import petpro_booking.settings.base"],
+        [sys.executable, "-c", code],
         env={**os.environ, **variables},
         capture_output=True,
         text=True,
@@ -107,6 +109,9 @@ def test_zero_where_zero_turns_a_feature_off_is_accepted() -> None:
             "FAIR_USE_MAX_LIVE_HOLDS must be a whole number, not '5.5'.",
         ),
         ("LOCK_WAIT_SECONDS", "five", "LOCK_WAIT_SECONDS must be a number, not 'five'."),
+        # django-environ dropped the letters and read 5.0 (and "1e3" as 13.0).
+        ("LOCK_WAIT_SECONDS", "5s", "LOCK_WAIT_SECONDS must be a number, not '5s'."),
+        ("AXES_COOLOFF_MINUTES", "15m", "AXES_COOLOFF_MINUTES must be a number, not '15m'."),
     ],
 )
 def test_a_number_that_cannot_be_read_is_refused_with_its_name(variable, value, message) -> None:
@@ -115,3 +120,11 @@ def test_a_number_that_cannot_be_read_is_refused_with_its_name(variable, value, 
     result = settings_started_with({variable: value})
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_a_number_in_scientific_notation_is_read_as_written() -> None:
+    result = settings_started_with(
+        {"LOCK_WAIT_SECONDS": "1e3"},
+        "import petpro_booking.settings.base as s; print(s.LOCK_WAIT_SECONDS)",
+    )
+    assert result.stdout.strip() == "1000.0", result.stderr  # was 13.0

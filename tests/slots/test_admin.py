@@ -13,6 +13,16 @@ from slots.models import ClinicStaff, Slot
 from ..factories import ClinicFactory, ClinicServiceFactory, SlotFactory
 
 pytestmark = pytest.mark.django_db
+# The generate action's form: Tuesdays 10:00-11:00 (clinic time) in the first week of Feb 2027.
+WEEKLY_SCHEDULE = {
+    "apply": "1",
+    "date_from": "2027-02-01",
+    "date_to": "2027-02-07",
+    "weekdays": ["2"],
+    "start": "10:00",
+    "end": "11:00",
+    "capacity": "2",
+}
 
 
 @pytest.fixture
@@ -97,17 +107,7 @@ def test_the_slot_form_still_refuses_a_post_without_its_csrf_token(two_clinics):
 def test_generate_action_creates_slots_in_clinic_time(staff_browser, two_clinics):
     response = staff_browser.post(
         "/admin/slots/clinicservice/",
-        {
-            "action": "generate_slots",
-            "_selected_action": ["svc-mine"],
-            "apply": "1",
-            "date_from": "2027-02-01",
-            "date_to": "2027-02-07",
-            "weekdays": ["2"],
-            "start": "10:00",
-            "end": "11:00",
-            "capacity": "2",
-        },
+        {"action": "generate_slots", "_selected_action": ["svc-mine"], **WEEKLY_SCHEDULE},
     )
     assert response.status_code == 302
     created = Slot.objects.filter(service_id="svc-mine", capacity=2)
@@ -170,13 +170,7 @@ def test_generating_for_more_services_than_a_run_takes_makes_nothing(
         {
             "action": "generate_slots",
             "_selected_action": ["svc-mine", "svc-theirs"],
-            "apply": "1",
-            "date_from": "2027-02-01",
-            "date_to": "2027-02-07",
-            "weekdays": ["2"],
-            "start": "10:00",
-            "end": "11:00",
-            "capacity": "2",
+            **WEEKLY_SCHEDULE,
         },
         follow=True,
     )
