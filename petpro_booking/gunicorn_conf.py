@@ -6,6 +6,7 @@ its gauges stop counting (without this each scrape shows one worker's numbers).
 """
 
 import os
+import runpy
 from pathlib import Path
 
 from gunicorn.glogging import Logger
@@ -14,8 +15,10 @@ from gunicorn.glogging import Logger
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/petpro-prometheus")  # noqa: S108
 os.environ.setdefault("SERVICE_COMPONENT", "web")
 
-# A number that is not one, or out of range, stops gunicorn with the variable's name.
-from petpro_booking.core.env_numbers import env_number
+# A number that is not one, or out of range, stops gunicorn with the variable's name. The
+# reader is loaded by its path: importing the package would pull Django and Celery into the
+# master (and keep their old code across a HUP reload).
+env_number = runpy.run_path(str(Path(__file__).with_name("core") / "env_numbers.py"))["env_number"]
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # 1 CPU per pod by default: 2 x CPU + 1 sync workers; threads > 1 switches to gthread.

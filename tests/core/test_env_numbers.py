@@ -55,13 +55,13 @@ def test_a_value_that_cannot_be_used_is_refused_with_its_name(
     ("code", "variable", "value", "message"),
     [
         (
-            "exec(open('petpro_booking/gunicorn_conf.py').read())",
+            "import runpy; runpy.run_path('petpro_booking/gunicorn_conf.py')",
             "GUNICORN_WORKERS",
             "two",
             "GUNICORN_WORKERS must be a whole number, not 'two'.",
         ),
         (
-            "exec(open('petpro_booking/gunicorn_conf.py').read())",
+            "import runpy; runpy.run_path('petpro_booking/gunicorn_conf.py')",
             "GUNICORN_THREADS",
             "0",
             "GUNICORN_THREADS must be at least 1, not 0.",
