@@ -8,6 +8,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
+from bookings.models import PaymentRecord
 from integrations.models import LocalPet, LocalUser
 from slots.models import Clinic, ClinicService, Slot
 
@@ -75,3 +76,16 @@ class LocalPetFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(LocalUserFactory)
     name = factory.Sequence(lambda n: f"Rex {n}")
     species = "dog"
+
+
+class PaymentRecordFactory(factory.django.DjangoModelFactory):
+    """A payment of `booking` (required: bookings are made through the services), for its
+    amount and currency unless given."""
+
+    class Meta:
+        model = PaymentRecord
+
+    payment_id = factory.Sequence(lambda n: f"pay-{n}")
+    idempotency_key = factory.Sequence(lambda n: f"idem-{n}")
+    amount = factory.LazyAttribute(lambda o: o.booking.amount)
+    currency = factory.LazyAttribute(lambda o: o.booking.currency)

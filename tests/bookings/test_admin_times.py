@@ -22,6 +22,8 @@ from reservations.models import OwnerLimit, Reservation
 from slots.models import Clinic
 from waitlist.models import EntryStatus, WaitlistEntry
 
+from ..factories import PaymentRecordFactory
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # 08:30 UTC on a day of this month that is not today: never the moment a test's own rows are
@@ -62,10 +64,9 @@ def assert_clinic_time(text: str, label: str = BERLIN) -> None:
 
 
 def test_payment_records_read_in_the_clinics_zone(support_admin, booking):
-    record = PaymentRecord.objects.create(
+    record = PaymentRecordFactory(
         booking=booking,
         payment_id="pay-times",
-        idempotency_key="times-1",
         amount=Decimal("45.00"),
         currency="EUR",
     )
@@ -196,10 +197,9 @@ def test_the_checkout_link_and_the_providers_answers_are_for_support_only(
 
     from slots.models import ClinicStaff
 
-    record = PaymentRecord.objects.create(
+    record = PaymentRecordFactory(
         booking=booking,
         payment_id="pay-link",
-        idempotency_key="link-1",
         amount=Decimal("45.00"),
         currency="EUR",
         checkout_url="https://pay.example/checkout/owner-secret",

@@ -9,8 +9,7 @@ import re
 import pytest
 from django.test import override_settings
 
-from bookings.models import PaymentRecord
-
+from ..factories import PaymentRecordFactory
 from .conftest import book_on, hold_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,12 +148,9 @@ def test_the_payment_status_of_a_booking(owner_client, staff_client, unpaid_book
     url = f"/api/v1/bookings/{unpaid_booking.id}"
     assert owner_client.get(url).json()["payment_status"] == "none"
     assert owner_client.get(f"{url}/payment").status_code == 404
-    PaymentRecord.objects.create(
+    PaymentRecordFactory(
         booking=unpaid_booking,
         payment_id="pay-1",
-        idempotency_key="k-1",
-        amount=unpaid_booking.amount,
-        currency=unpaid_booking.currency,
         status="pending",
         checkout_url="https://pay.example/1",
     )

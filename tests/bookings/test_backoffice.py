@@ -18,7 +18,13 @@ from petpro_booking.core.models import IdempotencyKey
 from petpro_booking.events.models import Event
 from slots.models import ClinicStaff
 
-from ..factories import ClinicFactory, ClinicServiceFactory, LocalUserFactory, SlotFactory
+from ..factories import (
+    ClinicFactory,
+    ClinicServiceFactory,
+    LocalUserFactory,
+    PaymentRecordFactory,
+    SlotFactory,
+)
 from ..integrations.stub_server import running_stub
 from .conftest import OTHER_OWNER, book_on, let_slot_start
 
@@ -123,10 +129,9 @@ def test_story_shows_everything_oldest_first_with_names_and_clinic_time(
         response_status=201,
         response_body={"id": str(booking.id)},
     )
-    PaymentRecord.objects.create(
+    PaymentRecordFactory(
         booking=booking,
         payment_id="pay_123",
-        idempotency_key="pay-key-1",
         amount=45,
         currency="EUR",
         status="pending",

@@ -129,19 +129,17 @@ def test_a_task_the_request_enqueues_runs_in_the_requests_trace(
     """An owner cancels a paid booking: the request enqueues the refund after its commit, a
     real worker runs it, and the task's span is a child of the request's publish span in the
     same trace; the task's log lines carry the request's trace id and name the booking."""
-    from bookings.models import Booking, PaymentRecord
+    from bookings.models import Booking
 
     from ..bookings.payment_fixtures import book_paid
+    from ..factories import PaymentRecordFactory
 
     settings.PAYMENT_SERVICE_URL = ""  # the sandbox answers the refund in-process
     booking = book_paid(paid_slot)
     Booking.objects.filter(id=booking.id).update(status="confirmed")
-    PaymentRecord.objects.create(
+    PaymentRecordFactory(
         booking=booking,
         payment_id="pay_trace_1",
-        idempotency_key="idem-trace-1",
-        amount=booking.amount,
-        currency=booking.currency,
         status="succeeded",
     )
     spans.clear()

@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from bookings.models import Booking, PaymentRecord
+from bookings.models import Booking
 from bookings.services import booking_cancel, booking_complete, booking_mark_no_show
 from petpro_booking.core.principal import Principal
 from reservations.models import Reservation
@@ -20,7 +20,12 @@ from waitlist.services import waitlist_join
 from ..bookings.conftest import SUPPORT, book_on, let_slot_start, staff_of
 from ..bookings.payment_fixtures import book_paid
 from ..conftest import api_client_for
-from ..factories import ClinicServiceFactory, LocalPetFactory, SlotFactory
+from ..factories import (
+    ClinicServiceFactory,
+    LocalPetFactory,
+    PaymentRecordFactory,
+    SlotFactory,
+)
 
 PERSON = Principal(sub="owner-1", roles=frozenset({"pet_owner"}))
 BYSTANDER = Principal(sub="owner-2", roles=frozenset({"pet_owner"}))
@@ -70,12 +75,9 @@ def person(clinic) -> Person:
     bookings = {"confirmed": book_on(shared, owner=PERSON)}
     bystander_booking = book_on(shared, owner=BYSTANDER, pet_id="pet-2")
     pending = book_paid(slot(1, on=paid), owner=PERSON)
-    PaymentRecord.objects.create(
+    PaymentRecordFactory(
         booking=pending,
         payment_id="pay_erasure_1",
-        idempotency_key="idem-erasure-1",
-        amount=pending.amount,
-        currency=pending.currency,
         status="pending",
         checkout_url="https://pay.example/checkout?customer=owner-1",
         last_payload={"customer_id": "owner-1", "description": f"Check-up for {PET_NAME}"},

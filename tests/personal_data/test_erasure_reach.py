@@ -26,7 +26,7 @@ from waitlist.services import waitlist_join
 
 from ..bookings.conftest import OWNER, SUPPORT, book_on, let_slot_start, other_pet  # noqa: F401
 from ..conftest import api_client_for
-from ..factories import LocalPetFactory, SlotFactory
+from ..factories import LocalPetFactory, PaymentRecordFactory, SlotFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,12 +92,9 @@ def test_numeric_ids_are_erased_without_changing_times_amounts_or_ids(slot):
     owner = Principal(sub="2026", roles=frozenset({"pet_owner"}))
     booking = book_on(slot, owner=owner, pet_id="12")
     let_slot_start(slot)  # a past visit: kept, pseudonymised
-    PaymentRecord.objects.create(
+    PaymentRecordFactory(
         booking=booking,
         payment_id="pay_2026_12",
-        idempotency_key="idem-2026",
-        amount=booking.amount,
-        currency=booking.currency,
         status="succeeded",
         last_payload={
             "customer_id": 2026,
@@ -250,12 +247,9 @@ def test_the_export_has_waiting_list_offers_and_what_the_payment_provider_said(
         end_at=slot.end_at + dt.timedelta(hours=3),
     )
     booking = book_on(later)
-    PaymentRecord.objects.create(
+    PaymentRecordFactory(
         booking=booking,
         payment_id="pay_1",
-        idempotency_key="idem-1",
-        amount=booking.amount,
-        currency=booking.currency,
         status="pending",
         checkout_url="https://pay.example/checkout/cs_1",
         last_payload={"customer_id": "owner-1", "status": "pending"},
