@@ -19,6 +19,7 @@ class LocalUser(models.Model):
     class Meta:
         db_table = "local_users"
         verbose_name = "user (local adapter)"
+        indexes = [models.Index(fields=["email_lookup"], name="local_users_email_lookup_idx")]
 
     def __str__(self) -> str:
         return self.name
@@ -34,6 +35,7 @@ class LocalPet(models.Model):
     class Meta:
         db_table = "local_pets"
         verbose_name = "pet (local adapter)"
+        indexes = [models.Index(fields=["name_lookup"], name="local_pets_name_lookup_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.species})"

@@ -75,6 +75,8 @@ class Reservation(models.Model):
                 name="reservations_group_idx",
                 condition=Q(group_id__isnull=False),
             ),
+            # Support's admin search by a pet's name (equality on its keyed hash).
+            models.Index(fields=["pet_name_lookup"], name="reservations_pet_name_lkp_idx"),
         ]
 
     def __str__(self) -> str:
