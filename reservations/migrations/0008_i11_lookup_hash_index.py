@@ -9,60 +9,24 @@ index; the migration is therefore not atomic, and every step may run again after
 from django.db import migrations, models
 
 import petpro_booking.core.model_fields
+from petpro_booking.core.migration_indexes import (
+    ConcurrentlyOnPostgreSQL,
+    column_indexes,
+    create_index_concurrently,
+    drop_index_concurrently,
+)
 
 TABLE = "reservations"
 COLUMN = "pet_name_lookup"
 INDEX = "reservations_pet_name_lkp_idx"
 
 
-def _field() -> petpro_booking.core.model_fields.LookupHashField:
-    return petpro_booking.core.model_fields.LookupHashField(
-        blank=True, default="", editable=False, max_length=64, source="pet_name"
-    )
-
-
-def _index() -> models.Index:
-    return models.Index(fields=[COLUMN], name=INDEX)
-
-
-def _old_indexes(schema_editor) -> list[str]:
-    """The indexes `db_index` made on the column (the plain one and its `_like` twin)."""
-    connection = schema_editor.connection
-    with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(cursor, TABLE)
-    return sorted(
-        name
-        for name, info in constraints.items()
-        if info["index"] and not info["unique"] and info["columns"] == [COLUMN] and name != INDEX
-    )
-
-
-def forwards(apps, schema_editor):
-    Reservation = apps.get_model("reservations", "Reservation")
-    if schema_editor.connection.vendor != "postgresql":
-        old = Reservation._meta.get_field(COLUMN)
-        new = _field()
-        new.set_attributes_from_name(COLUMN)
-        schema_editor.alter_field(Reservation, old, new)
-        schema_editor.add_index(Reservation, _index())
-        return
-    schema_editor.execute(
-        f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{INDEX}" ON "{TABLE}" ("{COLUMN}")'
-    )
-    for name in _old_indexes(schema_editor):
-        schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
-
-
-def backwards(apps, schema_editor):
-    Reservation = apps.get_model("reservations", "Reservation")
-    schema_editor.remove_index(Reservation, _index())
-    new = _field()
-    new.set_attributes_from_name(COLUMN)
-    old = petpro_booking.core.model_fields.LookupHashField(
-        blank=True, default="", editable=False, max_length=64, source="pet_name", db_index=True
-    )
-    old.set_attributes_from_name(COLUMN)
-    schema_editor.alter_field(Reservation, new, old)
+def on_postgresql(schema_editor):
+    create_index_concurrently(schema_editor, name=INDEX, table=TABLE, column=COLUMN)
+    # The indexes `db_index` made on the column: the plain one and its `_like` twin.
+    for name in column_indexes(schema_editor, table=TABLE, column=COLUMN):
+        if name != INDEX:
+            drop_index_concurrently(schema_editor, name)
 
 
 class Migration(migrations.Migration):
@@ -73,11 +37,19 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AlterField(model_name="reservation", name=COLUMN, field=_field()),
-                migrations.AddIndex(model_name="reservation", index=_index()),
+        ConcurrentlyOnPostgreSQL(
+            [
+                migrations.AlterField(
+                    model_name="reservation",
+                    name=COLUMN,
+                    field=petpro_booking.core.model_fields.LookupHashField(
+                        blank=True, default="", editable=False, max_length=64, source="pet_name"
+                    ),
+                ),
+                migrations.AddIndex(
+                    model_name="reservation", index=models.Index(fields=[COLUMN], name=INDEX)
+                ),
             ],
-            database_operations=[migrations.RunPython(forwards, backwards)],
+            postgresql=on_postgresql,
         ),
     ]
