@@ -372,8 +372,10 @@ def booking_find(*, principal: Principal, text: str = "", day: dt.date | None = 
     text = text.strip()
     if text:
         if REFERENCE.match(text):
-            bookings = bookings.filter(reference__iexact=text)
-        else:
+            # References are written in capitals: an equality the unique index serves, where
+            # `iexact` (UPPER(reference) = UPPER(text)) read every booking in scope.
+            bookings = bookings.filter(reference=text.upper())
+        else:  # not a reference's shape, so no booking's reference
             recent_owners = list(
                 dict.fromkeys(
                     bookings.order_by("-created_at").values_list("user_id", flat=True)[:5000]
@@ -384,7 +386,6 @@ def booking_find(*, principal: Principal, text: str = "", day: dt.date | None = 
             bookings = bookings.filter(
                 Q(user_id=text)
                 | Q(pet_id=text)
-                | Q(reference__iexact=text)
                 | Q(user_id__in=sorted(owners))
                 | Q(pet_id__in=sorted(pets))
             )

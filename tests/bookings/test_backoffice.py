@@ -84,6 +84,20 @@ def test_finder_matches_reference_owner_pet_phone_email_and_day(
     assert b"must read YYYY-MM-DD" in bad.content
 
 
+def test_finder_looks_a_reference_up_by_equality(support_browser, named_booking):
+    """A reference typed in any case is compared with the stored capitals, an equality the
+    unique index serves (UPPER(reference) on both sides would read every booking in scope)."""
+    with CaptureQueriesContext(connection) as queries:
+        page = support_browser.get(FIND, {"q": named_booking.reference.lower()})
+    assert found(page) == [named_booking.reference]
+    on_bookings = [q["sql"] for q in queries.captured_queries if 'FROM "bookings"' in q["sql"]]
+    assert on_bookings
+    assert not any('UPPER("bookings"."reference"' in sql for sql in on_bookings)
+    assert any(
+        f'"bookings"."reference" = \'{named_booking.reference}\'' in sql for sql in on_bookings
+    )
+
+
 def test_finder_and_names_use_the_user_service_when_configured(
     support_browser, named_booking, settings
 ):
