@@ -20,6 +20,7 @@ from .integrations.payments.stub import payment_stub  # noqa: F401  (fixture, sh
 # that stop Redis, a Redis Cluster, a streaming replica, a PostgreSQL with TLS (`tls_postgres`,
 # port 5434).
 pytest_plugins = [
+    "tests.fast_flush",
     "tests.redis_server",
     "tests.redis_cluster",
     "tests.pg_replica",
