@@ -29,7 +29,7 @@ from petpro_booking.core.admin_access import (
     admin_principal,
     selection_too_large,
 )
-from petpro_booking.core.admin_search import LookupHashSearchMixin
+from petpro_booking.core.admin_search import IndexedSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError, VersionConflict
 from petpro_booking.core.http import uuid_or_none, version_or_none
@@ -129,7 +129,7 @@ class RescheduleForm(BookingActionForm):
 
 
 @admin.register(Booking)
-class BookingAdmin(NoFormsAdmin, LookupHashSearchMixin, ClinicScopedAdmin):
+class BookingAdmin(NoFormsAdmin, IndexedSearchMixin, ClinicScopedAdmin):
     # Changes happen only through the actions below (services): NoFormsAdmin.
     list_display = [
         "reference_link",
@@ -149,7 +149,9 @@ class BookingAdmin(NoFormsAdmin, LookupHashSearchMixin, ClinicScopedAdmin):
         ("slot__start_at", admin.DateFieldListFilter),
         ("created_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["=reference", "=user_id", "=pet_id", "=clinic_id", "=group_id"]
+    # Each compared by equality through its own index (core/admin_search.py).
+    exact_search_fields = ("reference", "user_id", "pet_id", "clinic_id", "group_id")
+    search_normalisers = {"reference": str.upper}
     # By the pet's (encrypted) name through its keyed hash, exact name.
     lookup_search_fields = ("reservation__pet_name_lookup",)
     list_select_related = ["slot", "slot__clinic"]

@@ -73,6 +73,8 @@ class Booking(models.Model):
         indexes = [
             models.Index(fields=["user_id", "created_at"], name="bookings_user_idx"),
             models.Index(fields=["clinic_id", "created_at"], name="bookings_clinic_idx"),
+            # The admin's search by pet id (core/admin_search.py: one index per field searched).
+            models.Index(fields=["pet_id"], name="bookings_pet_idx"),
             models.Index(
                 fields=["created_at"],
                 name="bookings_unpaid_idx",

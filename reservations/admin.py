@@ -14,7 +14,7 @@ from petpro_booking.core.admin_access import (
     admin_principal,
     visible_clinic_ids,
 )
-from petpro_booking.core.admin_search import LookupHashSearchMixin
+from petpro_booking.core.admin_search import IndexedSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from slots.display import local_label
 
@@ -27,7 +27,7 @@ def _clinic_zone(reservation: Reservation) -> str:
 
 
 @admin.register(Reservation)
-class ReservationAdmin(NoFormsAdmin, LookupHashSearchMixin, admin.ModelAdmin):
+class ReservationAdmin(NoFormsAdmin, IndexedSearchMixin, admin.ModelAdmin):
     list_display = [
         "slot_start",
         "status",
@@ -41,7 +41,8 @@ class ReservationAdmin(NoFormsAdmin, LookupHashSearchMixin, admin.ModelAdmin):
         "id",
     ]
     list_filter = ["status", "slot__clinic", "slot__service", "expires_at", "created_at"]
-    search_fields = ["=id", "=user_id", "=pet_id", "=group_id"]
+    # Each compared by equality through its own index (core/admin_search.py).
+    exact_search_fields = ("id", "user_id", "pet_id", "group_id")
     # The pet's name is encrypted: searched by its keyed hash (exact name).
     lookup_search_fields = ("pet_name_lookup",)
     date_hierarchy = "created_at"

@@ -77,6 +77,8 @@ class Reservation(models.Model):
             ),
             # Support's admin search by a pet's name (equality on its keyed hash).
             models.Index(fields=["pet_name_lookup"], name="reservations_pet_name_lkp_idx"),
+            # The admin's search by pet id (core/admin_search.py: one index per field searched).
+            models.Index(fields=["pet_id"], name="reservations_pet_idx"),
         ]
 
     def __str__(self) -> str:

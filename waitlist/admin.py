@@ -15,6 +15,7 @@ from petpro_booking.core.admin_access import (
     admin_principal,
     selection_too_large,
 )
+from petpro_booking.core.admin_search import IndexedSearchMixin
 from petpro_booking.core.admin_times import local_time_column
 from petpro_booking.core.errors import ApplicationError
 from slots.display import local_label
@@ -44,7 +45,7 @@ class RemoveForm(forms.Form):
 
 
 @admin.register(WaitlistEntry)
-class WaitlistEntryAdmin(ClinicScopedAdmin):
+class WaitlistEntryAdmin(IndexedSearchMixin, ClinicScopedAdmin):
     clinic_field = "slot__clinic_id"
     list_display = [
         "slot_start",
@@ -59,7 +60,9 @@ class WaitlistEntryAdmin(ClinicScopedAdmin):
         "end_reason",
     ]
     list_filter = ["status", "slot__clinic", "slot__service"]
-    search_fields = ["=slot__id", "=user_id", "=pet_id"]  # names are encrypted
+    # Each compared by equality through its own index (core/admin_search.py); names are
+    # encrypted and not searched.
+    exact_search_fields = ("slot__id", "user_id", "pet_id")
     ordering = ["slot__start_at", "joined_at", "id"]  # one slot's line reads oldest first
     list_select_related = ["slot", "slot__clinic"]
     readonly_fields = tuple(

@@ -73,6 +73,8 @@ class WaitlistEntry(models.Model):
                 condition=Q(status__in=["waiting", "offered"]),
             ),
             models.Index(fields=["user_id", "joined_at"], name="waitlist_user_idx"),
+            # The admin's search by pet id (core/admin_search.py: one index per field searched).
+            models.Index(fields=["pet_id"], name="waitlist_pet_idx"),
         ]
 
     def __str__(self) -> str:

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from petpro_booking.core.admin_access import support_principal as support_of
+from petpro_booking.core.admin_search import IndexedSearchMixin
 from petpro_booking.core.admin_times import clinic_zones, local_time_column
 from petpro_booking.core.principal import Principal
 
@@ -93,7 +94,7 @@ EVENT_MOMENTS = {
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(IndexedSearchMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "event_type",
@@ -105,7 +106,9 @@ class EventAdmin(admin.ModelAdmin):
         "publish_attempts",
     ]
     list_filter = [OutboxStateFilter, "aggregate_type", "event_type"]
-    search_fields = ["=aggregate_id", "=event_id", "event_type"]
+    # Each compared by equality through its own index (core/admin_search.py): an event type
+    # is chosen with the filter, not searched (no index serves a search in the type's text).
+    exact_search_fields = ("aggregate_id", "event_id")
     readonly_fields = tuple(
         EVENT_MOMENTS.get(field.name, field.name) for field in Event._meta.fields
     )

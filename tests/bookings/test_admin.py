@@ -64,6 +64,28 @@ def test_support_finds_booking_by_reference_owner_and_pet(support_browser, booki
     assert list(page.context["cl"].result_list) == []
 
 
+def test_the_search_takes_a_reference_in_any_case_and_every_term_must_match(
+    support_browser, booking, client
+):
+    def found(query: str) -> list:
+        page = support_browser.get(CHANGELIST, {"q": query})
+        assert page.status_code == 200
+        return [b.pk for b in page.context["cl"].result_list]
+
+    assert found(booking.reference.lower()) == [booking.pk]
+    assert found(f"{booking.reference} {booking.user_id}") == [booking.pk]
+    assert found(f"{booking.reference} nobody") == []
+    assert found(str(booking.reservation_id)) == []  # a UUID, but no searched field's
+    assert found("x" * 500) == []  # longer than any searched column
+
+
+def test_a_clinics_staff_search_finds_only_their_clinics_bookings(client, booking):
+    browser, _ = staff_browser_for(client, "another-clinic")
+    page = browser.get(CHANGELIST, {"q": booking.reference})
+    assert page.status_code == 200
+    assert list(page.context["cl"].result_list) == []
+
+
 def test_cancel_action_asks_for_a_reason_then_goes_through_the_service(
     support_browser, support_user, booking, slot
 ):
