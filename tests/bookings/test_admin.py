@@ -79,6 +79,14 @@ def test_the_search_takes_a_reference_in_any_case_and_every_term_must_match(
     assert found("x" * 500) == []  # longer than any searched column
 
 
+def test_a_search_of_many_words_searches_the_first_ten_and_says_so(support_browser, booking):
+    words = [booking.reference] * 10 + ["nobody"] * 290  # the 11th word on would match nothing
+    page = support_browser.get(CHANGELIST, {"q": " ".join(words)})
+    assert page.status_code == 200
+    assert [b.pk for b in page.context["cl"].result_list] == [booking.pk]
+    assert "Only the first 10 words" in " ".join(messages_of(page))
+
+
 def test_a_clinics_staff_search_finds_only_their_clinics_bookings(client, booking):
     browser, _ = staff_browser_for(client, "another-clinic")
     page = browser.get(CHANGELIST, {"q": booking.reference})
