@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import router
+from django.db import migrations, models, router
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.operations.special import SeparateDatabaseAndState
 
@@ -76,3 +76,16 @@ class ConcurrentlyOnPostgreSQL(SeparateDatabaseAndState):
 
     def describe(self) -> str:
         return "; ".join(operation.describe() for operation in self.state_operations)
+
+
+def add_index_concurrently(*, model_name: str, table: str, column: str, name: str) -> Operation:
+    """An AddIndex of a plain index on one column that PostgreSQL builds CONCURRENTLY (and
+    builds again, if a stop left it INVALID)."""
+
+    def on_postgresql(schema_editor: Any) -> None:
+        create_index_concurrently(schema_editor, name=name, table=table, column=column)
+
+    index = models.Index(fields=[column], name=name)
+    return ConcurrentlyOnPostgreSQL(
+        [migrations.AddIndex(model_name=model_name, index=index)], postgresql=on_postgresql
+    )

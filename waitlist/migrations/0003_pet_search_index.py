@@ -3,19 +3,9 @@ searched is compared by equality through its own index; before, every search rea
 table). On PostgreSQL the index is built CONCURRENTLY, so the waiting lists go on meanwhile; the
 migration is therefore not atomic, and it may run again after a stop."""
 
-from django.db import migrations, models
+from django.db import migrations
 
-from petpro_booking.core.migration_indexes import (
-    ConcurrentlyOnPostgreSQL,
-    create_index_concurrently,
-)
-
-TABLE = "waitlist_entries"
-INDEX = "waitlist_pet_idx"
-
-
-def on_postgresql(schema_editor):
-    create_index_concurrently(schema_editor, name=INDEX, table=TABLE, column="pet_id")
+from petpro_booking.core.migration_indexes import add_index_concurrently
 
 
 class Migration(migrations.Migration):
@@ -26,12 +16,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        ConcurrentlyOnPostgreSQL(
-            [
-                migrations.AddIndex(
-                    model_name="waitlistentry", index=models.Index(fields=["pet_id"], name=INDEX)
-                ),
-            ],
-            postgresql=on_postgresql,
+        add_index_concurrently(
+            model_name="waitlistentry",
+            table="waitlist_entries",
+            column="pet_id",
+            name="waitlist_pet_idx",
         ),
     ]
