@@ -65,7 +65,7 @@ def test_support_finds_booking_by_reference_owner_and_pet(support_browser, booki
 
 
 def test_the_search_takes_a_reference_in_any_case_and_every_term_must_match(
-    support_browser, booking, client
+    support_browser, booking
 ):
     def found(query: str) -> list:
         page = support_browser.get(CHANGELIST, {"q": query})

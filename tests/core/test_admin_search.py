@@ -3,8 +3,6 @@ no search reads a whole table, whatever the term."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.contrib import admin
 from django.db import connection
@@ -26,7 +24,9 @@ def test_the_admins_of_the_big_tables_search_through_indexes():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("model_admin", SEARCHING_ADMINS, ids=lambda a: a.model.__name__)
-@pytest.mark.parametrize("term", [str(uuid.uuid4()), "owner-1", "Biscuit the Brave", "ab12"])
+@pytest.mark.parametrize(
+    "term", ["5f0c8a52-9c1e-4d3b-8f2a-0e6b7c1d2e3f", "owner-1", "Biscuit the Brave", "ab12"]
+)
 def test_no_search_reads_a_whole_table(model_admin, term):
     found, may_have_duplicates = model_admin.get_search_results(
         RequestFactory().get("/"), model_admin.model._default_manager.all(), term
