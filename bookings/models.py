@@ -30,7 +30,7 @@ class CancelReason(models.TextChoices):
 class Booking(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # "PP-" and 6 characters; unique by a constraint in Meta, not `unique=True`, which on
-    # PostgreSQL adds a LIKE index that no query uses (lookups are exact or case-insensitive).
+    # PostgreSQL adds a LIKE index that no query uses (every lookup is an equality).
     reference = models.CharField(max_length=9)
     slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="bookings")
     reservation = models.OneToOneField(
